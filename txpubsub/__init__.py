@@ -1,0 +1,3 @@
+"""txpubsub: a publish/subscribe message server on Twisted."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""A channel: its message ids, its kept history and its concrete subscribers."""
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+from txpubsub.message import Message
+
+T = TypeVar("T")
+
+
+class Channel(Generic[T]):
+    """One concrete channel.
+
+    Ids are consecutive from 1 and never restart while the server's epoch
+    stands: a channel created again after a drop starts after ``last_id``.
+    ``subscribers`` holds the connections subscribed to this exact name;
+    wildcard subscriptions live in the hub's PatternIndex.
+    """
+
+    __slots__ = (
+        "created_at",
+        "history",
+        "last_id",
+        "last_publish_at",
+        "name",
+        "published",
+        "subscribers",
+        "system",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        keep: int,
+        created_at: float,
+        last_id: int = 0,
+        system: bool = False,
+    ) -> None:
+        self.name = name
+        self.history: deque[Message] = deque(maxlen=keep)
+        self.last_id = last_id
+        self.published = 0
+        self.subscribers: set[T] = set()
+        self.created_at = created_at
+        self.last_publish_at: float | None = None
+        self.system = system
+
+    @property
+    def keep(self) -> int:
+        """How many messages this channel keeps."""
+        return self.history.maxlen or 0
+
+    def append(self, sender: str, payload: bytes, now: float) -> Message:
+        """Number a new message, keep it, and return it."""
+        self.last_id += 1
+        self.published += 1
+        self.last_publish_at = now
+        msg = Message(self.name, self.last_id, sender, payload, now)
+        self.history.append(msg)
+        return msg

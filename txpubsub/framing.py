@@ -1,0 +1,106 @@
+"""Line framing with length-prefixed payloads, linear in the bytes received."""
+from __future__ import annotations
+
+from twisted.protocols.basic import LineReceiver
+
+
+class LineFramer(LineReceiver):
+    """A LineReceiver (LF-delimited) that can also read ``n`` raw bytes + EOL.
+
+    ``LineReceiver.dataReceived`` re-splits its whole buffer for every line
+    and concatenates every chunk onto it, so pipelined input costs quadratic
+    time in the chunk (Twisted #6357) and a line trickled a byte at a time
+    quadratic time in the line. This keeps the same contract (``lineReceived``,
+    ``lineLengthExceeded``, ``MAX_LENGTH``, stop once the transport is
+    disconnecting) with an offset into each chunk and a list of pieces for an
+    unfinished line.
+
+    ``MAX_LENGTH`` is the longest line, a CR just before the LF not counted.
+    ``expect_payload(n)`` (called from ``lineReceived``) makes the next ``n``
+    bytes, then CRLF or LF, arrive whole at ``payloadReceived``; anything
+    else after them goes to ``frameError``.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 65536
+
+    _pieces: list[bytes] | None = None
+    _pieces_len = 0
+    _payload_left: int | None = None
+    _payload_chunks: list[bytes] | None = None
+    _payload_cr = False
+
+    def dataReceived(self, data: bytes) -> None:
+        pos = 0
+        size = len(data)
+        transport = self.transport
+        while pos < size and not transport.disconnecting:
+            if self._payload_left is not None:
+                pos = self._take_payload(data, pos)
+                continue
+            eol = data.find(b"\n", pos)
+            if eol < 0:
+                self._keep_piece(data[pos:])
+                return
+            if self._pieces:
+                self._pieces.append(data[pos:eol])
+                line = b"".join(self._pieces)
+                self._pieces = None
+                self._pieces_len = 0
+            else:
+                line = data[pos:eol]
+            pos = eol + 1
+            if len(line) > self.MAX_LENGTH and not (
+                len(line) == self.MAX_LENGTH + 1 and line[-1:] == b"\r"
+            ):
+                self.lineLengthExceeded(line)
+                return
+            self.lineReceived(line)
+
+    def _keep_piece(self, piece: bytes) -> None:
+        if self._pieces is None:
+            self._pieces = []
+        self._pieces.append(piece)
+        self._pieces_len += len(piece)
+        over = self._pieces_len - self.MAX_LENGTH
+        # One byte over may still be the CR of a CRLF that has not arrived.
+        if over > 1 or (over == 1 and piece[-1:] != b"\r"):
+            pieces, self._pieces, self._pieces_len = self._pieces, None, 0
+            self.lineLengthExceeded(b"".join(pieces))
+
+    def expect_payload(self, nbytes: int) -> None:
+        """Read the next ``nbytes`` bytes and a line end as one payload."""
+        self._payload_left = nbytes
+        self._payload_chunks = []
+        self._payload_cr = False
+
+    def _take_payload(self, data: bytes, pos: int) -> int:
+        left = self._payload_left
+        assert left is not None and self._payload_chunks is not None
+        if left:
+            chunk = data[pos : pos + left]
+            self._payload_chunks.append(chunk)
+            pos += len(chunk)
+            self._payload_left = left = left - len(chunk)
+            if left or pos == len(data):
+                return pos
+        byte = data[pos]
+        pos += 1
+        if byte == 13 and not self._payload_cr:  # CR: an LF must follow
+            self._payload_cr = True
+            return pos
+        chunks = self._payload_chunks
+        self._payload_left = self._payload_chunks = None
+        if byte == 10:
+            self.payloadReceived(b"".join(chunks))
+        else:
+            self.frameError()
+        return pos
+
+    def payloadReceived(self, payload: bytes) -> None:
+        """Called with a whole payload announced by ``expect_payload``."""
+        raise NotImplementedError
+
+    def frameError(self) -> None:
+        """Called when a payload is not followed by CRLF or LF."""
+        self.transport.loseConnection()

@@ -1,0 +1,365 @@
+"""The hub: every channel, subscription, client name and counter.
+
+No sockets and no wire format: doors (the line protocol, later the admin
+socket and WebSocket) turn bytes into these calls, and the hub hands each
+published Message to the matching subscribers through the small Subscriber
+interface below.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from txpubsub.channel import Channel
+from txpubsub.errors import CloseReason, HubError, ServerFull, shorten
+from txpubsub.index import PatternIndex
+from txpubsub.message import Message
+from txpubsub.names import (
+    INBOX,
+    PLAIN,
+    SYSTEM,
+    channel_kind,
+    check_name,
+    is_client_id,
+    is_wildcard,
+    pattern_kind,
+    pattern_matches,
+)
+
+SYSTEM_CHANNELS = ("$sys.time", "$sys.clients", "$sys.channels", "$sys.stats")
+ADMIN_SENDER = "$admin"
+
+
+class Subscriber(Protocol):
+    """What the hub needs from a connection, whatever door it came through.
+
+    ``deliver`` is called once per matching message on the publish path: it
+    must be cheap and must not call back into the hub. ``close`` ends the
+    connection with a reason; the door calls ``Hub.detach`` later, when the
+    connection is really gone, never from inside ``close``.
+    """
+
+    def deliver(self, msg: Message) -> None: ...
+
+    def close(self, reason: CloseReason, text: str = "") -> None: ...
+
+    def pending_bytes(self) -> int: ...
+
+
+class Client:
+    """The hub's record of one connected client."""
+
+    __slots__ = ("address", "client_id", "connected_at", "listener", "name", "patterns", "sender",
+                 "subscriber")
+
+    def __init__(
+        self, client_id: str, subscriber: Subscriber, connected_at: float, address: str,
+        listener: str,
+    ) -> None:
+        self.client_id = client_id
+        self.subscriber = subscriber
+        self.connected_at = connected_at
+        self.address = address
+        self.listener = listener
+        self.name: str | None = None
+        self.sender = client_id  # the name shown as sender: the name, or the id
+        self.patterns: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.client_id} {self.name or '-'}>"
+
+
+@dataclass
+class Counters:
+    """Server-wide counters, bumped once per publish, never per delivery."""
+
+    msgs_in: int = 0
+    msgs_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    connections_total: int = 0
+    slow_consumers: int = 0
+
+
+def new_epoch() -> str:
+    """A fresh epoch: names an id space that starts at this server start."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class Hub(Service):
+    """The channel service: owns all state, takes its clock as a parameter."""
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        history: int = 100,
+        max_history: int = 10000,
+        max_payload: int = 1048576,
+        max_clients: int = 10000,
+        max_subscriptions: int = 10000,
+        auto_create: bool = True,
+        epoch: str | None = None,
+    ) -> None:
+        self.clock = clock
+        self.history = history
+        self.max_history = max_history
+        self.max_payload = max_payload
+        self.max_clients = max_clients
+        self.max_subscriptions = max_subscriptions
+        self.auto_create = auto_create
+        self.epoch = epoch or new_epoch()
+        self.started_at = clock.seconds()
+        self.counters = Counters()
+        self._channels: dict[str, Channel[Subscriber]] = {}
+        self._patterns: PatternIndex[Subscriber] = PatternIndex()
+        self._clients: dict[str, Client] = {}  # by id, in connection order
+        self._by_name: dict[str, Client] = {}
+        self._by_subscriber: dict[Subscriber, Client] = {}
+        self._inbox_ids: dict[str, int] = {}
+        self._last_client_number = 0
+        for name in SYSTEM_CHANNELS:
+            self._channels[name] = Channel(name, 0, self.started_at, system=True)
+
+    # -- clients ---------------------------------------------------------
+
+    def attach(self, subscriber: Subscriber, address: str = "-", listener: str = "-") -> Client:
+        """Register a new connection; ServerFull past --max-clients (BYE too-many-clients)."""
+        if len(self._clients) >= self.max_clients:
+            raise ServerFull(f"the server is full ({self.max_clients} clients)")
+        self._last_client_number += 1
+        client = Client(
+            f"c{self._last_client_number}", subscriber, self.clock.seconds(), address, listener
+        )
+        self._clients[client.client_id] = client
+        self._by_subscriber[subscriber] = client
+        self.counters.connections_total += 1
+        self._log.info(
+            "{client_id} connected from {address} on {listener}",
+            client_id=client.client_id, address=address, listener=listener,
+        )
+        return client
+
+    def detach(self, client: Client, reason: CloseReason) -> None:
+        """Forget a connection that is gone: its subscriptions and its name."""
+        if self._clients.pop(client.client_id, None) is None:
+            return
+        subscriber = client.subscriber
+        del self._by_subscriber[subscriber]
+        for pattern in client.patterns:
+            self._forget_subscription(subscriber, pattern)
+        client.patterns.clear()
+        if client.name is not None:
+            del self._by_name[client.name]
+        self._log.info(
+            "{client_id} ({name}) disconnected: {reason}",
+            client_id=client.client_id, name=client.name or "-", reason=reason.value,
+        )
+
+    def set_name(self, client: Client, name: str) -> str:
+        """Give a client a name (or a new one); HubError bad-args or name-taken."""
+        check_name(name)
+        holder = self._by_name.get(name)
+        if holder is client:
+            return name
+        if holder is not None:
+            raise HubError("name-taken", f"{name} is taken by another client")
+        if client.name is not None:
+            del self._by_name[client.name]
+        self._by_name[name] = client
+        client.name = client.sender = name
+        return name
+
+    def clients(self) -> list[Client]:
+        """Every connected client, oldest connection first."""
+        return list(self._clients.values())
+
+    def find_client(self, name_or_id: str) -> Client | None:
+        """A connected client by name, or by id."""
+        if is_client_id(name_or_id):
+            return self._clients.get(name_or_id)
+        return self._by_name.get(name_or_id)
+
+    # -- channels --------------------------------------------------------
+
+    def create(self, channel: str, history: int | None = None) -> Channel[Subscriber]:
+        """Create a channel keeping ``history`` messages (default: the server's)."""
+        kind = channel_kind(channel)
+        if kind != PLAIN:
+            raise HubError("forbidden", f"{shorten(channel)} cannot be created by clients")
+        if channel in self._channels:
+            raise HubError("exists", f"{channel} exists")
+        if history is not None and history > self.max_history:
+            raise HubError("bad-args", f"history= is at most {self.max_history}")
+        return self._new_channel(channel, self.history if history is None else history)
+
+    def _new_channel(self, name: str, keep: int) -> Channel[Subscriber]:
+        ch: Channel[Subscriber] = Channel(name, keep, self.clock.seconds())
+        self._channels[name] = ch
+        self._log.debug("channel {channel} created", channel=name)
+        return ch
+
+    def channel(self, name: str) -> Channel[Subscriber] | None:
+        """The channel of that exact name, if it exists."""
+        return self._channels.get(name)
+
+    def channels(self, pattern: str = ">") -> list[Channel[Subscriber]]:
+        """Channels whose names a pattern matches, sorted by name."""
+        pattern_kind(pattern)
+        return sorted(
+            (ch for name, ch in self._channels.items() if pattern_matches(pattern, name)),
+            key=lambda ch: ch.name,
+        )
+
+    def subscribers_of(self, channel: str) -> set[Subscriber]:
+        """The connections that a message on ``channel`` would reach now."""
+        channel_kind(channel)
+        found: set[Subscriber] = set()
+        ch = self._channels.get(channel)
+        if ch is not None:
+            found.update(ch.subscribers)
+        for matched in self._patterns.match(channel):
+            found.update(matched)
+        return found
+
+    def clients_of(self, subscribers: Iterable[Subscriber]) -> list[Client]:
+        """Client records of subscribers, oldest connection first."""
+        wanted = set(subscribers)
+        return [c for c in self._clients.values() if c.subscriber in wanted]
+
+    # -- subscriptions ---------------------------------------------------
+
+    def subscribe(self, client: Client, pattern: str) -> int:
+        """Subscribe a client to a pattern; returns how many messages were replayed.
+
+        Subscribing again to the same pattern is accepted and changes nothing
+        (as Redis SUBSCRIBE). A concrete channel is created if it does not
+        exist, unless auto-create is off.
+        """
+        kind = pattern_kind(pattern)
+        if kind == INBOX:
+            raise HubError("forbidden", "inboxes are delivered to their owner without SUB")
+        if pattern in client.patterns:
+            return 0
+        if len(client.patterns) >= self.max_subscriptions:
+            raise HubError(
+                "too-many-subscriptions", f"at most {self.max_subscriptions} per connection"
+            )
+        if is_wildcard(pattern):
+            self._patterns.add(pattern, client.subscriber)
+        else:
+            ch = self._channels.get(pattern)
+            if ch is None:
+                if kind == SYSTEM:
+                    raise HubError("no-such-channel", f"no system channel {pattern}")
+                ch = self._auto_create(pattern)
+            ch.subscribers.add(client.subscriber)
+        client.patterns.add(pattern)
+        return 0
+
+    def unsubscribe(self, client: Client, pattern: str) -> None:
+        """Drop one of a client's subscriptions; HubError not-subscribed if absent."""
+        pattern_kind(pattern)
+        if pattern not in client.patterns:
+            raise HubError("not-subscribed", f"not subscribed to {pattern}")
+        client.patterns.discard(pattern)
+        self._forget_subscription(client.subscriber, pattern)
+
+    def _forget_subscription(self, subscriber: Subscriber, pattern: str) -> None:
+        if is_wildcard(pattern):
+            self._patterns.remove(pattern, subscriber)
+        else:
+            ch = self._channels.get(pattern)
+            if ch is not None:
+                ch.subscribers.discard(subscriber)
+
+    def subscription_count(self) -> int:
+        """Subscriptions held by all connected clients."""
+        return sum(len(c.patterns) for c in self._clients.values())
+
+    def _auto_create(self, channel: str) -> Channel[Subscriber]:
+        if not self.auto_create:
+            raise HubError("no-such-channel", f"{channel} does not exist (auto-create is off)")
+        return self._new_channel(channel, self.history)
+
+    # -- publishing ------------------------------------------------------
+
+    def publish(self, sender: str, channel: str, payload: bytes) -> int:
+        """Keep a message and hand it once to every matching connection.
+
+        ``sender`` is the name shown to readers. Returns the message id.
+        """
+        if len(payload) > self.max_payload:
+            raise HubError("too-large", f"payload over {self.max_payload} bytes")
+        ch = self._channels.get(channel)
+        if ch is None:
+            kind = channel_kind(channel)
+            if kind == INBOX:
+                return self._direct(sender, channel[1:], payload)
+            if kind == SYSTEM:
+                raise HubError("forbidden", "system channels are read-only")
+            ch = self._auto_create(channel)
+        elif ch.system:
+            raise HubError("forbidden", "system channels are read-only")
+        return self._fan_out(ch, sender, payload)
+
+    def publish_system(self, channel: str, payload: bytes) -> int:
+        """Publish on a system channel (the server's own voice)."""
+        return self._fan_out(self._channels[channel], "$sys", payload)
+
+    def has_readers(self, channel: str) -> bool:
+        """Whether anyone would receive a message on ``channel`` now."""
+        ch = self._channels.get(channel)
+        return bool((ch is not None and ch.subscribers) or self._patterns.match(channel))
+
+    def _fan_out(self, ch: Channel[Subscriber], sender: str, payload: bytes) -> int:
+        msg = ch.append(sender, payload, self.clock.seconds())
+        readers: Iterable[Subscriber] = ch.subscribers
+        if len(self._patterns):
+            sets = self._patterns.match(ch.name)
+            if sets:
+                if ch.subscribers:
+                    sets.append(ch.subscribers)
+                # One copy per connection, however many subscriptions match.
+                readers = sets[0] if len(sets) == 1 else set().union(*sets)
+        self._deliver(msg, readers)
+        return msg.msg_id
+
+    def _direct(self, sender: str, recipient: str, payload: bytes) -> int:
+        client = self.find_client(recipient)
+        if client is None:
+            raise HubError("no-such-client", f"no client called {recipient}")
+        inbox = "@" + client.sender
+        msg_id = self._inbox_ids.get(inbox, 0) + 1
+        self._inbox_ids[inbox] = msg_id
+        msg = Message(inbox, msg_id, sender, payload, self.clock.seconds())
+        self._deliver(msg, (client.subscriber,))
+        return msg_id
+
+    def _deliver(self, msg: Message, readers: Iterable[Subscriber]) -> None:
+        counters = self.counters
+        size = len(msg.line)
+        delivered = 0
+        for subscriber in readers:
+            try:
+                subscriber.deliver(msg)
+            except Exception:
+                # One broken connection must not cost the others their copy.
+                self._log.failure("delivery to {subscriber!r} failed", subscriber=subscriber)
+            else:
+                delivered += 1
+        counters.msgs_in += 1
+        counters.bytes_in += len(msg.payload)
+        counters.msgs_out += delivered
+        counters.bytes_out += delivered * size
+

@@ -1,0 +1,42 @@
+"""The published message and its text wire form, encoded once for every reader."""
+from __future__ import annotations
+
+
+def is_text(payload: bytes) -> bool:
+    """True when the payload can travel as MSG: valid UTF-8 with no CR or LF."""
+    if b"\n" in payload or b"\r" in payload:
+        return False
+    if payload.isascii():
+        return True
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class Message:
+    """A published message: immutable, its delivery line built once.
+
+    ``line`` is the exact ``MSG``/``MSGB`` bytes (CRLF included) that every
+    subscriber of the text protocol receives: the same object for all of them.
+    """
+
+    __slots__ = ("channel", "line", "msg_id", "payload", "published_at", "sender")
+
+    def __init__(
+        self, channel: str, msg_id: int, sender: str, payload: bytes, published_at: float
+    ) -> None:
+        self.channel = channel
+        self.msg_id = msg_id
+        self.sender = sender
+        self.payload = payload
+        self.published_at = published_at
+        head = f"{channel} {msg_id} {sender}".encode()
+        if is_text(payload):
+            self.line = b"MSG %s %s\r\n" % (head, payload)
+        else:
+            self.line = b"MSGB %s %d\r\n%s\r\n" % (head, len(payload), payload)
+
+    def __repr__(self) -> str:
+        return f"<Message {self.channel} #{self.msg_id} from {self.sender}>"

@@ -1,0 +1,306 @@
+"""The client line protocol (PROTOCOL.md) and its factory: bytes in, hub calls, bytes out."""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from twisted.internet.interfaces import IAddress, ISSLTransport
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from txpubsub import __version__
+from txpubsub.errors import CloseReason, HubError, ServerFull, shorten
+from txpubsub.framing import LineFramer
+from txpubsub.hub import Client, Hub
+from txpubsub.message import Message
+from txpubsub.names import parse_number
+from txpubsub.replies import ReplyQueue
+
+HELP_LINES = (
+    "NAME <name>                      set or change your name",
+    "CREATE <channel> [history=<n>]   create a channel keeping the last n messages",
+    "SUB <pattern>                    subscribe; * is one token, > the rest (news.>)",
+    "UNSUB <pattern>                  unsubscribe",
+    "PUB <channel> <text>             publish the rest of the line; @name for a direct message",
+    "PUBB <channel> <nbytes>          publish the next nbytes raw bytes, then CRLF",
+    "LIST [<pattern>]                 channels with subscribers, published and kept counts",
+    "WHO [<channel>]                  connected clients, or the subscribers of a channel",
+    "QUIET on|off                     no reply to successful PUB/PUBB when on",
+    "PING                             the server answers PONG",
+    "HELP                             this text",
+    "QUIT                             say goodbye and close",
+)
+_HELP = b"".join(b"HELP %s\r\n" % line.encode() for line in HELP_LINES) + b"+OK\r\n"
+
+
+def describe_address(address: IAddress) -> str:
+    """``host:port`` for IP addresses, ``[host]:port`` for IPv6, the path for Unix."""
+    host = getattr(address, "host", None)
+    if host is not None:
+        return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+    name = getattr(address, "name", None)
+    return f"unix:{name.decode() if isinstance(name, bytes) else name or '-'}"
+
+
+def _args(rest: bytes) -> list[str]:
+    """Space-separated arguments (the line is already known to be UTF-8)."""
+    return [arg.decode() for arg in rest.split(b" ") if arg]
+
+
+class ClientProtocol(LineFramer):
+    """One client connection speaking the text protocol."""
+
+    _log = Logger()
+
+    def __init__(self, hub: Hub, max_line: int, listener: str) -> None:
+        self.hub = hub
+        self.MAX_LENGTH = max_line
+        self.listener = listener
+        self.client: Client | None = None
+        self.quiet = False
+        self.close_reason: CloseReason | None = None
+        self._pubb_channel: str | None = None
+        self._replies = ReplyQueue(self._write)
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    # -- connection ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        address = describe_address(self.transport.getPeer())
+        try:
+            self.client = self.hub.attach(self, address, self.listener)
+        except ServerFull:
+            self._log.warn("refused {address}: --max-clients reached", address=address)
+            self.close(CloseReason.TOO_MANY_CLIENTS)
+            return
+        info = {
+            "server": "txpubsub",
+            "version": __version__,
+            "proto": 1,
+            "client_id": self.client.client_id,
+            "max_line": self.MAX_LENGTH,
+            "max_payload": self.hub.max_payload,
+            "tls": ISSLTransport.providedBy(self.transport),
+            "auth_required": False,
+            "epoch": self.hub.epoch,
+        }
+        self.transport.write(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+
+    def connectionLost(self, reason: object = None) -> None:
+        if self.client is not None:
+            self.hub.detach(self.client, self.close_reason or CloseReason.PEER_CLOSED)
+
+    def close(self, reason: CloseReason, text: str = "") -> None:
+        """Send ``BYE <reason> [text]`` and close once it is written."""
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        line = f"BYE {reason.value} {text}" if text else f"BYE {reason.value}"
+        self.transport.write(line.encode() + b"\r\n")
+        self.transport.loseConnection()
+
+    # -- the Subscriber interface ---------------------------------------------
+
+    def deliver(self, msg: Message) -> None:
+        """Write the message's shared delivery bytes."""
+        self.transport.write(msg.line)
+
+    def pending_bytes(self) -> int:
+        """Output written but not yet sent (0 until slow-consumer tracking lands)."""
+        return 0
+
+    # -- input -------------------------------------------------------------
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.close(CloseReason.LINE_TOO_LONG, f"lines are at most {self.MAX_LENGTH} bytes")
+
+    def frameError(self) -> None:
+        self._pubb_channel = None
+        self.close(CloseReason.BAD_FRAME, "a PUBB payload must be followed by CRLF or LF")
+
+    def lineReceived(self, line: bytes) -> None:
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        line = line.lstrip(b" ")
+        if not line:
+            return
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                self._replies.send(b"-ERR bad-encoding lines must be UTF-8\r\n")
+                return
+        verb, _, rest = line.partition(b" ")
+        command = COMMANDS.get(verb) or COMMANDS.get(verb.upper())
+        try:
+            if command is None:
+                raise HubError(
+                    "unknown-command", f"unknown command {shorten(verb.decode())!r}, try HELP"
+                )
+            command(self, rest)
+        except HubError as e:
+            self._replies.send(e.as_line())
+        except Exception:
+            self._log.failure(
+                "command {verb} from {client!r} failed", verb=verb, client=self.client
+            )
+            self._replies.send(ReplyQueue.INTERNAL_ERROR)
+
+    def payloadReceived(self, payload: bytes) -> None:
+        channel, self._pubb_channel = self._pubb_channel, None
+        assert channel is not None
+        try:
+            self._published(self.hub.publish(self.client.sender, channel, payload))
+        except HubError as e:
+            self._replies.send(e.as_line())
+        except Exception:
+            self._log.failure("PUBB from {client!r} failed", client=self.client)
+            self._replies.send(ReplyQueue.INTERNAL_ERROR)
+
+    def _published(self, msg_id: int) -> None:
+        if not self.quiet:
+            self._replies.send(b"+OK %d\r\n" % msg_id)
+
+    # -- commands ----------------------------------------------------------
+
+    def do_pub(self, rest: bytes) -> None:
+        channel, _, payload = rest.lstrip(b" ").partition(b" ")
+        if not channel:
+            raise HubError("bad-args", "usage: PUB <channel> <text>")
+        self._published(self.hub.publish(self.client.sender, channel.decode(), payload))
+
+    def do_pubb(self, rest: bytes) -> None:
+        args = _args(rest)
+        if len(args) != 2:
+            raise HubError("bad-args", "usage: PUBB <channel> <nbytes>, then the bytes and CRLF")
+        nbytes = parse_number(args[1], "<nbytes>")
+        if nbytes > self.hub.max_payload:
+            self._replies.send(
+                HubError("too-large", f"payload over {self.hub.max_payload} bytes").as_line()
+            )
+            self.close(CloseReason.TOO_LARGE)
+            return
+        # The payload is read even if the publish will be refused, so the
+        # connection stays in step; the hub decides once it has arrived.
+        self._pubb_channel = args[0]
+        self.expect_payload(nbytes)
+
+    def do_sub(self, rest: bytes) -> None:
+        args = _args(rest)
+        if len(args) != 1:
+            raise HubError("bad-args", "usage: SUB <pattern> (last=/since= need history)")
+        replayed = self.hub.subscribe(self.client, args[0])
+        self._replies.send(f"+OK subscribed {args[0]} {replayed}\r\n".encode())
+
+    def do_unsub(self, rest: bytes) -> None:
+        args = _args(rest)
+        if len(args) != 1:
+            raise HubError("bad-args", "usage: UNSUB <pattern>")
+        self.hub.unsubscribe(self.client, args[0])
+        self._replies.send(f"+OK unsubscribed {args[0]}\r\n".encode())
+
+    def do_name(self, rest: bytes) -> None:
+        args = _args(rest)
+        if len(args) != 1:
+            raise HubError("bad-args", "usage: NAME <name>")
+        name = self.hub.set_name(self.client, args[0])
+        self._replies.send(f"+OK {name}\r\n".encode())
+
+    def do_create(self, rest: bytes) -> None:
+        args = _args(rest)
+        history = None
+        if len(args) == 2 and args[1].startswith("history="):
+            history = parse_number(args[1][len("history=") :], "history=")
+        elif len(args) != 1:
+            raise HubError("bad-args", "usage: CREATE <channel> [history=<n>]")
+        ch = self.hub.create(args[0], history)
+        self._replies.send(f"+OK created {ch.name}\r\n".encode())
+
+    def do_list(self, rest: bytes) -> None:
+        args = _args(rest)
+        if len(args) > 1:
+            raise HubError("bad-args", "usage: LIST [<pattern>]")
+        channels = self.hub.channels(args[0] if args else ">")
+        lines = [
+            f"CHANNEL {ch.name} {len(self.hub.subscribers_of(ch.name))} {ch.published} "
+            f"{len(ch.history)}\r\n"
+            for ch in channels
+        ]
+        lines.append(f"+OK {len(channels)}\r\n")
+        self._replies.send("".join(lines).encode())
+
+    def do_who(self, rest: bytes) -> None:
+        args = _args(rest)
+        if len(args) > 1:
+            raise HubError("bad-args", "usage: WHO [<channel>]")
+        if args:
+            clients = self.hub.clients_of(self.hub.subscribers_of(args[0]))
+        else:
+            clients = self.hub.clients()
+        now = self.hub.clock.seconds()
+        lines = [
+            f"CLIENT {c.client_id} {c.name or '-'} {int(now - c.connected_at)}\r\n"
+            for c in clients
+        ]
+        lines.append(f"+OK {len(clients)}\r\n")
+        self._replies.send("".join(lines).encode())
+
+    def do_quiet(self, rest: bytes) -> None:
+        args = _args(rest)
+        if len(args) != 1 or args[0].lower() not in ("on", "off"):
+            raise HubError("bad-args", "usage: QUIET on|off")
+        self.quiet = args[0].lower() == "on"
+        self._replies.send(b"+OK quiet on\r\n" if self.quiet else b"+OK quiet off\r\n")
+
+    def do_ping(self, rest: bytes) -> None:
+        self._replies.send(b"PONG\r\n")
+
+    def do_pong(self, rest: bytes) -> None:
+        """The answer to the server's PING; any line counts as life, so nothing to do."""
+
+    def do_help(self, rest: bytes) -> None:
+        self._replies.send(_HELP)
+
+    def do_quit(self, rest: bytes) -> None:
+        self._replies.send(b"+OK bye\r\n")
+        self.close_reason = CloseReason.QUIT
+        self.transport.loseConnection()
+
+    def do_history(self, rest: bytes) -> None:
+        raise HubError("bad-args", "HISTORY is not available yet in this version")
+
+
+COMMANDS: dict[bytes, Callable[[ClientProtocol, bytes], None]] = {
+    b"PUB": ClientProtocol.do_pub,
+    b"PUBB": ClientProtocol.do_pubb,
+    b"SUB": ClientProtocol.do_sub,
+    b"UNSUB": ClientProtocol.do_unsub,
+    b"NAME": ClientProtocol.do_name,
+    b"CREATE": ClientProtocol.do_create,
+    b"LIST": ClientProtocol.do_list,
+    b"WHO": ClientProtocol.do_who,
+    b"QUIET": ClientProtocol.do_quiet,
+    b"PING": ClientProtocol.do_ping,
+    b"PONG": ClientProtocol.do_pong,
+    b"HELP": ClientProtocol.do_help,
+    b"QUIT": ClientProtocol.do_quit,
+    b"HISTORY": ClientProtocol.do_history,
+}
+
+
+class ClientFactory(Factory):
+    """Builds ClientProtocols for one listener; every listener shares the hub."""
+
+    noisy = False
+
+    def __init__(self, hub: Hub, max_line: int = 65536, listener: str = "-") -> None:
+        self.hub = hub
+        self.max_line = max_line
+        self.listener = listener
+
+    def buildProtocol(self, addr: IAddress) -> ClientProtocol:
+        proto = ClientProtocol(self.hub, self.max_line, self.listener)
+        proto.factory = self
+        return proto

@@ -1,0 +1,56 @@
+"""Replies kept in command order, even when one of them completes later."""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Union
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+Reply = Union[bytes, "Deferred[bytes]"]
+
+
+class ReplyQueue:
+    """Writes each command's reply in the order the commands arrived.
+
+    In memory every reply is ready at once and goes straight out. A reply
+    that is a Deferred (an id assigned by a remote store or backplane) holds
+    back the replies after it until it fires, so pipelining clients still get
+    their replies in order. A reply of ``b""`` (QUIET) writes nothing.
+    """
+
+    __slots__ = ("_waiting", "_write")
+    _log = Logger()
+    INTERNAL_ERROR = b"-ERR internal-error the server failed this command and logged why\r\n"
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self._write = write
+        self._waiting: deque[list[object]] = deque()
+
+    def send(self, reply: Reply) -> None:
+        """Queue one command's reply (bytes, or a Deferred of bytes)."""
+        if not self._waiting and type(reply) is bytes:
+            if reply:
+                self._write(reply)
+            return
+        slot: list[object] = [reply]
+        self._waiting.append(slot)
+        if isinstance(reply, Deferred):
+            slot[0] = None
+            reply.addBoth(self._ready, slot)
+
+    def _ready(self, result: object, slot: list[object]) -> None:
+        if isinstance(result, Failure):
+            # The door turns refusals into -ERR bytes before queueing; this is a bug.
+            self._log.failure("a deferred reply failed", result)
+            result = self.INTERNAL_ERROR
+        slot[0] = result
+        self._flush()
+
+    def _flush(self) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0][0] is not None:
+            data = waiting.popleft()[0]
+            if data:
+                self._write(data)  # type: ignore[arg-type]

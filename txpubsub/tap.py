@@ -1,0 +1,106 @@
+"""twistd's view of txpubsub: the Options and makeService(options)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from txpubsub.hub import Hub
+from txpubsub.listeners import ListenerService
+from txpubsub.protocol import ClientFactory
+
+DEFAULT_PORT = "tcp:23400:interface=127.0.0.1"
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def coerce(value: str) -> int:
+        if not (value.isascii() and value.isdigit()) or int(value) < low:
+            raise ValueError(f"expected a whole number of at least {low}, got {value!r}")
+        return int(value)
+
+    coerce.coerceDoc = f"A whole number, at least {low}."  # type: ignore[attr-defined]
+    return coerce
+
+
+class Options(usage.Options):
+    """``twistd txpubsub`` options; ``--help`` shows each default."""
+
+    synopsis = "[--port ENDPOINT ...] [options]"
+    longdesc = (
+        "A publish/subscribe message server. Clients speak a line protocol "
+        "(try: telnet 127.0.0.1 23400, then HELP). See docs/protocol.md."
+    )
+    optFlags = [
+        [
+            "no-auto-create",
+            None,
+            "PUB/PUBB/SUB to a channel that does not exist get -ERR no-such-channel "
+            "instead of creating it (CREATE still works).",
+        ],
+    ]
+    optParameters = [
+        ["max-line", None, 65536, "Longest client line in bytes.", _int_at_least(64)],
+        ["max-payload", None, 1048576, "Largest message payload in bytes.", _int_at_least(1)],
+        ["max-clients", None, 10000, "Most client connections at once.", _int_at_least(1)],
+        [
+            "max-subscriptions",
+            None,
+            10000,
+            "Most subscriptions per connection.",
+            _int_at_least(1),
+        ],
+        ["history", None, 100, "Messages a new channel keeps.", _int_at_least(0)],
+        [
+            "max-history",
+            None,
+            10000,
+            "Largest history= a client may ask for in CREATE.",
+            _int_at_least(0),
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["ports"] = []
+
+    def opt_port(self, description: str) -> None:
+        """Endpoint to listen on for clients, repeatable: tcp:PORT, tcp6:PORT, unix:PATH [default: tcp:23400:interface=127.0.0.1]"""  # noqa: E501
+        try:
+            # Parsing builds an endpoint without listening, so None will do as
+            # the reactor here; it catches typos before the server starts.
+            serverFromString(None, description)
+        except (ValueError, KeyError, TypeError) as e:
+            raise usage.UsageError(f"bad --port {description!r}: {e}") from None
+        self["ports"].append(description)
+
+    opt_p = opt_port
+
+    def postOptions(self) -> None:
+        if not self["ports"]:
+            self["ports"] = [DEFAULT_PORT]
+        if self["history"] > self["max-history"]:
+            raise usage.UsageError("--history must not exceed --max-history")
+
+
+def makeService(options: Options, reactor: object = None) -> IService:
+    """The hub and one listener per --port, as one service for twistd."""
+    if reactor is None:
+        from twisted.internet import reactor
+    top = MultiService()
+    hub = Hub(
+        reactor,
+        history=options["history"],
+        max_history=options["max-history"],
+        max_payload=options["max-payload"],
+        max_clients=options["max-clients"],
+        max_subscriptions=options["max-subscriptions"],
+        auto_create=not options["no-auto-create"],
+    )
+    hub.setName("hub")
+    hub.setServiceParent(top)
+    for description in options["ports"]:
+        factory = ClientFactory(hub, options["max-line"], description)
+        ListenerService(reactor, description, factory).setServiceParent(top)
+    return top
