@@ -1,0 +1,55 @@
+"""Helpers for driving the hub and the client protocol without sockets."""
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from txpubsub.hub import Hub
+from txpubsub.protocol import ClientFactory, ClientProtocol
+
+
+def make_hub(clock: Clock | None = None, **kwargs: object) -> Hub:
+    """A hub on a Clock with a fixed epoch, so outputs are comparable."""
+    kwargs.setdefault("epoch", "testepoch")
+    return Hub(clock or Clock(), **kwargs)  # type: ignore[arg-type]
+
+
+class Conn:
+    """One fake client connection: feed it bytes, read what the server wrote."""
+
+    _port = 40000
+
+    def __init__(self, hub: Hub, max_line: int = 65536) -> None:
+        Conn._port += 1
+        self.transport = StringTransport(
+            peerAddress=IPv4Address("TCP", "127.0.0.1", Conn._port)
+        )
+        self.proto: ClientProtocol = ClientFactory(hub, max_line, "tcp:test").buildProtocol(
+            None
+        )
+        self.proto.makeConnection(self.transport)
+        self.greeting = self.take()
+
+    def take(self) -> bytes:
+        """Everything written since the last take."""
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def send(self, data: bytes) -> bytes:
+        """Feed bytes in one chunk and return what the server wrote back."""
+        self.proto.dataReceived(data)
+        return self.take()
+
+    def cmd(self, line: str) -> str:
+        """Send one line; return the reply text, CRLFs and all."""
+        return self.send(line.encode() + b"\n").decode("utf-8", "replace")
+
+    def lose(self) -> None:
+        """The peer goes away."""
+        self.proto.connectionLost(None)
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.disconnecting
