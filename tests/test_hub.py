@@ -197,7 +197,7 @@ class HubTests(SynchronousTestCase):
     def test_broken_subscriber_does_not_hurt_others(self) -> None:
         """An exception in one delivery is logged; the others still get theirs."""
         for cls in (Recorder, Broken, Recorder):
-            client, sub = self.join(cls=cls)
+            client, _ = self.join(cls=cls)
             self.hub.subscribe(client, "t")
         self.hub.publish("x", "t", b"p")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

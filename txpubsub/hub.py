@@ -131,6 +131,12 @@ class Hub(Service):
         for name in SYSTEM_CHANNELS:
             self._channels[name] = Channel(name, 0, self.started_at, system=True)
 
+    def stopService(self) -> None:
+        """Say ``BYE shutdown`` to every client; listeners stop before the hub does."""
+        Service.stopService(self)
+        for client in list(self._clients.values()):
+            client.subscriber.close(CloseReason.SHUTDOWN)
+
     # -- clients ---------------------------------------------------------
 
     def attach(self, subscriber: Subscriber, address: str = "-", listener: str = "-") -> Client:
