@@ -50,8 +50,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsInstance(hub, Hub)
         self.assertFalse(hub.auto_create)
         self.assertEqual(hub.max_payload, 50)
-        listeners = services[1:]
-        self.assertEqual([type(s) for s in listeners], [ListenerService] * 2)
+        listeners = [s for s in services if isinstance(s, ListenerService)]
+        self.assertEqual(len(listeners), 2)
         top.privilegedStartService()
         top.startService()
         self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers],

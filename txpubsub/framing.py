@@ -18,7 +18,8 @@ class LineFramer(LineReceiver):
     ``MAX_LENGTH`` is the longest line, a CR just before the LF not counted.
     ``expect_payload(n)`` (called from ``lineReceived``) makes the next ``n``
     bytes, then CRLF or LF, arrive whole at ``payloadReceived``; anything
-    else after them goes to ``frameError``.
+    else after them goes to ``frameError``. ``hold_input()`` stops reading,
+    even in the middle of a chunk, until ``release_input()``.
     """
 
     delimiter = b"\n"
@@ -29,12 +30,32 @@ class LineFramer(LineReceiver):
     _payload_left: int | None = None
     _payload_chunks: list[bytes] | None = None
     _payload_cr = False
+    _holding = False
+    _held = b""
+
+    def hold_input(self) -> None:
+        """Stop reading input (the rest of the current chunk waits too)."""
+        if not self._holding:
+            self._holding = True
+            self.transport.pauseProducing()
+
+    def release_input(self) -> None:
+        """Go on reading, starting with whatever was held back."""
+        if self._holding:
+            self._holding = False
+            held, self._held = self._held, b""
+            self.transport.resumeProducing()
+            if held:
+                self.dataReceived(held)
 
     def dataReceived(self, data: bytes) -> None:
         pos = 0
         size = len(data)
         transport = self.transport
         while pos < size and not transport.disconnecting:
+            if self._holding:
+                self._held += data[pos:]
+                return
             if self._payload_left is not None:
                 pos = self._take_payload(data, pos)
                 continue

@@ -41,12 +41,16 @@ class Subscriber(Protocol):
     """What the hub needs from a connection, whatever door it came through.
 
     ``deliver`` is called once per matching message on the publish path: it
-    must be cheap and must not call back into the hub. ``close`` ends the
-    connection with a reason; the door calls ``Hub.detach`` later, when the
-    connection is really gone, never from inside ``close``.
+    must be cheap and must not call back into the hub; it returns True when
+    this subscriber is falling behind and the publisher should be paced, and
+    ``pace`` is then called on the publisher. ``close`` ends the connection
+    with a reason; the door calls ``Hub.detach`` later, when the connection
+    is really gone, never from inside ``close``.
     """
 
-    def deliver(self, msg: Message) -> None: ...
+    def deliver(self, msg: Message) -> bool: ...
+
+    def pace(self) -> None: ...
 
     def close(self, reason: CloseReason, text: str = "") -> None: ...
 
@@ -139,7 +143,9 @@ class Hub(Service):
 
     # -- clients ---------------------------------------------------------
 
-    def attach(self, subscriber: Subscriber, address: str = "-", listener: str = "-") -> Client:
+    def attach(
+        self, subscriber: Subscriber, address: str = "-", listener: str = "-", family: str = "-"
+    ) -> Client:
         """Register a new connection; ServerFull past --max-clients (BYE too-many-clients)."""
         if len(self._clients) >= self.max_clients:
             raise ServerFull(f"the server is full ({self.max_clients} clients)")
@@ -154,6 +160,7 @@ class Hub(Service):
             "{client_id} connected from {address} on {listener}",
             client_id=client.client_id, address=address, listener=listener,
         )
+        self._announce("$sys.clients", f"connect {client.client_id} {family}")
         return client
 
     def detach(self, client: Client, reason: CloseReason) -> None:
@@ -171,6 +178,7 @@ class Hub(Service):
             "{client_id} ({name}) disconnected: {reason}",
             client_id=client.client_id, name=client.name or "-", reason=reason.value,
         )
+        self._announce("$sys.clients", f"disconnect {client.client_id} {reason.value}")
 
     def set_name(self, client: Client, name: str) -> str:
         """Give a client a name (or a new one); HubError bad-args or name-taken."""
@@ -184,6 +192,7 @@ class Hub(Service):
             del self._by_name[client.name]
         self._by_name[name] = client
         client.name = client.sender = name
+        self._announce("$sys.clients", f"name {client.client_id} {name}")
         return name
 
     def clients(self) -> list[Client]:
@@ -212,7 +221,7 @@ class Hub(Service):
     def _new_channel(self, name: str, keep: int) -> Channel[Subscriber]:
         ch: Channel[Subscriber] = Channel(name, keep, self.clock.seconds())
         self._channels[name] = ch
-        self._log.debug("channel {channel} created", channel=name)
+        self._announce("$sys.channels", f"create {name}")
         return ch
 
     def channel(self, name: str) -> Channel[Subscriber] | None:
@@ -300,10 +309,13 @@ class Hub(Service):
 
     # -- publishing ------------------------------------------------------
 
-    def publish(self, sender: str, channel: str, payload: bytes) -> int:
+    def publish(
+        self, sender: str, channel: str, payload: bytes, publisher: Subscriber | None = None
+    ) -> int:
         """Keep a message and hand it once to every matching connection.
 
-        ``sender`` is the name shown to readers. Returns the message id.
+        ``sender`` is the name shown to readers; ``publisher``, the connection
+        that published, is paced if a reader is falling behind. Returns the id.
         """
         if len(payload) > self.max_payload:
             raise HubError("too-large", f"payload over {self.max_payload} bytes")
@@ -311,24 +323,32 @@ class Hub(Service):
         if ch is None:
             kind = channel_kind(channel)
             if kind == INBOX:
-                return self._direct(sender, channel[1:], payload)
+                return self._direct(sender, channel[1:], payload, publisher)
             if kind == SYSTEM:
                 raise HubError("forbidden", "system channels are read-only")
             ch = self._auto_create(channel)
         elif ch.system:
             raise HubError("forbidden", "system channels are read-only")
-        return self._fan_out(ch, sender, payload)
+        return self._fan_out(ch, sender, payload, publisher)
 
     def publish_system(self, channel: str, payload: bytes) -> int:
         """Publish on a system channel (the server's own voice)."""
-        return self._fan_out(self._channels[channel], "$sys", payload)
+        return self._fan_out(self._channels[channel], "$sys", payload, None)
+
+    def _announce(self, channel: str, text: str) -> None:
+        # Nothing is formatted or kept for a system channel nobody reads.
+        if self.has_readers(channel):
+            self.publish_system(channel, text.encode())
 
     def has_readers(self, channel: str) -> bool:
         """Whether anyone would receive a message on ``channel`` now."""
         ch = self._channels.get(channel)
         return bool((ch is not None and ch.subscribers) or self._patterns.match(channel))
 
-    def _fan_out(self, ch: Channel[Subscriber], sender: str, payload: bytes) -> int:
+    def _fan_out(
+        self, ch: Channel[Subscriber], sender: str, payload: bytes,
+        publisher: Subscriber | None,
+    ) -> int:
         msg = ch.append(sender, payload, self.clock.seconds())
         readers: Iterable[Subscriber] = ch.subscribers
         if len(self._patterns):
@@ -338,10 +358,13 @@ class Hub(Service):
                     sets.append(ch.subscribers)
                 # One copy per connection, however many subscriptions match.
                 readers = sets[0] if len(sets) == 1 else set().union(*sets)
-        self._deliver(msg, readers)
+        if self._deliver(msg, readers) and publisher is not None:
+            publisher.pace()
         return msg.msg_id
 
-    def _direct(self, sender: str, recipient: str, payload: bytes) -> int:
+    def _direct(
+        self, sender: str, recipient: str, payload: bytes, publisher: Subscriber | None
+    ) -> int:
         client = self.find_client(recipient)
         if client is None:
             raise HubError("no-such-client", f"no client called {recipient}")
@@ -349,16 +372,20 @@ class Hub(Service):
         msg_id = self._inbox_ids.get(inbox, 0) + 1
         self._inbox_ids[inbox] = msg_id
         msg = Message(inbox, msg_id, sender, payload, self.clock.seconds())
-        self._deliver(msg, (client.subscriber,))
+        if self._deliver(msg, (client.subscriber,)) and publisher is not None:
+            publisher.pace()
         return msg_id
 
-    def _deliver(self, msg: Message, readers: Iterable[Subscriber]) -> None:
+    def _deliver(self, msg: Message, readers: Iterable[Subscriber]) -> bool:
+        """Hand a message to each reader; True if one of them is falling behind."""
         counters = self.counters
         size = len(msg.line)
         delivered = 0
+        behind = False
         for subscriber in readers:
             try:
-                subscriber.deliver(msg)
+                if subscriber.deliver(msg):
+                    behind = True
             except Exception:
                 # One broken connection must not cost the others their copy.
                 self._log.failure("delivery to {subscriber!r} failed", subscriber=subscriber)
@@ -368,4 +395,21 @@ class Hub(Service):
         counters.bytes_in += len(msg.payload)
         counters.msgs_out += delivered
         counters.bytes_out += delivered * size
+        return behind
+
+    def stats(self) -> dict[str, int]:
+        """The server's counters and sizes, true at the moment asked."""
+        c = self.counters
+        return {
+            "uptime_s": int(self.clock.seconds() - self.started_at),
+            "clients": len(self._clients),
+            "channels": sum(1 for ch in self._channels.values() if not ch.system),
+            "subscriptions": self.subscription_count(),
+            "msgs_in": c.msgs_in,
+            "msgs_out": c.msgs_out,
+            "bytes_in": c.bytes_in,
+            "bytes_out": c.bytes_out,
+            "slow_consumers": c.slow_consumers,
+            "connections_total": c.connections_total,
+        }
 

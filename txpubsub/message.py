@@ -22,7 +22,7 @@ class Message:
     subscriber of the text protocol receives: the same object for all of them.
     """
 
-    __slots__ = ("channel", "line", "msg_id", "payload", "published_at", "sender")
+    __slots__ = ("_bare", "channel", "line", "msg_id", "payload", "published_at", "sender")
 
     def __init__(
         self, channel: str, msg_id: int, sender: str, payload: bytes, published_at: float
@@ -32,11 +32,18 @@ class Message:
         self.sender = sender
         self.payload = payload
         self.published_at = published_at
+        self._bare: bytes | None = None
         head = f"{channel} {msg_id} {sender}".encode()
         if is_text(payload):
             self.line = b"MSG %s %s\r\n" % (head, payload)
         else:
             self.line = b"MSGB %s %d\r\n%s\r\n" % (head, len(payload), payload)
+
+    def bare_line(self) -> bytes:
+        """The payload alone and CRLF, for raw feeds; built on first use, then shared."""
+        if self._bare is None:
+            self._bare = self.payload + b"\r\n"
+        return self._bare
 
     def __repr__(self) -> str:
         return f"<Message {self.channel} #{self.msg_id} from {self.sender}>"

@@ -9,10 +9,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from txpubsub import __version__
-from txpubsub.errors import CloseReason, HubError, ServerFull, shorten
-from txpubsub.framing import LineFramer
-from txpubsub.hub import Client, Hub
-from txpubsub.message import Message
+from txpubsub.door import Door
+from txpubsub.errors import CloseReason, HubError, shorten
+from txpubsub.hub import Hub
 from txpubsub.names import parse_number
 from txpubsub.replies import ReplyQueue
 
@@ -33,48 +32,25 @@ HELP_LINES = (
 _HELP = b"".join(b"HELP %s\r\n" % line.encode() for line in HELP_LINES) + b"+OK\r\n"
 
 
-def describe_address(address: IAddress) -> str:
-    """``host:port`` for IP addresses, ``[host]:port`` for IPv6, the path for Unix."""
-    host = getattr(address, "host", None)
-    if host is not None:
-        return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
-    name = getattr(address, "name", None)
-    return f"unix:{name.decode() if isinstance(name, bytes) else name or '-'}"
-
-
 def _args(rest: bytes) -> list[str]:
     """Space-separated arguments (the line is already known to be UTF-8)."""
     return [arg.decode() for arg in rest.split(b" ") if arg]
 
 
-class ClientProtocol(LineFramer):
+class ClientProtocol(Door):
     """One client connection speaking the text protocol."""
 
     _log = Logger()
 
-    def __init__(self, hub: Hub, max_line: int, listener: str) -> None:
-        self.hub = hub
-        self.MAX_LENGTH = max_line
-        self.listener = listener
-        self.client: Client | None = None
+    def __init__(self, hub: Hub, max_line: int, listener: str, max_buffer: int,
+                 ping_interval: float) -> None:
+        super().__init__(hub, max_line, listener, max_buffer, ping_interval)
         self.quiet = False
-        self.close_reason: CloseReason | None = None
         self._pubb_channel: str | None = None
-        self._replies = ReplyQueue(self._write)
+        self._replies = ReplyQueue(self.send)
 
-    def _write(self, data: bytes) -> None:
-        self.transport.write(data)
-
-    # -- connection ----------------------------------------------------------
-
-    def connectionMade(self) -> None:
-        address = describe_address(self.transport.getPeer())
-        try:
-            self.client = self.hub.attach(self, address, self.listener)
-        except ServerFull:
-            self._log.warn("refused {address}: --max-clients reached", address=address)
-            self.close(CloseReason.TOO_MANY_CLIENTS)
-            return
+    def greet(self) -> None:
+        assert self.client is not None
         info = {
             "server": "txpubsub",
             "version": __version__,
@@ -88,39 +64,14 @@ class ClientProtocol(LineFramer):
         }
         self.transport.write(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
 
-    def connectionLost(self, reason: object = None) -> None:
-        if self.client is not None:
-            self.hub.detach(self.client, self.close_reason or CloseReason.PEER_CLOSED)
-
-    def close(self, reason: CloseReason, text: str = "") -> None:
-        """Send ``BYE <reason> [text]`` and close once it is written."""
-        if self.close_reason is not None:
-            return
-        self.close_reason = reason
-        line = f"BYE {reason.value} {text}" if text else f"BYE {reason.value}"
-        self.transport.write(line.encode() + b"\r\n")
-        self.transport.loseConnection()
-
-    # -- the Subscriber interface ---------------------------------------------
-
-    def deliver(self, msg: Message) -> None:
-        """Write the message's shared delivery bytes."""
-        self.transport.write(msg.line)
-
-    def pending_bytes(self) -> int:
-        """Output written but not yet sent (0 until slow-consumer tracking lands)."""
-        return 0
-
     # -- input -------------------------------------------------------------
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self.close(CloseReason.LINE_TOO_LONG, f"lines are at most {self.MAX_LENGTH} bytes")
 
     def frameError(self) -> None:
         self._pubb_channel = None
         self.close(CloseReason.BAD_FRAME, "a PUBB payload must be followed by CRLF or LF")
 
     def lineReceived(self, line: bytes) -> None:
+        self.heard()
         if line[-1:] == b"\r":
             line = line[:-1]
         line = line.lstrip(b" ")
@@ -149,10 +100,11 @@ class ClientProtocol(LineFramer):
             self._replies.send(ReplyQueue.INTERNAL_ERROR)
 
     def payloadReceived(self, payload: bytes) -> None:
+        self.heard()
         channel, self._pubb_channel = self._pubb_channel, None
         assert channel is not None
         try:
-            self._published(self.hub.publish(self.client.sender, channel, payload))
+            self._published(self.hub.publish(self.client.sender, channel, payload, self))
         except HubError as e:
             self._replies.send(e.as_line())
         except Exception:
@@ -169,7 +121,7 @@ class ClientProtocol(LineFramer):
         channel, _, payload = rest.lstrip(b" ").partition(b" ")
         if not channel:
             raise HubError("bad-args", "usage: PUB <channel> <text>")
-        self._published(self.hub.publish(self.client.sender, channel.decode(), payload))
+        self._published(self.hub.publish(self.client.sender, channel.decode(), payload, self))
 
     def do_pubb(self, rest: bytes) -> None:
         args = _args(rest)
@@ -266,7 +218,7 @@ class ClientProtocol(LineFramer):
     def do_quit(self, rest: bytes) -> None:
         self._replies.send(b"+OK bye\r\n")
         self.close_reason = CloseReason.QUIT
-        self.transport.loseConnection()
+        self.end()
 
     def do_history(self, rest: bytes) -> None:
         raise HubError("bad-args", "HISTORY is not available yet in this version")
@@ -290,17 +242,26 @@ COMMANDS: dict[bytes, Callable[[ClientProtocol, bytes], None]] = {
 }
 
 
-class ClientFactory(Factory):
-    """Builds ClientProtocols for one listener; every listener shares the hub."""
+class DoorFactory(Factory):
+    """Builds one kind of Door for one listener; every listener shares the hub."""
 
     noisy = False
+    protocol = ClientProtocol
 
-    def __init__(self, hub: Hub, max_line: int = 65536, listener: str = "-") -> None:
+    def __init__(self, hub: Hub, max_line: int = 65536, listener: str = "-",
+                 max_buffer: int = 8 * 1024 * 1024, ping_interval: float = 60.0) -> None:
         self.hub = hub
         self.max_line = max_line
         self.listener = listener
+        self.max_buffer = max_buffer
+        self.ping_interval = ping_interval
 
-    def buildProtocol(self, addr: IAddress) -> ClientProtocol:
-        proto = ClientProtocol(self.hub, self.max_line, self.listener)
+    def buildProtocol(self, addr: IAddress) -> Door:
+        proto = self.protocol(self.hub, self.max_line, self.listener, self.max_buffer,
+                              self.ping_interval)
         proto.factory = self
         return proto
+
+
+class ClientFactory(DoorFactory):
+    """The client line protocol's factory."""

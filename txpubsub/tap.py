@@ -7,9 +7,11 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from txpubsub.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
 from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
 from txpubsub.protocol import ClientFactory
+from txpubsub.system import SystemTicker
 
 DEFAULT_PORT = "tcp:23400:interface=127.0.0.1"
 
@@ -59,21 +61,57 @@ class Options(usage.Options):
             "Largest history= a client may ask for in CREATE.",
             _int_at_least(0),
         ],
+        [
+            "max-buffer",
+            None,
+            8 * 1024 * 1024,
+            "Most unsent output bytes per connection before BYE slow-consumer.",
+            _int_at_least(65536),
+        ],
+        [
+            "ping-interval",
+            None,
+            60,
+            "Seconds of silence before the server sends PING (0: never).",
+            _int_at_least(0),
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
+        self["feeds"] = []
+        self["ingests"] = []
+
+    def opt_feed(self, binding: str) -> None:
+        """CHANNEL=ENDPOINT: every connection there receives CHANNEL's payloads as bare lines (repeatable)"""  # noqa: E501
+        self["feeds"].append(self._binding(binding, pattern=True))
+
+    def opt_ingest(self, binding: str) -> None:
+        """CHANNEL=ENDPOINT: every line a connection there sends is published to CHANNEL (repeatable)"""  # noqa: E501
+        self["ingests"].append(self._binding(binding, pattern=False))
+
+    def _binding(self, binding: str, pattern: bool) -> tuple[str, str]:
+        try:
+            channel, endpoint = parse_binding(binding, pattern=pattern)
+        except ValueError as e:
+            raise usage.UsageError(f"bad binding {binding!r}: {e}") from None
+        self._check_endpoint(endpoint)
+        return channel, endpoint
 
     def opt_port(self, description: str) -> None:
         """Endpoint to listen on for clients, repeatable: tcp:PORT, tcp6:PORT, unix:PATH [default: tcp:23400:interface=127.0.0.1]"""  # noqa: E501
+        self._check_endpoint(description)
+        self["ports"].append(description)
+
+    @staticmethod
+    def _check_endpoint(description: str) -> None:
         try:
             # Parsing builds an endpoint without listening, so None will do as
             # the reactor here; it catches typos before the server starts.
             serverFromString(None, description)
         except (ValueError, KeyError, TypeError) as e:
-            raise usage.UsageError(f"bad --port {description!r}: {e}") from None
-        self["ports"].append(description)
+            raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
 
     opt_p = opt_port
 
@@ -100,7 +138,20 @@ def makeService(options: Options, reactor: object = None) -> IService:
     )
     hub.setName("hub")
     hub.setServiceParent(top)
-    for description in options["ports"]:
-        factory = ClientFactory(hub, options["max-line"], description)
+    SystemTicker(hub).setServiceParent(top)
+    limits = {
+        "max_line": options["max-line"],
+        "max_buffer": options["max-buffer"],
+        "ping_interval": options["ping-interval"],
+    }
+    listeners = [
+        (description, ClientFactory(hub, listener=description, **limits))
+        for description in options["ports"]
+    ]
+    for kind, bindings in ((FeedFactory, options["feeds"]), (IngestFactory, options["ingests"])):
+        for channel, description in bindings:
+            ensure_channel(hub, channel)
+            listeners.append((description, kind(channel, hub, listener=description, **limits)))
+    for description, factory in listeners:
         ListenerService(reactor, description, factory).setServiceParent(top)
     return top

@@ -1,0 +1,220 @@
+"""What every client connection shares, whatever it speaks: the hub, closing,
+output accounting for slow consumers, publisher pacing and heartbeats."""
+from __future__ import annotations
+
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, ITransport
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txpubsub.errors import CloseReason, ServerFull
+from txpubsub.framing import LineFramer
+from txpubsub.hub import Client, Hub
+from txpubsub.message import Message
+
+
+def describe_address(address: IAddress) -> tuple[str, str]:
+    """The address as text and its family: ``host:port`` (ipv4), ``[host]:port``
+    (ipv6), ``unix:path`` (unix)."""
+    host = getattr(address, "host", None)
+    if host is not None:
+        if ":" in host:
+            return f"[{host}]:{address.port}", "ipv6"
+        return f"{host}:{address.port}", "ipv4"
+    name = getattr(address, "name", None)
+    return f"unix:{name.decode() if isinstance(name, bytes) else name or '-'}", "unix"
+
+# After BYE, a peer that does not read gets this long before the socket is
+# aborted: a plain loseConnection would wait for it forever.
+CLOSE_GRACE = 2.0
+# Pacing: a publisher whose message lands on a subscriber with more than half
+# of --max-buffer unsent stops reading for STALL seconds. Each subscriber may
+# cause at most STALL_BUDGET seconds of stalls until it has drained, so one
+# that never reads still reaches the limit and is cut off.
+STALL = 0.005
+STALL_BUDGET = 0.1
+
+
+def unsent_bytes(transport: ITransport) -> int:
+    """Bytes written to a transport that the kernel has not taken yet.
+
+    Twisted has no public API for this; FileDescriptor keeps them in
+    ``dataBuffer`` (from ``offset``) and ``_tempDataBuffer``. A TLS transport
+    wraps a TCP one and may hold cleartext until its handshake is done. Any
+    other transport (StringTransport in tests) counts what it holds.
+    """
+    total = 0
+    for _ in range(4):
+        if hasattr(transport, "_tempDataLen"):
+            return total + len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        total += sum(map(len, getattr(transport, "_appSendBuffer", ())))
+        inner = getattr(transport, "transport", None)
+        if inner is None:
+            break
+        transport = inner
+    value = getattr(transport, "value", None)
+    return total + (len(value()) if value is not None else 0)
+
+
+@implementer(IPushProducer)
+class Door(LineFramer):
+    """A connection attached to the hub as a Subscriber.
+
+    It registers as its transport's streaming producer, so Twisted tells it
+    (pauseProducing) when more than 64 KiB of output wait; only then does a
+    delivery look at the real backlog. Below that, ``deliver`` is one write.
+    """
+
+    _log = Logger()
+    heartbeat = True  # send PING to silent connections; raw feeds do not
+
+    def __init__(self, hub: Hub, max_line: int, listener: str, max_buffer: int,
+                 ping_interval: float) -> None:
+        self.hub = hub
+        self.MAX_LENGTH = max_line
+        self.listener = listener
+        self.max_buffer = max_buffer
+        self.ping_interval = ping_interval
+        self.client: Client | None = None
+        self.close_reason: CloseReason | None = None
+        self.pinged = False
+        self._careful = False  # output backed up, or closing: deliveries take the slow path
+        self._stall_left = STALL_BUDGET
+        self._stalled: IDelayedCall | None = None
+        self._timer: IDelayedCall | None = None
+        self._last_heard = 0.0
+
+    # -- connection ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        address, family = describe_address(self.transport.getPeer())
+        try:
+            self.client = self.hub.attach(self, address, self.listener, family)
+        except ServerFull:
+            self._log.warn("refused {address}: --max-clients reached", address=address)
+            self.close(CloseReason.TOO_MANY_CLIENTS)
+            return
+        self.transport.registerProducer(self, True)
+        self._last_heard = self.hub.clock.seconds()
+        if self.heartbeat and self.ping_interval:
+            self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
+        self.greet()
+
+    def greet(self) -> None:
+        """The first thing the server says; nothing by default."""
+
+    def connectionLost(self, reason: object = None) -> None:
+        for call in (self._timer, self._stalled):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._stalled = None
+        if self.client is not None:
+            self.hub.detach(self.client, self.close_reason or CloseReason.PEER_CLOSED)
+
+    def close(self, reason: CloseReason, text: str = "") -> None:
+        """Send ``BYE <reason> [text]`` as the last line and let the socket go.
+
+        The peer gets CLOSE_GRACE seconds to read it; then the connection is
+        aborted, so one that never reads cannot keep its socket and buffer.
+        """
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        self._careful = True
+        line = f"BYE {reason.value} {text}" if text else f"BYE {reason.value}"
+        self.transport.write(line.encode() + b"\r\n")
+        self.end()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.close(CloseReason.LINE_TOO_LONG, f"lines are at most {self.MAX_LENGTH} bytes")
+
+    def send(self, data: bytes) -> None:
+        """Write a reply or a server line, within the same --max-buffer as deliveries."""
+        if self._careful:
+            self.deliver_backed_up(data)
+        else:
+            self.transport.write(data)
+
+    def end(self) -> None:
+        """Close after what is written, aborting if that takes over CLOSE_GRACE."""
+        self._careful = True
+        self.transport.loseConnection()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.hub.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
+
+    # -- heartbeats ----------------------------------------------------------
+
+    def heard(self) -> None:
+        """A whole line (or payload) arrived: the peer is alive."""
+        self._last_heard = self.hub.clock.seconds()
+        self.pinged = False
+
+    def _check_alive(self) -> None:
+        now = self.hub.clock.seconds()
+        quiet_for = now - self._last_heard
+        if quiet_for < self.ping_interval:
+            self._timer = self.hub.clock.callLater(
+                self.ping_interval - quiet_for, self._check_alive
+            )
+        elif not self.pinged:
+            self.pinged = True
+            self.transport.write(b"PING\r\n")
+            self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
+        else:
+            self._timer = None
+            self.close(CloseReason.STALE, f"nothing heard for {int(quiet_for)} seconds")
+
+    # -- the Subscriber interface ---------------------------------------------
+
+    def deliver(self, msg: Message) -> bool:
+        """Write the message's shared bytes; True asks the hub to pace the publisher."""
+        if self._careful:
+            return self.deliver_backed_up(msg.line)
+        self.transport.write(msg.line)
+        return False
+
+    def deliver_backed_up(self, data: bytes) -> bool:
+        """The slow path, once Twisted says our output is backed up (or we are closing)."""
+        if self.close_reason is not None:
+            return False  # BYE was the last line
+        unsent = unsent_bytes(self.transport) + len(data)
+        if unsent > self.max_buffer:
+            self.hub.counters.slow_consumers += 1
+            self._log.warn(
+                "{client!r} is a slow consumer: {unsent} bytes unsent", client=self.client,
+                unsent=unsent,
+            )
+            self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
+            return False
+        self.transport.write(data)
+        if unsent > self.max_buffer // 2 and self._stall_left > 0:
+            self._stall_left -= STALL
+            return True
+        return False
+
+    def pending_bytes(self) -> int:
+        """Output waiting to be sent to this connection."""
+        return unsent_bytes(self.transport)
+
+    # IPushProducer, called by our own transport about our output.
+    def pauseProducing(self) -> None:
+        self._careful = True
+
+    def resumeProducing(self) -> None:
+        self._careful = self.close_reason is not None
+        self._stall_left = STALL_BUDGET
+
+    def stopProducing(self) -> None:
+        """The transport is going away; connectionLost does the cleaning up."""
+
+    # -- pacing this connection as a publisher -----------------------------
+
+    def pace(self) -> None:
+        """Stop reading from this publisher for a moment: a subscriber is behind."""
+        if self._stalled is None and self.close_reason is None:
+            self.hold_input()
+            self._stalled = self.hub.clock.callLater(STALL, self._unstall)
+
+    def _unstall(self) -> None:
+        self._stalled = None
+        self.release_input()
