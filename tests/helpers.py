@@ -15,27 +15,48 @@ def make_hub(clock: Clock | None = None, **kwargs: object) -> Hub:
     return Hub(clock or Clock(), **kwargs)  # type: ignore[arg-type]
 
 
+class ConsumerTransport(StringTransport):
+    """A StringTransport that keeps the IConsumer promise FileDescriptor keeps.
+
+    Everything written stays unsent until ``drain()`` (the client read it);
+    the registered streaming producer is paused when more than 64 KiB wait
+    and resumed once all of it has been sent.
+    """
+
+    bufferSize = 65536
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None and len(self.value()) > self.bufferSize:
+            self.producer.pauseProducing()
+
+    def drain(self) -> bytes:
+        data = self.value()
+        self.clear()
+        if self.producer is not None:
+            self.producer.resumeProducing()
+        return data
+
+
 class Conn:
     """One fake client connection: feed it bytes, read what the server wrote."""
 
     _port = 40000
 
-    def __init__(self, hub: Hub, max_line: int = 65536) -> None:
+    def __init__(self, hub: Hub, max_line: int = 65536, **limits: object) -> None:
         Conn._port += 1
-        self.transport = StringTransport(
+        self.transport = ConsumerTransport(
             peerAddress=IPv4Address("TCP", "127.0.0.1", Conn._port)
         )
-        self.proto: ClientProtocol = ClientFactory(hub, max_line, "tcp:test").buildProtocol(
-            None
-        )
+        self.proto: ClientProtocol = ClientFactory(
+            hub, max_line, "tcp:test", **limits  # type: ignore[arg-type]
+        ).buildProtocol(None)
         self.proto.makeConnection(self.transport)
         self.greeting = self.take()
 
     def take(self) -> bytes:
-        """Everything written since the last take."""
-        data = self.transport.value()
-        self.transport.clear()
-        return data
+        """Everything written since the last take (the client reads it all)."""
+        return self.transport.drain()
 
     def send(self, data: bytes) -> bytes:
         """Feed bytes in one chunk and return what the server wrote back."""

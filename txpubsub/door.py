@@ -218,3 +218,7 @@ class Door(LineFramer):
     def _unstall(self) -> None:
         self._stalled = None
         self.release_input()
+
+    def stalled(self) -> bool:
+        """Whether this connection's input is held back by pacing right now."""
+        return self._stalled is not None

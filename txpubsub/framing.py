@@ -44,6 +44,8 @@ class LineFramer(LineReceiver):
         if self._holding:
             self._holding = False
             held, self._held = self._held, b""
+            if self.transport.disconnecting:
+                return
             self.transport.resumeProducing()
             if held:
                 self.dataReceived(held)
