@@ -5,6 +5,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from txpubsub.door import Limits
 from txpubsub.hub import Hub
 from txpubsub.protocol import ClientFactory, ClientProtocol
 
@@ -43,13 +44,13 @@ class Conn:
 
     _port = 40000
 
-    def __init__(self, hub: Hub, max_line: int = 65536, **limits: object) -> None:
+    def __init__(self, hub: Hub, **limits: object) -> None:
         Conn._port += 1
         self.transport = ConsumerTransport(
             peerAddress=IPv4Address("TCP", "127.0.0.1", Conn._port)
         )
         self.proto: ClientProtocol = ClientFactory(
-            hub, max_line, "tcp:test", **limits  # type: ignore[arg-type]
+            hub, "tcp:test", Limits(**limits)  # type: ignore[arg-type]
         ).buildProtocol(None)
         self.proto.makeConnection(self.transport)
         self.greeting = self.take()

@@ -36,9 +36,8 @@ class ServerTests(TestCase):
         self.tcp = self.listen("tcp:0:interface=127.0.0.1:backlog=512")
         self.address = f"tcp:127.0.0.1:{self.tcp.port.getHost().port}"
 
-    def listen(self, description: str, max_line: int = 65536) -> ListenerService:
-        service = ListenerService(reactor, description, ClientFactory(self.hub, max_line,
-                                                                       description))
+    def listen(self, description: str) -> ListenerService:
+        service = ListenerService(reactor, description, ClientFactory(self.hub, description))
         service.startService()
         self.addCleanup(service.stopService)
         return service

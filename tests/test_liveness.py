@@ -7,7 +7,7 @@ import re
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.door import CLOSE_GRACE, STALL, STALL_BUDGET
+from txpubsub.door import CLOSE_GRACE, STALL, Limits
 from txpubsub.system import SystemTicker, iso_utc
 
 from .helpers import Conn, make_hub
@@ -142,13 +142,26 @@ class SlowConsumerTests(SynchronousTestCase):
                 self.clock.advance(STALL)
                 self.assertEqual(self.publisher.take(), b"PONG\r\n")
         self.assertGreater(stalls, 0)
-        self.assertLessEqual(stalls, round(STALL_BUDGET / STALL))
+        self.assertEqual(self.hub.counters.pacing_stalls, stalls)
+        self.assertLessEqual(stalls, round(Limits().max_stall / STALL))
         self.assertTrue(self.slow.closed)
+
+    def test_pacing_off(self) -> None:
+        """--max-stall 0: publishers are never paused; the laggard is still cut off."""
+        hub = make_hub(self.clock)
+        slow = Conn(hub, max_buffer=self.limit, max_stall=0)
+        slow.cmd("SUB t")
+        publisher = Conn(hub)
+        for _ in range(250):
+            publisher.send(b"PUB t " + self.payload + b"\r\n")
+            self.assertFalse(publisher.proto.stalled())
+        self.assertTrue(slow.closed)
+        self.assertEqual(hub.counters.pacing_stalls, 0)
 
     def test_reader_that_catches_up_gets_budget_back(self) -> None:
         self.publish(110)
         self.slow.take()  # read everything: Twisted resumes us
-        self.assertEqual(self.slow.proto._stall_left, STALL_BUDGET)
+        self.assertEqual(self.slow.proto._stall_left, Limits().max_stall)
 
     def test_unread_replies_count_too(self) -> None:
         """A client that sends commands but never reads its replies is cut off too."""

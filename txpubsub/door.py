@@ -2,6 +2,8 @@
 output accounting for slow consumers, publisher pacing and heartbeats."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, ITransport
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -28,10 +30,19 @@ def describe_address(address: IAddress) -> tuple[str, str]:
 CLOSE_GRACE = 2.0
 # Pacing: a publisher whose message lands on a subscriber with more than half
 # of --max-buffer unsent stops reading for STALL seconds. Each subscriber may
-# cause at most STALL_BUDGET seconds of stalls until it has drained, so one
-# that never reads still reaches the limit and is cut off.
+# cause at most Limits.max_stall seconds of stalls until it has drained, so
+# one that never reads still reaches the limit and is cut off.
 STALL = 0.005
-STALL_BUDGET = 0.1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection limits, from the command line (docs/operations.md)."""
+
+    max_line: int = 65536
+    max_buffer: int = 8 * 1024 * 1024
+    ping_interval: float = 60.0
+    max_stall: float = 0.1
 
 
 def unsent_bytes(transport: ITransport) -> int:
@@ -67,18 +78,18 @@ class Door(LineFramer):
     _log = Logger()
     heartbeat = True  # send PING to silent connections; raw feeds do not
 
-    def __init__(self, hub: Hub, max_line: int, listener: str, max_buffer: int,
-                 ping_interval: float) -> None:
+    def __init__(self, hub: Hub, listener: str, limits: Limits) -> None:
         self.hub = hub
-        self.MAX_LENGTH = max_line
         self.listener = listener
-        self.max_buffer = max_buffer
-        self.ping_interval = ping_interval
+        self.limits = limits
+        self.MAX_LENGTH = limits.max_line
+        self.max_buffer = limits.max_buffer
+        self.ping_interval = limits.ping_interval
         self.client: Client | None = None
         self.close_reason: CloseReason | None = None
         self.pinged = False
         self._careful = False  # output backed up, or closing: deliveries take the slow path
-        self._stall_left = STALL_BUDGET
+        self._stall_left = limits.max_stall
         self._stalled: IDelayedCall | None = None
         self._timer: IDelayedCall | None = None
         self._last_heard = 0.0
@@ -189,6 +200,7 @@ class Door(LineFramer):
         self.transport.write(data)
         if unsent > self.max_buffer // 2 and self._stall_left > 0:
             self._stall_left -= STALL
+            self.hub.counters.pacing_stalls += 1
             return True
         return False
 
@@ -202,7 +214,7 @@ class Door(LineFramer):
 
     def resumeProducing(self) -> None:
         self._careful = self.close_reason is not None
-        self._stall_left = STALL_BUDGET
+        self._stall_left = self.limits.max_stall
 
     def stopProducing(self) -> None:
         """The transport is going away; connectionLost does the cleaning up."""

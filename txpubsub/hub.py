@@ -90,6 +90,7 @@ class Counters:
     bytes_out: int = 0
     connections_total: int = 0
     slow_consumers: int = 0
+    pacing_stalls: int = 0
 
 
 def new_epoch() -> str:
@@ -411,5 +412,6 @@ class Hub(Service):
             "bytes_out": c.bytes_out,
             "slow_consumers": c.slow_consumers,
             "connections_total": c.connections_total,
+            "pacing_stalls": c.pacing_stalls,
         }
 

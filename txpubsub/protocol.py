@@ -9,7 +9,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from txpubsub import __version__
-from txpubsub.door import Door
+from txpubsub.door import Door, Limits
 from txpubsub.errors import CloseReason, HubError, shorten
 from txpubsub.hub import Hub
 from txpubsub.names import parse_number
@@ -42,9 +42,8 @@ class ClientProtocol(Door):
 
     _log = Logger()
 
-    def __init__(self, hub: Hub, max_line: int, listener: str, max_buffer: int,
-                 ping_interval: float) -> None:
-        super().__init__(hub, max_line, listener, max_buffer, ping_interval)
+    def __init__(self, hub: Hub, listener: str, limits: Limits) -> None:
+        super().__init__(hub, listener, limits)
         self.quiet = False
         self._pubb_channel: str | None = None
         self._replies = ReplyQueue(self.send)
@@ -248,17 +247,13 @@ class DoorFactory(Factory):
     noisy = False
     protocol = ClientProtocol
 
-    def __init__(self, hub: Hub, max_line: int = 65536, listener: str = "-",
-                 max_buffer: int = 8 * 1024 * 1024, ping_interval: float = 60.0) -> None:
+    def __init__(self, hub: Hub, listener: str = "-", limits: Limits | None = None) -> None:
         self.hub = hub
-        self.max_line = max_line
         self.listener = listener
-        self.max_buffer = max_buffer
-        self.ping_interval = ping_interval
+        self.limits = limits or Limits()
 
     def buildProtocol(self, addr: IAddress) -> Door:
-        proto = self.protocol(self.hub, self.max_line, self.listener, self.max_buffer,
-                              self.ping_interval)
+        proto = self.protocol(self.hub, self.listener, self.limits)
         proto.factory = self
         return proto
 

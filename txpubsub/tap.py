@@ -7,6 +7,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from txpubsub.door import Limits
 from txpubsub.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
 from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
@@ -67,6 +68,14 @@ class Options(usage.Options):
             8 * 1024 * 1024,
             "Most unsent output bytes per connection before BYE slow-consumer.",
             _int_at_least(65536),
+        ],
+        [
+            "max-stall",
+            None,
+            100,
+            "Milliseconds a lagging subscriber may pause its publishers for, until it "
+            "drains (0: never pause publishers).",
+            _int_at_least(0),
         ],
         [
             "ping-interval",
@@ -139,19 +148,19 @@ def makeService(options: Options, reactor: object = None) -> IService:
     hub.setName("hub")
     hub.setServiceParent(top)
     SystemTicker(hub).setServiceParent(top)
-    limits = {
-        "max_line": options["max-line"],
-        "max_buffer": options["max-buffer"],
-        "ping_interval": options["ping-interval"],
-    }
+    limits = Limits(
+        max_line=options["max-line"],
+        max_buffer=options["max-buffer"],
+        ping_interval=options["ping-interval"],
+        max_stall=options["max-stall"] / 1000,
+    )
     listeners = [
-        (description, ClientFactory(hub, listener=description, **limits))
-        for description in options["ports"]
+        (description, ClientFactory(hub, description, limits)) for description in options["ports"]
     ]
     for kind, bindings in ((FeedFactory, options["feeds"]), (IngestFactory, options["ingests"])):
         for channel, description in bindings:
             ensure_channel(hub, channel)
-            listeners.append((description, kind(channel, hub, listener=description, **limits)))
+            listeners.append((description, kind(channel, hub, description, limits)))
     for description, factory in listeners:
         ListenerService(reactor, description, factory).setServiceParent(top)
     return top
