@@ -11,10 +11,13 @@ import secrets
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from txpubsub.channel import Channel
@@ -32,9 +35,14 @@ from txpubsub.names import (
     pattern_kind,
     pattern_matches,
 )
+from txpubsub.store import MemoryStore, Store
 
 SYSTEM_CHANNELS = ("$sys.time", "$sys.clients", "$sys.channels", "$sys.stats")
 ADMIN_SENDER = "$admin"
+# A channel with no subscribers and nothing kept, untouched for this long, is
+# forgotten (its last id is remembered, so ids never restart in an epoch).
+IDLE_CHANNEL = 300.0
+SWEEP_INTERVAL = 60.0
 
 
 class Subscriber(Protocol):
@@ -114,16 +122,20 @@ class Hub(Service):
         max_clients: int = 10000,
         max_subscriptions: int = 10000,
         auto_create: bool = True,
+        max_replay: int = 1000,
+        store: Store | None = None,
         epoch: str | None = None,
     ) -> None:
         self.clock = clock
-        self.history = history
+        self.default_history = history
         self.max_history = max_history
         self.max_payload = max_payload
         self.max_clients = max_clients
         self.max_subscriptions = max_subscriptions
         self.auto_create = auto_create
-        self.epoch = epoch or new_epoch()
+        self.max_replay = max_replay
+        self.store: Store = store or MemoryStore(epoch or new_epoch())
+        self.epoch = epoch or self.store.epoch
         self.started_at = clock.seconds()
         self.counters = Counters()
         self._channels: dict[str, Channel[Subscriber]] = {}
@@ -132,15 +144,37 @@ class Hub(Service):
         self._by_name: dict[str, Client] = {}
         self._by_subscriber: dict[Subscriber, Client] = {}
         self._inbox_ids: dict[str, int] = {}
+        self._retired: dict[str, int] = {}  # forgotten or dropped channel -> its last id
         self._last_client_number = 0
+        self._sweeper: LoopingCall | None = None
         for name in SYSTEM_CHANNELS:
             self._channels[name] = Channel(name, 0, self.started_at, system=True)
+        for saved in self.store.load():
+            if saved.retired:
+                self._retired[saved.name] = saved.last_id
+                continue
+            ch: Channel[Subscriber] = Channel(saved.name, saved.keep, saved.created_at,
+                                              saved.last_id)
+            ch.history.extend(saved.messages)
+            self._channels[saved.name] = ch
 
-    def stopService(self) -> None:
-        """Say ``BYE shutdown`` to every client; listeners stop before the hub does."""
+    def startService(self) -> None:
+        Service.startService(self)
+        self._sweeper = LoopingCall(self.forget_idle_channels)
+        self._sweeper.clock = self.clock
+        self._sweeper.start(SWEEP_INTERVAL, now=False)
+
+    def stopService(self) -> Deferred[None]:
+        """Say ``BYE shutdown`` to every client, then let the store finish writing.
+
+        Listeners stop before the hub does, so nobody new arrives meanwhile.
+        """
         Service.stopService(self)
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
         for client in list(self._clients.values()):
             client.subscriber.close(CloseReason.SHUTDOWN)
+        return self.store.close()
 
     # -- clients ---------------------------------------------------------
 
@@ -217,13 +251,36 @@ class Hub(Service):
             raise HubError("exists", f"{channel} exists")
         if history is not None and history > self.max_history:
             raise HubError("bad-args", f"history= is at most {self.max_history}")
-        return self._new_channel(channel, self.history if history is None else history)
+        return self._new_channel(channel, self.default_history if history is None else history)
 
     def _new_channel(self, name: str, keep: int) -> Channel[Subscriber]:
-        ch: Channel[Subscriber] = Channel(name, keep, self.clock.seconds())
+        # A channel made again goes on from its last id: ids never restart in an epoch.
+        ch: Channel[Subscriber] = Channel(name, keep, self.clock.seconds(),
+                                          self._retired.pop(name, 0))
         self._channels[name] = ch
+        self.store.channel_created(name, keep, ch.created_at, ch.last_id)
         self._announce("$sys.channels", f"create {name}")
         return ch
+
+    def forget_idle_channels(self) -> int:
+        """Forget channels nobody subscribes to, that keep nothing, idle IDLE_CHANNEL s.
+
+        Returns how many were forgotten. Their last ids are remembered.
+        """
+        cutoff = self.clock.seconds() - IDLE_CHANNEL
+        idle = [
+            ch for ch in self._channels.values()
+            if not (ch.system or ch.subscribers or ch.history)
+            and (ch.last_publish_at or ch.created_at) <= cutoff
+        ]
+        for ch in idle:
+            self._retire(ch)
+        return len(idle)
+
+    def _retire(self, ch: Channel[Subscriber]) -> None:
+        del self._channels[ch.name]
+        self._retired[ch.name] = ch.last_id
+        self.store.channel_retired(ch.name, ch.last_id)
 
     def channel(self, name: str) -> Channel[Subscriber] | None:
         """The channel of that exact name, if it exists."""
@@ -255,33 +312,85 @@ class Hub(Service):
 
     # -- subscriptions ---------------------------------------------------
 
-    def subscribe(self, client: Client, pattern: str) -> int:
-        """Subscribe a client to a pattern; returns how many messages were replayed.
+    def subscribe(
+        self,
+        client: Client,
+        pattern: str,
+        last: int | None = None,
+        since: int | None = None,
+        epoch: str | None = None,
+    ) -> tuple[list[Message], bool]:
+        """Subscribe a client to a pattern; returns (messages to replay, partial).
 
-        Subscribing again to the same pattern is accepted and changes nothing
-        (as Redis SUBSCRIBE). A concrete channel is created if it does not
-        exist, unless auto-create is off.
+        ``last``/``since`` (concrete channels only) ask for a replay from
+        history. The replay is taken and the subscription made in this one
+        call, and the reactor runs nothing else meanwhile, so no message can
+        fall between the replay and the live stream, nor come twice. Partial
+        means the replay could not start right after ``since``: the messages
+        are no longer kept, the replay was capped, ``epoch`` is not ours, or
+        ``since`` is newer than anything here.
+
+        Subscribing again to a pattern it holds changes nothing (as Redis
+        SUBSCRIBE). A concrete channel is created if it does not exist,
+        unless auto-create is off.
         """
         kind = pattern_kind(pattern)
         if kind == INBOX:
             raise HubError("forbidden", "inboxes are delivered to their owner without SUB")
-        if pattern in client.patterns:
-            return 0
-        if len(client.patterns) >= self.max_subscriptions:
-            raise HubError(
-                "too-many-subscriptions", f"at most {self.max_subscriptions} per connection"
-            )
-        if is_wildcard(pattern):
-            self._patterns.add(pattern, client.subscriber)
+        wildcard = is_wildcard(pattern)
+        if wildcard and (last is not None or since is not None):
+            raise HubError("bad-args", "last= and since= need a concrete channel")
+        if pattern not in client.patterns:
+            if len(client.patterns) >= self.max_subscriptions:
+                raise HubError(
+                    "too-many-subscriptions", f"at most {self.max_subscriptions} per connection"
+                )
+            if wildcard:
+                self._patterns.add(pattern, client.subscriber)
+            else:
+                ch = self._channels.get(pattern)
+                if ch is None:
+                    if kind == SYSTEM:
+                        raise HubError("no-such-channel", f"no system channel {pattern}")
+                    ch = self._auto_create(pattern)
+                ch.subscribers.add(client.subscriber)
+            client.patterns.add(pattern)
+        if last is None and since is None:
+            return [], False
+        return self._replay(self._channels[pattern], last, since, epoch)
+
+    def _replay(
+        self, ch: Channel[Subscriber], last: int | None, since: int | None, epoch: str | None
+    ) -> tuple[list[Message], bool]:
+        kept = len(ch.history)
+        partial = False
+        if last is not None:
+            count = min(last, kept, self.max_replay)  # last= never says partial
         else:
-            ch = self._channels.get(pattern)
-            if ch is None:
-                if kind == SYSTEM:
-                    raise HubError("no-such-channel", f"no system channel {pattern}")
-                ch = self._auto_create(pattern)
-            ch.subscribers.add(client.subscriber)
-        client.patterns.add(pattern)
-        return 0
+            assert since is not None
+            if (epoch is not None and epoch != self.epoch) or since > ch.last_id:
+                # Not our id space: everything kept, and the client is told.
+                count, partial = kept, True
+            else:
+                count = ch.last_id - since
+                if count > kept:
+                    count, partial = kept, True
+            if count > self.max_replay:
+                # The newest ones: the replay stays contiguous with the live stream.
+                count, partial = self.max_replay, True
+        return list(islice(ch.history, kept - count, kept)), partial
+
+    def history(self, channel: str, n: int | None = None) -> list[Message]:
+        """The last ``n`` kept messages (all, at most --max-replay), oldest first."""
+        kind = channel_kind(channel)
+        if kind == INBOX:
+            raise HubError("forbidden", "inboxes keep no history")
+        ch = self._channels.get(channel)
+        if ch is None:
+            raise HubError("no-such-channel", f"{channel} does not exist")
+        kept = len(ch.history)
+        count = min(kept if n is None else n, kept, self.max_replay)
+        return list(islice(ch.history, kept - count, kept))
 
     def unsubscribe(self, client: Client, pattern: str) -> None:
         """Drop one of a client's subscriptions; HubError not-subscribed if absent."""
@@ -306,7 +415,7 @@ class Hub(Service):
     def _auto_create(self, channel: str) -> Channel[Subscriber]:
         if not self.auto_create:
             raise HubError("no-such-channel", f"{channel} does not exist (auto-create is off)")
-        return self._new_channel(channel, self.history)
+        return self._new_channel(channel, self.default_history)
 
     # -- publishing ------------------------------------------------------
 
@@ -351,6 +460,8 @@ class Hub(Service):
         publisher: Subscriber | None,
     ) -> int:
         msg = ch.append(sender, payload, self.clock.seconds())
+        if self.store.durable and not ch.system:
+            self.store.message_added(msg, ch.keep)
         readers: Iterable[Subscriber] = ch.subscribers
         if len(self._patterns):
             sets = self._patterns.match(ch.name)
@@ -413,5 +524,6 @@ class Hub(Service):
             "slow_consumers": c.slow_consumers,
             "connections_total": c.connections_total,
             "pacing_stalls": c.pacing_stalls,
+            "store_errors": self.store.errors,
         }
 

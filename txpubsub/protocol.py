@@ -19,9 +19,12 @@ HELP_LINES = (
     "NAME <name>                      set or change your name",
     "CREATE <channel> [history=<n>]   create a channel keeping the last n messages",
     "SUB <pattern>                    subscribe; * is one token, > the rest (news.>)",
+    "SUB <channel> last=<n>           subscribe after replaying the last n messages",
+    "SUB <channel> since=<id> [epoch=<e>]  replay what came after id, then go live",
     "UNSUB <pattern>                  unsubscribe",
     "PUB <channel> <text>             publish the rest of the line; @name for a direct message",
     "PUBB <channel> <nbytes>          publish the next nbytes raw bytes, then CRLF",
+    "HISTORY <channel> [<n>]          the last n kept messages, oldest first",
     "LIST [<pattern>]                 channels with subscribers, published and kept counts",
     "WHO [<channel>]                  connected clients, or the subscribers of a channel",
     "QUIET on|off                     no reply to successful PUB/PUBB when on",
@@ -35,6 +38,18 @@ _HELP = b"".join(b"HELP %s\r\n" % line.encode() for line in HELP_LINES) + b"+OK\
 def _args(rest: bytes) -> list[str]:
     """Space-separated arguments (the line is already known to be UTF-8)."""
     return [arg.decode() for arg in rest.split(b" ") if arg]
+
+
+def _options(args: list[str], known: tuple[str, ...]) -> dict[str, str]:
+    """``key=value`` arguments, each known key at most once."""
+    options: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in known or key in options:
+            raise HubError("bad-args", f"unexpected {shorten(arg)!r}; options: "
+                                       + ", ".join(k + "=" for k in known))
+        options[key] = value
+    return options
 
 
 class ClientProtocol(Door):
@@ -140,10 +155,29 @@ class ClientProtocol(Door):
 
     def do_sub(self, rest: bytes) -> None:
         args = _args(rest)
-        if len(args) != 1:
-            raise HubError("bad-args", "usage: SUB <pattern> (last=/since= need history)")
-        replayed = self.hub.subscribe(self.client, args[0])
-        self._replies.send(f"+OK subscribed {args[0]} {replayed}\r\n".encode())
+        if not args:
+            raise HubError("bad-args", "usage: SUB <pattern> [last=<n>|since=<id> [epoch=<e>]]")
+        options = _options(args[1:], ("last", "since", "epoch"))
+        if "last" in options and ("since" in options or "epoch" in options):
+            raise HubError("bad-args", "last= goes alone; since= may take epoch=")
+        if "epoch" in options and "since" not in options:
+            raise HubError("bad-args", "epoch= goes with since=")
+        last = options.get("last")
+        since = options.get("since")
+        replay, partial = self.hub.subscribe(
+            self.client,
+            args[0],
+            last=None if last is None else parse_number(last, "last="),
+            since=None if since is None else parse_number(since, "since="),
+            epoch=options.get("epoch"),
+        )
+        # Replay and reply go out together, right after the subscription was
+        # made; nothing live can come in between (see Hub.subscribe).
+        tail = " partial" if partial else ""
+        self._replies.send(
+            b"".join(msg.line for msg in replay)
+            + f"+OK subscribed {args[0]} {len(replay)}{tail}\r\n".encode()
+        )
 
     def do_unsub(self, rest: bytes) -> None:
         args = _args(rest)
@@ -220,7 +254,14 @@ class ClientProtocol(Door):
         self.end()
 
     def do_history(self, rest: bytes) -> None:
-        raise HubError("bad-args", "HISTORY is not available yet in this version")
+        args = _args(rest)
+        if not 1 <= len(args) <= 2:
+            raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
+        n = parse_number(args[1], "<n>") if len(args) == 2 else None
+        kept = self.hub.history(args[0], n)
+        self._replies.send(
+            b"".join(msg.line for msg in kept) + b"+OK %d\r\n" % len(kept)
+        )
 
 
 COMMANDS: dict[bytes, Callable[[ClientProtocol, bytes], None]] = {

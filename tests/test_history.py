@@ -1,0 +1,219 @@
+"""History, replay and resume: HISTORY, SUB last=/since=/epoch=, ids that never restart."""
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from txpubsub.hub import IDLE_CHANNEL, SWEEP_INTERVAL
+
+from .helpers import Conn, make_hub
+
+
+def ids(data: bytes, channel: bytes = b"news") -> list[int]:
+    return [int(x) for x in re.findall(rb"^MSG " + re.escape(channel) + rb" (\d+) ", data, re.M)]
+
+
+class HistoryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hub = make_hub(self.clock, history=5, max_replay=3)
+        self.pub = Conn(self.hub)
+        self.pub.cmd("QUIET on")
+        for i in range(1, 8):
+            self.pub.cmd(f"PUB news m{i}")
+        self.reader = Conn(self.hub)
+
+    def test_history(self) -> None:
+        """The last n kept messages, oldest first, then +OK count (capped by --max-replay)."""
+        self.assertEqual(self.reader.cmd("HISTORY news 2"),
+                         "MSG news 6 c1 m6\r\nMSG news 7 c1 m7\r\n+OK 2\r\n")
+        self.assertEqual(ids(self.reader.send(b"HISTORY news\n")), [5, 6, 7])
+        self.assertEqual(self.reader.cmd("HISTORY news 0"), "+OK 0\r\n")
+
+    def test_history_errors(self) -> None:
+        for line, code in (("HISTORY nope", "no-such-channel"), ("HISTORY news.*", "bad-channel"),
+                           ("HISTORY @c1", "forbidden"), ("HISTORY news -1", "bad-args"),
+                           ("HISTORY news x", "bad-args"), ("HISTORY", "bad-args"),
+                           ("HISTORY news 1 2", "bad-args")):
+            self.assertTrue(self.reader.cmd(line).startswith(f"-ERR {code} "), line)
+
+    def test_history_of_binary(self) -> None:
+        self.pub.send(b"PUBB news 3\r\na\nb\r\n")
+        out = self.reader.send(b"HISTORY news 1\n")
+        self.assertEqual(out, b"MSGB news 8 c1 3\r\na\nb\r\n+OK 1\r\n")
+
+    def test_last(self) -> None:
+        """last=n replays the newest n kept (never partial), then live."""
+        out = self.reader.cmd("SUB news last=2")
+        self.assertEqual(out, "MSG news 6 c1 m6\r\nMSG news 7 c1 m7\r\n+OK subscribed news 2\r\n")
+        self.pub.cmd("PUB news m8")
+        self.assertEqual(ids(self.reader.take()), [8])
+
+    def test_last_capped_quietly(self) -> None:
+        self.assertEqual(self.reader.cmd("SUB news last=100").splitlines()[-1],
+                         "+OK subscribed news 3")
+
+    def test_since_resumes_exactly(self) -> None:
+        out = self.reader.send(b"SUB news since=5\n")
+        self.assertEqual(ids(out), [6, 7])
+        self.assertTrue(out.endswith(b"+OK subscribed news 2\r\n"))
+
+    def test_since_up_to_date(self) -> None:
+        self.assertEqual(self.reader.cmd("SUB news since=7"), "+OK subscribed news 0\r\n")
+
+    def test_since_no_longer_kept(self) -> None:
+        """Asking for messages history dropped: what is kept (capped), and partial."""
+        out = self.reader.send(b"SUB news since=1\n")
+        self.assertEqual(ids(out), [5, 6, 7])  # newest 3: contiguous with live
+        self.assertTrue(out.endswith(b"+OK subscribed news 3 partial\r\n"))
+
+    def test_capped_replay_is_partial(self) -> None:
+        hub = make_hub(history=10, max_replay=3)
+        pub = Conn(hub)
+        for _ in range(6):
+            pub.cmd("PUB news x")
+        reader = Conn(hub)
+        out = reader.send(b"SUB news since=2\n")
+        self.assertEqual(ids(out), [4, 5, 6])
+        self.assertTrue(out.endswith(b" 3 partial\r\n"))
+
+    def test_other_epoch(self) -> None:
+        """An id from another epoch means nothing here: everything kept, partial."""
+        out = self.reader.send(b"SUB news since=6 epoch=other\n")
+        self.assertEqual(ids(out), [5, 6, 7])
+        self.assertTrue(out.endswith(b" partial\r\n"))
+        same = Conn(self.hub).send(b"SUB news since=6 epoch=testepoch\n")
+        self.assertEqual(ids(same), [7])
+        self.assertTrue(same.endswith(b"+OK subscribed news 1\r\n"))
+
+    def test_since_from_the_future(self) -> None:
+        out = self.reader.send(b"SUB news since=99\n")
+        self.assertEqual(ids(out), [5, 6, 7])
+        self.assertTrue(out.endswith(b" partial\r\n"))
+
+    def test_since_on_new_channel(self) -> None:
+        self.assertEqual(self.reader.cmd("SUB fresh since=0"), "+OK subscribed fresh 0\r\n")
+
+    def test_bad_args(self) -> None:
+        for line in ("SUB news last=-1", "SUB news last=x", "SUB news since=1.5",
+                     "SUB news.* last=1", "SUB > since=1", "SUB news last=1 since=2",
+                     "SUB news epoch=x", "SUB news since=1 since=2", "SUB news foo=1",
+                     "SUB news last", "CREATE c history=-1", "CREATE c history=1e3"):
+            self.assertTrue(self.reader.cmd(line).startswith("-ERR bad-args "), line)
+
+    def test_history_zero_keeps_nothing(self) -> None:
+        self.reader.cmd("CREATE quiet history=0")
+        self.pub.cmd("PUB quiet x")
+        self.assertEqual(self.reader.cmd("HISTORY quiet"), "+OK 0\r\n")
+        self.assertEqual(self.reader.cmd("SUB quiet since=0"),
+                         "+OK subscribed quiet 0 partial\r\n")
+
+
+class IdsNeverRestartTests(SynchronousTestCase):
+    def test_forgotten_channel_goes_on(self) -> None:
+        """Idle, empty, unsubscribed channels are forgotten; their ids go on."""
+        clock = Clock()
+        hub = make_hub(clock)
+        hub.startService()
+        self.addCleanup(hub.stopService)
+        conn = Conn(hub, ping_interval=0)
+        conn.cmd("CREATE gone history=0")
+        conn.cmd("CREATE kept")
+        for _ in range(3):
+            conn.cmd("PUB gone x")
+        conn.cmd("PUB kept x")
+        clock.advance(IDLE_CHANNEL + SWEEP_INTERVAL)
+        self.assertIsNone(hub.channel("gone"))
+        self.assertIsNotNone(hub.channel("kept"))  # it keeps a message
+        self.assertEqual(conn.cmd("LIST"), "CHANNEL kept 0 1 1\r\n+OK 1\r\n")
+        self.assertEqual(conn.cmd("PUB gone y"), "+OK 4\r\n")
+
+    def test_subscribed_channel_never_forgotten(self) -> None:
+        clock = Clock()
+        hub = make_hub(clock, history=0)
+        hub.startService()
+        self.addCleanup(hub.stopService)
+        conn = Conn(hub)
+        conn.cmd("SUB watched")
+        clock.advance(IDLE_CHANNEL * 3)
+        self.assertIsNotNone(hub.channel("watched"))
+
+
+@st.composite
+def schedules(draw):
+    """Random interleavings: publishes (alone or pipelined), resubscribes, restarts."""
+    steps = []
+    for _ in range(draw(st.integers(1, 40))):
+        steps.append(draw(st.one_of(
+            st.tuples(st.just("pub"), st.integers(1, 4)),
+            st.tuples(st.just("since"), st.integers(0, 3)),
+            st.tuples(st.just("last"), st.integers(0, 6)),
+            st.tuples(st.just("restart"), st.just(0)),
+        )))
+    return steps
+
+
+class ReplayPropertyTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(schedules(), st.integers(0, 6), st.integers(1, 8))
+    def test_each_id_once_and_gaps_only_when_told(self, steps, keep, cap) -> None:
+        """A subscriber that reconnects with since= its last id sees each id at most
+        once per epoch, and misses ids only where the server said partial."""
+        hub = make_hub(history=keep, max_replay=cap, epoch="e0")
+        epoch_number = 0
+        publisher = Conn(hub)
+        publisher.cmd("QUIET on")
+        reader = Conn(hub)
+        reader.cmd("SUB news")
+        seen: dict[str, list[int]] = {"e0": []}
+        told_partial = False
+
+        def read(data: bytes) -> None:
+            nonlocal told_partial
+            seen[hub.epoch] += ids(data)
+            told_partial |= b" partial\r\n" in data
+
+        for action, n in steps:
+            if action == "pub":
+                # Pipelined publishes, with the reader's resume in the middle of them.
+                publisher.send(b"PUB news x\r\n" * n)
+                read(reader.take())
+            elif action == "restart":
+                # A memory-only restart: nothing kept, a new epoch, ids start again.
+                epoch_number += 1
+                hub = make_hub(history=keep, max_replay=cap, epoch=f"e{epoch_number}")
+                seen[hub.epoch] = []
+                publisher = Conn(hub)
+                publisher.cmd("QUIET on")
+                old_epoch = reader.greeting  # the reader's view of the epoch
+                reader = Conn(hub)
+                last_seen = seen[f"e{epoch_number - 1}"][-1:] or [0]
+                data = reader.send(b"SUB news since=%d epoch=%s\r\n" % (
+                    last_seen[0], re.search(rb'"epoch":"(\w+)"', old_epoch).group(1)))
+                if last_seen[0] > 0 or keep:
+                    # Another epoch: whatever is kept is replayed, and it says partial.
+                    self.assertIn(b" partial\r\n", data)
+                told_partial = True  # a new id space starts
+                read(data)
+            else:
+                # Drop the connection and come back, resuming from the last id seen.
+                reader.lose()
+                reader = Conn(hub)
+                mine = seen[hub.epoch]
+                if action == "since":
+                    data = reader.send(b"SUB news since=%d\r\n" % (mine[-1] if mine else 0))
+                else:
+                    data = reader.send(b"SUB news last=%d\r\n" % n)
+                    mine.clear()  # last= is a fresh start: its ids may repeat older ones
+                    told_partial = True
+                read(data)
+            for epoch, got in seen.items():
+                self.assertEqual(len(got), len(set(got)), f"repeated id in {epoch}: {got}")
+                self.assertEqual(got, sorted(got))
+        final = seen[hub.epoch]
+        if final and not told_partial:
+            self.assertEqual(final, list(range(final[0], final[-1] + 1)))

@@ -1,0 +1,70 @@
+"""Where history lives between restarts: the store interface, and memory.
+
+The hub keeps every channel's recent messages in memory and reads only
+from there; a store persists them (and each channel's last id, and the
+epoch) so that a restart can load them back. The memory store persists
+nothing, so each start is a new epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from twisted.internet.defer import Deferred, succeed
+
+from txpubsub.message import Message
+
+
+@dataclass
+class SavedChannel:
+    """A channel as a store gives it back at start."""
+
+    name: str
+    keep: int
+    last_id: int
+    created_at: float
+    retired: bool = False  # dropped or forgotten: only its last id matters
+    messages: list[Message] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """What the hub tells a store, and what it asks of it at start and stop."""
+
+    durable: bool
+    epoch: str
+    errors: int  # failed writes since start (admin STATS: store_errors)
+
+    def load(self) -> list[SavedChannel]: ...
+
+    def channel_created(self, name: str, keep: int, created_at: float, last_id: int) -> None: ...
+
+    def message_added(self, msg: Message, keep: int) -> None: ...
+
+    def channel_retired(self, name: str, last_id: int) -> None: ...
+
+    def close(self) -> Deferred[None]: ...
+
+
+class MemoryStore:
+    """History in memory only: nothing survives a restart, so the epoch is new."""
+
+    durable = False
+    errors = 0
+
+    def __init__(self, epoch: str) -> None:
+        self.epoch = epoch
+
+    def load(self) -> list[SavedChannel]:
+        return []
+
+    def channel_created(self, name: str, keep: int, created_at: float, last_id: int) -> None:
+        pass
+
+    def message_added(self, msg: Message, keep: int) -> None:
+        pass
+
+    def channel_retired(self, name: str, last_id: int) -> None:
+        pass
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
