@@ -9,9 +9,10 @@ from twisted.python import usage
 
 from txpubsub.door import Limits
 from txpubsub.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
-from txpubsub.hub import Hub
+from txpubsub.hub import Hub, new_epoch
 from txpubsub.listeners import ListenerService
 from txpubsub.protocol import ClientFactory
+from txpubsub.sqlite_store import StoreError, open_store
 from txpubsub.system import SystemTicker
 
 DEFAULT_PORT = "tcp:23400:interface=127.0.0.1"
@@ -25,6 +26,15 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
     coerce.coerceDoc = f"A whole number, at least {low}."  # type: ignore[attr-defined]
     return coerce
+
+
+def _store_spec(value: str) -> str:
+    if value != "memory" and not (value.startswith("sqlite:") and len(value) > 7):
+        raise ValueError(f"expected memory or sqlite:PATH, got {value!r}")
+    return value
+
+
+_store_spec.coerceDoc = "memory or sqlite:PATH."  # type: ignore[attr-defined]
 
 
 class Options(usage.Options):
@@ -61,6 +71,21 @@ class Options(usage.Options):
             10000,
             "Largest history= a client may ask for in CREATE.",
             _int_at_least(0),
+        ],
+        [
+            "max-replay",
+            None,
+            1000,
+            "Most messages one SUB last=/since= or HISTORY sends.",
+            _int_at_least(0),
+        ],
+        [
+            "store",
+            None,
+            "memory",
+            "Where history lives: memory (lost at restart, new epoch each start) or "
+            "sqlite:PATH (kept, ids and epoch go on).",
+            _store_spec,
         ],
         [
             "max-buffer",
@@ -136,15 +161,25 @@ def makeService(options: Options, reactor: object = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     top = MultiService()
-    hub = Hub(
-        reactor,
-        history=options["history"],
-        max_history=options["max-history"],
-        max_payload=options["max-payload"],
-        max_clients=options["max-clients"],
-        max_subscriptions=options["max-subscriptions"],
-        auto_create=not options["no-auto-create"],
-    )
+    store = None
+    spec = options["store"]
+    try:
+        if spec.startswith("sqlite:"):
+            # A new file starts a new epoch; an existing one keeps its own.
+            store = open_store(spec[len("sqlite:"):], reactor, new_epoch())
+        hub = Hub(
+            reactor,
+            history=options["history"],
+            max_history=options["max-history"],
+            max_payload=options["max-payload"],
+            max_clients=options["max-clients"],
+            max_subscriptions=options["max-subscriptions"],
+            auto_create=not options["no-auto-create"],
+            max_replay=options["max-replay"],
+            store=store,
+        )
+    except StoreError as e:
+        raise SystemExit(f"txpubsub: --store {spec}: {e}") from None
     hub.setName("hub")
     hub.setServiceParent(top)
     SystemTicker(hub).setServiceParent(top)

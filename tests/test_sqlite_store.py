@@ -1,0 +1,189 @@
+"""Durable history in SQLite: ids, epoch and kept messages survive a restart."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import tempfile
+
+from twisted.enterprise import adbapi
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from txpubsub.hub import Hub
+from txpubsub.sqlite_store import SqliteStore, StoreError, _pragmas, open_store
+
+from .helpers import Conn
+from .netclient import WAIT, connect
+from .test_twistd import ServerProcess, twistd
+
+
+class SqliteStoreTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.path = os.path.join(tempfile.mkdtemp(), "history.db")
+
+    def start(self, **kwargs: object) -> tuple[Hub, Conn]:
+        hub = Hub(reactor, store=open_store(self.path, reactor, "first"), **kwargs)
+        self.addCleanup(hub.store.close)
+        return hub, Conn(hub, ping_interval=0)
+
+    async def restart(self, hub: Hub, **kwargs: object) -> tuple[Hub, Conn]:
+        await hub.store.close()
+        return self.start(**kwargs)
+
+    async def test_restart_keeps_ids_history_and_epoch(self) -> None:
+        """After a restart: same epoch, ids go on, HISTORY and since= as before."""
+        hub, conn = self.start(history=3)
+        self.assertEqual(hub.epoch, "first")
+        for i in range(5):
+            conn.cmd(f"PUB news m{i}")
+        conn.cmd("CREATE quiet history=0")
+        conn.cmd("PUB quiet q")
+        hub, conn = await self.restart(hub, history=3)
+        self.assertEqual(hub.epoch, "first")
+        self.assertIn(b'"epoch":"first"', conn.greeting)
+        self.assertEqual(conn.cmd("HISTORY news"),
+                         "MSG news 3 c1 m2\r\nMSG news 4 c1 m3\r\nMSG news 5 c1 m4\r\n+OK 3\r\n")
+        self.assertEqual(conn.cmd("SUB news since=4 epoch=first"),
+                         "MSG news 5 c1 m4\r\n+OK subscribed news 1\r\n")
+        self.assertEqual(conn.cmd("PUB quiet again"), "+OK 2\r\n")
+        conn.take()
+        self.assertEqual(conn.cmd("PUB news next"), "MSG news 6 c1 next\r\n+OK 6\r\n")
+
+    async def test_only_the_window_is_kept_on_disk(self) -> None:
+        hub, conn = self.start(history=2)
+        for _ in range(10):
+            conn.cmd("PUB news x")
+        await hub.store.flush()
+        with sqlite3.connect(self.path) as db:
+            rows = db.execute("SELECT id FROM messages ORDER BY id").fetchall()
+        self.assertEqual(rows, [(9,), (10,)])
+
+    async def test_forgotten_channel_ids_survive_restart(self) -> None:
+        hub, conn = self.start(history=0)
+        for _ in range(3):
+            conn.cmd("PUB gone x")
+        hub._retire(hub.channel("gone"))
+        hub, conn = await self.restart(hub, history=0)
+        self.assertIsNone(hub.channel("gone"))
+        self.assertEqual(conn.cmd("PUB gone y"), "+OK 4\r\n")
+
+    async def test_binary_payloads_round_trip(self) -> None:
+        hub, conn = self.start()
+        conn.send(b"PUBB bin 4\r\n\x00\r\n\xff\r\n")
+        hub, conn = await self.restart(hub)
+        self.assertEqual(conn.send(b"HISTORY bin\n"),
+                         b"MSGB bin 1 c1 4\r\n\x00\r\n\xff\r\n+OK 1\r\n")
+
+    async def test_unwritable_database_keeps_serving(self) -> None:
+        """A write that fails is logged and counted; publishing goes on."""
+        hub, conn = self.start()
+        store = hub.store
+        good = store._pool
+        store._pool = adbapi.ConnectionPool(
+            "sqlite3", f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+            cp_min=1, cp_max=1, cp_reactor=reactor)
+        conn.cmd("PUB news x")
+        await store.flush()
+        self.assertEqual(store.errors, 1)
+        self.assertEqual(store.lost, 1)
+        self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)
+        self.assertEqual(hub.stats()["store_errors"], 1)
+        self.assertEqual(conn.cmd("PUB news y"), "+OK 2\r\n")
+        store._pool.close()
+        store._pool = good
+
+
+class BadStoreFileTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.path = os.path.join(tempfile.mkdtemp(), "x.db")
+
+    def test_garbage_file(self) -> None:
+        with open(self.path, "wb") as f:
+            f.write(b"this is not a database, just some text that is long enough" * 100)
+        e = self.assertRaises(StoreError, SqliteStore, self.path, reactor, "e")
+        self.assertIn("not a database", str(e))
+
+    def test_foreign_database(self) -> None:
+        with sqlite3.connect(self.path) as db:
+            db.execute("CREATE TABLE accounts (id INTEGER)")
+        e = self.assertRaises(StoreError, SqliteStore, self.path, reactor, "e")
+        self.assertIn("not a txpubsub store", str(e))
+
+    def test_missing_directory(self) -> None:
+        self.assertRaises(StoreError, open_store, "/nonexistent/dir/x.db", reactor, "e")
+
+    def test_twistd_says_one_line(self) -> None:
+        import subprocess
+
+        with open(self.path, "wb") as f:
+            f.write(b"\x00garbage" * 1000)
+        result = subprocess.run(
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+             "--store", f"sqlite:{self.path}"],
+            capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir())
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertIn(f"txpubsub: --store sqlite:{self.path}: file is not a database", output)
+        self.assertNotIn("Traceback", output)
+
+
+class KillTests(TestCase):
+    timeout = 90
+
+    async def start_server(self, path: str, workdir: str) -> tuple[ServerProcess, object, int]:
+        server = ServerProcess()
+        process = reactor.spawnProcess(
+            server, twistd()[0],
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+             "--store", f"sqlite:{path}", "--ping-interval", "0"],
+            env=os.environ.copy(), path=workdir)
+        self.addCleanup(lambda: None if server.ended.called else process.signalProcess("KILL"))
+        port = await server.listening.addTimeout(WAIT * 2, reactor)
+        return server, process, port
+
+    async def test_sigkill_loses_nothing_already_flushed(self) -> None:
+        """Acknowledged publishes are on disk within the flush interval: after a
+        SIGKILL and a restart they are all there, ids go on, the epoch stays."""
+        workdir = tempfile.mkdtemp()
+        path = os.path.join(workdir, "h.db")
+        server, process, port = await self.start_server(path, workdir)
+        client = await connect(f"tcp:127.0.0.1:{port}")
+        epoch = re.search(rb'"epoch":"(\w+)"', client.lines[0]).group(1)
+        for i in range(50):
+            client.send(b"PUB news m%d\r\n" % i)
+        await client.wait(lambda lines: b"+OK 50" in lines)
+
+        async def flushed() -> None:
+            # The documented rule: on disk within FLUSH_INTERVAL (0.5 s) of +OK.
+            for _ in range(40):
+                with sqlite3.connect(path) as db:
+                    _pragmas(db)
+                    if db.execute("SELECT count(*) FROM messages").fetchone()[0] == 50:
+                        return
+                await deferLater(reactor, 0.05)
+            self.fail("not on disk after 2 s")
+
+        await flushed()
+        process.signalProcess(signal.SIGKILL)
+        await server.ended.addTimeout(WAIT, reactor)
+        await client.closed.addTimeout(WAIT, reactor)
+
+        server, process, port = await self.start_server(path, workdir)
+        again = await connect(f"tcp:127.0.0.1:{port}")
+        self.assertIn(b'"epoch":"' + epoch + b'"', again.lines[0])
+        reply = await again.ask(b"HISTORY news", b"+OK")
+        self.assertEqual(reply, b"+OK 50")
+        self.assertEqual(again.lines[1], b"MSG news 1 c1 m0")
+        self.assertEqual(await again.ask(b"PUB news after", b"+OK"), b"+OK 51")
+        await again.quit()
+        process.signalProcess(signal.SIGTERM)
+        await server.ended.addTimeout(WAIT, reactor)
+        done: Deferred[None] = Deferred()
+        reactor.callLater(0, done.callback, None)
+        await done
