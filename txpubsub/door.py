@@ -33,6 +33,10 @@ CLOSE_GRACE = 2.0
 # cause at most Limits.max_stall seconds of stalls until it has drained, so
 # one that never reads still reaches the limit and is cut off.
 STALL = 0.005
+# While backed up, the real backlog is measured again only after the output
+# may have grown by a sixteenth of --max-buffer (at most 64 KiB): the limit is
+# enforced to within that many bytes.
+RECHECK = 65536
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,10 @@ class Door(LineFramer):
         self.close_reason: CloseReason | None = None
         self.pinged = False
         self._careful = False  # output backed up, or closing: deliveries take the slow path
+        self._unsent = 0  # while backed up: unsent bytes, at most (an upper bound)
+        self._recheck = min(RECHECK, limits.max_buffer // 16)
+        self._recheck_at = 0
+        self._over_half = False
         self._stall_left = limits.max_stall
         self._stalled: IDelayedCall | None = None
         self._timer: IDelayedCall | None = None
@@ -188,17 +196,24 @@ class Door(LineFramer):
         """The slow path, once Twisted says our output is backed up (or we are closing)."""
         if self.close_reason is not None:
             return False  # BYE was the last line
-        unsent = unsent_bytes(self.transport) + len(data)
-        if unsent > self.max_buffer:
-            self.hub.counters.slow_consumers += 1
-            self._log.warn(
-                "{client!r} is a slow consumer: {unsent} bytes unsent", client=self.client,
-                unsent=unsent,
-            )
-            self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
-            return False
+        # What was written since the last measure is an upper bound of the
+        # growth; only measure again (reading the transport) after RECHECK.
+        self._unsent += len(data)
+        if self._unsent >= self._recheck_at:
+            unsent = unsent_bytes(self.transport) + len(data)
+            self._unsent = unsent
+            self._recheck_at = unsent + self._recheck
+            if unsent > self.max_buffer:
+                self.hub.counters.slow_consumers += 1
+                self._log.warn(
+                    "{client!r} is a slow consumer: {unsent} bytes unsent", client=self.client,
+                    unsent=unsent,
+                )
+                self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
+                return False
+            self._over_half = unsent > self.max_buffer // 2
         self.transport.write(data)
-        if unsent > self.max_buffer // 2 and self._stall_left > 0:
+        if self._over_half and self._stall_left > 0:
             self._stall_left -= STALL
             self.hub.counters.pacing_stalls += 1
             return True
@@ -210,7 +225,10 @@ class Door(LineFramer):
 
     # IPushProducer, called by our own transport about our output.
     def pauseProducing(self) -> None:
-        self._careful = True
+        # Twisted calls this on every write while over 64 KiB: stay cheap.
+        if not self._careful:
+            self._careful = True
+            self._recheck_at = 0  # measure at the next delivery
 
     def resumeProducing(self) -> None:
         self._careful = self.close_reason is not None
