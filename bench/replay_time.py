@@ -40,7 +40,8 @@ def main() -> None:
     pub = connect(a.port)
     pub.sendall(b"CREATE %s history=%d\r\n" % (channel, a.count))
     read_until(pub, b"\r\n")
-    pub.sendall(b"QUIET on\r\n" + b"PUB %s %s\r\n" % (channel, b"x" * a.size) * a.count + b"PING\r\n")
+    publish = b"PUB %s %s\r\n" % (channel, b"x" * a.size)
+    pub.sendall(b"QUIET on\r\n" + publish * a.count + b"PING\r\n")
     read_until(pub, b"PONG\r\n")
     times = []
     for _ in range(a.repeat):
