@@ -91,6 +91,8 @@ class Door(LineFramer):
         self.ping_interval = limits.ping_interval
         self.client: Client | None = None
         self.close_reason: CloseReason | None = None
+        self.msgs_in = 0
+        self.msgs_out = 0
         self.pinged = False
         self._careful = False  # output backed up, or closing: deliveries take the slow path
         self._unsent = 0  # while backed up: unsent bytes, at most (an upper bound)
@@ -187,6 +189,7 @@ class Door(LineFramer):
 
     def deliver(self, msg: Message) -> bool:
         """Write the message's shared bytes; True asks the hub to pace the publisher."""
+        self.msgs_out += 1
         if self._careful:
             return self.deliver_backed_up(msg.line)
         self.transport.write(msg.line)
@@ -218,6 +221,10 @@ class Door(LineFramer):
             self.hub.counters.pacing_stalls += 1
             return True
         return False
+
+    def channel_dropped(self, channel: str) -> None:
+        """The admin dropped a channel this connection was subscribed to."""
+        self.send(b"DROP %s\r\n" % channel.encode())
 
     def pending_bytes(self) -> int:
         """Output waiting to be sent to this connection."""

@@ -41,6 +41,7 @@ class FeedProtocol(Door):
         self.hub.subscribe(self.client, self.channel)
 
     def deliver(self, msg: Message) -> bool:
+        self.msgs_out += 1
         if self._careful:
             return self.deliver_backed_up(msg.bare_line())
         self.transport.write(msg.bare_line())
@@ -48,6 +49,9 @@ class FeedProtocol(Door):
 
     def dataReceived(self, data: bytes) -> None:
         """Whatever a feed reader types is dropped."""
+
+    def channel_dropped(self, channel: str) -> None:
+        """A feed has no DROP line: its reader just stops receiving."""
 
 
 class IngestProtocol(Door):
@@ -64,6 +68,7 @@ class IngestProtocol(Door):
         assert self.client is not None
         try:
             self.hub.publish(self.client.sender, self.channel, line, self)
+            self.msgs_in += 1
         except HubError as e:
             # The writer may never read, so refusals are counted and logged once.
             self._refused += 1

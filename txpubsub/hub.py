@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -56,9 +57,14 @@ class Subscriber(Protocol):
     is really gone, never from inside ``close``.
     """
 
+    msgs_in: int
+    msgs_out: int
+
     def deliver(self, msg: Message) -> bool: ...
 
     def pace(self) -> None: ...
+
+    def channel_dropped(self, channel: str) -> None: ...
 
     def close(self, reason: CloseReason, text: str = "") -> None: ...
 
@@ -86,6 +92,18 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} {self.name or '-'}>"
+
+
+@dataclass(frozen=True)
+class ClosedConnection:
+    """One line of the connection log."""
+
+    client_id: str
+    name: str | None
+    address: str
+    connected_at: float
+    disconnected_at: float
+    reason: str
 
 
 @dataclass
@@ -123,6 +141,7 @@ class Hub(Service):
         max_subscriptions: int = 10000,
         auto_create: bool = True,
         max_replay: int = 1000,
+        connection_log: int = 10000,
         store: Store | None = None,
         epoch: str | None = None,
     ) -> None:
@@ -147,6 +166,8 @@ class Hub(Service):
         self._retired: dict[str, int] = {}  # forgotten or dropped channel -> its last id
         self._last_client_number = 0
         self._sweeper: LoopingCall | None = None
+        self.connection_log: deque[ClosedConnection] = deque(maxlen=connection_log)
+        self._all_gone: list[Deferred[None]] = []
         for name in SYSTEM_CHANNELS:
             self._channels[name] = Channel(name, 0, self.started_at, system=True)
         for saved in self.store.load():
@@ -165,16 +186,61 @@ class Hub(Service):
         self._sweeper.start(SWEEP_INTERVAL, now=False)
 
     def stopService(self) -> Deferred[None]:
-        """Say ``BYE shutdown`` to every client, then let the store finish writing.
+        """Say ``BYE shutdown`` to every client, wait until they are gone (each
+        is let go of within seconds), then let the store finish writing.
 
         Listeners stop before the hub does, so nobody new arrives meanwhile.
         """
         Service.stopService(self)
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
-        for client in list(self._clients.values()):
-            client.subscriber.close(CloseReason.SHUTDOWN)
-        return self.store.close()
+        d = self.close_all()
+        d.addBoth(lambda _: self.store.close())
+        return d
+
+    def close_all(self, grace: float = 0.0) -> Deferred[None]:
+        """``BYE shutdown`` to every client, spread evenly over ``grace`` seconds
+        (so they do not all reconnect at once); fires when all are gone."""
+        clients = list(self._clients.values())
+        if not clients:
+            return succeed(None)
+        gone: Deferred[None] = Deferred()
+        self._all_gone.append(gone)
+        for i, client in enumerate(clients):
+            delay = grace * i / len(clients)
+            if delay:
+                self.clock.callLater(delay, client.subscriber.close, CloseReason.SHUTDOWN)
+            else:
+                client.subscriber.close(CloseReason.SHUTDOWN)
+        return gone
+
+    def kick(self, name_or_id: str, text: str = "") -> str:
+        """Close a client with ``BYE kicked``; returns its id. HubError no-such-client."""
+        client = self.find_client(name_or_id)
+        if client is None:
+            raise HubError("no-such-client", f"no client {shorten(name_or_id)}")
+        self._log.info("kicking {client_id} ({name}): {text}", client_id=client.client_id,
+                       name=client.name or "-", text=text or "-")
+        client.subscriber.close(CloseReason.KICKED, text)
+        return client.client_id
+
+    def drop(self, channel: str) -> None:
+        """Remove a channel: its subscribers are told ``DROP`` and lose that
+        subscription; wildcard subscriptions stay; ids go on if it comes back."""
+        kind = channel_kind(channel)
+        if kind != PLAIN:
+            raise HubError("forbidden", f"{shorten(channel)} cannot be dropped")
+        ch = self._channels.get(channel)
+        if ch is None:
+            raise HubError("no-such-channel", f"{channel} does not exist")
+        for subscriber in list(ch.subscribers):
+            self._by_subscriber[subscriber].patterns.discard(channel)
+            subscriber.channel_dropped(channel)
+        ch.subscribers.clear()
+        ch.history.clear()
+        self._retire(ch)
+        self._log.info("channel {channel} dropped", channel=channel)
+        self._announce("$sys.channels", f"drop {channel}")
 
     # -- clients ---------------------------------------------------------
 
@@ -209,11 +275,18 @@ class Hub(Service):
         client.patterns.clear()
         if client.name is not None:
             del self._by_name[client.name]
+        self.connection_log.appendleft(ClosedConnection(
+            client.client_id, client.name, client.address, client.connected_at,
+            self.clock.seconds(), reason.value))
         self._log.info(
             "{client_id} ({name}) disconnected: {reason}",
             client_id=client.client_id, name=client.name or "-", reason=reason.value,
         )
         self._announce("$sys.clients", f"disconnect {client.client_id} {reason.value}")
+        if not self._clients:
+            waiting, self._all_gone = self._all_gone, []
+            for gone in waiting:
+                gone.callback(None)
 
     def set_name(self, client: Client, name: str) -> str:
         """Give a client a name (or a new one); HubError bad-args or name-taken."""

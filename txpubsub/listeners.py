@@ -38,9 +38,10 @@ class ListenerService(Service):
         self._listening = endpoint.listen(self.factory)
         self._listening.addCallbacks(self._started, failures.append)
         if failures:
-            raise ListenError(
-                f"txpubsub: cannot listen on {self.description}: {failures[0].getErrorMessage()}"
-            )
+            why = failures[0].getErrorMessage()
+            if "Cannot acquire lock" in why:
+                why = "another server is running on this socket (its lock file is held)"
+            raise ListenError(f"txpubsub: cannot listen on {self.description}: {why}")
 
     def _started(self, port: IListeningPort) -> IListeningPort:
         self.port = port

@@ -126,6 +126,7 @@ class ClientProtocol(Door):
             self._replies.send(ReplyQueue.INTERNAL_ERROR)
 
     def _published(self, msg_id: int) -> None:
+        self.msgs_in += 1
         if not self.quiet:
             self._replies.send(b"+OK %d\r\n" % msg_id)
 

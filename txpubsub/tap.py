@@ -7,10 +7,13 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from txpubsub.admin import AdminFactory
 from txpubsub.door import Limits
 from txpubsub.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
 from txpubsub.hub import Hub, new_epoch
+from txpubsub.lifecycle import Lifecycle
 from txpubsub.listeners import ListenerService
+from txpubsub.manhole import manhole_factory
 from txpubsub.protocol import ClientFactory
 from txpubsub.sqlite_store import StoreError, open_store
 from txpubsub.system import SystemTicker
@@ -26,6 +29,13 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
     coerce.coerceDoc = f"A whole number, at least {low}."  # type: ignore[attr-defined]
     return coerce
+
+
+def unix_endpoint(path: str) -> str:
+    """A private Unix socket endpoint for a path: mode 0600, and a lock file
+    so that a stale socket is replaced but a live server's is not taken."""
+    escaped = path.replace("\\", "\\\\").replace(":", "\\:")
+    return f"unix:{escaped}:mode=600:lockfile=1"
 
 
 def _store_spec(value: str) -> str:
@@ -86,6 +96,25 @@ class Options(usage.Options):
             "Where history lives: memory (lost at restart, new epoch each start) or "
             "sqlite:PATH (kept, ids and epoch go on).",
             _store_spec,
+        ],
+        [
+            "admin",
+            None,
+            "txpubsub-admin.sock",
+            "Unix socket path for the admin protocol (mode 0600), or none.",
+        ],
+        [
+            "manhole",
+            None,
+            None,
+            "Unix socket path for a Python prompt inside the server (mode 0600); off unless given.",
+        ],
+        [
+            "connection-log",
+            None,
+            10000,
+            "Past connections kept for the admin CONNECTIONS command.",
+            _int_at_least(0),
         ],
         [
             "max-buffer",
@@ -176,6 +205,7 @@ def makeService(options: Options, reactor: object = None) -> IService:
             max_subscriptions=options["max-subscriptions"],
             auto_create=not options["no-auto-create"],
             max_replay=options["max-replay"],
+            connection_log=options["connection-log"],
             store=store,
         )
     except StoreError as e:
@@ -196,6 +226,17 @@ def makeService(options: Options, reactor: object = None) -> IService:
         for channel, description in bindings:
             ensure_channel(hub, channel)
             listeners.append((description, kind(channel, hub, description, limits)))
-    for description, factory in listeners:
-        ListenerService(reactor, description, factory).setServiceParent(top)
+    services = [ListenerService(reactor, description, factory)
+                for description, factory in listeners]
+    lifecycle = Lifecycle(reactor, hub, list(services))
+    if options["admin"] != "none":
+        services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
+                                        AdminFactory(hub, lifecycle.shutdown)))
+    if options["manhole"]:
+        namespace = {"hub": hub, "service": top, "reactor": reactor}
+        services.append(ListenerService(reactor, unix_endpoint(options["manhole"]),
+                                        manhole_factory(namespace)))
+    for service in services:
+        service.setServiceParent(top)
+    lifecycle.setServiceParent(top)
     return top

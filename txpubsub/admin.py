@@ -1,0 +1,183 @@
+"""The admin protocol (PROTOCOL.md "Admin protocol") on a Unix socket.
+
+Admin connections are not clients: they are not attached to the hub, so they
+are not in CLIENTS, WHO or the client count. Same framing and replies as the
+client protocol; no greeting.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from txpubsub.errors import HubError, shorten
+from txpubsub.framing import LineFramer
+from txpubsub.hub import ADMIN_SENDER, Hub
+from txpubsub.names import parse_number
+from txpubsub.system import iso_utc
+
+HELP_LINES = (
+    "CLIENTS                         connected clients, one CLIENT line each",
+    "CHANNELS                        channels, one CHANNEL line each",
+    "HISTORY <channel> [<n>]         the last n kept messages, oldest first",
+    "CONNECTIONS [<n>]               past connections, newest first",
+    "STATS                           the server's counters, one STAT line each",
+    "KICK <id or name> [reason]      close a client with BYE kicked",
+    "DROP <channel>                  remove a channel; its subscribers get DROP",
+    "PUB <channel> <text>            publish as $admin",
+    "SHUTDOWN [grace-seconds]        BYE shutdown to every client (spread over grace), exit 0",
+    "HELP                            this text",
+)
+
+
+def _args(rest: bytes) -> list[str]:
+    return [arg.decode() for arg in rest.split(b" ") if arg]
+
+
+class AdminProtocol(LineFramer):
+    """One operator's connection to the admin socket."""
+
+    _log = Logger()
+
+    def __init__(self, hub: Hub, shutdown: Callable[[float], object]) -> None:
+        self.hub = hub
+        self.shutdown = shutdown
+
+    def connectionMade(self) -> None:
+        self._log.info("admin connection opened")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.transport.write(b"BYE line-too-long\r\n")
+        self.transport.loseConnection()
+
+    def lineReceived(self, line: bytes) -> None:
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        line = line.lstrip(b" ")
+        if not line:
+            return
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.transport.write(b"-ERR bad-encoding lines must be UTF-8\r\n")
+            return
+        verb, _, rest = line.partition(b" ")
+        command = ADMIN_COMMANDS.get(verb.upper())
+        try:
+            if command is None:
+                raise HubError(
+                    "unknown-command", f"unknown command {shorten(verb.decode())!r}, try HELP"
+                )
+            lines = command(self, rest)
+        except HubError as e:
+            self.transport.write(e.as_line())
+        except Exception:
+            self._log.failure("admin command {verb} failed", verb=verb)
+            self.transport.write(b"-ERR internal-error the server failed and logged why\r\n")
+        else:
+            self.transport.write(lines)
+
+    @staticmethod
+    def _listing(items: list[str]) -> bytes:
+        return "".join(f"{item}\r\n" for item in items).encode() + b"+OK %d\r\n" % len(items)
+
+    def do_clients(self, rest: bytes) -> bytes:
+        return self._listing([
+            f"CLIENT {c.client_id} {c.name or '-'} {c.address} {c.listener} "
+            f"{iso_utc(c.connected_at)} {len(c.patterns)} {c.subscriber.msgs_in} "
+            f"{c.subscriber.msgs_out} {c.subscriber.pending_bytes()}"
+            for c in self.hub.clients()
+        ])
+
+    def do_channels(self, rest: bytes) -> bytes:
+        channels = self.hub.channels(">") + self.hub.channels("$sys.>")
+        return self._listing([
+            f"CHANNEL {ch.name} {len(self.hub.subscribers_of(ch.name))} {ch.published} "
+            f"{len(ch.history)} {iso_utc(ch.created_at)} "
+            f"{iso_utc(ch.last_publish_at) if ch.last_publish_at is not None else '-'}"
+            for ch in channels
+        ])
+
+    def do_history(self, rest: bytes) -> bytes:
+        args = _args(rest)
+        if not 1 <= len(args) <= 2:
+            raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
+        n = parse_number(args[1], "<n>") if len(args) == 2 else None
+        kept = self.hub.history(args[0], n)
+        return b"".join(msg.line for msg in kept) + b"+OK %d\r\n" % len(kept)
+
+    def do_connections(self, rest: bytes) -> bytes:
+        args = _args(rest)
+        if len(args) > 1:
+            raise HubError("bad-args", "usage: CONNECTIONS [<n>]")
+        n = parse_number(args[0], "<n>") if args else len(self.hub.connection_log)
+        return self._listing([
+            f"CONN {c.client_id} {c.name or '-'} {c.address} {iso_utc(c.connected_at)} "
+            f"{iso_utc(c.disconnected_at)} {int(c.disconnected_at - c.connected_at)} {c.reason}"
+            for c in list(self.hub.connection_log)[:n]
+        ])
+
+    def do_stats(self, rest: bytes) -> bytes:
+        return self._listing([f"STAT {key} {value}" for key, value in self.hub.stats().items()])
+
+    def do_kick(self, rest: bytes) -> bytes:
+        who, _, reason = rest.lstrip(b" ").partition(b" ")
+        if not who:
+            raise HubError("bad-args", "usage: KICK <id or name> [reason]")
+        client_id = self.hub.kick(who.decode(), reason.decode().strip())
+        return f"+OK kicked {client_id}\r\n".encode()
+
+    def do_drop(self, rest: bytes) -> bytes:
+        args = _args(rest)
+        if len(args) != 1:
+            raise HubError("bad-args", "usage: DROP <channel>")
+        self.hub.drop(args[0])
+        return f"+OK dropped {args[0]}\r\n".encode()
+
+    def do_pub(self, rest: bytes) -> bytes:
+        channel, _, payload = rest.lstrip(b" ").partition(b" ")
+        if not channel:
+            raise HubError("bad-args", "usage: PUB <channel> <text>")
+        return b"+OK %d\r\n" % self.hub.publish(ADMIN_SENDER, channel.decode(), payload)
+
+    def do_shutdown(self, rest: bytes) -> bytes:
+        args = _args(rest)
+        if len(args) > 1:
+            raise HubError("bad-args", "usage: SHUTDOWN [grace-seconds]")
+        grace = parse_number(args[0], "grace-seconds") if args else 0
+        self._log.info("SHUTDOWN from the admin socket, grace {grace} s", grace=grace)
+        self.hub.clock.callLater(0, self.shutdown, float(grace))
+        return b"+OK shutting down\r\n"
+
+    def do_help(self, rest: bytes) -> bytes:
+        return b"".join(f"HELP {line}\r\n".encode() for line in HELP_LINES) + b"+OK\r\n"
+
+
+ADMIN_COMMANDS: dict[bytes, Callable[[AdminProtocol, bytes], bytes]] = {
+    b"CLIENTS": AdminProtocol.do_clients,
+    b"CHANNELS": AdminProtocol.do_channels,
+    b"HISTORY": AdminProtocol.do_history,
+    b"CONNECTIONS": AdminProtocol.do_connections,
+    b"STATS": AdminProtocol.do_stats,
+    b"KICK": AdminProtocol.do_kick,
+    b"DROP": AdminProtocol.do_drop,
+    b"PUB": AdminProtocol.do_pub,
+    b"SHUTDOWN": AdminProtocol.do_shutdown,
+    b"HELP": AdminProtocol.do_help,
+}
+
+
+class AdminFactory(Factory):
+    """Admin connections for one hub; ``shutdown(grace)`` stops the whole server."""
+
+    noisy = False
+
+    def __init__(self, hub: Hub, shutdown: Callable[[float], object]) -> None:
+        self.hub = hub
+        self.shutdown = shutdown
+
+    def buildProtocol(self, addr: object) -> AdminProtocol:
+        proto = AdminProtocol(self.hub, self.shutdown)
+        proto.factory = self
+        return proto

@@ -1,0 +1,74 @@
+"""Graceful stop of the whole server: admin SHUTDOWN, SIGTERM and SIGINT.
+
+Stop accepting, tell every client ``BYE shutdown`` (spread over a grace
+period if asked, as NATS's lame-duck mode does, so they do not all come back
+at once), wait until they are gone (each is let go of within seconds), then
+stop the reactor; the hub's store is flushed as services stop, and the
+process exits 0.
+"""
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.logger import Logger
+
+from txpubsub.door import CLOSE_GRACE
+from txpubsub.hub import Hub
+from txpubsub.listeners import ListenerService
+
+
+class Lifecycle(Service):
+    """Owns the server's way out."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, hub: Hub, listeners: list[ListenerService],
+                 handle_signals: bool = True) -> None:
+        self.reactor = reactor
+        self.hub = hub
+        self.listeners = listeners
+        self.handle_signals = handle_signals
+        self.stopping: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        if self.handle_signals:
+            # After the reactor's own handlers, which would make twistd exit
+            # "killed by SIGTERM" rather than 0 after a clean stop.
+            self.reactor.callWhenRunning(self._install)
+
+    def _install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.reactor.callFromThread(self._signalled, signum)
+
+    def _signalled(self, signum: int) -> None:
+        if self.stopping is None:
+            self._log.info("signal {signum}: shutting down", signum=signum)
+            self.shutdown(0.0)
+        else:
+            self._log.info("signal {signum} again: stopping now", signum=signum)
+            self.reactor.stop()
+
+    def shutdown(self, grace: float = 0.0) -> Deferred[None]:
+        """Stop listening, close every client over ``grace`` seconds, stop the reactor."""
+        if self.stopping is None:
+            self.stopping = Deferred.fromCoroutine(self._shutdown(grace))
+        return self.stopping
+
+    async def _shutdown(self, grace: float) -> None:
+        self._log.info("shutting down: {clients} clients, grace {grace} s",
+                       clients=len(self.hub.clients()), grace=grace)
+        await gatherResults([maybeDeferred(listener.stopService)
+                             for listener in self.listeners if listener.running])
+        try:
+            await self.hub.close_all(grace).addTimeout(grace + CLOSE_GRACE + 5, self.reactor)
+        except Exception:
+            self._log.failure("clients did not all go in time; stopping anyway")
+        if self.reactor.running:
+            self.reactor.stop()
