@@ -48,6 +48,7 @@ class LineClient(Protocol):
                 waiter[1].callback(self.lines)
 
     def connectionLost(self, reason: object = None) -> None:
+        self.lost_reason = reason
         self.closed.callback(None)
 
     def send(self, data: bytes) -> None:

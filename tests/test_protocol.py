@@ -221,7 +221,7 @@ class CommandTests(SynchronousTestCase):
         help_text = self.alice.cmd("HELP")
         self.assertTrue(help_text.endswith("\r\n+OK\r\n"))
         for verb in ("NAME", "CREATE", "SUB", "UNSUB", "PUB", "PUBB", "LIST", "WHO", "QUIET",
-                     "PING", "HELP", "QUIT"):
+                     "PING", "PONG", "HISTORY", "HELP", "QUIT"):
             self.assertIn(f"HELP {verb} ", help_text)
         self.assertEqual(self.alice.cmd("QUIT"), "+OK bye\r\n")
         self.assertTrue(self.alice.closed)

@@ -34,16 +34,26 @@ class OptionsTests(SynchronousTestCase):
                          ["tcp:1234", "unix:/tmp/x.sock", "tcp6:1235:interface=\\:\\:1"])
 
     def test_bad_values_are_usage_errors(self) -> None:
-        for args in (["--max-line", "abc"], ["--max-line", "10"], ["--max-clients", "0"],
+        for args in (["--feed", "$sys.nope=tcp:1600"], ["--feed", "nochannel"],
+                     ["--ingest", "a.*=tcp:1600"], ["--store", "postgres:x"],
+                     ["--max-line", "abc"], ["--max-line", "10"], ["--max-clients", "0"],
                      ["--max-payload", "-5"], ["--history", "1e3"], ["--port", "bogus:1"],
                      ["--port", "tcp:notaport"], ["--history", "20", "--max-history", "10"]):
             self.assertRaises(usage.UsageError, self.parse, *args)
+
+    def test_admin_socket_by_default(self) -> None:
+        """The admin socket listens by default, 0600, with a lock file."""
+        reactor = MemoryReactorClock()
+        top = makeService(self.parse("--admin", "/tmp/some:where.sock"), reactor)
+        descriptions = [s.description for s in top if isinstance(s, ListenerService)]
+        self.assertIn("unix:/tmp/some\\:where.sock:mode=600:lockfile=1", descriptions)
 
     def test_make_service(self) -> None:
         """One hub and one listener per --port, wired to the options."""
         reactor = MemoryReactorClock()
         options = self.parse("--port", "tcp:1234:interface=127.0.0.1", "--port", "tcp:1235",
-                             "--max-line", "100", "--no-auto-create", "--max-payload", "50")
+                             "--max-line", "100", "--no-auto-create", "--max-payload", "50",
+                             "--admin", "none")
         top = makeService(options, reactor)
         services = list(top)
         hub = services[0]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, ITransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    ITransport,
+)
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -70,7 +76,7 @@ def unsent_bytes(transport: ITransport) -> int:
     return total + (len(value()) if value is not None else 0)
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class Door(LineFramer):
     """A connection attached to the hub as a Subscriber.
 
@@ -94,6 +100,7 @@ class Door(LineFramer):
         self.msgs_in = 0
         self.msgs_out = 0
         self.pinged = False
+        self._producing = False  # registered as our transport's producer
         self._careful = False  # output backed up, or closing: deliveries take the slow path
         self._unsent = 0  # while backed up: unsent bytes, at most (an upper bound)
         self._recheck = min(RECHECK, limits.max_buffer // 16)
@@ -115,6 +122,7 @@ class Door(LineFramer):
             self.close(CloseReason.TOO_MANY_CLIENTS)
             return
         self.transport.registerProducer(self, True)
+        self._producing = True
         self._last_heard = self.hub.clock.seconds()
         if self.heartbeat and self.ping_interval:
             self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
@@ -145,6 +153,16 @@ class Door(LineFramer):
         self.transport.write(line.encode() + b"\r\n")
         self.end()
 
+    # IHalfCloseableProtocol: a peer that sends its last commands and shuts
+    # down its side (printf ... | nc -N) still gets every reply.
+    def readConnectionLost(self) -> None:
+        if self.close_reason is None:
+            self.close_reason = CloseReason.PEER_CLOSED
+            self.end()
+
+    def writeConnectionLost(self) -> None:
+        """The peer stopped reading; the connection ends when it closes."""
+
     def lineLengthExceeded(self, line: bytes) -> None:
         self.close(CloseReason.LINE_TOO_LONG, f"lines are at most {self.MAX_LENGTH} bytes")
 
@@ -158,12 +176,21 @@ class Door(LineFramer):
     def end(self) -> None:
         """Close after what is written, aborting if that takes over CLOSE_GRACE."""
         self._careful = True
+        if self._producing:
+            # Twisted does not close a transport whose producer is paused.
+            self._producing = False
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = self.hub.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     # -- heartbeats ----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.receiving_payload():
+            self.heard()  # a slow upload is alive even before its payload is whole
+        super().dataReceived(data)
 
     def heard(self) -> None:
         """A whole line (or payload) arrived: the peer is alive."""
@@ -216,11 +243,22 @@ class Door(LineFramer):
                 return False
             self._over_half = unsent > self.max_buffer // 2
         self.transport.write(data)
-        if self._over_half and self._stall_left > 0:
-            self._stall_left -= STALL
-            self.hub.counters.pacing_stalls += 1
-            return True
-        return False
+        return self._over_half and self._stall_left > 0
+
+    def charge_stall(self) -> None:
+        """A publisher was held back because of us: spend some of our budget."""
+        self._stall_left -= STALL
+
+    def fit(self, messages: list[Message]) -> list[Message]:
+        """The newest of ``messages`` whose lines fit in what is left of
+        --max-buffer: a replay is never built bigger than the client may hold."""
+        room = self.max_buffer - self.pending_bytes() - 4096  # the reply line and slack
+        total = 0
+        for i in range(len(messages) - 1, -1, -1):
+            total += len(messages[i].line)
+            if total > room:
+                return messages[i + 1:]
+        return messages
 
     def channel_dropped(self, channel: str) -> None:
         """The admin dropped a channel this connection was subscribed to."""
@@ -246,11 +284,16 @@ class Door(LineFramer):
 
     # -- pacing this connection as a publisher -----------------------------
 
-    def pace(self) -> None:
-        """Stop reading from this publisher for a moment: a subscriber is behind."""
-        if self._stalled is None and self.close_reason is None:
-            self.hold_input()
-            self._stalled = self.hub.clock.callLater(STALL, self._unstall)
+    def pace(self) -> bool:
+        """Stop reading from this publisher for a moment: a subscriber is behind.
+
+        True if it was held back now (not already, and not closing).
+        """
+        if self._stalled is not None or self.close_reason is not None:
+            return False
+        self.hold_input()
+        self._stalled = self.hub.clock.callLater(STALL, self._unstall)
+        return True
 
     def _unstall(self) -> None:
         self._stalled = None

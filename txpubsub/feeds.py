@@ -11,8 +11,9 @@ from twisted.logger import Logger
 
 from txpubsub.door import Door
 from txpubsub.errors import HubError
+from txpubsub.hub import SYSTEM_CHANNELS
 from txpubsub.message import Message
-from txpubsub.names import INBOX, channel_kind, is_wildcard, pattern_kind
+from txpubsub.names import INBOX, PLAIN, SYSTEM, channel_kind, is_wildcard, pattern_kind
 from txpubsub.protocol import DoorFactory
 
 
@@ -25,8 +26,10 @@ def parse_binding(text: str, *, pattern: bool) -> tuple[str, str]:
         kind = pattern_kind(channel) if pattern else channel_kind(channel)
     except HubError as e:
         raise ValueError(e.text) from None
-    if kind == INBOX or (not pattern and kind != "plain"):
+    if kind == INBOX or (not pattern and kind != PLAIN):
         raise ValueError(f"{channel} cannot be bound to a raw listener")
+    if kind == SYSTEM and not is_wildcard(channel) and channel not in SYSTEM_CHANNELS:
+        raise ValueError(f"there is no system channel {channel}")
     return channel, endpoint
 
 
@@ -38,6 +41,7 @@ class FeedProtocol(Door):
 
     def greet(self) -> None:
         assert self.client is not None
+        self.client.addressable = False
         self.hub.subscribe(self.client, self.channel)
 
     def deliver(self, msg: Message) -> bool:
@@ -61,6 +65,10 @@ class IngestProtocol(Door):
     channel = ""
     _log = Logger()
     _refused = 0
+
+    def greet(self) -> None:
+        assert self.client is not None
+        self.client.addressable = False
 
     def lineReceived(self, line: bytes) -> None:
         if line[-1:] == b"\r":

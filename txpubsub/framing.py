@@ -91,6 +91,10 @@ class LineFramer(LineReceiver):
             pieces, self._pieces, self._pieces_len = self._pieces, None, 0
             self.lineLengthExceeded(b"".join(pieces))
 
+    def receiving_payload(self) -> bool:
+        """Whether a payload announced by ``expect_payload`` is still arriving."""
+        return self._payload_left is not None
+
     def expect_payload(self, nbytes: int) -> None:
         """Read the next ``nbytes`` bytes and a line end as one payload."""
         self._payload_left = nbytes

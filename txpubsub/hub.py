@@ -51,8 +51,9 @@ class Subscriber(Protocol):
 
     ``deliver`` is called once per matching message on the publish path: it
     must be cheap and must not call back into the hub; it returns True when
-    this subscriber is falling behind and the publisher should be paced, and
-    ``pace`` is then called on the publisher. ``close`` ends the connection
+    this subscriber is falling behind and the publisher should be paced.
+    ``pace`` is then called on the publisher (True if it was held back), and
+    ``charge_stall`` on each subscriber that asked for it. ``close`` ends the connection
     with a reason; the door calls ``Hub.detach`` later, when the connection
     is really gone, never from inside ``close``.
     """
@@ -62,7 +63,9 @@ class Subscriber(Protocol):
 
     def deliver(self, msg: Message) -> bool: ...
 
-    def pace(self) -> None: ...
+    def pace(self) -> bool: ...
+
+    def charge_stall(self) -> None: ...
 
     def channel_dropped(self, channel: str) -> None: ...
 
@@ -74,8 +77,8 @@ class Subscriber(Protocol):
 class Client:
     """The hub's record of one connected client."""
 
-    __slots__ = ("address", "client_id", "connected_at", "listener", "name", "patterns", "sender",
-                 "subscriber")
+    __slots__ = ("address", "addressable", "client_id", "connected_at", "inbox_last_id",
+                 "listener", "name", "patterns", "sender", "subscriber")
 
     def __init__(
         self, client_id: str, subscriber: Subscriber, connected_at: float, address: str,
@@ -89,6 +92,8 @@ class Client:
         self.name: str | None = None
         self.sender = client_id  # the name shown as sender: the name, or the id
         self.patterns: set[str] = set()
+        self.addressable = True  # raw feed/ingest connections take no direct messages
+        self.inbox_last_id = 0
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id} {self.name or '-'}>"
@@ -162,7 +167,6 @@ class Hub(Service):
         self._clients: dict[str, Client] = {}  # by id, in connection order
         self._by_name: dict[str, Client] = {}
         self._by_subscriber: dict[Subscriber, Client] = {}
-        self._inbox_ids: dict[str, int] = {}
         self._retired: dict[str, int] = {}  # forgotten or dropped channel -> its last id
         self._last_client_number = 0
         self._sweeper: LoopingCall | None = None
@@ -232,7 +236,7 @@ class Hub(Service):
             raise HubError("forbidden", f"{shorten(channel)} cannot be dropped")
         ch = self._channels.get(channel)
         if ch is None:
-            raise HubError("no-such-channel", f"{channel} does not exist")
+            raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
         for subscriber in list(ch.subscribers):
             self._by_subscriber[subscriber].patterns.discard(channel)
             subscriber.channel_dropped(channel)
@@ -321,7 +325,7 @@ class Hub(Service):
         if kind != PLAIN:
             raise HubError("forbidden", f"{shorten(channel)} cannot be created by clients")
         if channel in self._channels:
-            raise HubError("exists", f"{channel} exists")
+            raise HubError("exists", f"{shorten(channel)} exists")
         if history is not None and history > self.max_history:
             raise HubError("bad-args", f"history= is at most {self.max_history}")
         return self._new_channel(channel, self.default_history if history is None else history)
@@ -352,8 +356,9 @@ class Hub(Service):
 
     def _retire(self, ch: Channel[Subscriber]) -> None:
         del self._channels[ch.name]
-        self._retired[ch.name] = ch.last_id
-        self.store.channel_retired(ch.name, ch.last_id)
+        if ch.last_id:  # a channel that never had a message has nothing to go on from
+            self._retired[ch.name] = ch.last_id
+            self.store.channel_retired(ch.name, ch.last_id)
 
     def channel(self, name: str) -> Channel[Subscriber] | None:
         """The channel of that exact name, if it exists."""
@@ -424,7 +429,8 @@ class Hub(Service):
                 ch = self._channels.get(pattern)
                 if ch is None:
                     if kind == SYSTEM:
-                        raise HubError("no-such-channel", f"no system channel {pattern}")
+                        raise HubError("no-such-channel",
+                                       f"no system channel {shorten(pattern)}")
                     ch = self._auto_create(pattern)
                 ch.subscribers.add(client.subscriber)
             client.patterns.add(pattern)
@@ -460,7 +466,7 @@ class Hub(Service):
             raise HubError("forbidden", "inboxes keep no history")
         ch = self._channels.get(channel)
         if ch is None:
-            raise HubError("no-such-channel", f"{channel} does not exist")
+            raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
         kept = len(ch.history)
         count = min(kept if n is None else n, kept, self.max_replay)
         return list(islice(ch.history, kept - count, kept))
@@ -469,7 +475,7 @@ class Hub(Service):
         """Drop one of a client's subscriptions; HubError not-subscribed if absent."""
         pattern_kind(pattern)
         if pattern not in client.patterns:
-            raise HubError("not-subscribed", f"not subscribed to {pattern}")
+            raise HubError("not-subscribed", f"not subscribed to {shorten(pattern)}")
         client.patterns.discard(pattern)
         self._forget_subscription(client.subscriber, pattern)
 
@@ -487,7 +493,8 @@ class Hub(Service):
 
     def _auto_create(self, channel: str) -> Channel[Subscriber]:
         if not self.auto_create:
-            raise HubError("no-such-channel", f"{channel} does not exist (auto-create is off)")
+            raise HubError("no-such-channel",
+                           f"{shorten(channel)} does not exist (auto-create is off)")
         return self._new_channel(channel, self.default_history)
 
     # -- publishing ------------------------------------------------------
@@ -543,34 +550,43 @@ class Hub(Service):
                     sets.append(ch.subscribers)
                 # One copy per connection, however many subscriptions match.
                 readers = sets[0] if len(sets) == 1 else set().union(*sets)
-        if self._deliver(msg, readers) and publisher is not None:
-            publisher.pace()
+        behind = self._deliver(msg, readers)
+        if behind and publisher is not None:
+            self._pace(publisher, behind)
         return msg.msg_id
+
+    def _pace(self, publisher: Subscriber, behind: list[Subscriber]) -> None:
+        if publisher.pace():
+            self.counters.pacing_stalls += 1
+            for subscriber in behind:
+                subscriber.charge_stall()
 
     def _direct(
         self, sender: str, recipient: str, payload: bytes, publisher: Subscriber | None
     ) -> int:
         client = self.find_client(recipient)
-        if client is None:
-            raise HubError("no-such-client", f"no client called {recipient}")
-        inbox = "@" + client.sender
-        msg_id = self._inbox_ids.get(inbox, 0) + 1
-        self._inbox_ids[inbox] = msg_id
-        msg = Message(inbox, msg_id, sender, payload, self.clock.seconds())
-        if self._deliver(msg, (client.subscriber,)) and publisher is not None:
-            publisher.pace()
+        if client is None or not client.addressable:
+            raise HubError("no-such-client", f"no client called {shorten(recipient)}")
+        client.inbox_last_id += 1
+        msg_id = client.inbox_last_id
+        msg = Message("@" + client.sender, msg_id, sender, payload, self.clock.seconds())
+        behind = self._deliver(msg, (client.subscriber,))
+        if behind and publisher is not None:
+            self._pace(publisher, behind)
         return msg_id
 
-    def _deliver(self, msg: Message, readers: Iterable[Subscriber]) -> bool:
-        """Hand a message to each reader; True if one of them is falling behind."""
+    def _deliver(self, msg: Message, readers: Iterable[Subscriber]) -> list[Subscriber] | None:
+        """Hand a message to each reader; returns those falling behind, if any."""
         counters = self.counters
         size = len(msg.line)
         delivered = 0
-        behind = False
+        behind = None
         for subscriber in readers:
             try:
                 if subscriber.deliver(msg):
-                    behind = True
+                    if behind is None:
+                        behind = []
+                    behind.append(subscriber)
             except Exception:
                 # One broken connection must not cost the others their copy.
                 self._log.failure("delivery to {subscriber!r} failed", subscriber=subscriber)

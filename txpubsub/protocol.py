@@ -29,6 +29,7 @@ HELP_LINES = (
     "WHO [<channel>]                  connected clients, or the subscribers of a channel",
     "QUIET on|off                     no reply to successful PUB/PUBB when on",
     "PING                             the server answers PONG",
+    "PONG                             the answer to the server's PING (any line will do)",
     "HELP                             this text",
     "QUIT                             say goodbye and close",
 )
@@ -61,6 +62,7 @@ class ClientProtocol(Door):
         super().__init__(hub, listener, limits)
         self.quiet = False
         self._pubb_channel: str | None = None
+        self._pubb_refusal = b""
         self._replies = ReplyQueue(self.send)
 
     def greet(self) -> None:
@@ -91,13 +93,13 @@ class ClientProtocol(Door):
         line = line.lstrip(b" ")
         if not line:
             return
+        verb, _, rest = line.partition(b" ")
         if not line.isascii():
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError:
-                self._replies.send(b"-ERR bad-encoding lines must be UTF-8\r\n")
+                self._bad_encoding(verb, rest)
                 return
-        verb, _, rest = line.partition(b" ")
         command = COMMANDS.get(verb) or COMMANDS.get(verb.upper())
         try:
             if command is None:
@@ -113,10 +115,24 @@ class ClientProtocol(Door):
             )
             self._replies.send(ReplyQueue.INTERNAL_ERROR)
 
+    def _bad_encoding(self, verb: bytes, rest: bytes) -> None:
+        refusal = b"-ERR bad-encoding lines must be UTF-8\r\n"
+        count = rest.rsplit(b" ", 1)[-1]
+        if verb.upper() == b"PUBB" and count.isdigit() and int(count) <= self.hub.max_payload:
+            # Refused, but its payload is still read, so it cannot pass for commands.
+            self._pubb_channel = None
+            self._pubb_refusal = refusal
+            self.expect_payload(int(count))
+        else:
+            self._replies.send(refusal)
+
     def payloadReceived(self, payload: bytes) -> None:
         self.heard()
         channel, self._pubb_channel = self._pubb_channel, None
-        assert channel is not None
+        if channel is None:
+            refusal, self._pubb_refusal = self._pubb_refusal, b""
+            self._replies.send(refusal)
+            return
         try:
             self._published(self.hub.publish(self.client.sender, channel, payload, self))
         except HubError as e:
@@ -172,6 +188,12 @@ class ClientProtocol(Door):
             since=None if since is None else parse_number(since, "since="),
             epoch=options.get("epoch"),
         )
+        # A replay never outgrows --max-buffer; cutting a since= replay short
+        # leaves a gap, which the client is told about.
+        fitted = self.fit(replay)
+        if len(fitted) < len(replay) and last is None:
+            partial = True
+        replay = fitted
         # Replay and reply go out together, right after the subscription was
         # made; nothing live can come in between (see Hub.subscribe).
         tail = " partial" if partial else ""
@@ -251,15 +273,16 @@ class ClientProtocol(Door):
 
     def do_quit(self, rest: bytes) -> None:
         self._replies.send(b"+OK bye\r\n")
-        self.close_reason = CloseReason.QUIT
-        self.end()
+        if self.close_reason is None:  # the reply itself may have been one too many
+            self.close_reason = CloseReason.QUIT
+            self.end()
 
     def do_history(self, rest: bytes) -> None:
         args = _args(rest)
         if not 1 <= len(args) <= 2:
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
-        kept = self.hub.history(args[0], n)
+        kept = self.fit(self.hub.history(args[0], n))
         self._replies.send(
             b"".join(msg.line for msg in kept) + b"+OK %d\r\n" % len(kept)
         )
