@@ -32,12 +32,24 @@ class ServerProcess(ProcessProtocol):
         self.output = b""
         self.listening: Deferred[int] = Deferred()
         self.ended: Deferred[object] = Deferred()
+        self._waiting: list[tuple[bytes, Deferred[None]]] = []
+
+    def wait_for(self, text: bytes) -> Deferred[None]:
+        """Fires once ``text`` has appeared in the server's log (WAIT at most)."""
+        d: Deferred[None] = Deferred()
+        self._waiting.append((text, d))
+        self.outReceived(b"")
+        return d.addTimeout(WAIT, reactor)
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
         found = re.search(rb"txpubsub listening on .*port=(\d+)", self.output)
         if found and not self.listening.called:
             self.listening.callback(int(found.group(1)))
+        for waiter in list(self._waiting):
+            if waiter[0] in self.output:
+                self._waiting.remove(waiter)
+                waiter[1].callback(None)
 
     errReceived = outReceived
 
