@@ -7,6 +7,7 @@ from twisted.internet.testing import StringTransport
 
 from txpubsub.door import Limits
 from txpubsub.hub import Hub
+from txpubsub.output import batcher_for
 from txpubsub.protocol import ClientFactory, ClientProtocol
 
 
@@ -55,8 +56,13 @@ class Conn:
         self.proto.makeConnection(self.transport)
         self.greeting = self.take()
 
+    def flush(self) -> None:
+        """End the reactor turn: pending output is written to the transport."""
+        batcher_for(self.proto.hub, self.proto.hub.clock).flush()
+
     def take(self) -> bytes:
         """Everything written since the last take (the client reads it all)."""
+        self.flush()
         return self.transport.drain()
 
     def send(self, data: bytes) -> bytes:

@@ -159,6 +159,12 @@ class SlowConsumerTests(SynchronousTestCase):
         self.assertTrue(slow.closed)
         self.assertEqual(hub.counters.pacing_stalls, 0)
 
+    def test_one_turn_cannot_queue_past_the_limit(self) -> None:
+        """64 KiB of pipelined HELP in one read (14 MB of replies) is cut off early."""
+        self.slow.proto.dataReceived(b"HELP\r\n" * 10000)
+        self.assertTrue(self.slow.closed)
+        self.assertLess(len(self.slow.transport.value()), self.limit * 2)
+
     def test_reader_that_catches_up_gets_budget_back(self) -> None:
         self.publish(110)
         self.slow.take()  # read everything: Twisted resumes us
@@ -168,6 +174,7 @@ class SlowConsumerTests(SynchronousTestCase):
         """A client that sends commands but never reads its replies is cut off too."""
         for _ in range(100):
             self.slow.proto.dataReceived(b"PING\r\n" * 1000)
+            self.slow.flush()  # the reactor turn ends; the client reads nothing
             if self.slow.closed:
                 break
         self.assertTrue(self.slow.closed)

@@ -89,7 +89,10 @@ class ProtocolRegressionTests(SynchronousTestCase):
     def test_quit_keeps_earlier_reason(self) -> None:
         """QUIT after a slow-consumer cut does not rewrite why the connection ended."""
         conn = Conn(self.hub, max_buffer=65536)
-        conn.proto.dataReceived(b"PING\r\n" * 20000 + b"QUIT\r\n")
+        for _ in range(20):
+            conn.proto.dataReceived(b"PING\r\n" * 1000)
+            conn.flush()
+        conn.proto.dataReceived(b"QUIT\r\n")
         self.assertEqual(conn.proto.close_reason.value, "slow-consumer")
 
     def test_replies_do_not_spend_pacing_budget(self) -> None:

@@ -3,13 +3,13 @@ output accounting for slow consumers, publisher pacing and heartbeats."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
     IPushProducer,
-    ITransport,
 )
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -18,6 +18,7 @@ from txpubsub.errors import CloseReason, ServerFull
 from txpubsub.framing import LineFramer
 from txpubsub.hub import Client, Hub
 from txpubsub.message import Message
+from txpubsub.output import batcher_for, direct_socket, send_now, unsent_bytes
 
 
 def describe_address(address: IAddress) -> tuple[str, str]:
@@ -39,10 +40,6 @@ CLOSE_GRACE = 2.0
 # cause at most Limits.max_stall seconds of stalls until it has drained, so
 # one that never reads still reaches the limit and is cut off.
 STALL = 0.005
-# While backed up, the real backlog is measured again only after the output
-# may have grown by a sixteenth of --max-buffer (at most 64 KiB): the limit is
-# enforced to within that many bytes.
-RECHECK = 65536
 
 
 @dataclass(frozen=True)
@@ -53,27 +50,6 @@ class Limits:
     max_buffer: int = 8 * 1024 * 1024
     ping_interval: float = 60.0
     max_stall: float = 0.1
-
-
-def unsent_bytes(transport: ITransport) -> int:
-    """Bytes written to a transport that the kernel has not taken yet.
-
-    Twisted has no public API for this; FileDescriptor keeps them in
-    ``dataBuffer`` (from ``offset``) and ``_tempDataBuffer``. A TLS transport
-    wraps a TCP one and may hold cleartext until its handshake is done. Any
-    other transport (StringTransport in tests) counts what it holds.
-    """
-    total = 0
-    for _ in range(4):
-        if hasattr(transport, "_tempDataLen"):
-            return total + len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        total += sum(map(len, getattr(transport, "_appSendBuffer", ())))
-        inner = getattr(transport, "transport", None)
-        if inner is None:
-            break
-        transport = inner
-    value = getattr(transport, "value", None)
-    return total + (len(value()) if value is not None else 0)
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
@@ -100,12 +76,16 @@ class Door(LineFramer):
         self.msgs_in = 0
         self.msgs_out = 0
         self.pinged = False
+        self._batcher = batcher_for(hub, hub.clock)
+        self._out: list[bytes] | None = None  # output of this reactor turn
+        self._out_len = 0
+        # A turn's output goes to the transport early past this, so a burst of
+        # input cannot queue more than --max-buffer before it is accounted for.
+        self._early = max(65536, limits.max_buffer // 8)
+        self._socket: Any = None  # for sending without Twisted's buffer, when it is empty
         self._producing = False  # registered as our transport's producer
-        self._careful = False  # output backed up, or closing: deliveries take the slow path
-        self._unsent = 0  # while backed up: unsent bytes, at most (an upper bound)
-        self._recheck = min(RECHECK, limits.max_buffer // 16)
-        self._recheck_at = 0
-        self._over_half = False
+        self._backed_up = False  # Twisted says over 64 KiB wait to be sent
+        self._lagging = False  # over half of --max-buffer, with stall budget left
         self._stall_left = limits.max_stall
         self._stalled: IDelayedCall | None = None
         self._timer: IDelayedCall | None = None
@@ -121,6 +101,7 @@ class Door(LineFramer):
             self._log.warn("refused {address}: --max-clients reached", address=address)
             self.close(CloseReason.TOO_MANY_CLIENTS)
             return
+        self._socket = direct_socket(self.transport)
         self.transport.registerProducer(self, True)
         self._producing = True
         self._last_heard = self.hub.clock.seconds()
@@ -132,6 +113,7 @@ class Door(LineFramer):
         """The first thing the server says; nothing by default."""
 
     def connectionLost(self, reason: object = None) -> None:
+        self._out = None
         for call in (self._timer, self._stalled):
             if call is not None and call.active():
                 call.cancel()
@@ -148,7 +130,10 @@ class Door(LineFramer):
         if self.close_reason is not None:
             return
         self.close_reason = reason
-        self._careful = True
+        if reason is CloseReason.SLOW_CONSUMER:
+            self._out = None  # what did not fit is not sent
+        else:
+            self.flush()
         line = f"BYE {reason.value} {text}" if text else f"BYE {reason.value}"
         self.transport.write(line.encode() + b"\r\n")
         self.end()
@@ -166,16 +151,9 @@ class Door(LineFramer):
     def lineLengthExceeded(self, line: bytes) -> None:
         self.close(CloseReason.LINE_TOO_LONG, f"lines are at most {self.MAX_LENGTH} bytes")
 
-    def send(self, data: bytes) -> None:
-        """Write a reply or a server line, within the same --max-buffer as deliveries."""
-        if self._careful:
-            self.deliver_backed_up(data)
-        else:
-            self.transport.write(data)
-
     def end(self) -> None:
         """Close after what is written, aborting if that takes over CLOSE_GRACE."""
-        self._careful = True
+        self.flush()
         if self._producing:
             # Twisted does not close a transport whose producer is paused.
             self._producing = False
@@ -206,48 +184,71 @@ class Door(LineFramer):
             )
         elif not self.pinged:
             self.pinged = True
-            self.transport.write(b"PING\r\n")
+            self.send(b"PING\r\n")
             self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
         else:
             self._timer = None
             self.close(CloseReason.STALE, f"nothing heard for {int(quiet_for)} seconds")
 
-    # -- the Subscriber interface ---------------------------------------------
+    # -- output --------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue a reply or server line for this turn's write, after earlier output."""
+        out = self._out
+        if out is None:
+            if self.close_reason is not None:
+                return  # BYE was the last line
+            self._out = [data]
+            self._out_len = len(data)
+            self._batcher.add(self)
+        else:
+            out.append(data)
+            self._out_len += len(data)
+            if self._out_len > self._early:
+                self.flush()
 
     def deliver(self, msg: Message) -> bool:
-        """Write the message's shared bytes; True asks the hub to pace the publisher."""
+        """Queue the message's shared bytes; True asks the hub to pace the publisher."""
         self.msgs_out += 1
-        if self._careful:
-            return self.deliver_backed_up(msg.line)
-        self.transport.write(msg.line)
-        return False
+        line = msg.line
+        out = self._out
+        if out is None:
+            if self.close_reason is not None:
+                return False
+            self._out = [line]
+            self._out_len = len(line)
+            self._batcher.add(self)
+        else:
+            out.append(line)
+            self._out_len += len(line)
+            if self._out_len > self._early:
+                self.flush()
+        return self._lagging
 
-    def deliver_backed_up(self, data: bytes) -> bool:
-        """The slow path, once Twisted says our output is backed up (or we are closing)."""
-        if self.close_reason is not None:
-            return False  # BYE was the last line
-        # What was written since the last measure is an upper bound of the
-        # growth; only measure again (reading the transport) after RECHECK.
-        self._unsent += len(data)
-        if self._unsent >= self._recheck_at:
+    def flush(self) -> None:
+        """Write this turn's output in one go, within --max-buffer."""
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        self._out_len = 0
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if self._backed_up:
             unsent = unsent_bytes(self.transport) + len(data)
-            self._unsent = unsent
-            self._recheck_at = unsent + self._recheck
             if unsent > self.max_buffer:
                 self.hub.counters.slow_consumers += 1
-                self._log.warn(
-                    "{client!r} is a slow consumer: {unsent} bytes unsent", client=self.client,
-                    unsent=unsent,
-                )
+                self._log.warn("{client!r} is a slow consumer: {unsent} bytes unsent",
+                               client=self.client, unsent=unsent)
                 self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
-                return False
-            self._over_half = unsent > self.max_buffer // 2
-        self.transport.write(data)
-        return self._over_half and self._stall_left > 0
+                return
+            self._lagging = unsent > self.max_buffer // 2 and self._stall_left > 0
+        send_now(self.transport, self._socket, data)
 
     def charge_stall(self) -> None:
         """A publisher was held back because of us: spend some of our budget."""
         self._stall_left -= STALL
+        if self._stall_left <= 0:
+            self._lagging = False
 
     def fit(self, messages: list[Message]) -> list[Message]:
         """The newest of ``messages`` whose lines fit in what is left of
@@ -266,17 +267,14 @@ class Door(LineFramer):
 
     def pending_bytes(self) -> int:
         """Output waiting to be sent to this connection."""
-        return unsent_bytes(self.transport)
+        return unsent_bytes(self.transport) + sum(map(len, self._out or ()))
 
     # IPushProducer, called by our own transport about our output.
     def pauseProducing(self) -> None:
-        # Twisted calls this on every write while over 64 KiB: stay cheap.
-        if not self._careful:
-            self._careful = True
-            self._recheck_at = 0  # measure at the next delivery
+        self._backed_up = True
 
     def resumeProducing(self) -> None:
-        self._careful = self.close_reason is not None
+        self._backed_up = self._lagging = False
         self._stall_left = self.limits.max_stall
 
     def stopProducing(self) -> None:

@@ -46,10 +46,8 @@ class FeedProtocol(Door):
 
     def deliver(self, msg: Message) -> bool:
         self.msgs_out += 1
-        if self._careful:
-            return self.deliver_backed_up(msg.bare_line())
-        self.transport.write(msg.bare_line())
-        return False
+        self.send(msg.bare_line())
+        return self._lagging
 
     def dataReceived(self, data: bytes) -> None:
         """Whatever a feed reader types is dropped."""

@@ -78,7 +78,7 @@ class ClientProtocol(Door):
             "auth_required": False,
             "epoch": self.hub.epoch,
         }
-        self.transport.write(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+        self.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
 
     # -- input -------------------------------------------------------------
 
