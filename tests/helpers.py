@@ -5,7 +5,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from txpubsub.door import Limits
+from txpubsub.door import DoorSettings
 from txpubsub.hub import Hub
 from txpubsub.output import batcher_for
 from txpubsub.protocol import ClientFactory, ClientProtocol
@@ -45,13 +45,13 @@ class Conn:
 
     _port = 40000
 
-    def __init__(self, hub: Hub, **limits: object) -> None:
+    def __init__(self, hub: Hub, **settings: object) -> None:
         Conn._port += 1
         self.transport = ConsumerTransport(
             peerAddress=IPv4Address("TCP", "127.0.0.1", Conn._port)
         )
         self.proto: ClientProtocol = ClientFactory(
-            hub, "tcp:test", Limits(**limits)  # type: ignore[arg-type]
+            hub, "tcp:test", DoorSettings(**settings)  # type: ignore[arg-type]
         ).buildProtocol(None)
         self.proto.makeConnection(self.transport)
         self.greeting = self.take()

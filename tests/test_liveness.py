@@ -7,7 +7,7 @@ import re
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.door import CLOSE_GRACE, STALL, Limits
+from txpubsub.door import CLOSE_GRACE, STALL, DoorSettings
 from txpubsub.system import SystemTicker, iso_utc
 
 from .helpers import Conn, make_hub
@@ -144,7 +144,7 @@ class SlowConsumerTests(SynchronousTestCase):
                 self.assertEqual(self.publisher.take(), b"PONG\r\n")
         self.assertGreater(stalls, 0)
         self.assertEqual(self.hub.counters.pacing_stalls, stalls)
-        self.assertLessEqual(stalls, round(Limits().max_stall / STALL))
+        self.assertLessEqual(stalls, round(DoorSettings().max_stall / STALL))
         self.assertTrue(self.slow.closed)
 
     def test_pacing_off(self) -> None:
@@ -168,7 +168,7 @@ class SlowConsumerTests(SynchronousTestCase):
     def test_reader_that_catches_up_gets_budget_back(self) -> None:
         self.publish(110)
         self.slow.take()  # read everything: Twisted resumes us
-        self.assertEqual(self.slow.proto._stall_left, Limits().max_stall)
+        self.assertEqual(self.slow.proto._stall_left, DoorSettings().max_stall)
 
     def test_unread_replies_count_too(self) -> None:
         """A client that sends commands but never reads its replies is cut off too."""

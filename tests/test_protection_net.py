@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.trial.unittest import TestCase
 
-from txpubsub.door import Limits
+from txpubsub.door import DoorSettings
 from txpubsub.feeds import FeedFactory, IngestFactory
 from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
@@ -42,7 +42,7 @@ class ProtectionTests(TestCase):
     async def test_non_reader_cut_off_during_flood(self) -> None:
         """One subscriber stops reading: it is cut off; the reader gets every
         message once and in order; a third client's PING is answered meanwhile."""
-        address = self.listen(ClientFactory(self.hub, "tcp", Limits(max_buffer=256 * 1024)))
+        address = self.listen(ClientFactory(self.hub, "tcp", DoorSettings(max_buffer=256 * 1024)))
         reader = await self.connect(address)
         await reader.ask(b"SUB flood", b"+OK")
         stuck = await self.connect(address)

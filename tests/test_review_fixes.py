@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txpubsub.door import Limits
+from txpubsub.door import DoorSettings
 from txpubsub.feeds import FeedFactory
 from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
@@ -119,7 +119,7 @@ class CleanCloseTests(TestCase):
     def setUp(self) -> None:
         self.hub = Hub(reactor, epoch="itest")
         service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
-                                  ClientFactory(self.hub, "tcp", Limits(ping_interval=0)))
+                                  ClientFactory(self.hub, "tcp", DoorSettings(ping_interval=0)))
         service.startService()
         self.addCleanup(service.stopService)
         self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"

@@ -66,5 +66,5 @@ class OptionsTests(SynchronousTestCase):
         top.startService()
         self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers],
                          [(1234, "127.0.0.1"), (1235, "")])
-        self.assertEqual(reactor.tcpServers[0][1].limits.max_line, 100)
+        self.assertEqual(reactor.tcpServers[0][1].settings.max_line, 100)
         top.stopService()

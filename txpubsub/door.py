@@ -37,14 +37,14 @@ def describe_address(address: IAddress) -> tuple[str, str]:
 CLOSE_GRACE = 2.0
 # Pacing: a publisher whose message lands on a subscriber with more than half
 # of --max-buffer unsent stops reading for STALL seconds. Each subscriber may
-# cause at most Limits.max_stall seconds of stalls until it has drained, so
+# cause at most DoorSettings.max_stall seconds of stalls until it has drained, so
 # one that never reads still reaches the limit and is cut off.
 STALL = 0.005
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Per-connection limits, from the command line (docs/operations.md)."""
+class DoorSettings:
+    """Per-connection limits and settings, from the command line (docs/operations.md)."""
 
     max_line: int = 65536
     max_buffer: int = 8 * 1024 * 1024
@@ -64,13 +64,13 @@ class Door(LineFramer):
     _log = Logger()
     heartbeat = True  # send PING to silent connections; raw feeds do not
 
-    def __init__(self, hub: Hub, listener: str, limits: Limits) -> None:
+    def __init__(self, hub: Hub, listener: str, settings: DoorSettings) -> None:
         self.hub = hub
         self.listener = listener
-        self.limits = limits
-        self.MAX_LENGTH = limits.max_line
-        self.max_buffer = limits.max_buffer
-        self.ping_interval = limits.ping_interval
+        self.settings = settings
+        self.MAX_LENGTH = settings.max_line
+        self.max_buffer = settings.max_buffer
+        self.ping_interval = settings.ping_interval
         self.client: Client | None = None
         self.close_reason: CloseReason | None = None
         self.msgs_in = 0
@@ -81,12 +81,12 @@ class Door(LineFramer):
         self._out_len = 0
         # A turn's output goes to the transport early past this, so a burst of
         # input cannot queue more than --max-buffer before it is accounted for.
-        self._early = max(65536, limits.max_buffer // 8)
+        self._early = max(65536, settings.max_buffer // 8)
         self._socket: Any = None  # for sending without Twisted's buffer, when it is empty
         self._producing = False  # registered as our transport's producer
         self._backed_up = False  # Twisted says over 64 KiB wait to be sent
         self._lagging = False  # over half of --max-buffer, with stall budget left
-        self._stall_left = limits.max_stall
+        self._stall_left = settings.max_stall
         self._stalled: IDelayedCall | None = None
         self._timer: IDelayedCall | None = None
         self._last_heard = 0.0
@@ -275,7 +275,7 @@ class Door(LineFramer):
 
     def resumeProducing(self) -> None:
         self._backed_up = self._lagging = False
-        self._stall_left = self.limits.max_stall
+        self._stall_left = self.settings.max_stall
 
     def stopProducing(self) -> None:
         """The transport is going away; connectionLost does the cleaning up."""

@@ -9,7 +9,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from txpubsub import __version__
-from txpubsub.door import Door, Limits
+from txpubsub.door import Door, DoorSettings
 from txpubsub.errors import CloseReason, HubError, shorten
 from txpubsub.hub import Hub
 from txpubsub.names import parse_number
@@ -58,8 +58,8 @@ class ClientProtocol(Door):
 
     _log = Logger()
 
-    def __init__(self, hub: Hub, listener: str, limits: Limits) -> None:
-        super().__init__(hub, listener, limits)
+    def __init__(self, hub: Hub, listener: str, settings: DoorSettings) -> None:
+        super().__init__(hub, listener, settings)
         self.quiet = False
         self._pubb_channel: str | None = None
         self._pubb_refusal = b""
@@ -312,13 +312,13 @@ class DoorFactory(Factory):
     noisy = False
     protocol = ClientProtocol
 
-    def __init__(self, hub: Hub, listener: str = "-", limits: Limits | None = None) -> None:
+    def __init__(self, hub: Hub, listener: str = "-", settings: DoorSettings | None = None) -> None:
         self.hub = hub
         self.listener = listener
-        self.limits = limits or Limits()
+        self.settings = settings or DoorSettings()
 
     def buildProtocol(self, addr: IAddress) -> Door:
-        proto = self.protocol(self.hub, self.listener, self.limits)
+        proto = self.protocol(self.hub, self.listener, self.settings)
         proto.factory = self
         return proto
 

@@ -8,7 +8,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from txpubsub.admin import AdminFactory
-from txpubsub.door import Limits
+from txpubsub.door import DoorSettings
 from txpubsub.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
 from txpubsub.hub import Hub, new_epoch
 from txpubsub.lifecycle import Lifecycle
@@ -213,19 +213,19 @@ def makeService(options: Options, reactor: object = None) -> IService:
     hub.setName("hub")
     hub.setServiceParent(top)
     SystemTicker(hub).setServiceParent(top)
-    limits = Limits(
+    settings = DoorSettings(
         max_line=options["max-line"],
         max_buffer=options["max-buffer"],
         ping_interval=options["ping-interval"],
         max_stall=options["max-stall"] / 1000,
     )
     listeners = [
-        (description, ClientFactory(hub, description, limits)) for description in options["ports"]
+        (description, ClientFactory(hub, description, settings)) for description in options["ports"]
     ]
     for kind, bindings in ((FeedFactory, options["feeds"]), (IngestFactory, options["ingests"])):
         for channel, description in bindings:
             ensure_channel(hub, channel)
-            listeners.append((description, kind(channel, hub, description, limits)))
+            listeners.append((description, kind(channel, hub, description, settings)))
     services = [ListenerService(reactor, description, factory)
                 for description, factory in listeners]
     lifecycle = Lifecycle(reactor, hub, list(services))
