@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from txpubsub.errors import HubError, shorten
 from txpubsub.framing import LineFramer
 from txpubsub.hub import ADMIN_SENDER, Hub
+from txpubsub.lifecycle import reload_certificates
 from txpubsub.names import parse_number
 from txpubsub.system import iso_utc
 
@@ -27,6 +28,7 @@ HELP_LINES = (
     "DROP <channel>                  remove a channel; its subscribers get DROP",
     "PUB <channel> <text>            publish as $admin",
     "SHUTDOWN [grace-seconds]        BYE shutdown to every client (spread over grace), exit 0",
+    "RELOAD                          read the mtls: listeners' certificate files again",
     "HELP                            this text",
 )
 
@@ -150,6 +152,10 @@ class AdminProtocol(LineFramer):
         self.hub.clock.callLater(0, self.shutdown, float(grace))
         return b"+OK shutting down\r\n"
 
+    def do_reload(self, rest: bytes) -> bytes:
+        done, failed = reload_certificates()
+        return b"+OK reloaded %d failed %d\r\n" % (done, failed)
+
     def do_help(self, rest: bytes) -> bytes:
         return b"".join(f"HELP {line}\r\n".encode() for line in HELP_LINES) + b"+OK\r\n"
 
@@ -164,6 +170,7 @@ ADMIN_COMMANDS: dict[bytes, Callable[[AdminProtocol, bytes], bytes]] = {
     b"DROP": AdminProtocol.do_drop,
     b"PUB": AdminProtocol.do_pub,
     b"SHUTDOWN": AdminProtocol.do_shutdown,
+    b"RELOAD": AdminProtocol.do_reload,
     b"HELP": AdminProtocol.do_help,
 }
 

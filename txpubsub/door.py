@@ -9,12 +9,14 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IPushProducer,
+    ISSLTransport,
 )
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txpubsub.errors import CloseReason, ServerFull
+from txpubsub.errors import CloseReason, HubError, ServerFull
 from txpubsub.framing import LineFramer
 from txpubsub.hub import Client, Hub
 from txpubsub.message import Message
@@ -50,9 +52,11 @@ class DoorSettings:
     max_buffer: int = 8 * 1024 * 1024
     ping_interval: float = 60.0
     max_stall: float = 0.1
+    tls_name_from: str = "none"  # none, cn or san: a TLS client's name from its certificate
+    handshake_timeout: float = 10.0
 
 
-@implementer(IPushProducer, IHalfCloseableProtocol)
+@implementer(IPushProducer, IHalfCloseableProtocol, IHandshakeListener)
 class Door(LineFramer):
     """A connection attached to the hub as a Subscriber.
 
@@ -90,6 +94,7 @@ class Door(LineFramer):
         self._stalled: IDelayedCall | None = None
         self._timer: IDelayedCall | None = None
         self._last_heard = 0.0
+        self._handshake: IDelayedCall | None = None  # TLS: pending until the handshake is done
 
     # -- connection ----------------------------------------------------------
 
@@ -107,17 +112,62 @@ class Door(LineFramer):
         self._last_heard = self.hub.clock.seconds()
         if self.heartbeat and self.ping_interval:
             self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
-        self.greet()
+        if ISSLTransport.providedBy(self.transport):
+            # Greet once the handshake is done, when the peer's certificate is known.
+            self._handshake = self.hub.clock.callLater(
+                self.settings.handshake_timeout, self._handshake_too_slow)
+        else:
+            self.greet()
 
     def greet(self) -> None:
         """The first thing the server says; nothing by default."""
 
+    def handshakeCompleted(self) -> None:
+        """TLS is up: take the client's name from its certificate if asked, then greet."""
+        if self._handshake is not None and self._handshake.active():
+            self._handshake.cancel()
+        self._handshake = None
+        if self.client is None or self.close_reason is not None:
+            return
+        source = self.settings.tls_name_from
+        if source != "none":
+            from txpubsub.tls import certificate_name
+
+            cert = self.transport.getPeerCertificate()
+            name = certificate_name(cert, source) if cert is not None else None
+            try:
+                if name is None:
+                    raise HubError("auth-failed", f"the certificate carries no {source} name")
+                self.hub.set_name(self.client, name)
+            except HubError as e:
+                self._log.warn("{address}: certificate name refused: {text}",
+                               address=self.client.address, text=e.text)
+                self.close_reason = CloseReason.ERROR
+                self.transport.write(b"-ERR auth-failed %s\r\n" % e.text.encode())
+                self.end()
+                return
+            self.client.name_locked = True
+        self.greet()
+
+    def _handshake_too_slow(self) -> None:
+        self._handshake = None
+        self._log.warn("{client!r}: no TLS handshake within {seconds} s",
+                       client=self.client, seconds=self.settings.handshake_timeout)
+        self.close_reason = CloseReason.ERROR
+        self.transport.abortConnection()
+
     def connectionLost(self, reason: object = None) -> None:
         self._out = None
-        for call in (self._timer, self._stalled):
+        if self._handshake is not None and self.client is not None:
+            # A TLS connection that never got through its handshake: a plain-text
+            # client on a TLS port, an untrusted or missing client certificate.
+            self._log.warn("{address}: TLS handshake failed: {why}", address=self.client.address,
+                           why=getattr(reason, "value", reason))
+            self.close_reason = self.close_reason or CloseReason.ERROR
+        for call in (self._timer, self._stalled, self._handshake):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = self._stalled = None
+        self._timer = self._stalled = self._handshake = None
         if self.client is not None:
             self.hub.detach(self.client, self.close_reason or CloseReason.PEER_CLOSED)
 

@@ -78,7 +78,7 @@ class Client:
     """The hub's record of one connected client."""
 
     __slots__ = ("address", "addressable", "client_id", "connected_at", "inbox_last_id",
-                 "listener", "name", "patterns", "sender", "subscriber")
+                 "listener", "name", "name_locked", "patterns", "sender", "subscriber")
 
     def __init__(
         self, client_id: str, subscriber: Subscriber, connected_at: float, address: str,
@@ -93,6 +93,7 @@ class Client:
         self.sender = client_id  # the name shown as sender: the name, or the id
         self.patterns: set[str] = set()
         self.addressable = True  # raw feed/ingest connections take no direct messages
+        self.name_locked = False  # a name from a TLS certificate cannot be changed
         self.inbox_last_id = 0
 
     def __repr__(self) -> str:
@@ -294,6 +295,8 @@ class Hub(Service):
 
     def set_name(self, client: Client, name: str) -> str:
         """Give a client a name (or a new one); HubError bad-args or name-taken."""
+        if client.name_locked:
+            raise HubError("forbidden", "your name comes from your certificate")
         check_name(name)
         holder = self._by_name.get(name)
         if holder is client:

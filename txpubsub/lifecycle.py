@@ -20,6 +20,18 @@ from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
 
 
+def reload_certificates() -> tuple[int, int]:
+    """Read every mtls: listener's certificate files again: (reloaded, failed)."""
+    try:
+        from txpubsub.tls import reload_all
+    except ImportError:  # no pyOpenSSL: no TLS listeners either
+        return 0, 0
+    done, errors = reload_all()
+    Logger().info("certificates reloaded for {done} listeners, {failed} failed",
+                  done=done, failed=len(errors))
+    return done, len(errors)
+
+
 class Lifecycle(Service):
     """Owns the server's way out."""
 
@@ -43,6 +55,10 @@ class Lifecycle(Service):
     def _install(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, signum: int, frame: object) -> None:
+        self.reactor.callFromThread(reload_certificates)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.reactor.callFromThread(self._signalled, signum)

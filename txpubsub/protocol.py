@@ -78,6 +78,8 @@ class ClientProtocol(Door):
             "auth_required": False,
             "epoch": self.hub.epoch,
         }
+        if self.client.name_locked:
+            info["name"] = self.client.name  # from the client's TLS certificate
         self.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
 
     # -- input -------------------------------------------------------------

@@ -31,6 +31,16 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return coerce
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def coerce(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    coerce.coerceDoc = f"One of {', '.join(allowed)}."  # type: ignore[attr-defined]
+    return coerce
+
+
 def unix_endpoint(path: str) -> str:
     """A private Unix socket endpoint for a path: mode 0600, and a lock file
     so that a stale socket is replaced but a live server's is not taken."""
@@ -132,6 +142,21 @@ class Options(usage.Options):
             _int_at_least(0),
         ],
         [
+            "tls-name-from",
+            None,
+            "none",
+            "On TLS listeners, take each client's name from its certificate: cn, san "
+            "or none. Such a client cannot rename itself.",
+            _choice("none", "cn", "san"),
+        ],
+        [
+            "tls-handshake-timeout",
+            None,
+            10,
+            "Seconds a TLS client has to finish its handshake.",
+            _int_at_least(1),
+        ],
+        [
             "ping-interval",
             None,
             60,
@@ -173,7 +198,7 @@ class Options(usage.Options):
             # Parsing builds an endpoint without listening, so None will do as
             # the reactor here; it catches typos before the server starts.
             serverFromString(None, description)
-        except (ValueError, KeyError, TypeError) as e:
+        except Exception as e:  # a bad string, a missing key file, a bad certificate
             raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
 
     opt_p = opt_port
@@ -218,6 +243,8 @@ def makeService(options: Options, reactor: object = None) -> IService:
         max_buffer=options["max-buffer"],
         ping_interval=options["ping-interval"],
         max_stall=options["max-stall"] / 1000,
+        tls_name_from=options["tls-name-from"],
+        handshake_timeout=options["tls-handshake-timeout"],
     )
     listeners = [
         (description, ClientFactory(hub, description, settings)) for description in options["ports"]
