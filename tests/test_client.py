@@ -1,0 +1,161 @@
+"""The client library against a real server: commands, routing, reconnect and resume."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from txpubsub.blocking import BlockingClient
+from txpubsub.client import Client, CommandError, Connection
+from txpubsub.hub import Hub
+from txpubsub.listeners import ListenerService
+from txpubsub.protocol import ClientFactory
+from txpubsub.sqlite_store import open_store
+from txpubsub.wire import Delivery
+
+from .netclient import WAIT
+
+
+def waiter(count: int) -> tuple[list[Delivery], Deferred[None], object]:
+    """A callback that collects messages and fires once it has ``count``."""
+    got: list[Delivery] = []
+    done: Deferred[None] = Deferred()
+
+    def callback(msg: Delivery) -> None:
+        got.append(msg)
+        if len(got) >= count and not done.called:
+            done.callback(None)
+
+    return got, done.addTimeout(WAIT, reactor), callback
+
+
+class ClientTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, epoch="e1")
+        self.listener = self.listen(self.hub)
+        self.port = self.listener.port.getHost().port
+
+    def listen(self, hub: Hub, port: int = 0) -> ListenerService:
+        service = ListenerService(reactor, f"tcp:{port}:interface=127.0.0.1",
+                                  ClientFactory(hub, "tcp"))
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    async def connection(self) -> Connection:
+        conn = Connection()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), conn)
+        await conn.ready.addTimeout(WAIT, reactor)
+        self.addCleanup(lambda: None if conn.closed.called else conn.quit())
+        return conn
+
+    async def test_commands(self) -> None:
+        """Every command through the library, binary payloads included."""
+        alice = await self.connection()
+        bob = await self.connection()
+        self.assertEqual(alice.info["epoch"], "e1")
+        self.assertEqual(await alice.name("alice"), "alice")
+        got, done, callback = waiter(3)
+        self.assertEqual(await alice.subscribe("news.>", callback), (0, False))
+        self.assertEqual(await bob.publish("news.uk", "hello"), 1)
+        self.assertEqual(await bob.publish("news.uk", b"\x00\xff\r\n"), 2)
+        self.assertEqual(await bob.publish("news.fr", "bonjour"), 1)
+        await done
+        self.assertEqual([(m.channel, m.msg_id, m.payload) for m in got],
+                         [("news.uk", 1, b"hello"), ("news.uk", 2, b"\x00\xff\r\n"),
+                          ("news.fr", 1, b"bonjour")])
+        kept = await bob.history("news.uk")
+        self.assertEqual([m.payload for m in kept], [b"hello", b"\x00\xff\r\n"])
+        self.assertEqual([i.fields[0] for i in await bob.list()], ["news.fr", "news.uk"])
+        self.assertEqual([i.fields[1] for i in await bob.who()], ["alice", "-"])
+        direct: Deferred[Delivery] = Deferred()
+        alice.on_direct = direct.callback
+        await bob.direct("alice", "psst")
+        self.assertEqual((await direct.addTimeout(WAIT, reactor)).payload, b"psst")
+        with self.assertRaises(CommandError) as caught:
+            await bob.publish("$sys.time", "x")
+        self.assertEqual(caught.exception.code, "forbidden")
+        await alice.unsubscribe("news.>")
+        self.assertEqual(alice.subscriptions, {})
+
+    async def test_history_among_live_messages(self) -> None:
+        """HISTORY's messages are told apart from live ones on the same channel."""
+        conn = await self.connection()
+        live, _, callback = waiter(1)
+        await conn.subscribe("t", callback)
+        await conn.publish("t", "one")
+        kept = await conn.history("t")
+        self.assertEqual([m.payload for m in kept], [b"one"])
+        self.assertEqual([m.payload for m in live], [b"one"])
+
+    async def test_reconnect_resumes_without_loss(self) -> None:
+        """Dropped, it reconnects and resumes with since=: each id exactly once."""
+        client = Client(reactor, f"tcp:127.0.0.1:{self.port}", name="watcher")
+        client.start()
+        self.addCleanup(client.stop)
+        got, done, callback = waiter(6)
+        await client.subscribe("news", callback)
+        publisher = await self.connection()
+        for i in range(3):
+            await publisher.publish("news", f"m{i + 1}")
+        # Drop the client, and publish while it is away (in this same turn).
+        self.hub.kick("watcher")
+        self.hub.publish("admin", "news", b"m4")
+        self.hub.publish("admin", "news", b"m5")
+        reconnected = Deferred()
+        client.on_state = lambda s: s == "connected" and not reconnected.called \
+            and reconnected.callback(None)
+        await reconnected.addTimeout(WAIT, reactor)
+        await publisher.publish("news", "m6")
+        await done
+        self.assertEqual([m.msg_id for m in got], [1, 2, 3, 4, 5, 6])
+        self.assertEqual([m.payload for m in got], [b"m1", b"m2", b"m3", b"m4", b"m5", b"m6"])
+
+    async def test_restart_with_durable_history(self) -> None:
+        """A real restart of a server with SQLite history: nothing missed or repeated."""
+        path = os.path.join(tempfile.mkdtemp(), "h.db")
+        hub = Hub(reactor, store=open_store(path, reactor, "durable"))
+        first = self.listen(hub)
+        port = first.port.getHost().port
+        client = Client(reactor, f"tcp:127.0.0.1:{port}")
+        client.start()
+        self.addCleanup(client.stop)
+        got, done, callback = waiter(5)
+        await client.subscribe("news", callback)
+        for i in range(3):
+            hub.publish("p", "news", b"before %d" % i)
+        await first.stopService()
+        await hub.stopService()  # BYE shutdown to everyone, history written
+        again = Hub(reactor, store=open_store(path, reactor, "unused"))
+        self.addCleanup(again.store.close)
+        self.listen(again, port)
+        again.publish("p", "news", b"during")  # before the client is back
+        again.publish("p", "news", b"after")
+        await done
+        self.assertEqual([m.msg_id for m in got], [1, 2, 3, 4, 5])
+        self.assertEqual(again.epoch, "durable")
+
+    async def test_blocking_client(self) -> None:
+        """The blocking API: connect, publish, subscribe with replay, iterate."""
+        port = self.port
+
+        def script() -> list[tuple[str, int, bytes]]:
+            with BlockingClient(f"tcp:127.0.0.1:{port}", name="script") as client:
+                client.publish("logs", "first")
+                client.publish("logs", b"\x00binary")
+                replayed, partial = client.subscribe("logs", last=10)
+                client.publish("logs", "live")
+                seen = [(m.channel, m.msg_id, m.payload) for m in client.messages(timeout=0.5)]
+                assert (replayed, partial) == (2, False)
+                return seen
+
+        seen = await deferToThread(script)
+        self.assertEqual(seen, [("logs", 1, b"first"), ("logs", 2, b"\x00binary"),
+                                ("logs", 3, b"live")])

@@ -1,0 +1,361 @@
+"""A Twisted client library for txpubsub.
+
+``Connection`` is one connection: every command returns a Deferred of its
+reply (replies come in command order, so a FIFO of Deferreds matches them),
+and deliveries go to the callback of each matching subscription.
+
+``Client`` keeps a connection up with ``ClientService``: after a reconnect it
+names itself again and resumes every subscription to a concrete channel with
+``since=`` the last id it saw (and that id's epoch), so a restart of a server
+with durable history loses nothing history still holds. Subscriptions to
+wildcard patterns are made again without replay (the server replays concrete
+channels only).
+
+    client = Client(reactor, "tcp:127.0.0.1:23400", name="alice")
+    client.start()
+    await client.subscribe("news.>", lambda msg: print(msg.channel, msg.text))
+    msg_id = await client.publish("news.uk", "hello")
+"""
+from __future__ import annotations
+
+import functools
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from txpubsub.message import is_text
+from txpubsub.names import is_wildcard, pattern_matches
+from txpubsub.wire import Delivery, Item, Reply, ServerLine, ServerParser
+
+Payload = Union[bytes, str]
+OnMessage = Callable[[Delivery], object]
+
+
+def deferred(method: Callable[..., Any]) -> Callable[..., Deferred[Any]]:
+    """Make a coroutine method return a Deferred (which ``await`` takes too)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(method(*args, **kwargs))
+
+    return wrapper
+
+
+class CommandError(Exception):
+    """The server answered ``-ERR <code> <text>``."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+
+
+class ServerClosed(Exception):
+    """The server said ``BYE <reason>`` or the connection was lost."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Waiting:
+    deferred: Deferred[Any]
+    items: list[Item]
+    history: str | None = None  # HISTORY <channel>: collect its deliveries
+    collected: list[Delivery] | None = None
+
+
+class Connection(Protocol):
+    """One connection to a txpubsub server."""
+
+    _log = Logger()
+
+    def __init__(self, on_direct: OnMessage | None = None) -> None:
+        self.parser = ServerParser()
+        self.info: dict[str, Any] = {}
+        self.ready: Deferred[dict[str, Any]] = Deferred()  # fires with INFO
+        self.closed: Deferred[str] = Deferred()  # fires with the BYE reason, or "lost"
+        self.on_direct = on_direct
+        self.subscriptions: dict[str, OnMessage] = {}
+        self.last_ids: dict[str, int] = {}  # channel -> last id seen on this connection
+        self.bye: str | None = None
+        self._waiting: deque[_Waiting] = deque()
+
+    # -- incoming --------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in self.parser.feed(data):
+            try:
+                self._event(event)
+            except Exception:
+                self._log.failure("handling {event!r} failed", event=event)
+
+    def _event(self, event: object) -> None:
+        if isinstance(event, Delivery):
+            head = self._waiting[0] if self._waiting else None
+            if head is not None and head.history == event.channel:
+                assert head.collected is not None
+                head.collected.append(event)
+            else:
+                self._deliver(event)
+        elif isinstance(event, Reply):
+            self._reply(event)
+        elif isinstance(event, Item):
+            if self._waiting:
+                self._waiting[0].items.append(event)
+        elif isinstance(event, ServerLine):
+            if event.kind == "INFO" and event.info is not None:
+                self.info = event.info
+                if not self.ready.called:
+                    self.ready.callback(event.info)
+            elif event.kind == "PING":
+                self.transport.write(b"PONG\r\n")
+            elif event.kind == "BYE":
+                self.bye = event.text.split(" ", 1)[0] or "bye"
+            elif event.kind == "DROP":
+                self.subscriptions.pop(event.text, None)
+
+    def _deliver(self, msg: Delivery) -> None:
+        if msg.channel.startswith("@"):
+            if self.on_direct is not None:
+                self.on_direct(msg)
+            return
+        self.last_ids[msg.channel] = msg.msg_id
+        # The server sends a message once per connection; each subscription
+        # whose pattern matches sees it.
+        for pattern, callback in list(self.subscriptions.items()):
+            if pattern_matches(pattern, msg.channel):
+                callback(msg)
+
+    def _reply(self, reply: Reply) -> None:
+        if not self._waiting:
+            self._log.warn("a reply nobody waits for: {reply!r}", reply=reply)
+            return
+        waiting = self._waiting.popleft()
+        if waiting.history is not None and waiting.collected is not None:
+            # HISTORY's messages are the last <count> of its channel before +OK;
+            # anything earlier on that channel was live.
+            count = int(reply.text) if reply.ok else 0
+            live = waiting.collected[: len(waiting.collected) - count]
+            for msg in live:
+                self._deliver(msg)
+            waiting.items = waiting.collected[len(live):]  # type: ignore[assignment]
+        if reply.ok:
+            waiting.deferred.callback((reply, waiting.items))
+        else:
+            waiting.deferred.errback(CommandError(reply.code, reply.text))
+
+    def connectionLost(self, reason: object = None) -> None:
+        why = self.bye or "lost"
+        while self._waiting:
+            self._waiting.popleft().deferred.errback(ServerClosed(why))
+        if not self.ready.called:
+            self.ready.errback(ServerClosed(why))
+        self.closed.callback(why)
+
+    # -- commands ----------------------------------------------------------
+
+    def _command(self, line: str, payload: bytes | None = None,
+                 history: str | None = None) -> Deferred[tuple[Reply, list[Any]]]:
+        d: Deferred[tuple[Reply, list[Any]]] = Deferred()
+        self._waiting.append(_Waiting(d, [], history, [] if history else None))
+        data = line.encode() + b"\r\n"
+        if payload is not None:
+            data += payload + b"\r\n"
+        self.transport.write(data)
+        return d
+
+    @deferred
+    async def name(self, name: str) -> str:
+        reply, _ = await self._command(f"NAME {name}")
+        return reply.text
+
+    @deferred
+    async def subscribe(self, pattern: str, callback: OnMessage, last: int | None = None,
+                        since: int | None = None, epoch: str | None = None) -> tuple[int, bool]:
+        """Subscribe; returns (messages replayed, partial)."""
+        line = f"SUB {pattern}"
+        if last is not None:
+            line += f" last={last}"
+        if since is not None:
+            line += f" since={since}"
+            if epoch is not None:
+                line += f" epoch={epoch}"
+        self.subscriptions[pattern] = callback
+        try:
+            reply, _ = await self._command(line)
+        except Exception:
+            self.subscriptions.pop(pattern, None)
+            raise
+        words = reply.text.split(" ")
+        return int(words[2]), words[-1] == "partial"
+
+    @deferred
+    async def unsubscribe(self, pattern: str) -> None:
+        await self._command(f"UNSUB {pattern}")
+        self.subscriptions.pop(pattern, None)
+
+    @deferred
+    async def publish(self, channel: str, payload: Payload) -> int:
+        """Publish text or bytes (as PUB when it can be, else PUBB); returns the id."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        if is_text(data):
+            reply, _ = await self._command(f"PUB {channel} {data.decode()}")
+        else:
+            reply, _ = await self._command(f"PUBB {channel} {len(data)}", data)
+        return int(reply.text)
+
+    @deferred
+    async def direct(self, name: str, payload: Payload) -> int:
+        return await self.publish("@" + name, payload)
+
+    @deferred
+    async def history(self, channel: str, n: int | None = None) -> list[Delivery]:
+        line = f"HISTORY {channel}" + (f" {n}" if n is not None else "")
+        _, kept = await self._command(line, history=channel)
+        return kept
+
+    @deferred
+    async def list(self, pattern: str | None = None) -> list[Item]:
+        _, items = await self._command("LIST" + (f" {pattern}" if pattern else ""))
+        return items
+
+    @deferred
+    async def who(self, channel: str | None = None) -> list[Item]:
+        _, items = await self._command("WHO" + (f" {channel}" if channel else ""))
+        return items
+
+    @deferred
+    async def ping(self) -> None:
+        await self._command("PING")
+
+    @deferred
+    async def quit(self) -> None:
+        await self._command("QUIT")
+
+
+class Client:
+    """A connection kept up across failures, resuming its subscriptions."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, endpoint: str | IStreamClientEndpoint,
+                 name: str | None = None, on_direct: OnMessage | None = None,
+                 on_state: Callable[[str], object] | None = None) -> None:
+        if isinstance(endpoint, str):
+            endpoint = clientFromString(reactor, endpoint)
+        self.name = name
+        self.on_direct = on_direct
+        self.on_state = on_state or (lambda state: None)
+        self.epoch: str | None = None
+        self._subscriptions: dict[str, tuple[OnMessage, int | None, int | None]] = {}
+        self._last_ids: dict[str, int] = {}
+        self._connection: Connection | None = None
+        self._stopping = False
+        factory = Factory.forProtocol(lambda: Connection(self._on_direct))
+        self._service = ClientService(
+            endpoint, factory, retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0),
+            prepareConnection=self._prepare, clock=reactor)
+
+    def start(self) -> None:
+        self._service.startService()
+
+    @deferred
+    async def stop(self) -> None:
+        """Say QUIT if connected, and stop reconnecting."""
+        self._stopping = True
+        conn = self._connection
+        if conn is not None and conn.transport is not None:
+            try:
+                await conn.quit()
+            except Exception:
+                pass
+        await self._service.stopService()
+
+    @deferred
+    async def _prepare(self, conn: Connection) -> None:
+        """On every new connection: name, then resume each subscription."""
+        info = await conn.ready
+        epoch_before, self.epoch = self.epoch, info.get("epoch")
+        conn.closed.addCallback(self._lost, conn)
+        if self.name:
+            await conn.name(self.name)
+        for pattern, (callback, last, since) in list(self._subscriptions.items()):
+            resume = self._last_ids.get(pattern)
+            if resume is not None and not is_wildcard(pattern):
+                await conn.subscribe(pattern, self._tracked(callback), since=resume,
+                                     epoch=epoch_before)
+            else:
+                await conn.subscribe(pattern, self._tracked(callback), last=last, since=since)
+        self._connection = conn
+        self.on_state("connected")
+
+    def _lost(self, why: str, conn: Connection) -> str:
+        if self._connection is conn:
+            self._connection = None
+            if not self._stopping:
+                self.on_state(f"disconnected ({why})")
+        return why
+
+    def _on_direct(self, msg: Delivery) -> None:
+        if self.on_direct is not None:
+            self.on_direct(msg)
+
+    def _tracked(self, callback: OnMessage) -> OnMessage:
+        def seen(msg: Delivery) -> None:
+            self._last_ids[msg.channel] = msg.msg_id
+            callback(msg)
+
+        return seen
+
+    def connection(self) -> Deferred[Connection]:
+        """The live connection (waiting for one if needed)."""
+        if self._connection is not None:
+            # Not whenConnected: it must not be called from ClientService's own callbacks.
+            return succeed(self._connection)
+        return self._service.whenConnected()
+
+    @deferred
+    async def subscribe(self, pattern: str, callback: OnMessage, last: int | None = None,
+                        since: int | None = None) -> tuple[int, bool]:
+        """Subscribe now and after every reconnect; returns (replayed, partial)."""
+        self._subscriptions[pattern] = (callback, last, since)
+        conn = await self.connection()
+        if pattern in conn.subscriptions:  # the reconnect made it already
+            return 0, False
+        return await conn.subscribe(pattern, self._tracked(callback), last=last, since=since)
+
+    @deferred
+    async def unsubscribe(self, pattern: str) -> None:
+        self._subscriptions.pop(pattern, None)
+        await (await self.connection()).unsubscribe(pattern)
+
+    @deferred
+    async def publish(self, channel: str, payload: Payload) -> int:
+        """Publish once connected. If the connection drops before the reply, this
+        fails with ServerClosed and the message may or may not have been published."""
+        return await (await self.connection()).publish(channel, payload)
+
+    @deferred
+    async def direct(self, name: str, payload: Payload) -> int:
+        return await (await self.connection()).direct(name, payload)
+
+    @deferred
+    async def history(self, channel: str, n: int | None = None) -> list[Delivery]:
+        return await (await self.connection()).history(channel, n)
+
+    @deferred
+    async def list(self, pattern: str | None = None) -> list[Item]:
+        return await (await self.connection()).list(pattern)
+
+    @deferred
+    async def who(self, channel: str | None = None) -> list[Item]:
+        return await (await self.connection()).who(channel)
