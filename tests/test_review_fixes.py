@@ -141,3 +141,102 @@ class CleanCloseTests(TestCase):
         await client.closed.addTimeout(WAIT, reactor)
         self.assertEqual(client.lines[1:], [b"PONG", b"+OK subscribed hc 0", b"MSG hc 1 c1 hi",
                                             b"+OK 1", b"CHANNEL hc 1 1 1", b"+OK 1"])
+
+
+class SecondReviewTests(SynchronousTestCase):
+    """Regressions from the second review (output, TLS, SQLite)."""
+
+    def test_unsent_bytes_sees_tls_cleartext(self) -> None:
+        """TLS keeps cleartext of its own before the handshake; it counts."""
+        from txpubsub.output import unsent_bytes
+
+        class Inner(StringTransport):
+            pass
+
+        class TLSLike:  # forwards unknown attributes, as TLSMemoryBIOProtocol does
+            def __init__(self) -> None:
+                self.transport = Inner()
+                self._appSendBuffer = [b"x" * 100, b"y" * 50]
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self.transport, name)
+
+        wrapper = TLSLike()
+        wrapper.transport.write(b"z" * 7)
+        self.assertEqual(unsent_bytes(wrapper), 157)
+
+    def test_close_while_backed_up_is_a_slow_consumer_cut(self) -> None:
+        """KICK of a connection whose pending output would pass the limit says so."""
+        hub = make_hub(Clock())
+        conn = Conn(hub, max_buffer=100_000, max_stall=0)  # no pacing: the writer goes on
+        conn.cmd("SUB t")
+        writer = Conn(hub)
+        for _ in range(70):  # > 64 KiB unsent: Twisted says we are backed up
+            writer.send(b"PUB t " + b"x" * 1000 + b"\r\n")
+        conn.flush()
+        for _ in range(40):  # this turn's output would pass --max-buffer
+            writer.proto.dataReceived(b"PUB t " + b"x" * 1000 + b"\r\n")
+        hub.kick(conn.proto.client.client_id, "maintenance")
+        self.assertEqual(conn.proto.close_reason.value, "slow-consumer")
+        self.assertTrue(conn.transport.value().endswith(b"BYE slow-consumer over 100000 bytes "
+                                                        b"unsent\r\n"))
+        self.assertEqual(hub.counters.slow_consumers, 1)
+
+
+class StoreReviewTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        import os
+        import tempfile
+
+        self.path = os.path.join(tempfile.mkdtemp(), "h.db")
+
+    def start(self) -> Hub:
+        from txpubsub.sqlite_store import open_store
+
+        hub = Hub(reactor, store=open_store(self.path, reactor, "e"))
+        self.addCleanup(hub.store.close)
+        return hub
+
+    async def restart(self, hub: Hub) -> Hub:
+        await hub.store.close()
+        return self.start()
+
+    async def test_dropped_messages_stay_dropped(self) -> None:
+        """Messages published and dropped within one flush window never come back."""
+        hub = self.start()
+        for i in range(3):
+            hub.publish("x", "secret", b"secret-%d" % i)
+        hub.drop("secret")
+        hub.publish("x", "secret", b"fresh")
+        hub = await self.restart(hub)
+        self.assertEqual([m.payload for m in hub.history("secret")], [b"fresh"])
+        self.assertEqual(hub.history("secret")[0].msg_id, 4)
+
+    async def test_failed_write_keeps_last_ids(self) -> None:
+        """A failed batch loses its messages, never the ids: they do not restart."""
+        from twisted.enterprise import adbapi
+
+        hub = self.start()
+        store = hub.store
+        good = store._pool
+        store._pool = adbapi.ConnectionPool(
+            "sqlite3", f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+            cp_min=1, cp_max=1, cp_reactor=reactor)
+        for _ in range(3):
+            hub.publish("x", "news", b"m")
+        await store.flush()
+        self.flushLoggedErrors()
+        store._pool.close()
+        store._pool = good
+        hub = await self.restart(hub)
+        self.assertEqual(hub.publish("x", "news", b"after"), 4)
+
+    async def test_empty_dropped_channel_gone(self) -> None:
+        hub = self.start()
+        hub.create("empty")
+        await hub.store.flush()
+        hub.drop("empty")
+        hub = await self.restart(hub)
+        self.assertIsNone(hub.channel("empty"))

@@ -48,6 +48,13 @@ class OptionsTests(SynchronousTestCase):
         descriptions = [s.description for s in top if isinstance(s, ListenerService)]
         self.assertIn("unix:/tmp/some\\:where.sock:mode=600:lockfile=1", descriptions)
 
+    def test_name_from_certificates_only_on_mtls(self) -> None:
+        """--tls-name-from applies to mtls: listeners, never to tcp: or ssl: ones."""
+        top = makeService(self.parse("--port", "tcp:1234", "--tls-name-from", "cn",
+                                     "--admin", "none"), MemoryReactorClock())
+        factory = next(s for s in top if isinstance(s, ListenerService)).factory
+        self.assertEqual(factory.settings.tls_name_from, "none")
+
     def test_make_service(self) -> None:
         """One hub and one listener per --port, wired to the options."""
         reactor = MemoryReactorClock()

@@ -152,7 +152,7 @@ class TLSTests(TestCase):
         self.assertEqual(json.loads(bob.lines[0][5:])["name"], "bob-laptop")
 
     async def test_unusable_certificate_name(self) -> None:
-        """A CN that is not a valid client name: -ERR auth-failed and closed."""
+        """A CN that is not a valid client name: BYE auth-failed and closed."""
         port = self.mtls(DoorSettings(tls_name_from="cn"))
         client = LineClient()
         endpoint = wrapClientTLS(
@@ -161,7 +161,32 @@ class TLSTests(TestCase):
         await connectProtocol(endpoint, client).addTimeout(WAIT, reactor)
         await client.closed.addTimeout(WAIT, reactor)
         self.assertEqual(len(client.lines), 1)
-        self.assertTrue(client.lines[0].startswith(b"-ERR auth-failed "))
+        self.assertTrue(client.lines[0].startswith(b"BYE auth-failed bad name 'Alice Smith'"),
+                        client.lines)
+
+    async def test_not_a_client_before_the_handshake(self) -> None:
+        """A TCP connection to a TLS port that has not finished its handshake is
+        nobody: not in WHO, and nothing can be sent to it."""
+        port = self.mtls()
+        raw = await connect_raw(port)
+        plain = await self.plain_connect(self.listen("tcp:0:interface=127.0.0.1"))
+        self.assertEqual(await plain.ask(b"WHO", b"CLIENT"), b"CLIENT c1 - 0")  # itself only
+        reply = await plain.ask(b"PUB @c2 flood", b"-ERR")  # no id was given to the raw one
+        self.assertTrue(reply.startswith(b"-ERR no-such-client "))
+        raw.transport.loseConnection()
+        await raw.closed.addTimeout(WAIT, reactor)
+
+    async def test_certificate_name_beats_a_squatter(self) -> None:
+        """A client that took a certificate's name with NAME loses it to the holder."""
+        squatter = await self.plain_connect(self.listen("tcp:0:interface=127.0.0.1"))
+        await squatter.ask(b"NAME alice", b"+OK")
+        port = self.mtls(DoorSettings(tls_name_from="cn"))
+        alice = await self.tls_connect(port, self.certs.client_options(
+            self.certs.client("x", common_name="alice")))
+        self.assertEqual(json.loads(alice.lines[0][5:])["name"], "alice")
+        await squatter.closed.addTimeout(WAIT, reactor)
+        self.assertEqual(squatter.lines[-1], b"BYE kicked that name belongs to a certificate")
+        self.clients.remove(squatter)
 
     async def test_plain_client_on_tls_port(self) -> None:
         """Plain text to a TLS port fails for that client alone."""

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txpubsub.errors import CloseReason, HubError, ServerFull
+from txpubsub.errors import CloseReason, ServerFull
 from txpubsub.framing import LineFramer
 from txpubsub.hub import Client, Hub
 from txpubsub.message import Message
@@ -83,6 +83,7 @@ class Door(LineFramer):
         self._batcher = batcher_for(hub, hub.clock)
         self._out: list[bytes] | None = None  # output of this reactor turn
         self._out_len = 0
+        self._unsent = 0  # the backlog at the last measure
         # A turn's output goes to the transport early past this, so a burst of
         # input cannot queue more than --max-buffer before it is accounted for.
         self._early = max(65536, settings.max_buffer // 8)
@@ -95,73 +96,78 @@ class Door(LineFramer):
         self._timer: IDelayedCall | None = None
         self._last_heard = 0.0
         self._handshake: IDelayedCall | None = None  # TLS: pending until the handshake is done
+        self._pending_name: str | None = None  # from a TLS certificate, taken at attach
+        self.address = self.family = "-"
 
     # -- connection ----------------------------------------------------------
 
     def connectionMade(self) -> None:
-        address, family = describe_address(self.transport.getPeer())
+        self.address, self.family = describe_address(self.transport.getPeer())
+        if ISSLTransport.providedBy(self.transport):
+            # Not a client until its handshake is done: nothing can be sent to
+            # it, and its certificate (and so its name) is known then.
+            self._handshake = self.hub.clock.callLater(
+                self.settings.handshake_timeout, self._handshake_too_slow)
+        else:
+            self._attach()
+
+    def _attach(self) -> bool:
         try:
-            self.client = self.hub.attach(self, address, self.listener, family)
+            self.client = self.hub.attach(self, self.address, self.listener, self.family)
         except ServerFull:
-            self._log.warn("refused {address}: --max-clients reached", address=address)
+            self._log.warn("refused {address}: --max-clients reached", address=self.address)
             self.close(CloseReason.TOO_MANY_CLIENTS)
-            return
+            return False
         self._socket = direct_socket(self.transport)
         self.transport.registerProducer(self, True)
         self._producing = True
         self._last_heard = self.hub.clock.seconds()
         if self.heartbeat and self.ping_interval:
             self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
-        if ISSLTransport.providedBy(self.transport):
-            # Greet once the handshake is done, when the peer's certificate is known.
-            self._handshake = self.hub.clock.callLater(
-                self.settings.handshake_timeout, self._handshake_too_slow)
-        else:
-            self.greet()
+        self.greet()
+        return True
 
     def greet(self) -> None:
         """The first thing the server says; nothing by default."""
 
     def handshakeCompleted(self) -> None:
-        """TLS is up: take the client's name from its certificate if asked, then greet."""
+        """TLS is up: join the hub (named by the certificate, if asked), then greet."""
         if self._handshake is not None and self._handshake.active():
             self._handshake.cancel()
         self._handshake = None
-        if self.client is None or self.close_reason is not None:
+        if self.close_reason is not None:
             return
+        name = None
         source = self.settings.tls_name_from
         if source != "none":
             from txpubsub.tls import certificate_name
 
             cert = self.transport.getPeerCertificate()
             name = certificate_name(cert, source) if cert is not None else None
-            try:
-                if name is None:
-                    raise HubError("auth-failed", f"the certificate carries no {source} name")
-                self.hub.set_name(self.client, name)
-            except HubError as e:
-                self._log.warn("{address}: certificate name refused: {text}",
-                               address=self.client.address, text=e.text)
-                self.close_reason = CloseReason.ERROR
-                self.transport.write(b"-ERR auth-failed %s\r\n" % e.text.encode())
-                self.end()
+            if name is None:
+                self._refuse(f"the certificate carries no {source} name")
                 return
-            self.client.name_locked = True
-        self.greet()
+        self._pending_name = name
+        self._attach()
+
+    def _refuse(self, why: str) -> None:
+        self._log.warn("{address}: certificate name refused: {why}", address=self.address,
+                       why=why)
+        self.close(CloseReason.AUTH_FAILED, why)
 
     def _handshake_too_slow(self) -> None:
         self._handshake = None
-        self._log.warn("{client!r}: no TLS handshake within {seconds} s",
-                       client=self.client, seconds=self.settings.handshake_timeout)
+        self._log.warn("{address}: no TLS handshake within {seconds} s", address=self.address,
+                       seconds=self.settings.handshake_timeout)
         self.close_reason = CloseReason.ERROR
         self.transport.abortConnection()
 
     def connectionLost(self, reason: object = None) -> None:
         self._out = None
-        if self._handshake is not None and self.client is not None:
+        if self._handshake is not None:
             # A TLS connection that never got through its handshake: a plain-text
             # client on a TLS port, an untrusted or missing client certificate.
-            self._log.warn("{address}: TLS handshake failed: {why}", address=self.client.address,
+            self._log.warn("{address}: TLS handshake failed: {why}", address=self.address,
                            why=getattr(reason, "value", reason))
             self.close_reason = self.close_reason or CloseReason.ERROR
         for call in (self._timer, self._stalled, self._handshake):
@@ -179,9 +185,14 @@ class Door(LineFramer):
         """
         if self.close_reason is not None:
             return
+        if (reason is not CloseReason.SLOW_CONSUMER and self._out is not None
+                and self._backed_up and self._over_limit(self._out_len)):
+            reason, text = CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent"
         self.close_reason = reason
         if reason is CloseReason.SLOW_CONSUMER:
             self._out = None  # what did not fit is not sent
+            self.hub.counters.slow_consumers += 1
+            self._log.warn("{client!r} is a slow consumer", client=self.client)
         else:
             self.flush()
         line = f"BYE {reason.value} {text}" if text else f"BYE {reason.value}"
@@ -284,15 +295,18 @@ class Door(LineFramer):
         self._out_len = 0
         data = out[0] if len(out) == 1 else b"".join(out)
         if self._backed_up:
-            unsent = unsent_bytes(self.transport) + len(data)
-            if unsent > self.max_buffer:
-                self.hub.counters.slow_consumers += 1
-                self._log.warn("{client!r} is a slow consumer: {unsent} bytes unsent",
-                               client=self.client, unsent=unsent)
-                self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
+            if self._over_limit(len(data)):
+                if self.close_reason is None:
+                    self._out = out  # close() drops it and says why
+                    self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
                 return
-            self._lagging = unsent > self.max_buffer // 2 and self._stall_left > 0
+            self._lagging = self._unsent > self.max_buffer // 2 and self._stall_left > 0
         send_now(self.transport, self._socket, data)
+
+    def _over_limit(self, adding: int) -> bool:
+        """Whether writing ``adding`` more bytes would pass --max-buffer."""
+        self._unsent = unsent_bytes(self.transport) + adding
+        return self._unsent > self.max_buffer
 
     def charge_stall(self) -> None:
         """A publisher was held back because of us: spend some of our budget."""

@@ -64,6 +64,7 @@ class CloseReason(str, Enum):
     TOO_LARGE = "too-large"
     BAD_FRAME = "bad-frame"
     TOO_MANY_CLIENTS = "too-many-clients"
+    AUTH_FAILED = "auth-failed"  # our extension: a TLS certificate's name cannot be used
     ERROR = "error"
 
 

@@ -310,6 +310,24 @@ class Hub(Service):
         self._announce("$sys.clients", f"name {client.client_id} {name}")
         return name
 
+    def claim_name(self, client: Client, name: str) -> None:
+        """Give a client the name its TLS certificate carries, for good.
+
+        A client that took that name with NAME loses it (``BYE kicked``);
+        another connection holding it by certificate keeps it, and this one
+        is refused (HubError auth-failed).
+        """
+        check_name(name)
+        holder = self._by_name.get(name)
+        if holder is not None and holder is not client:
+            if holder.name_locked:
+                raise HubError("auth-failed", f"{name} is connected already")
+            del self._by_name[name]
+            holder.name, holder.sender = None, holder.client_id
+            holder.subscriber.close(CloseReason.KICKED, "that name belongs to a certificate")
+        self.set_name(client, name)
+        client.name_locked = True
+
     def clients(self) -> list[Client]:
         """Every connected client, oldest connection first."""
         return list(self._clients.values())
@@ -361,7 +379,7 @@ class Hub(Service):
         del self._channels[ch.name]
         if ch.last_id:  # a channel that never had a message has nothing to go on from
             self._retired[ch.name] = ch.last_id
-            self.store.channel_retired(ch.name, ch.last_id)
+        self.store.channel_retired(ch.name, ch.last_id)
 
     def channel(self, name: str) -> Channel[Subscriber] | None:
         """The channel of that exact name, if it exists."""

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 from twisted.internet import tcp, unix
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.logger import Logger
 
@@ -75,15 +76,18 @@ def unsent_bytes(transport: ITransport) -> int:
 
     Twisted has no public API for this; FileDescriptor keeps them in
     ``dataBuffer`` (from ``offset``) and ``_tempDataBuffer``. A TLS transport
-    wraps a TCP one and may hold cleartext until its handshake is done. Any
-    other transport (StringTransport in tests) counts what it holds.
+    wraps a TCP one and holds cleartext in ``_appSendBuffer`` until its
+    handshake is done (it forwards unknown attributes to the TCP transport,
+    so only its own ``__dict__`` is read here). Any other transport
+    (StringTransport in tests) counts what it holds.
     """
     total = 0
     for _ in range(4):
-        if hasattr(transport, "_tempDataLen"):
+        if isinstance(transport, FileDescriptor):
             return total + len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        total += sum(map(len, getattr(transport, "_appSendBuffer", ())))
-        inner = getattr(transport, "transport", None)
+        own = getattr(transport, "__dict__", {})
+        total += sum(map(len, own.get("_appSendBuffer", ())))
+        inner = own.get("transport")
         if inner is None:
             break
         transport = inner

@@ -67,6 +67,13 @@ class ClientProtocol(Door):
 
     def greet(self) -> None:
         assert self.client is not None
+        if self._pending_name is not None:
+            # The name its TLS certificate carries: it may not change it.
+            try:
+                self.hub.claim_name(self.client, self._pending_name)
+            except HubError as e:
+                self._refuse(e.text)
+                return
         info = {
             "server": "txpubsub",
             "version": __version__,

@@ -175,12 +175,15 @@ class SqliteStore:
             return succeed(None)
         state, self._state = self._state, {}
         clear, self._clear = self._clear, {}
-        # Rows already out of a channel's window would be deleted at once: skip them.
+        # Skip rows that would be deleted at once: out of their channel's
+        # window, or of a channel dropped (up to the drop) in this batch.
         rows = [row for row in self._rows
-                if row[1] > state[row[0]][1] - state[row[0]][0]]
+                if row[1] > state[row[0]][1] - state[row[0]][0]
+                and row[1] > clear.get(row[0], 0) and not state[row[0]][3]]
         self._rows, self._rows_bytes = [], 0
         self._writing = self._pool.runInteraction(self._write, rows, state, clear)
-        self._writing.addCallbacks(self._written, self._failed, errbackArgs=(len(rows),))
+        self._writing.addCallbacks(self._written, self._failed,
+                                   errbackArgs=(len(rows), state, clear))
         return self._writing
 
     @staticmethod
@@ -191,10 +194,15 @@ class SqliteStore:
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET keep = excluded.keep, "
             "last_id = excluded.last_id, retired = excluded.retired",
             [(name, keep, last_id, created_at, retired)
-             for name, (keep, last_id, created_at, retired) in state.items()],
+             for name, (keep, last_id, created_at, retired) in state.items()
+             if last_id or not retired],
         )
-        txn.executemany("DELETE FROM messages WHERE channel = ? AND id <= ?", clear.items())
+        # A channel dropped before it ever had a message leaves nothing behind.
+        txn.executemany("DELETE FROM channels WHERE name = ?",
+                        [(name,) for name, (_, last_id, _, retired) in state.items()
+                         if retired and not last_id])
         txn.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)", rows)
+        txn.executemany("DELETE FROM messages WHERE channel = ? AND id <= ?", clear.items())
         txn.executemany(
             "DELETE FROM messages WHERE channel = ? AND id <= ?",
             [(name, last_id - keep) for name, (keep, last_id, _, retired) in state.items()
@@ -206,13 +214,20 @@ class SqliteStore:
         if self._rows or self._state or self._clear:
             self._soon()
 
-    def _failed(self, failure: Any, count: int) -> None:
+    def _failed(self, failure: Any, count: int, state: dict[str, list[Any]],
+                clear: dict[str, int]) -> None:
         self.errors += 1
         self.lost += count
         self._log.failure(
             "could not write history to {path}: {count} messages lost; still serving",
             failure, path=self.path, count=count,
         )
+        # The messages are let go of, but never a channel's last id or a drop:
+        # they go out with the next batch (newer news of a channel wins).
+        for name, channel_state in state.items():
+            self._state.setdefault(name, channel_state)
+        for name, upto in clear.items():
+            self._clear[name] = max(upto, self._clear.get(name, 0))
         self._written(None)
 
     def close(self) -> Deferred[None]:

@@ -1,6 +1,7 @@
 """twistd's view of txpubsub: the Options and makeService(options)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from twisted.application.service import IService, MultiService
@@ -246,13 +247,17 @@ def makeService(options: Options, reactor: object = None) -> IService:
         tls_name_from=options["tls-name-from"],
         handshake_timeout=options["tls-handshake-timeout"],
     )
+    # Only mtls: listeners ask for client certificates, so only they name clients by them.
+    plain = dataclasses.replace(settings, tls_name_from="none")
     listeners = [
-        (description, ClientFactory(hub, description, settings)) for description in options["ports"]
+        (description, ClientFactory(hub, description,
+                                    settings if description.startswith("mtls:") else plain))
+        for description in options["ports"]
     ]
     for kind, bindings in ((FeedFactory, options["feeds"]), (IngestFactory, options["ingests"])):
         for channel, description in bindings:
             ensure_channel(hub, channel)
-            listeners.append((description, kind(channel, hub, description, settings)))
+            listeners.append((description, kind(channel, hub, description, plain)))
     services = [ListenerService(reactor, description, factory)
                 for description, factory in listeners]
     lifecycle = Lifecycle(reactor, hub, list(services))
