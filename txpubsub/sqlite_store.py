@@ -22,6 +22,8 @@ from twisted.logger import Logger
 from txpubsub.message import Message
 from txpubsub.store import SavedChannel
 
+_log = Logger()
+
 FLUSH_INTERVAL = 0.5
 # Unwritten message bytes beyond this (a stalled disk) are dropped and counted.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
@@ -84,15 +86,23 @@ class SqliteStore:
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not tables:
                 conn.executescript(SCHEMA)
-                with conn:
-                    conn.executemany("INSERT INTO txpubsub_meta VALUES (?, ?)",
-                                     [("schema", SCHEMA_VERSION), ("epoch", new_epoch)])
-                return new_epoch
-            if "txpubsub_meta" not in tables:
+                meta = {"schema": SCHEMA_VERSION, "epoch": new_epoch}
+            elif "txpubsub_meta" not in tables:
                 raise StoreError("not a txpubsub store (it holds other tables)")
-            meta = dict(conn.execute("SELECT key, value FROM txpubsub_meta"))
-            if meta.get("schema") != SCHEMA_VERSION or "epoch" not in meta:
-                raise StoreError(f"unknown store schema {meta.get('schema')!r}")
+            else:
+                meta = dict(conn.execute("SELECT key, value FROM txpubsub_meta"))
+                if meta.get("schema") != SCHEMA_VERSION or "epoch" not in meta:
+                    raise StoreError(f"unknown store schema {meta.get('schema')!r}")
+                if meta.get("clean") == "0":
+                    # The last run did not stop cleanly: ids it acknowledged may not
+                    # have been written and may be handed out again. A new epoch
+                    # tells resuming clients so (they are told partial).
+                    _log.warn("{path} was not closed cleanly: new epoch", path=self.path)
+                    meta["epoch"] = new_epoch
+            meta["clean"] = "0"  # until close() has written everything
+            with conn:
+                conn.executemany("INSERT OR REPLACE INTO txpubsub_meta VALUES (?, ?)",
+                                 list(meta.items()))
             return str(meta["epoch"])
         except sqlite3.Error as e:
             raise StoreError(str(e)) from None
@@ -244,9 +254,12 @@ class SqliteStore:
                 await self._writing
             await self.flush()
             try:
+                if not self._rows and not self._state and not self.errors:
+                    await self._pool.runOperation(
+                        "INSERT OR REPLACE INTO txpubsub_meta VALUES ('clean', '1')")
                 await self._pool.runOperation("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
-                self._log.failure("checkpoint of {path} failed", path=self.path)
+                self._log.failure("closing {path} failed", path=self.path)
             self._pool.close()
 
         return Deferred.fromCoroutine(finish())
