@@ -127,6 +127,19 @@ class CLITests(TestCase):
         out, err, code = await self.run_cli("admin", path, stdin=b"STATS\nHELP\n")
         self.assertEqual(out.count(b"+OK"), 2)
 
+    async def test_bench_smoke(self) -> None:
+        """txpubsub bench runs against a server and reports what it measured."""
+        out, err, code = await self.run_cli(
+            "bench", "--server", self.server, "--subs", "5", "--msgs", "2000", "--json")
+        self.assertEqual(code, 0, err)
+        result = json.loads(out)
+        self.assertEqual((result["deliveries"], result["expected"]), (10000, 10000))
+        self.assertGreater(result["deliveries_per_s"], 0)
+        out, err, code = await self.run_cli(
+            "bench", "--server", self.server, "--subs", "3", "--msgs", "50", "--rate", "200")
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"latency at 200/s: p50 ", out)
+
     async def test_chat_without_a_terminal(self) -> None:
         watcher = await connect(self.server)
         await watcher.ask(b"SUB room", b"+OK")

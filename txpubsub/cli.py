@@ -1,4 +1,4 @@
-"""The ``txpubsub`` command: sub, pub, chat, admin, manhole.
+"""The ``txpubsub`` command: sub, pub, chat, admin, manhole, bench.
 
 Errors are one line on stderr and a non-zero exit; Ctrl-C exits quietly.
 """
@@ -296,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("socket", nargs="?", help=f"the admin socket (default {DEFAULT_ADMIN})")
     admin.add_argument("command", nargs=argparse.REMAINDER)
 
+    bench = commands.add_parser("bench", parents=[common], help="measure the server's speed")
+    from txpubsub.bench import add_arguments
+
+    add_arguments(bench)
+
     manhole = commands.add_parser("manhole", parents=[common],
                                   help="the Python prompt inside the server")
     manhole.add_argument("socket", nargs="?", help="the manhole socket")
@@ -313,6 +318,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(_admin(args))
         if args.cmd == "manhole":
             sys.exit(_manhole(args))
+        if args.cmd == "bench":
+            from txpubsub.bench import main as bench
+
+            sys.exit(bench(args))
         if args.cmd == "chat" and sys.stdin.isatty():
             from twisted.internet import asyncioreactor
 
