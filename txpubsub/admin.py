@@ -43,6 +43,7 @@ class AdminProtocol(LineFramer):
     _log = Logger()
 
     def __init__(self, hub: Hub, shutdown: Callable[[float], object]) -> None:
+        super().__init__()
         self.hub = hub
         self.shutdown = shutdown
 

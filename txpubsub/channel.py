@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
 from txpubsub.message import Message
@@ -19,8 +20,9 @@ class Channel(Generic[T]):
     """
 
     __slots__ = (
+        "_keep",
+        "_kept",
         "created_at",
-        "history",
         "last_id",
         "last_publish_at",
         "name",
@@ -38,7 +40,8 @@ class Channel(Generic[T]):
         system: bool = False,
     ) -> None:
         self.name = name
-        self.history: deque[Message] = deque(maxlen=keep)
+        self._keep = keep
+        self._kept: deque[Message] | None = None  # made at the first message kept
         self.last_id = last_id
         self.published = 0
         self.subscribers: set[T] = set()
@@ -49,7 +52,12 @@ class Channel(Generic[T]):
     @property
     def keep(self) -> int:
         """How many messages this channel keeps."""
-        return self.history.maxlen or 0
+        return self._keep
+
+    @property
+    def history(self) -> Sequence[Message]:
+        """The kept messages, oldest first (consecutive ids up to ``last_id``)."""
+        return self._kept if self._kept is not None else ()
 
     def append(self, sender: str, payload: bytes, now: float) -> Message:
         """Number a new message, keep it, and return it."""
@@ -57,5 +65,23 @@ class Channel(Generic[T]):
         self.published += 1
         self.last_publish_at = now
         msg = Message(self.name, self.last_id, sender, payload, now)
-        self.history.append(msg)
+        kept = self._kept
+        if kept is None:
+            if not self._keep:
+                return msg
+            kept = self._kept = deque(maxlen=self._keep)
+        kept.append(msg)
         return msg
+
+    def restore(self, messages: Iterable[Message]) -> None:
+        """Put back kept messages (oldest first), as a store loads them at start."""
+        for msg in messages:
+            if self._kept is None:
+                if not self._keep:
+                    return
+                self._kept = deque(maxlen=self._keep)
+            self._kept.append(msg)
+
+    def clear_history(self) -> None:
+        """Forget every kept message."""
+        self._kept = None

@@ -67,8 +67,14 @@ class Door(LineFramer):
 
     _log = Logger()
     heartbeat = True  # send PING to silent connections; raw feeds do not
+    __slots__ = ("_backed_up", "_batcher", "_early", "_handshake", "_lagging", "_last_heard",
+                 "_out", "_out_len", "_pending_name", "_producing", "_socket", "_stall_left",
+                 "_stalled", "_timer", "_unsent", "address", "client", "close_reason", "family",
+                 "hub", "listener", "max_buffer", "msgs_in", "msgs_out", "ping_interval",
+                 "pinged", "settings")
 
     def __init__(self, hub: Hub, listener: str, settings: DoorSettings) -> None:
+        super().__init__()
         self.hub = hub
         self.listener = listener
         self.settings = settings

@@ -24,14 +24,19 @@ class LineFramer(LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = 65536
+    # Slots: a server holds thousands of these (LineReceiver's own attributes
+    # still live in the instance dict).
+    __slots__ = ("_held", "_holding", "_payload_chunks", "_payload_cr", "_payload_left",
+                 "_pieces", "_pieces_len")
 
-    _pieces: list[bytes] | None = None
-    _pieces_len = 0
-    _payload_left: int | None = None
-    _payload_chunks: list[bytes] | None = None
-    _payload_cr = False
-    _holding = False
-    _held = b""
+    def __init__(self) -> None:
+        self._pieces: list[bytes] | None = None
+        self._pieces_len = 0
+        self._payload_left: int | None = None
+        self._payload_chunks: list[bytes] | None = None
+        self._payload_cr = False
+        self._holding = False
+        self._held = b""
 
     def hold_input(self) -> None:
         """Stop reading input (the rest of the current chunk waits too)."""

@@ -181,7 +181,7 @@ class Hub(Service):
                 continue
             ch: Channel[Subscriber] = Channel(saved.name, saved.keep, saved.created_at,
                                               saved.last_id)
-            ch.history.extend(saved.messages)
+            ch.restore(saved.messages)
             self._channels[saved.name] = ch
 
     def startService(self) -> None:
@@ -242,7 +242,7 @@ class Hub(Service):
             self._by_subscriber[subscriber].patterns.discard(channel)
             subscriber.channel_dropped(channel)
         ch.subscribers.clear()
-        ch.history.clear()
+        ch.clear_history()
         self._retire(ch)
         self._log.info("channel {channel} dropped", channel=channel)
         self._announce("$sys.channels", f"drop {channel}")

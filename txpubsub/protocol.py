@@ -57,6 +57,7 @@ class ClientProtocol(Door):
     """One client connection speaking the text protocol."""
 
     _log = Logger()
+    __slots__ = ("_pubb_channel", "_pubb_refusal", "_replies", "quiet")
 
     def __init__(self, hub: Hub, listener: str, settings: DoorSettings) -> None:
         super().__init__(hub, listener, settings)

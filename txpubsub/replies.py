@@ -26,7 +26,7 @@ class ReplyQueue:
 
     def __init__(self, write: Callable[[bytes], object]) -> None:
         self._write = write
-        self._waiting: deque[list[object]] = deque()
+        self._waiting: deque[list[object]] | None = None  # made when first needed
 
     def send(self, reply: Reply) -> None:
         """Queue one command's reply (bytes, or a Deferred of bytes)."""
@@ -35,6 +35,8 @@ class ReplyQueue:
                 self._write(reply)
             return
         slot: list[object] = [reply]
+        if self._waiting is None:
+            self._waiting = deque()
         self._waiting.append(slot)
         if isinstance(reply, Deferred):
             slot[0] = None
@@ -50,6 +52,7 @@ class ReplyQueue:
 
     def _flush(self) -> None:
         waiting = self._waiting
+        assert waiting is not None
         while waiting and waiting[0][0] is not None:
             data = waiting.popleft()[0]
             if data:
