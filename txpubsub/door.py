@@ -276,6 +276,7 @@ class Door(LineFramer):
 
     def deliver(self, msg: Message) -> bool:
         """Queue the message's shared bytes; True asks the hub to pace the publisher."""
+        # The same steps as send(), written out: this runs once per delivery.
         self.msgs_out += 1
         line = msg.line
         out = self._out
