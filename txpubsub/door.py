@@ -67,7 +67,8 @@ class Door(LineFramer):
 
     _log = Logger()
     heartbeat = True  # send PING to silent connections; raw feeds do not
-    __slots__ = ("_backed_up", "_batcher", "_early", "_handshake", "_lagging", "_last_heard",
+    __slots__ = ("_backed_up", "_batcher", "_early", "_handshake", "_heard", "_lagging",
+                 "_last_heard",
                  "_out", "_out_len", "_pending_name", "_producing", "_socket", "_stall_left",
                  "_stalled", "_timer", "_unsent", "address", "client", "close_reason", "family",
                  "hub", "listener", "max_buffer", "msgs_in", "msgs_out", "ping_interval",
@@ -101,6 +102,7 @@ class Door(LineFramer):
         self._stalled: IDelayedCall | None = None
         self._timer: IDelayedCall | None = None
         self._last_heard = 0.0
+        self._heard = False
         self._handshake: IDelayedCall | None = None  # TLS: pending until the handshake is done
         self._pending_name: str | None = None  # from a TLS certificate, taken at attach
         self.address = self.family = "-"
@@ -234,13 +236,17 @@ class Door(LineFramer):
 
     def dataReceived(self, data: bytes) -> None:
         if self.receiving_payload():
-            self.heard()  # a slow upload is alive even before its payload is whole
+            self._heard = True  # a slow upload is alive even before its payload is whole
         super().dataReceived(data)
+        if self._heard:
+            # Once per read, not per line: the clock is read once for a whole batch.
+            self._heard = False
+            self._last_heard = self.hub.clock.seconds()
+            self.pinged = False
 
     def heard(self) -> None:
         """A whole line (or payload) arrived: the peer is alive."""
-        self._last_heard = self.hub.clock.seconds()
-        self.pinged = False
+        self._heard = True
 
     def _check_alive(self) -> None:
         now = self.hub.clock.seconds()

@@ -97,10 +97,11 @@ class ClientProtocol(Door):
         self.close(CloseReason.BAD_FRAME, "a PUBB payload must be followed by CRLF or LF")
 
     def lineReceived(self, line: bytes) -> None:
-        self.heard()
-        if line[-1:] == b"\r":
+        self._heard = True
+        if line.endswith(b"\r"):
             line = line[:-1]
-        line = line.lstrip(b" ")
+        if line.startswith(b" "):
+            line = line.lstrip(b" ")
         if not line:
             return
         verb, _, rest = line.partition(b" ")
@@ -159,7 +160,9 @@ class ClientProtocol(Door):
     # -- commands ----------------------------------------------------------
 
     def do_pub(self, rest: bytes) -> None:
-        channel, _, payload = rest.lstrip(b" ").partition(b" ")
+        if rest.startswith(b" "):
+            rest = rest.lstrip(b" ")
+        channel, _, payload = rest.partition(b" ")
         if not channel:
             raise HubError("bad-args", "usage: PUB <channel> <text>")
         self._published(self.hub.publish(self.client.sender, channel.decode(), payload, self))
