@@ -40,7 +40,11 @@ class Conn:
 
 
 def _connect(host: str, port: int) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=10)
+    try:
+        sock = socket.create_connection((host, port), timeout=10)
+    except OSError as e:
+        raise SystemExit(f"txpubsub bench: cannot connect to {host}:{port}: "
+                         f"{e.strerror or e}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     data = b""
     while b"\r\n" not in data:
@@ -57,7 +61,10 @@ def _request(sock: socket.socket, line: bytes) -> bytes:
     sock.sendall(line + b"\r\n")
     data = b""
     while not data.endswith(b"\r\n"):
-        data += sock.recv(65536)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise SystemExit("txpubsub bench: the server closed the connection")
+        data += chunk
     if data.startswith(b"-ERR"):
         raise SystemExit(f"txpubsub bench: the server refused {line!r}: {data.strip()!r}")
     return data
@@ -92,7 +99,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     total = args.msgs
     expected = sum(per_channel[n % len(channels)] for n in range(total))
     for conn in subs + pubs:
-        conn.sock.setblocking(False)
+        # Reads come after select says so; sends may wait (sendall needs that).
+        conn.sock.settimeout(args.timeout)
     selector = selectors.DefaultSelector()
     # In latency mode only the probes wake the loop; the other subscribers are
     # drained every DRAIN seconds (they must still get everything).
@@ -144,15 +152,22 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             next_drain = time.perf_counter() + DRAIN
             ready.extend(bulk)
         for conn in ready:
-            try:
+            if conn.role == "sub" and args.rate:  # drained on a timer: may have nothing
+                conn.sock.setblocking(False)
+                try:
+                    data = conn.sock.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                finally:
+                    conn.sock.settimeout(args.timeout)
+            else:
                 data = conn.sock.recv(1 << 20)
-            except BlockingIOError:
-                continue
             if not data:
                 raise SystemExit("txpubsub bench: the server closed a connection")
             if conn.role == "pub":  # PONGs: batches the server has taken
-                conn.pongs += (conn.tail + data).count(b"PONG\r\n")
-                conn.tail = data[-5:]
+                joined = conn.tail + data
+                conn.pongs += joined.count(b"PONG\r\n")
+                conn.tail = joined[-5:]
                 continue
             if conn.role == "probe":
                 arrived = time.perf_counter_ns()
@@ -165,8 +180,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                         conn.received += 1
                         delivered += 1
             else:
-                found = (conn.tail + data).count(b"MSG bench.")
-                conn.tail = data[-9:]
+                joined = conn.tail + data
+                found = joined.count(b"MSG bench.")
+                conn.tail = joined[-9:]  # a delivery's head may straddle two reads
                 conn.received += found
                 delivered += found
         if show_progress and now >= next_progress:
@@ -216,6 +232,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    for name in ("pubs", "subs", "channels", "msgs", "size"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"txpubsub bench: --{name} must be at least 1")
     if args.rate and args.size < 24:
         args.size = 24  # room for the send time
     result = run(args)

@@ -46,6 +46,7 @@ class BlockingClient:
         self.info: dict[str, Any] = {}
         self._queue: deque[Delivery] = deque()
         self._events: deque[object] = deque()
+        self.broken = False
         while not self.info:
             event = self._next()
             if isinstance(event, ServerLine) and event.kind == "INFO" and event.info:
@@ -61,7 +62,12 @@ class BlockingClient:
 
     def _next(self) -> object:
         while not self._events:
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                # A reply may still come, and would be taken for the next one's.
+                self.broken = True
+                raise
             if not data:
                 raise ServerClosed("lost")
             self._events.extend(self.parser.feed(data))
@@ -69,6 +75,8 @@ class BlockingClient:
 
     def command(self, line: str, payload: bytes | None = None) -> tuple[Reply, list[Any]]:
         """Send one command; return its reply and item lines (deliveries queue up)."""
+        if self.broken:
+            raise ServerClosed("this connection is unusable after a timeout")
         data = line.encode() + b"\r\n" + (payload + b"\r\n" if payload is not None else b"")
         self.sock.sendall(data)
         items: list[Any] = []
@@ -93,7 +101,7 @@ class BlockingClient:
 
     def publish(self, channel: str, payload: Payload) -> int:
         data = payload.encode() if isinstance(payload, str) else payload
-        if is_text(data):
+        if is_text(data) and len(channel) + len(data) + 5 <= self.info.get("max_line", 65536):
             reply, _ = self.command(f"PUB {channel} {data.decode()}")
         else:
             reply, _ = self.command(f"PUBB {channel} {len(data)}", data)
@@ -118,6 +126,7 @@ class BlockingClient:
             try:
                 event = self._next()
             except (socket.timeout, TimeoutError):
+                self.broken = False  # silence between messages, not a lost reply
                 return
             if isinstance(event, Delivery):
                 yield event

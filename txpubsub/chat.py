@@ -78,6 +78,8 @@ class Chat:
                 self.out(HELP)
         except CommandError as e:
             self.out(f"error: {e.code} {e.text}")
+        except ServerClosed as e:
+            self.out(f"not sent: the connection is down ({e.reason}); reconnecting")
         return True
 
 
@@ -86,8 +88,10 @@ async def run_chat(reactor: Any, args: argparse.Namespace, endpoint: Any,
     chat: Chat
 
     def state(text: str) -> None:
-        if text != "connected":
+        if text.startswith("disconnected"):
             say(f"{text}; reconnecting")
+        elif text != "connected":
+            say(text)
 
     client = Client(reactor, endpoint, name=args.name, on_state=state,
                     on_direct=lambda msg: chat.show(msg))
@@ -95,6 +99,8 @@ async def run_chat(reactor: Any, args: argparse.Namespace, endpoint: Any,
     client.start()
     try:
         await client.connection().addTimeout(args.timeout, reactor)
+    except CommandError:
+        raise  # e.g. the name is taken: said as it is
     except Exception:
         await client.stop()
         raise ServerClosed(f"cannot reach {args.server}") from None
@@ -142,10 +148,12 @@ async def _plain(reactor: Any, chat: Chat) -> None:
     async def drain() -> None:
         # One line at a time, in order; the end of input waits for them all.
         state["busy"] = True
-        while lines and not finished.called:
-            if not await chat.handle(lines.pop(0)):
-                finish()
-        state["busy"] = False
+        try:
+            while lines and not finished.called:
+                if not await chat.handle(lines.pop(0)):
+                    finish()
+        finally:
+            state["busy"] = False
         if state["eof"]:
             finish()
 

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 DEFAULT_SERVER = "tcp:127.0.0.1:23400"
+_stopping: list[Any] = []  # reconnecting clients to quiet down on Ctrl-C
 DEFAULT_ADMIN = "txpubsub-admin.sock"
 
 
@@ -70,9 +71,15 @@ async def _sub(reactor: Any, args: argparse.Namespace) -> int:
 
     done: Deferred[int] = Deferred()
     seen = 0
+    printed: dict[str, int] = {}  # channel -> last id printed: one line per message
 
     def show(msg: Any) -> None:
         nonlocal seen
+        if args.count and seen >= args.count:
+            return
+        if printed.get(msg.channel, 0) >= msg.msg_id and not msg.channel.startswith("@"):
+            return  # matched by two of the patterns
+        printed[msg.channel] = msg.msg_id
         sys.stdout.write(_format(msg, args) + "\n")
         sys.stdout.flush()
         seen += 1
@@ -87,16 +94,20 @@ async def _sub(reactor: Any, args: argparse.Namespace) -> int:
             if not first:
                 _say(f"reconnected to {args.server}")
             first = False
-        else:
+        elif text.startswith("disconnected"):
             _say(f"{text}; reconnecting to {args.server}")
+        else:
+            _say(text)
 
     client = Client(reactor, _endpoint(reactor, args), name=args.name, on_state=state,
                     on_direct=show)
+    _stopping.append(client)
     client.start()
     attempt = client.connection()
     reactor.callLater(args.timeout, lambda: attempt.called or _say(
         f"cannot reach {args.server} yet; still trying"))
-    await attempt
+    conn = await attempt
+    conn.on_drop = lambda channel: _say(f"the server dropped {channel}")
     for pattern in args.patterns:
         await client.subscribe(pattern, show, last=args.last, since=args.since)
     code = await done
@@ -123,9 +134,11 @@ async def _connect_once(reactor: Any, args: argparse.Namespace) -> Any:
 
 
 async def _pub(reactor: Any, args: argparse.Namespace) -> int:
-    from twisted.internet.defer import Deferred, gatherResults
+    from twisted.internet.defer import Deferred
     from twisted.internet.stdio import StandardIO
     from twisted.protocols.basic import LineReceiver
+
+    from txpubsub.client import CommandError
 
     conn = await _connect_once(reactor, args)
     if args.message != "-":
@@ -136,22 +149,65 @@ async def _pub(reactor: Any, args: argparse.Namespace) -> int:
         await conn.publish(args.channel, sys.stdin.buffer.read())
     else:
         # Every stdin line as it arrives: `tail -f log | txpubsub pub logs -`.
-        finished: Deferred[None] = Deferred()
-        pending: list[Any] = []
+        # Refusals are reported as they come; a lost server ends it at once.
+        finished: Deferred[int] = Deferred()
+        outstanding = [0]
+        failures = [0]
+        eof = [False]
+
+        def maybe_done() -> None:
+            if eof[0] and not outstanding[0] and not finished.called:
+                finished.callback(1 if failures[0] else 0)
+
+        def published(result: object) -> None:
+            outstanding[0] -= 1
+            maybe_done()
+
+        def refused(failure: Any) -> None:
+            outstanding[0] -= 1
+            failures[0] += 1
+            if failure.check(CommandError):
+                _say(f"the server refused a line: -ERR {failure.value.code} "
+                     f"{failure.value.text}")
+            maybe_done()
+
+        def publish(line: bytes) -> None:
+            outstanding[0] += 1
+            conn.publish(args.channel, line).addCallbacks(published, refused)
 
         class Lines(LineReceiver):
             delimiter = b"\n"
-            MAX_LENGTH = int(conn.info.get("max_line", 65536))
+            # Long lines go out as PUBB; the server's --max-payload decides.
+            MAX_LENGTH = int(conn.info.get("max_payload", 1048576))
 
             def lineReceived(self, line: bytes) -> None:
-                pending.append(conn.publish(args.channel, line.rstrip(b"\r")))
+                publish(line.rstrip(b"\r"))
+
+            def lineLengthExceeded(self, line: bytes) -> None:
+                failures[0] += 1
+                _say("a line over the server's --max-payload was not sent")
+                self.clearLineBuffer()
 
             def connectionLost(self, reason: object = None) -> None:
-                finished.callback(None)
+                rest = self.clearLineBuffer()
+                if rest:  # a last line without a newline is still a line
+                    publish(rest.rstrip(b"\r"))
+                eof[0] = True
+                maybe_done()
 
-        StandardIO(Lines(), reactor=reactor)
-        await finished
-        await gatherResults(pending)
+        stdin = StandardIO(Lines(), reactor=reactor)
+
+        def lost(why: str) -> str:
+            if not finished.called:
+                stdin.loseConnection()
+                finished.errback(Failed(f"the server closed the connection ({why})"))
+            return why
+
+        conn.closed.addCallback(lost)
+        code = await finished
+        if code:
+            await conn.quit()
+            return code
     await conn.quit()
     return 0
 
@@ -178,7 +234,13 @@ def _admin(args: argparse.Namespace) -> int:
     parser = ServerParser()
 
     def run(command: str) -> bool:
-        sock.sendall(command.encode() + b"\r\n")
+        try:
+            sock.sendall(command.encode() + b"\r\n")
+            return read_reply()
+        except OSError as e:
+            raise Failed(f"the admin connection failed: {e.strerror or e}") from None
+
+    def read_reply() -> bool:
         while True:
             data = sock.recv(65536)
             if not data:
@@ -310,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.cmd == "admin" and args.socket and not os.path.exists(args.socket) and \
-            args.socket.isupper():
+            "/" not in args.socket and not args.socket.endswith(".sock"):
         # `txpubsub admin STATS`: the first word was a command, not a socket path.
         args.command, args.socket = [args.socket, *args.command], None
     try:
@@ -336,14 +398,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run_twisted(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
+    from twisted.internet.defer import Deferred, FirstError
 
     from txpubsub.client import CommandError, ServerClosed
 
     commands = {"sub": _sub, "pub": _pub, "chat": _chat}
     result: list[int] = [0]
+    stopped: list[bool] = []
 
     def finish(code: object) -> None:
+        if stopped:
+            return  # the first reason to stop is the exit status
+        stopped.append(True)
         result[0] = code if isinstance(code, int) else 0
         if reactor.running:
             reactor.stop()
@@ -355,15 +421,23 @@ def _run_twisted(args: argparse.Namespace) -> int:
             _say(f"the server refused: -ERR {failure.value.code} {failure.value.text}")
         elif failure.check(ServerClosed):
             _say(f"the server closed the connection ({failure.value.reason})")
+        elif failure.check(FirstError):
+            failed(failure.value.subFailure)
+            return
         else:
             _say(_reason(failure))
         finish(1)
 
-    def interrupted(*_: object) -> None:
-        finish(130)
+    def interrupted(code: int) -> None:
+        for client in _stopping:
+            client._stopping = True  # no "reconnecting" notice on the way out
+        finish(code)
 
-    reactor.callWhenRunning(signal.signal, signal.SIGINT, lambda *a: reactor.callFromThread(
-        interrupted))
+    def install() -> None:
+        signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(interrupted, 130))
+        signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(interrupted, 143))
+
+    reactor.callWhenRunning(install)
     d = Deferred.fromCoroutine(commands[args.cmd](reactor, args))
     d.addCallbacks(finish, failed)
     if not d.called:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Union
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -87,6 +87,7 @@ class Connection(Protocol):
         self.subscriptions: dict[str, OnMessage] = {}
         self.last_ids: dict[str, int] = {}  # channel -> last id seen on this connection
         self.bye: str | None = None
+        self.on_drop: Callable[[str], object] | None = None
         self._waiting: deque[_Waiting] = deque()
 
     # -- incoming --------------------------------------------------------
@@ -122,6 +123,8 @@ class Connection(Protocol):
                 self.bye = event.text.split(" ", 1)[0] or "bye"
             elif event.kind == "DROP":
                 self.subscriptions.pop(event.text, None)
+                if self.on_drop is not None:
+                    self.on_drop(event.text)
 
     def _deliver(self, msg: Delivery) -> None:
         if msg.channel.startswith("@"):
@@ -165,6 +168,8 @@ class Connection(Protocol):
 
     def _command(self, line: str, payload: bytes | None = None,
                  history: str | None = None) -> Deferred[tuple[Reply, list[Any]]]:
+        if self.closed.called:
+            return fail(ServerClosed(self.bye or "lost"))
         d: Deferred[tuple[Reply, list[Any]]] = Deferred()
         self._waiting.append(_Waiting(d, [], history, [] if history else None))
         data = line.encode() + b"\r\n"
@@ -207,7 +212,7 @@ class Connection(Protocol):
     async def publish(self, channel: str, payload: Payload) -> int:
         """Publish text or bytes (as PUB when it can be, else PUBB); returns the id."""
         data = payload.encode() if isinstance(payload, str) else payload
-        if is_text(data):
+        if is_text(data) and len(channel) + len(data) + 5 <= self.info.get("max_line", 65536):
             reply, _ = await self._command(f"PUB {channel} {data.decode()}")
         else:
             reply, _ = await self._command(f"PUBB {channel} {len(data)}", data)
@@ -257,13 +262,25 @@ class Client:
         self.on_state = on_state or (lambda state: None)
         self.epoch: str | None = None
         self._subscriptions: dict[str, tuple[OnMessage, int | None, int | None]] = {}
-        self._last_ids: dict[str, int] = {}
+        # channel -> (last id seen, the epoch it was seen in): what resuming asks for
+        self._last: dict[str, tuple[int, str | None]] = {}
         self._connection: Connection | None = None
+        self._waiting: list[Deferred[Connection]] = []
+        self._connected_once = False
         self._stopping = False
-        factory = Factory.forProtocol(lambda: Connection(self._on_direct))
+        factory = Factory.forProtocol(self._build)
+        # No prepareConnection: naming and resuming happen once the connection
+        # counts as made, so that any failure there is an ordinary disconnect.
         self._service = ClientService(
             endpoint, factory, retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0),
-            prepareConnection=self._prepare, clock=reactor)
+            clock=reactor)
+
+    def _build(self) -> Connection:
+        conn = Connection(self._on_direct)
+        conn.ready.addCallback(lambda info: Deferred.fromCoroutine(self._resume(conn, info)))
+        conn.ready.addErrback(lambda failure: None)  # lost before INFO: ClientService retries
+        conn.closed.addCallback(self._lost, conn)
+        return conn
 
     def start(self) -> None:
         self._service.startService()
@@ -279,24 +296,48 @@ class Client:
             except Exception:
                 pass
         await self._service.stopService()
+        self._fail_waiting(ServerClosed("stopped"))
 
-    @deferred
-    async def _prepare(self, conn: Connection) -> None:
-        """On every new connection: name, then resume each subscription."""
-        info = await conn.ready
-        epoch_before, self.epoch = self.epoch, info.get("epoch")
-        conn.closed.addCallback(self._lost, conn)
-        if self.name:
-            await conn.name(self.name)
+    async def _resume(self, conn: Connection, info: dict[str, Any]) -> None:
+        """On every new connection: name, then make every subscription again."""
+        self.epoch = info.get("epoch")
+        try:
+            if self.name:
+                await conn.name(self.name)
+        except CommandError as e:
+            if not self._connected_once:
+                # The first connection: the caller hears why, and nothing retries.
+                self._stopping = True
+                self._fail_waiting(e)
+                conn.transport.loseConnection()
+                await self._service.stopService()
+                return
+            self.on_state(f"name refused: {e}")
+        except ServerClosed:
+            return  # ClientService reconnects
         for pattern, (callback, last, since) in list(self._subscriptions.items()):
-            resume = self._last_ids.get(pattern)
-            if resume is not None and not is_wildcard(pattern):
-                await conn.subscribe(pattern, self._tracked(callback), since=resume,
-                                     epoch=epoch_before)
-            else:
-                await conn.subscribe(pattern, self._tracked(callback), last=last, since=since)
+            seen = self._last.get(pattern)
+            try:
+                if seen is not None and not is_wildcard(pattern):
+                    await conn.subscribe(pattern, callback, since=seen[0], epoch=seen[1])
+                else:
+                    await conn.subscribe(pattern, callback, last=last, since=since)
+            except CommandError as e:
+                self._subscriptions.pop(pattern, None)
+                self.on_state(f"subscription to {pattern} refused: {e}")
+            except ServerClosed:
+                return
         self._connection = conn
+        self._connected_once = True
         self.on_state("connected")
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(conn)
+
+    def _fail_waiting(self, error: Exception) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(error)
 
     def _lost(self, why: str, conn: Connection) -> str:
         if self._connection is conn:
@@ -310,28 +351,41 @@ class Client:
             self.on_direct(msg)
 
     def _tracked(self, callback: OnMessage) -> OnMessage:
+        """The callback, seeing each message once even across a resume replay."""
         def seen(msg: Delivery) -> None:
-            self._last_ids[msg.channel] = msg.msg_id
+            epoch = self.epoch
+            last = self._last.get(msg.channel)
+            if last is not None and last[1] == epoch and msg.msg_id <= last[0]:
+                return  # already seen in this epoch
+            self._last[msg.channel] = (msg.msg_id, epoch)
             callback(msg)
 
         return seen
 
     def connection(self) -> Deferred[Connection]:
-        """The live connection (waiting for one if needed)."""
+        """The live connection, named and resubscribed (waiting for one if needed)."""
         if self._connection is not None:
-            # Not whenConnected: it must not be called from ClientService's own callbacks.
             return succeed(self._connection)
-        return self._service.whenConnected()
+        if self._stopping:
+            return fail(ServerClosed("stopped"))
+        d: Deferred[Connection] = Deferred()
+        self._waiting.append(d)
+        return d
 
     @deferred
     async def subscribe(self, pattern: str, callback: OnMessage, last: int | None = None,
                         since: int | None = None) -> tuple[int, bool]:
         """Subscribe now and after every reconnect; returns (replayed, partial)."""
-        self._subscriptions[pattern] = (callback, last, since)
+        tracked = self._tracked(callback)
         conn = await self.connection()
-        if pattern in conn.subscriptions:  # the reconnect made it already
+        if pattern in conn.subscriptions:  # already made (by a resume)
             return 0, False
-        return await conn.subscribe(pattern, self._tracked(callback), last=last, since=since)
+        try:
+            result = await conn.subscribe(pattern, tracked, last=last, since=since)
+        except CommandError:
+            raise  # refused: not remembered, so no reconnect tries it again
+        self._subscriptions[pattern] = (tracked, last, since)
+        return result
 
     @deferred
     async def unsubscribe(self, pattern: str) -> None:
