@@ -90,6 +90,35 @@ class CLITests(TestCase):
         self.assertEqual(code, 0, err)
         self.assertEqual([m.payload for m in self.hub.history("logs")], [b"one", b"two", b"three"])
 
+    async def test_pub_stdin_last_line_and_refusals(self) -> None:
+        """A last line without a newline is sent; a refused line is said, exit 1."""
+        _, err, code = await self.run_cli("pub", "logs", "-", stdin=b"a\nlast")
+        self.assertEqual(code, 0, err)
+        self.assertEqual([m.payload for m in self.hub.history("logs")], [b"a", b"last"])
+        _, err, code = await self.run_cli("pub", "$sys.time", "-", stdin=b"x\n")
+        self.assertEqual(code, 1)
+        self.assertEqual(err, b"txpubsub: the server refused a line: -ERR forbidden system "
+                              b"channels are read-only\n")
+
+    async def test_sub_overlapping_patterns_print_once(self) -> None:
+        sub = self.run_cli("sub", "news.uk", "news.>", "--count", "2")
+        while len(self.hub.subscribers_of("news.uk")) < 1 or not self.hub._patterns.match(
+                "news.uk"):
+            await deferLater(reactor, 0.05)
+        self.hub.publish("p", "news.uk", b"once")
+        self.hub.publish("p", "news.fr", b"other")
+        out, err, code = await sub
+        self.assertEqual((out, code), (b"once\nother\n", 0), err)
+
+    async def test_sub_name_taken(self) -> None:
+        holder = await connect(self.server)
+        await holder.ask(b"NAME alice", b"+OK")
+        _, err, code = await self.run_cli("sub", "room", "--name", "alice")
+        self.assertEqual(code, 1)
+        self.assertEqual(err, b"txpubsub: the server refused: -ERR name-taken alice is taken "
+                              b"by another client\n")
+        await holder.quit()
+
     async def test_pub_binary(self) -> None:
         _out, err, code = await self.run_cli("pub", "bin", "-", "--binary", stdin=b"\x00\xff\n")
         self.assertEqual(code, 0, err)

@@ -7,6 +7,7 @@ import tempfile
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -159,3 +160,71 @@ class ClientTests(TestCase):
         seen = await deferToThread(script)
         self.assertEqual(seen, [("logs", 1, b"first"), ("logs", 2, b"\x00binary"),
                                 ("logs", 3, b"live")])
+
+
+class ClientReviewTests(TestCase):
+    """Regressions from the client review."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, epoch="e1")
+        service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
+                                  ClientFactory(self.hub, "tcp"))
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"
+
+    async def test_taken_name_fails_once_without_retrying(self) -> None:
+        """A refused NAME on the first connection is an error, not a retry loop."""
+        holder = Client(reactor, self.address, name="alice")
+        holder.start()
+        self.addCleanup(holder.stop)
+        await holder.connection()
+        second = Client(reactor, self.address, name="alice")
+        second.start()
+        with self.assertRaises(CommandError) as caught:
+            await second.connection()
+        self.assertEqual(caught.exception.code, "name-taken")
+        for _ in range(10):  # no reconnect loop piling up connections
+            await deferLater(reactor, 0.05)
+        self.assertEqual(len(self.hub.clients()), 1)
+
+    async def test_refused_resume_drops_only_that_subscription(self) -> None:
+        states: list[str] = []
+        client = Client(reactor, self.address, name="w", on_state=states.append)
+        client.start()
+        self.addCleanup(client.stop)
+        got, done, callback = waiter(1)
+        await client.subscribe("keep", callback)
+        await client.subscribe("gone", lambda msg: None)
+        self.hub.auto_create = False
+        self.hub.drop("gone")
+        self.hub.kick("w")
+        while "connected" not in states[1:]:
+            await deferLater(reactor, 0.05)
+        self.assertTrue(any(s.startswith("subscription to gone refused") for s in states))
+        self.hub.publish("p", "keep", b"still here")
+        await done
+        self.assertEqual(got[0].payload, b"still here")
+
+    async def test_commands_on_a_lost_connection_fail_at_once(self) -> None:
+        from txpubsub.client import ServerClosed
+
+        conn = Connection()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1",
+                                                 int(self.address.rsplit(":", 1)[1])), conn)
+        await conn.ready
+        conn.transport.loseConnection()
+        await conn.closed
+        with self.assertRaises(ServerClosed):
+            await conn.publish("x", "y")
+
+    async def test_long_text_goes_as_pubb(self) -> None:
+        conn = Connection()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1",
+                                                 int(self.address.rsplit(":", 1)[1])), conn)
+        await conn.ready
+        self.assertEqual(await conn.publish("big", "x" * 70000), 1)
+        self.assertEqual(len(self.hub.history("big")[0].payload), 70000)
+        await conn.quit()
