@@ -228,3 +228,57 @@ class ClientReviewTests(TestCase):
         self.assertEqual(await conn.publish("big", "x" * 70000), 1)
         self.assertEqual(len(self.hub.history("big")[0].payload), 70000)
         await conn.quit()
+
+
+class WildcardResumeTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, epoch="e1")
+        service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
+                                  ClientFactory(self.hub, "tcp"))
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"
+
+    async def test_wildcard_resumes_every_channel_it_brought(self) -> None:
+        """news.> across a drop: what came on news.uk and news.fr meanwhile arrives,
+        once; the temporary concrete subscriptions are gone afterwards."""
+        states: list[str] = []
+        client = Client(reactor, self.address, name="w", on_state=states.append)
+        client.start()
+        self.addCleanup(client.stop)
+        got, done, callback = waiter(6)
+        await client.subscribe("news.>", callback)
+        for channel in ("news.uk", "news.fr"):
+            self.hub.publish("p", channel, b"before")
+        while len(got) < 2:
+            await deferLater(reactor, 0.02)
+        self.hub.kick("w")
+        for channel in ("news.uk", "news.fr"):  # while it is away
+            self.hub.publish("p", channel, b"during")
+        while states.count("connected") < 2:
+            await deferLater(reactor, 0.02)
+        for channel in ("news.uk", "news.fr"):
+            self.hub.publish("p", channel, b"after")
+        await done
+        seen = sorted((m.channel, m.msg_id, m.payload) for m in got)
+        self.assertEqual(seen, [("news.fr", 1, b"before"), ("news.fr", 2, b"during"),
+                                ("news.fr", 3, b"after"), ("news.uk", 1, b"before"),
+                                ("news.uk", 2, b"during"), ("news.uk", 3, b"after")])
+        client_record = self.hub.find_client("w")
+        self.assertEqual(client_record.patterns, {"news.>"})
+
+    async def test_two_subscriptions_both_see_a_message(self) -> None:
+        """Each subscription's callback gets every message its pattern matches."""
+        client = Client(reactor, self.address)
+        client.start()
+        self.addCleanup(client.stop)
+        exact, exact_done, exact_cb = waiter(1)
+        wide, wide_done, wide_cb = waiter(1)
+        await client.subscribe("news.uk", exact_cb)
+        await client.subscribe("news.>", wide_cb)
+        self.hub.publish("p", "news.uk", b"both")
+        await exact_done
+        await wide_done
+        self.assertEqual((exact[0].payload, wide[0].payload), (b"both", b"both"))

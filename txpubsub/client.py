@@ -5,11 +5,11 @@ reply (replies come in command order, so a FIFO of Deferreds matches them),
 and deliveries go to the callback of each matching subscription.
 
 ``Client`` keeps a connection up with ``ClientService``: after a reconnect it
-names itself again and resumes every subscription to a concrete channel with
-``since=`` the last id it saw (and that id's epoch), so a restart of a server
-with durable history loses nothing history still holds. Subscriptions to
-wildcard patterns are made again without replay (the server replays concrete
-channels only).
+names itself again and resumes every subscription with ``since=`` the last id
+it saw on each channel (and that id's epoch), so a restart of a server with
+durable history loses nothing history still holds. A wildcard subscription
+is resumed channel by channel for the channels it brought (the server
+replays concrete channels only), then taken again.
 
     client = Client(reactor, "tcp:127.0.0.1:23400", name="alice")
     client.start()
@@ -247,6 +247,11 @@ class Connection(Protocol):
         await self._command("QUIT")
 
 
+# Resuming a wildcard subscription resumes at most this many of the channels
+# it brought (the most recently first seen), each with its own since=.
+RESUME_PER_PATTERN = 1000
+
+
 class Client:
     """A connection kept up across failures, resuming its subscriptions."""
 
@@ -316,12 +321,8 @@ class Client:
         except ServerClosed:
             return  # ClientService reconnects
         for pattern, (callback, last, since) in list(self._subscriptions.items()):
-            seen = self._last.get(pattern)
             try:
-                if seen is not None and not is_wildcard(pattern):
-                    await conn.subscribe(pattern, callback, since=seen[0], epoch=seen[1])
-                else:
-                    await conn.subscribe(pattern, callback, last=last, since=since)
+                await self._resubscribe(conn, pattern, callback, last, since)
             except CommandError as e:
                 self._subscriptions.pop(pattern, None)
                 self.on_state(f"subscription to {pattern} refused: {e}")
@@ -333,6 +334,32 @@ class Client:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(conn)
+
+    async def _resubscribe(self, conn: Connection, pattern: str, callback: OnMessage,
+                           last: int | None, since: int | None) -> None:
+        if not is_wildcard(pattern):
+            seen = self._last.get(pattern)
+            if seen is not None:
+                await conn.subscribe(pattern, callback, since=seen[0], epoch=seen[1])
+            else:
+                await conn.subscribe(pattern, callback, last=last, since=since)
+            return
+        # The server replays concrete channels only: for each channel this
+        # pattern brought, resume it on its own, take the pattern, then let the
+        # concrete ones go. The server sends a message once per connection, and
+        # the callback drops any id it has already seen, so nothing comes twice.
+        channels = [channel for channel in self._last
+                    if pattern_matches(pattern, channel) and channel not in self._subscriptions]
+        channels = channels[-RESUME_PER_PATTERN:]
+        for channel in channels:
+            seen = self._last[channel]
+            try:
+                await conn.subscribe(channel, callback, since=seen[0], epoch=seen[1])
+            except CommandError:
+                channels.remove(channel)  # gone (dropped, no auto-create): nothing to resume
+        await conn.subscribe(pattern, callback)
+        for channel in channels:
+            await conn.unsubscribe(channel)
 
     def _fail_waiting(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, []
@@ -351,13 +378,22 @@ class Client:
             self.on_direct(msg)
 
     def _tracked(self, callback: OnMessage) -> OnMessage:
-        """The callback, seeing each message once even across a resume replay."""
+        """The callback, seeing each message once even across a resume replay.
+
+        Each subscription keeps its own record of what it has seen; the client
+        keeps the newest id per channel, which is where a resume starts.
+        """
+        mine: dict[str, tuple[int, str | None]] = {}
+
         def seen(msg: Delivery) -> None:
             epoch = self.epoch
-            last = self._last.get(msg.channel)
+            last = mine.get(msg.channel)
             if last is not None and last[1] == epoch and msg.msg_id <= last[0]:
                 return  # already seen in this epoch
-            self._last[msg.channel] = (msg.msg_id, epoch)
+            mine[msg.channel] = (msg.msg_id, epoch)
+            newest = self._last.get(msg.channel)
+            if newest is None or newest[1] != epoch or newest[0] < msg.msg_id:
+                self._last[msg.channel] = (msg.msg_id, epoch)
             callback(msg)
 
         return seen
