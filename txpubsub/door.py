@@ -284,17 +284,16 @@ class Door(LineFramer):
         """Queue the message's shared bytes; True asks the hub to pace the publisher."""
         # The same steps as send(), written out: this runs once per delivery.
         self.msgs_out += 1
-        line = msg.line
         out = self._out
         if out is None:
             if self.close_reason is not None:
                 return False
-            self._out = [line]
-            self._out_len = len(line)
+            self._out = [msg.line]
+            self._out_len = msg.size
             self._batcher.add(self)
         else:
-            out.append(line)
-            self._out_len += len(line)
+            out.append(msg.line)
+            self._out_len += msg.size
             if self._out_len > self._early:
                 self.flush()
         return self._lagging

@@ -22,7 +22,8 @@ class Message:
     subscriber of the text protocol receives: the same object for all of them.
     """
 
-    __slots__ = ("_bare", "channel", "line", "msg_id", "payload", "published_at", "sender")
+    __slots__ = ("_bare", "channel", "line", "msg_id", "payload", "published_at", "sender",
+                 "size")
 
     def __init__(
         self, channel: str, msg_id: int, sender: str, payload: bytes, published_at: float
@@ -38,6 +39,7 @@ class Message:
             self.line = b"MSG %s %s\r\n" % (head, payload)
         else:
             self.line = b"MSGB %s %d\r\n%s\r\n" % (head, len(payload), payload)
+        self.size = len(self.line)  # read per delivery; computed once here
 
     def bare_line(self) -> bytes:
         """The payload alone and CRLF, for raw feeds; built on first use, then shared."""
