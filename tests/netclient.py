@@ -1,7 +1,7 @@
 """A minimal real-socket test client: reads server lines, waits with timeouts."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -93,3 +93,15 @@ async def connect(where: str | IStreamClientEndpoint) -> LineClient:
     )
     await client.wait(lambda lines: len(lines) >= 1)
     return client
+
+
+def serve(case: Any, hub: Any, description: str = "tcp:0:interface=127.0.0.1",
+          settings: Any = None) -> tuple[Any, str]:
+    """Listen for clients of ``hub`` until the test ends; returns (service, address)."""
+    from txpubsub.listeners import ListenerService
+    from txpubsub.protocol import ClientFactory
+
+    service = ListenerService(reactor, description, ClientFactory(hub, description, settings))
+    service.startService()
+    case.addCleanup(service.stopService)
+    return service, f"tcp:127.0.0.1:{service.port.getHost().port}"

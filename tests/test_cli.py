@@ -17,10 +17,9 @@ from twisted.trial.unittest import TestCase
 from txpubsub.admin import AdminFactory
 from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
-from txpubsub.protocol import ClientFactory
 from txpubsub.tap import unix_endpoint
 
-from .netclient import WAIT, connect
+from .netclient import WAIT, connect, serve
 
 
 def command() -> str:
@@ -33,11 +32,7 @@ class CLITests(TestCase):
 
     def setUp(self) -> None:
         self.hub = Hub(reactor, epoch="cli")
-        service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
-                                  ClientFactory(self.hub, "tcp"))
-        service.startService()
-        self.addCleanup(service.stopService)
-        self.server = f"tcp:127.0.0.1:{service.port.getHost().port}"
+        _, self.server = serve(self, self.hub)
         self.env = {**os.environ, "TXPUBSUB_SERVER": self.server}
 
     def run_cli(self, *args: str, stdin: bytes | None = None,
@@ -190,11 +185,7 @@ class ChatTerminalTests(TestCase):
         if shutil.which("tmux") is None:
             self.skipTest("tmux is not installed")
         self.hub = Hub(reactor, epoch="chat")
-        service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
-                                  ClientFactory(self.hub, "tcp"))
-        service.startService()
-        self.addCleanup(service.stopService)
-        self.server = f"tcp:127.0.0.1:{service.port.getHost().port}"
+        _, self.server = serve(self, self.hub)
         self.session = f"txpubsub-test-{os.getpid()}"
         self.addCleanup(subprocess.run, ["tmux", "kill-session", "-t", self.session],
                         capture_output=True)

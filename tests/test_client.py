@@ -15,11 +15,10 @@ from txpubsub.blocking import BlockingClient
 from txpubsub.client import Client, CommandError, Connection
 from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
-from txpubsub.protocol import ClientFactory
 from txpubsub.sqlite_store import open_store
 from txpubsub.wire import Delivery
 
-from .netclient import WAIT
+from .netclient import WAIT, serve
 
 
 def waiter(count: int) -> tuple[list[Delivery], Deferred[None], object]:
@@ -44,11 +43,7 @@ class ClientTests(TestCase):
         self.port = self.listener.port.getHost().port
 
     def listen(self, hub: Hub, port: int = 0) -> ListenerService:
-        service = ListenerService(reactor, f"tcp:{port}:interface=127.0.0.1",
-                                  ClientFactory(hub, "tcp"))
-        service.startService()
-        self.addCleanup(service.stopService)
-        return service
+        return serve(self, hub, f"tcp:{port}:interface=127.0.0.1")[0]
 
     async def connection(self) -> Connection:
         conn = Connection()
@@ -169,11 +164,7 @@ class ClientReviewTests(TestCase):
 
     def setUp(self) -> None:
         self.hub = Hub(reactor, epoch="e1")
-        service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
-                                  ClientFactory(self.hub, "tcp"))
-        service.startService()
-        self.addCleanup(service.stopService)
-        self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"
+        _, self.address = serve(self, self.hub)
 
     async def test_taken_name_fails_once_without_retrying(self) -> None:
         """A refused NAME on the first connection is an error, not a retry loop."""
@@ -235,11 +226,7 @@ class WildcardResumeTests(TestCase):
 
     def setUp(self) -> None:
         self.hub = Hub(reactor, epoch="e1")
-        service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
-                                  ClientFactory(self.hub, "tcp"))
-        service.startService()
-        self.addCleanup(service.stopService)
-        self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"
+        _, self.address = serve(self, self.hub)
 
     async def test_wildcard_resumes_every_channel_it_brought(self) -> None:
         """news.> across a drop: what came on news.uk and news.fr meanwhile arrives,
