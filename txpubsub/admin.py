@@ -15,7 +15,7 @@ from txpubsub.errors import HubError, shorten
 from txpubsub.framing import LineFramer
 from txpubsub.hub import ADMIN_SENDER, Hub
 from txpubsub.lifecycle import reload_certificates
-from txpubsub.names import parse_number
+from txpubsub.names import parse_number, split_args
 from txpubsub.system import iso_utc
 
 HELP_LINES = (
@@ -31,10 +31,6 @@ HELP_LINES = (
     "RELOAD                          read the mtls: listeners' certificate files again",
     "HELP                            this text",
 )
-
-
-def _args(rest: bytes) -> list[str]:
-    return [arg.decode() for arg in rest.split(b" ") if arg]
 
 
 class AdminProtocol(LineFramer):
@@ -103,7 +99,7 @@ class AdminProtocol(LineFramer):
         ])
 
     def do_history(self, rest: bytes) -> bytes:
-        args = _args(rest)
+        args = split_args(rest)
         if not 1 <= len(args) <= 2:
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
@@ -111,7 +107,7 @@ class AdminProtocol(LineFramer):
         return b"".join(msg.line for msg in kept) + b"+OK %d\r\n" % len(kept)
 
     def do_connections(self, rest: bytes) -> bytes:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) > 1:
             raise HubError("bad-args", "usage: CONNECTIONS [<n>]")
         n = parse_number(args[0], "<n>") if args else len(self.hub.connection_log)
@@ -132,7 +128,7 @@ class AdminProtocol(LineFramer):
         return f"+OK kicked {client_id}\r\n".encode()
 
     def do_drop(self, rest: bytes) -> bytes:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) != 1:
             raise HubError("bad-args", "usage: DROP <channel>")
         self.hub.drop(args[0])
@@ -145,7 +141,7 @@ class AdminProtocol(LineFramer):
         return b"+OK %d\r\n" % self.hub.publish(ADMIN_SENDER, channel.decode(), payload)
 
     def do_shutdown(self, rest: bytes) -> bytes:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) > 1:
             raise HubError("bad-args", "usage: SHUTDOWN [grace-seconds]")
         grace = parse_number(args[0], "grace-seconds") if args else 0

@@ -100,6 +100,11 @@ def pattern_matches(pattern: str, channel: str) -> bool:
     return len(ptoks) == len(ctoks)
 
 
+def split_args(rest: bytes) -> list[str]:
+    """A command's space-separated arguments (the line is already known to be UTF-8)."""
+    return [arg.decode() for arg in rest.split(b" ") if arg]
+
+
 def parse_number(text: str, what: str) -> int:
     """A protocol number: ASCII decimal digits only, else HubError bad-args."""
     if _DIGITS.fullmatch(text) is None:

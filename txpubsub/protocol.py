@@ -12,7 +12,7 @@ from txpubsub import __version__
 from txpubsub.door import Door, DoorSettings
 from txpubsub.errors import CloseReason, HubError, shorten
 from txpubsub.hub import Hub
-from txpubsub.names import parse_number
+from txpubsub.names import parse_number, split_args
 from txpubsub.replies import ReplyQueue
 
 HELP_LINES = (
@@ -34,11 +34,6 @@ HELP_LINES = (
     "QUIT                             say goodbye and close",
 )
 _HELP = b"".join(b"HELP %s\r\n" % line.encode() for line in HELP_LINES) + b"+OK\r\n"
-
-
-def _args(rest: bytes) -> list[str]:
-    """Space-separated arguments (the line is already known to be UTF-8)."""
-    return [arg.decode() for arg in rest.split(b" ") if arg]
 
 
 def _options(args: list[str], known: tuple[str, ...]) -> dict[str, str]:
@@ -168,7 +163,7 @@ class ClientProtocol(Door):
         self._published(self.hub.publish(self.client.sender, channel.decode(), payload, self))
 
     def do_pubb(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) != 2:
             raise HubError("bad-args", "usage: PUBB <channel> <nbytes>, then the bytes and CRLF")
         nbytes = parse_number(args[1], "<nbytes>")
@@ -184,7 +179,7 @@ class ClientProtocol(Door):
         self.expect_payload(nbytes)
 
     def do_sub(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if not args:
             raise HubError("bad-args", "usage: SUB <pattern> [last=<n>|since=<id> [epoch=<e>]]")
         options = _options(args[1:], ("last", "since", "epoch"))
@@ -216,21 +211,21 @@ class ClientProtocol(Door):
         )
 
     def do_unsub(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) != 1:
             raise HubError("bad-args", "usage: UNSUB <pattern>")
         self.hub.unsubscribe(self.client, args[0])
         self._replies.send(f"+OK unsubscribed {args[0]}\r\n".encode())
 
     def do_name(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) != 1:
             raise HubError("bad-args", "usage: NAME <name>")
         name = self.hub.set_name(self.client, args[0])
         self._replies.send(f"+OK {name}\r\n".encode())
 
     def do_create(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         history = None
         if len(args) == 2 and args[1].startswith("history="):
             history = parse_number(args[1][len("history=") :], "history=")
@@ -240,7 +235,7 @@ class ClientProtocol(Door):
         self._replies.send(f"+OK created {ch.name}\r\n".encode())
 
     def do_list(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) > 1:
             raise HubError("bad-args", "usage: LIST [<pattern>]")
         channels = self.hub.channels(args[0] if args else ">")
@@ -253,7 +248,7 @@ class ClientProtocol(Door):
         self._replies.send("".join(lines).encode())
 
     def do_who(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) > 1:
             raise HubError("bad-args", "usage: WHO [<channel>]")
         if args:
@@ -269,7 +264,7 @@ class ClientProtocol(Door):
         self._replies.send("".join(lines).encode())
 
     def do_quiet(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if len(args) != 1 or args[0].lower() not in ("on", "off"):
             raise HubError("bad-args", "usage: QUIET on|off")
         self.quiet = args[0].lower() == "on"
@@ -291,7 +286,7 @@ class ClientProtocol(Door):
             self.end()
 
     def do_history(self, rest: bytes) -> None:
-        args = _args(rest)
+        args = split_args(rest)
         if not 1 <= len(args) <= 2:
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
