@@ -9,12 +9,19 @@ from txpubsub.door import DoorSettings
 from txpubsub.hub import Hub
 from txpubsub.output import batcher_for
 from txpubsub.protocol import ClientFactory, ClientProtocol
+from txpubsub.wire import Delivery, ServerParser
 
 
 def make_hub(clock: Clock | None = None, **kwargs: object) -> Hub:
     """A hub on a Clock with a fixed epoch, so outputs are comparable."""
     kwargs.setdefault("epoch", "testepoch")
     return Hub(clock or Clock(), **kwargs)  # type: ignore[arg-type]
+
+
+def kept(hub: Hub, channel: str) -> list[Delivery]:
+    """A channel's history as a reader of HISTORY would see it."""
+    return [event for event in ServerParser().feed(b"".join(hub.history(channel)))
+            if isinstance(event, Delivery)]
 
 
 class ConsumerTransport(StringTransport):

@@ -19,6 +19,7 @@ from txpubsub.hub import Hub
 from txpubsub.listeners import ListenerService
 from txpubsub.tap import unix_endpoint
 
+from .helpers import kept
 from .netclient import WAIT, connect, serve
 
 
@@ -83,13 +84,13 @@ class CLITests(TestCase):
         """pub CHANNEL - publishes every stdin line."""
         _out, err, code = await self.run_cli("pub", "logs", "-", stdin=b"one\ntwo\r\nthree\n")
         self.assertEqual(code, 0, err)
-        self.assertEqual([m.payload for m in self.hub.history("logs")], [b"one", b"two", b"three"])
+        self.assertEqual([m.payload for m in kept(self.hub, "logs")], [b"one", b"two", b"three"])
 
     async def test_pub_stdin_last_line_and_refusals(self) -> None:
         """A last line without a newline is sent; a refused line is said, exit 1."""
         _, err, code = await self.run_cli("pub", "logs", "-", stdin=b"a\nlast")
         self.assertEqual(code, 0, err)
-        self.assertEqual([m.payload for m in self.hub.history("logs")], [b"a", b"last"])
+        self.assertEqual([m.payload for m in kept(self.hub, "logs")], [b"a", b"last"])
         _, err, code = await self.run_cli("pub", "$sys.time", "-", stdin=b"x\n")
         self.assertEqual(code, 1)
         self.assertEqual(err, b"txpubsub: the server refused a line: -ERR forbidden system "
@@ -117,7 +118,7 @@ class CLITests(TestCase):
     async def test_pub_binary(self) -> None:
         _out, err, code = await self.run_cli("pub", "bin", "-", "--binary", stdin=b"\x00\xff\n")
         self.assertEqual(code, 0, err)
-        self.assertEqual(self.hub.history("bin")[0].payload, b"\x00\xff\n")
+        self.assertEqual(kept(self.hub, "bin")[0].payload, b"\x00\xff\n")
 
     async def test_sub_replay_json(self) -> None:
         self.hub.publish("someone", "news", b"old")

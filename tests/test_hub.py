@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txpubsub.errors import CloseReason, HubError, ServerFull
 from txpubsub.message import Message
 
-from .helpers import make_hub
+from .helpers import kept, make_hub
 
 
 class Recorder:
@@ -160,7 +160,9 @@ class HubTests(SynchronousTestCase):
         ch = self.hub.create("news", 2)
         for i in range(5):
             self.hub.publish("x", "news", b"%d" % i)
-        self.assertEqual([m.msg_id for m in ch.history], [4, 5])
+        self.assertEqual([(m.msg_id, m.payload) for m in kept(self.hub, "news")],
+                         [(4, b"3"), (5, b"4")])
+        self.assertEqual(len(ch.history), 2)
         self.assertEqual(ch.published, 5)
 
     def test_system_channels_read_only(self) -> None:

@@ -104,7 +104,7 @@ class AdminProtocol(LineFramer):
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
         kept = self.hub.history(args[0], n)
-        return b"".join(msg.line for msg in kept) + b"+OK %d\r\n" % len(kept)
+        return b"".join(kept) + b"+OK %d\r\n" % len(kept)
 
     def do_connections(self, rest: bytes) -> bytes:
         args = split_args(rest)

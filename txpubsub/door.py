@@ -326,16 +326,16 @@ class Door(LineFramer):
         if self._stall_left <= 0:
             self._lagging = False
 
-    def fit(self, messages: list[Message]) -> list[Message]:
-        """The newest of ``messages`` whose lines fit in what is left of
+    def fit(self, lines: list[bytes]) -> list[bytes]:
+        """The newest of ``lines`` (kept messages) that fit in what is left of
         --max-buffer: a replay is never built bigger than the client may hold."""
         room = self.max_buffer - self.pending_bytes() - 4096  # the reply line and slack
         total = 0
-        for i in range(len(messages) - 1, -1, -1):
-            total += len(messages[i].line)
+        for i in range(len(lines) - 1, -1, -1):
+            total += len(lines[i])
             if total > room:
-                return messages[i + 1:]
-        return messages
+                return lines[i + 1:]
+        return lines
 
     def channel_dropped(self, channel: str) -> None:
         """The admin dropped a channel this connection was subscribed to."""

@@ -418,8 +418,8 @@ class Hub(Service):
         last: int | None = None,
         since: int | None = None,
         epoch: str | None = None,
-    ) -> tuple[list[Message], bool]:
-        """Subscribe a client to a pattern; returns (messages to replay, partial).
+    ) -> tuple[list[bytes], bool]:
+        """Subscribe a client to a pattern; returns (lines to replay, partial).
 
         ``last``/``since`` (concrete channels only) ask for a replay from
         history. The replay is taken and the subscription made in this one
@@ -461,7 +461,7 @@ class Hub(Service):
 
     def _replay(
         self, ch: Channel[Subscriber], last: int | None, since: int | None, epoch: str | None
-    ) -> tuple[list[Message], bool]:
+    ) -> tuple[list[bytes], bool]:
         kept = len(ch.history)
         partial = False
         if last is not None:
@@ -480,8 +480,9 @@ class Hub(Service):
                 count, partial = self.max_replay, True
         return list(islice(ch.history, kept - count, kept)), partial
 
-    def history(self, channel: str, n: int | None = None) -> list[Message]:
-        """The last ``n`` kept messages (all, at most --max-replay), oldest first."""
+    def history(self, channel: str, n: int | None = None) -> list[bytes]:
+        """The last ``n`` kept messages' delivery lines (all, at most
+        --max-replay), oldest first."""
         kind = channel_kind(channel)
         if kind == INBOX:
             raise HubError("forbidden", "inboxes keep no history")
@@ -599,7 +600,7 @@ class Hub(Service):
     def _deliver(self, msg: Message, readers: Iterable[Subscriber]) -> list[Subscriber] | None:
         """Hand a message to each reader; returns those falling behind, if any."""
         counters = self.counters
-        size = len(msg.line)
+        size = msg.size
         delivered = 0
         behind = None
         for subscriber in readers:

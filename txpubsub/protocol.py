@@ -206,7 +206,7 @@ class ClientProtocol(Door):
         # made; nothing live can come in between (see Hub.subscribe).
         tail = " partial" if partial else ""
         self._replies.send(
-            b"".join(msg.line for msg in replay)
+            b"".join(replay)
             + f"+OK subscribed {args[0]} {len(replay)}{tail}\r\n".encode()
         )
 
@@ -292,7 +292,7 @@ class ClientProtocol(Door):
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
         kept = self.fit(self.hub.history(args[0], n))
         self._replies.send(
-            b"".join(msg.line for msg in kept) + b"+OK %d\r\n" % len(kept)
+            b"".join(kept) + b"+OK %d\r\n" % len(kept)
         )
 
 
