@@ -165,6 +165,20 @@ class CLITests(TestCase):
         self.assertEqual(code, 0, err)
         self.assertIn(b"latency at 200/s: p50 ", out)
 
+    async def test_bench_for_a_duration(self) -> None:
+        """--duration publishes until the time is up, then waits for every delivery."""
+        out, err, code = await self.run_cli(
+            "bench", "--server", self.server, "--subs", "4", "--channels", "3",
+            "--duration", "0.5", "--json")
+        self.assertEqual(code, 0, err)
+        result = json.loads(out)
+        self.assertGreater(result["published"], 0)
+        # 4 subscribers over 3 channels: bench.0 has two, so the count is uneven.
+        cycles, left = divmod(result["published"], 3)
+        self.assertEqual(result["expected"], cycles * 4 + [0, 2, 3][left])
+        self.assertEqual(result["deliveries"], result["expected"])
+        self.assertGreaterEqual(result["elapsed_s"], 0.5)
+
     async def test_chat_without_a_terminal(self) -> None:
         watcher = await connect(self.server)
         await watcher.ask(b"SUB room", b"+OK")

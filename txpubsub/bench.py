@@ -96,8 +96,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         pubs.append(Conn(sock, "pub"))
     per_channel = [sum(1 for i in range(args.subs) if i % len(channels) == c)
                    for c in range(len(channels))]
-    total = args.msgs
-    expected = sum(per_channel[n % len(channels)] for n in range(total))
+    per_cycle = sum(per_channel)
+
+    def expected_for(count: int) -> int:
+        """Deliveries owed for the first ``count`` publishes (round-robin channels)."""
+        cycles, left = divmod(count, len(channels))
+        return cycles * per_cycle + sum(per_channel[:left])
+
+    # With --duration, publishing stops when the time is up; the count is known then.
+    total = sys.maxsize if args.duration else args.msgs
     for conn in subs + pubs:
         # Reads come after select says so; sends may wait (sendall needs that).
         conn.sock.settimeout(args.timeout)
@@ -115,7 +122,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     batches_sent = [0] * len(pubs)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    deadline = start + args.timeout
+    stop_sending = start + args.duration if args.duration else float("inf")
+    last_progress = start  # given up after --timeout seconds without any
     next_progress = start + 0.25
     interval = 1.0 / args.rate if args.rate else 0.0
     next_send = start
@@ -132,8 +140,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         pubs[i].sock.sendall(b"".join(lines) + b"PING\r\n")
         batches_sent[i] += 1
 
-    while delivered < expected and time.perf_counter() < deadline:
+    expected = expected_for(total) if total != sys.maxsize else sys.maxsize
+    while delivered < expected:
         now = time.perf_counter()
+        if now >= stop_sending and total == sys.maxsize:
+            total = sent
+            expected = expected_for(total)
+            continue
+        if now - last_progress > args.timeout:
+            break
         if args.rate:
             while sent < total and now >= next_send:
                 pub = pubs[sent % len(pubs)]
@@ -164,6 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 data = conn.sock.recv(1 << 20)
             if not data:
                 raise SystemExit("txpubsub bench: the server closed a connection")
+            last_progress = now
             if conn.role == "pub":  # PONGs: batches the server has taken
                 joined = conn.tail + data
                 conn.pongs += joined.count(b"PONG\r\n")
@@ -187,10 +203,18 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 delivered += found
         if show_progress and now >= next_progress:
             next_progress = now + 0.25
-            done = delivered / expected if expected else 1.0
+            if total == sys.maxsize:  # --duration: progress is time
+                done = min(1.0, (now - start) / args.duration)
+                count = f"{delivered:,} deliveries"
+            else:
+                done = delivered / expected if expected else 1.0
+                count = f"{delivered:,}/{expected:,} deliveries"
             bar = "#" * int(done * 30)
-            sys.stderr.write(f"\r[{bar:<30}] {done:6.1%} {delivered:,}/{expected:,} deliveries")
+            sys.stderr.write(f"\r[{bar:<30}] {done:6.1%} {count}")
             sys.stderr.flush()
+    if total == sys.maxsize:  # stopped early, before --duration was up
+        total = sent
+        expected = expected_for(sent)
     elapsed = time.perf_counter() - start
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     if show_progress:
@@ -223,7 +247,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=1,
                         help="channels bench.0..N-1; subscribers spread over them (default 1)")
     parser.add_argument("--size", type=int, default=64, help="payload bytes (default 64)")
-    parser.add_argument("--msgs", type=int, default=100000, help="messages to publish")
+    parser.add_argument("--msgs", type=int, default=100000,
+                        help="messages to publish (default 100000)")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="publish for this many seconds instead of --msgs")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="latency mode: publishes per second, each timed (default: off)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -235,6 +262,8 @@ def main(args: argparse.Namespace) -> int:
     for name in ("pubs", "subs", "channels", "msgs", "size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"txpubsub bench: --{name} must be at least 1")
+    if args.duration < 0:
+        raise SystemExit("txpubsub bench: --duration must be positive")
     if args.rate and args.size < 24:
         args.size = 24  # room for the send time
     result = run(args)
