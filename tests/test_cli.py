@@ -179,6 +179,21 @@ class CLITests(TestCase):
         self.assertEqual(result["deliveries"], result["expected"])
         self.assertGreaterEqual(result["elapsed_s"], 0.5)
 
+    async def test_bench_slow_rate_is_not_a_stall(self) -> None:
+        """Waiting between slow publishes is not the server going quiet."""
+        out, err, code = await self.run_cli(
+            "bench", "--server", self.server, "--subs", "2", "--msgs", "2", "--rate", "2",
+            "--timeout", "0.3", "--json")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["deliveries"], 4)
+
+    async def test_bench_refuses_endless_durations(self) -> None:
+        for duration in ("nan", "inf", "-1"):
+            _out, err, code = await self.run_cli(
+                "bench", "--server", self.server, "--duration", duration)
+            self.assertEqual(code, 1)
+            self.assertIn(b"--duration must be a number of seconds", err)
+
     async def test_chat_without_a_terminal(self) -> None:
         watcher = await connect(self.server)
         await watcher.ask(b"SUB room", b"+OK")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import selectors
 import socket
@@ -141,14 +142,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         batches_sent[i] += 1
 
     expected = expected_for(total) if total != sys.maxsize else sys.maxsize
+    gave_up = False
     while delivered < expected:
         now = time.perf_counter()
         if now >= stop_sending and total == sys.maxsize:
             total = sent
             expected = expected_for(total)
             continue
-        if now - last_progress > args.timeout:
-            break
         if args.rate:
             while sent < total and now >= next_send:
                 pub = pubs[sent % len(pubs)]
@@ -157,10 +157,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                                                      payload))
                 sent += 1
                 next_send += interval
+                last_progress = now  # a slow rate waits between sends on purpose
         else:
             for i, pub in enumerate(pubs):
                 while sent < total and batches_sent[i] - pub.pongs < IN_FLIGHT:
                     publish_batch(i)
+        if now - last_progress > args.timeout:
+            gave_up = True
+            break
         timeout = max(0.0, next_send - time.perf_counter()) if args.rate and sent < total else 0.05
         ready = [key.data for key, _ in selector.select(min(timeout, DRAIN) if bulk else timeout)]
         if bulk and time.perf_counter() >= next_drain:
@@ -215,7 +219,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if total == sys.maxsize:  # stopped early, before --duration was up
         total = sent
         expected = expected_for(sent)
-    elapsed = time.perf_counter() - start
+    # A run that gave up is timed to its last sign of life, not its dead time.
+    elapsed = (last_progress if gave_up else time.perf_counter()) - start
+    elapsed = max(elapsed, 1e-6)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     if show_progress:
         sys.stderr.write("\r" + " " * 70 + "\r")
@@ -226,7 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {
         "publishers": args.pubs, "subscribers": args.subs, "channels": args.channels,
         "size": args.size, "published": sent, "deliveries": delivered, "expected": expected,
-        "complete": delivered >= expected, "elapsed_s": round(elapsed, 3),
+        "complete": sent > 0 and delivered >= expected, "elapsed_s": round(elapsed, 3),
         "publishes_per_s": round(sent / elapsed), "deliveries_per_s": round(delivered / elapsed),
         "bench_cpu_s": round(own_cpu, 3), "bench_cpu_share": round(own_cpu / elapsed, 2),
     }
@@ -262,8 +268,8 @@ def main(args: argparse.Namespace) -> int:
     for name in ("pubs", "subs", "channels", "msgs", "size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"txpubsub bench: --{name} must be at least 1")
-    if args.duration < 0:
-        raise SystemExit("txpubsub bench: --duration must be positive")
+    if not (math.isfinite(args.duration) and args.duration >= 0):
+        raise SystemExit("txpubsub bench: --duration must be a number of seconds (0: use --msgs)")
     if args.rate and args.size < 24:
         args.size = 24  # room for the send time
     result = run(args)
