@@ -11,6 +11,11 @@ durable history loses nothing history still holds. A wildcard subscription
 is resumed channel by channel for the channels it brought (the server
 replays concrete channels only), then taken again.
 
+Both notice a server that has gone silent without closing (a dead host, a
+cut network): after ``keepalive`` seconds (default 30) with nothing heard
+the client sends PING, and after as long again it drops the connection,
+which ``Client`` then makes again.
+
     client = Client(reactor, "tcp:127.0.0.1:23400", name="alice")
     client.start()
     await client.subscribe("news.>", lambda msg: print(msg.channel, msg.text))
@@ -26,7 +31,7 @@ from typing import Any, Callable, Union
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
@@ -36,6 +41,8 @@ from txpubsub.wire import Delivery, Item, Reply, ServerLine, ServerParser
 
 Payload = Union[bytes, str]
 OnMessage = Callable[[Delivery], object]
+KEEPALIVE = 30.0  # seconds of silence before PING; as long again before giving up
+QUIT_WAIT = 2.0  # seconds Client.stop waits for the server's answer to QUIT
 
 
 def deferred(method: Callable[..., Any]) -> Callable[..., Deferred[Any]]:
@@ -78,7 +85,12 @@ class Connection(Protocol):
 
     _log = Logger()
 
-    def __init__(self, on_direct: OnMessage | None = None) -> None:
+    def __init__(self, on_direct: OnMessage | None = None, clock: IReactorTime | None = None,
+                 keepalive: float = KEEPALIVE) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.clock = clock
+        self.keepalive = keepalive  # 0: never check
         self.parser = ServerParser()
         self.info: dict[str, Any] = {}
         self.ready: Deferred[dict[str, Any]] = Deferred()  # fires with INFO
@@ -89,10 +101,38 @@ class Connection(Protocol):
         self.bye: str | None = None
         self.on_drop: Callable[[str], object] | None = None
         self._waiting: deque[_Waiting] = deque()
+        self._last_heard = 0.0
+        self._pinged = False
+        self._timer: IDelayedCall | None = None
+
+    # -- liveness ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._last_heard = self.clock.seconds()
+        if self.keepalive:
+            self._timer = self.clock.callLater(self.keepalive, self._check_alive)
+
+    def _check_alive(self) -> None:
+        quiet = self.clock.seconds() - self._last_heard
+        if quiet < self.keepalive:
+            self._timer = self.clock.callLater(self.keepalive - quiet, self._check_alive)
+        elif not self._pinged:
+            self._pinged = True
+            # A command like any other, so that its PONG is matched in order.
+            self.ping().addErrback(lambda failure: None)
+            self._timer = self.clock.callLater(self.keepalive, self._check_alive)
+        else:
+            self._timer = None
+            self._log.warn("nothing heard from the server for {quiet:.0f} s: dropping the "
+                           "connection", quiet=quiet)
+            self.bye = "stale"
+            self.transport.abortConnection()
 
     # -- incoming --------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self._last_heard = self.clock.seconds()
+        self._pinged = False
         for event in self.parser.feed(data):
             try:
                 self._event(event)
@@ -157,6 +197,9 @@ class Connection(Protocol):
             waiting.deferred.errback(CommandError(reply.code, reply.text))
 
     def connectionLost(self, reason: object = None) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         why = self.bye or "lost"
         while self._waiting:
             self._waiting.popleft().deferred.errback(ServerClosed(why))
@@ -259,7 +302,8 @@ class Client:
 
     def __init__(self, reactor: Any, endpoint: str | IStreamClientEndpoint,
                  name: str | None = None, on_direct: OnMessage | None = None,
-                 on_state: Callable[[str], object] | None = None) -> None:
+                 on_state: Callable[[str], object] | None = None,
+                 keepalive: float = KEEPALIVE) -> None:
         if isinstance(endpoint, str):
             endpoint = clientFromString(reactor, endpoint)
         self.name = name
@@ -273,6 +317,8 @@ class Client:
         self._waiting: list[Deferred[Connection]] = []
         self._connected_once = False
         self._stopping = False
+        self._reactor = reactor
+        self._keepalive = keepalive
         factory = Factory.forProtocol(self._build)
         # No prepareConnection: naming and resuming happen once the connection
         # counts as made, so that any failure there is an ordinary disconnect.
@@ -281,7 +327,7 @@ class Client:
             clock=reactor)
 
     def _build(self) -> Connection:
-        conn = Connection(self._on_direct)
+        conn = Connection(self._on_direct, self._reactor, self._keepalive)
         conn.ready.addCallback(lambda info: Deferred.fromCoroutine(self._resume(conn, info)))
         conn.ready.addErrback(lambda failure: None)  # lost before INFO: ClientService retries
         conn.closed.addCallback(self._lost, conn)
@@ -297,7 +343,8 @@ class Client:
         conn = self._connection
         if conn is not None and conn.transport is not None:
             try:
-                await conn.quit()
+                # A server that has stopped answering does not hold up stopping.
+                await conn.quit().addTimeout(QUIT_WAIT, self._reactor)
             except Exception:
                 pass
         await self._service.stopService()

@@ -1,0 +1,96 @@
+"""The client notices a server that went silent without closing, and reconnects."""
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from txpubsub.client import Client, Connection
+
+from .netclient import WAIT
+
+INFO = b'INFO {"server":"silent","proto":1,"client_id":"c1","epoch":"e"}\r\n'
+
+
+class KeepaliveTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.conn = Connection(clock=self.clock, keepalive=30)
+        self.transport = StringTransport()
+        self.conn.makeConnection(self.transport)
+        self.conn.dataReceived(INFO)
+
+    def test_ping_after_silence_then_drop(self) -> None:
+        self.clock.advance(29)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(1)
+        self.assertEqual(self.transport.value(), b"PING\r\n")
+        self.clock.advance(30)
+        self.assertTrue(self.transport.disconnected)  # aborted: nothing waits on the peer
+        self.conn.connectionLost(None)
+        self.assertEqual(self.successResultOf(self.conn.closed), "stale")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_anything_heard_counts_as_life(self) -> None:
+        self.clock.advance(30)
+        self.assertEqual(self.transport.value(), b"PING\r\n")
+        self.conn.dataReceived(b"PONG\r\n")
+        self.clock.advance(29)
+        self.conn.dataReceived(b"MSG news 1 c2 hi\r\n")  # live traffic, no reply owed
+        self.clock.advance(29)
+        self.assertFalse(self.transport.disconnected)
+        self.assertEqual(self.transport.value(), b"PING\r\n")  # no second PING yet
+
+    def test_off(self) -> None:
+        clock = Clock()
+        transport = StringTransport()
+        Connection(clock=clock, keepalive=0).makeConnection(transport)
+        clock.advance(3600)
+        self.assertEqual((transport.value(), transport.disconnected), (b"", False))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class SilentServer(Protocol):
+    """Greets like a txpubsub server, then never says another word."""
+
+    def connectionMade(self) -> None:
+        self.factory.connections.append(self)
+        self.transport.write(INFO)
+        waiting = self.factory.waiting
+        if len(self.factory.connections) == 2 and not waiting.called:
+            waiting.callback(None)
+
+
+class ReconnectTests(TestCase):
+    timeout = 60
+
+    async def test_client_reconnects_to_a_silent_server(self) -> None:
+        factory = Factory.forProtocol(SilentServer)
+        factory.connections = []
+        factory.waiting = Deferred()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        states: list[str] = []
+        client = Client(reactor, f"tcp:127.0.0.1:{port.getHost().port}", on_state=states.append,
+                        keepalive=0.2)
+        client.start()
+        self.addCleanup(client.stop)
+        await factory.waiting.addTimeout(WAIT, reactor)
+        self.assertIn("disconnected (stale)", states)
+
+    async def test_stop_does_not_wait_for_a_silent_server(self) -> None:
+        factory = Factory.forProtocol(SilentServer)
+        factory.connections = []
+        factory.waiting = Deferred()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        client = Client(reactor, f"tcp:127.0.0.1:{port.getHost().port}", keepalive=0)
+        client.start()
+        await client.connection().addTimeout(WAIT, reactor)
+        # QUIT is never answered; stop() gives up on it instead of hanging.
+        await client.stop().addTimeout(WAIT, reactor)
+        self.assertEqual(len(factory.connections), 1)
