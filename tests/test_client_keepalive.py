@@ -45,6 +45,21 @@ class KeepaliveTests(SynchronousTestCase):
         self.assertFalse(self.transport.disconnected)
         self.assertEqual(self.transport.value(), b"PING\r\n")  # no second PING yet
 
+    def test_ping_waits_its_turn(self) -> None:
+        """The keepalive PING is a command: its PONG is not taken for another reply."""
+        self.clock.advance(30)
+        first = self.conn.publish("news", "one")
+        self.assertEqual(self.transport.value(), b"PING\r\nPUB news one\r\n")
+        self.conn.dataReceived(b"PONG\r\n+OK 7\r\n")  # the server answers in order
+        self.assertEqual(self.successResultOf(first), 7)
+        second = self.conn.publish("news", "two")
+        self.conn.dataReceived(b"+OK 8\r\n")
+        self.assertEqual(self.successResultOf(second), 8)
+
+    def test_no_timer_outlives_the_connection(self) -> None:
+        self.conn.connectionLost(None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_off(self) -> None:
         clock = Clock()
         transport = StringTransport()
@@ -91,6 +106,9 @@ class ReconnectTests(TestCase):
         client = Client(reactor, f"tcp:127.0.0.1:{port.getHost().port}", keepalive=0)
         client.start()
         await client.connection().addTimeout(WAIT, reactor)
-        # QUIT is never answered; stop() gives up on it instead of hanging.
+        # QUIT is never answered; stop() gives up on it (after QUIT_WAIT) instead of
+        # waiting until something else cancels it.
+        started = reactor.seconds()
         await client.stop().addTimeout(WAIT, reactor)
+        self.assertLess(reactor.seconds() - started, WAIT / 2)
         self.assertEqual(len(factory.connections), 1)
