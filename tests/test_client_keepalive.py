@@ -83,27 +83,27 @@ class SilentServer(Protocol):
 class ReconnectTests(TestCase):
     timeout = 60
 
-    async def test_client_reconnects_to_a_silent_server(self) -> None:
+    async def silent_server(self) -> tuple[Factory, str]:
+        """A SilentServer listening until the test ends: (its factory, its address)."""
         factory = Factory.forProtocol(SilentServer)
         factory.connections = []
         factory.waiting = Deferred()
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
         self.addCleanup(port.stopListening)
+        return factory, f"tcp:127.0.0.1:{port.getHost().port}"
+
+    async def test_client_reconnects_to_a_silent_server(self) -> None:
+        factory, address = await self.silent_server()
         states: list[str] = []
-        client = Client(reactor, f"tcp:127.0.0.1:{port.getHost().port}", on_state=states.append,
-                        keepalive=0.2)
+        client = Client(reactor, address, on_state=states.append, keepalive=0.2)
         client.start()
         self.addCleanup(client.stop)
         await factory.waiting.addTimeout(WAIT, reactor)
         self.assertIn("disconnected (stale)", states)
 
     async def test_stop_does_not_wait_for_a_silent_server(self) -> None:
-        factory = Factory.forProtocol(SilentServer)
-        factory.connections = []
-        factory.waiting = Deferred()
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-        self.addCleanup(port.stopListening)
-        client = Client(reactor, f"tcp:127.0.0.1:{port.getHost().port}", keepalive=0)
+        factory, address = await self.silent_server()
+        client = Client(reactor, address, keepalive=0)
         client.start()
         await client.connection().addTimeout(WAIT, reactor)
         # QUIT is never answered; stop() gives up on it (after QUIT_WAIT) instead of
