@@ -158,14 +158,18 @@ class ClientTests(TestCase):
                                 ("logs", 3, b"live")])
 
 
-class ClientReviewTests(TestCase):
-    """Regressions from the client review."""
+class ServedTestCase(TestCase):
+    """A hub listening on a real loopback port (``self.address``) for each test."""
 
     timeout = 60
 
     def setUp(self) -> None:
         self.hub = Hub(reactor, epoch="e1")
         _, self.address = serve(self, self.hub)
+
+
+class ClientReviewTests(ServedTestCase):
+    """Regressions from the client review."""
 
     async def test_taken_name_fails_once_without_retrying(self) -> None:
         """A refused NAME on the first connection is an error, not a retry loop."""
@@ -222,12 +226,7 @@ class ClientReviewTests(TestCase):
         await conn.quit()
 
 
-class WildcardResumeTests(TestCase):
-    timeout = 60
-
-    def setUp(self) -> None:
-        self.hub = Hub(reactor, epoch="e1")
-        _, self.address = serve(self, self.hub)
+class WildcardResumeTests(ServedTestCase):
 
     async def test_wildcard_resumes_every_channel_it_brought(self) -> None:
         """news.> across a drop: what came on news.uk and news.fr meanwhile arrives,
