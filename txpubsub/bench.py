@@ -27,6 +27,7 @@ BATCH = 100
 IN_FLIGHT = 10
 PROBES = 10
 DRAIN = 0.005
+OPEN = sys.maxsize  # a publish count not known yet
 
 
 @dataclass
@@ -104,8 +105,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         cycles, left = divmod(count, len(channels))
         return cycles * per_cycle + sum(per_channel[:left])
 
-    # With --duration, publishing stops when the time is up; the count is known then.
-    total = sys.maxsize if args.duration else args.msgs
+    # With --duration the count is OPEN until the time is up (or the run gives up).
+    total = OPEN if args.duration else args.msgs
     for conn in subs + pubs:
         # Reads come after select says so; sends may wait (sendall needs that).
         conn.sock.settimeout(args.timeout)
@@ -141,13 +142,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         pubs[i].sock.sendall(b"".join(lines) + b"PING\r\n")
         batches_sent[i] += 1
 
-    expected = expected_for(total) if total != sys.maxsize else sys.maxsize
+    expected = OPEN if total == OPEN else expected_for(total)
     gave_up = False
     while delivered < expected:
         now = time.perf_counter()
-        if now >= stop_sending and total == sys.maxsize:
-            total = sent
-            expected = expected_for(total)
+        if total == OPEN and now >= stop_sending:
+            total, expected = sent, expected_for(sent)
             continue
         if args.rate:
             while sent < total and now >= next_send:
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 delivered += found
         if show_progress and now >= next_progress:
             next_progress = now + 0.25
-            if total == sys.maxsize:  # --duration: progress is time
+            if total == OPEN:  # --duration: progress is time
                 done = min(1.0, (now - start) / args.duration)
                 count = f"{delivered:,} deliveries"
             else:
@@ -216,8 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             bar = "#" * int(done * 30)
             sys.stderr.write(f"\r[{bar:<30}] {done:6.1%} {count}")
             sys.stderr.flush()
-    if total == sys.maxsize:  # stopped early, before --duration was up
-        total = sent
+    if total == OPEN:  # gave up before --duration was up
         expected = expected_for(sent)
     # A run that gave up is timed to its last sign of life, not its dead time.
     elapsed = (last_progress if gave_up else time.perf_counter()) - start
