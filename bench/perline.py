@@ -20,9 +20,9 @@ import time
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from txpubsub.hub import Hub
-from txpubsub.output import batcher_for
-from txpubsub.protocol import ClientFactory
+from txpubsub.core.hub import Hub
+from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.output import batcher_for
 
 
 def setup(history: int = 100) -> tuple[Hub, object, list[StringTransport]]:

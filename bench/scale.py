@@ -14,7 +14,7 @@ import time
 
 from twisted.internet.task import Clock
 
-from txpubsub.hub import Hub
+from txpubsub.core.hub import Hub
 
 
 class Reader:

@@ -11,7 +11,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 
 from txpubsub.client import Client, CommandError, ServerClosed
-from txpubsub.wire import Delivery
+from txpubsub.wire.parser import Delivery
 
 
 async def main(reactor) -> None:

@@ -5,11 +5,11 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from txpubsub.door import DoorSettings
-from txpubsub.hub import Hub
-from txpubsub.output import batcher_for
-from txpubsub.protocol import ClientFactory, ClientProtocol
-from txpubsub.wire import Delivery, ServerParser
+from txpubsub.core.hub import Hub
+from txpubsub.doors.line import ClientFactory, ClientProtocol
+from txpubsub.doors.output import batcher_for
+from txpubsub.doors.session import DoorSettings
+from txpubsub.wire.parser import Delivery, ServerParser
 
 
 def make_hub(clock: Clock | None = None, **kwargs: object) -> Hub:

@@ -13,8 +13,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txpubsub.admin import AdminFactory
-from txpubsub.tap import unix_endpoint
+from txpubsub.doors.admin import AdminFactory
+from txpubsub.server.tap import unix_endpoint
 
 from .helpers import Conn, make_hub
 from .netclient import WAIT, LineClient, connect

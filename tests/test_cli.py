@@ -14,10 +14,10 @@ from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-from txpubsub.admin import AdminFactory
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenerService
-from txpubsub.tap import unix_endpoint
+from txpubsub.core.hub import Hub
+from txpubsub.doors.admin import AdminFactory
+from txpubsub.server.listeners import ListenerService
+from txpubsub.server.tap import unix_endpoint
 
 from .helpers import kept
 from .netclient import WAIT, connect, serve

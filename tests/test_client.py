@@ -11,12 +11,12 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from txpubsub.blocking import BlockingClient
 from txpubsub.client import Client, CommandError, Connection
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenerService
-from txpubsub.sqlite_store import open_store
-from txpubsub.wire import Delivery
+from txpubsub.client.blocking import BlockingClient
+from txpubsub.core.hub import Hub
+from txpubsub.server.listeners import ListenerService
+from txpubsub.store.sqlite import open_store
+from txpubsub.wire.parser import Delivery
 
 from .helpers import kept
 from .netclient import WAIT, serve

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.hub import IDLE_CHANNEL, SWEEP_INTERVAL
+from txpubsub.core.hub import IDLE_CHANNEL, SWEEP_INTERVAL
 
 from .helpers import Conn, make_hub
 

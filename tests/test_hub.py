@@ -4,8 +4,8 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.errors import CloseReason, HubError, ServerFull
-from txpubsub.message import Message
+from txpubsub.core.message import Message
+from txpubsub.wire.errors import CloseReason, HubError, ServerFull
 
 from .helpers import kept, make_hub
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.index import PatternIndex
+from txpubsub.core.index import PatternIndex
 
 
 def naive_match(pattern: str, channel: str) -> bool:
@@ -93,6 +93,6 @@ class PatternMatchesTests(SynchronousTestCase):
     @given(patterns, channels)
     def test_single_pattern_same_as_naive(self, pattern, channel) -> None:
         """The one-pattern matcher used by LIST agrees with the brute force too."""
-        from txpubsub.names import pattern_matches
+        from txpubsub.wire.names import pattern_matches
 
         self.assertEqual(pattern_matches(pattern, channel), naive_match(pattern, channel))

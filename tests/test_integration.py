@@ -11,9 +11,9 @@ from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.trial.unittest import TestCase
 
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenError, ListenerService
-from txpubsub.protocol import ClientFactory
+from txpubsub.core.hub import Hub
+from txpubsub.doors.line import ClientFactory
+from txpubsub.server.listeners import ListenError, ListenerService
 
 from .netclient import LineClient, connect
 

@@ -7,8 +7,8 @@ import re
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.door import CLOSE_GRACE, STALL, DoorSettings
-from txpubsub.system import SystemTicker, iso_utc
+from txpubsub.core.system import SystemTicker, iso_utc
+from txpubsub.doors.session import CLOSE_GRACE, STALL, DoorSettings
 
 from .helpers import Conn, make_hub
 

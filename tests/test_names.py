@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.errors import HubError
-from txpubsub.names import (
+from txpubsub.wire.errors import HubError
+from txpubsub.wire.names import (
     INBOX,
     PLAIN,
     SYSTEM,

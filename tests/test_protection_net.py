@@ -9,11 +9,11 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.trial.unittest import TestCase
 
-from txpubsub.door import DoorSettings
-from txpubsub.feeds import FeedFactory, IngestFactory
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenerService
-from txpubsub.protocol import ClientFactory
+from txpubsub.core.hub import Hub
+from txpubsub.doors.feeds import FeedFactory, IngestFactory
+from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.session import DoorSettings
+from txpubsub.server.listeners import ListenerService
 
 from .netclient import WAIT, LineClient, connect
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.replies import ReplyQueue
+from txpubsub.doors.replies import ReplyQueue
 
 
 class ReplyQueueTests(SynchronousTestCase):

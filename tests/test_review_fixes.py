@@ -7,11 +7,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txpubsub.door import DoorSettings
-from txpubsub.feeds import FeedFactory
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenerService
-from txpubsub.protocol import ClientFactory
+from txpubsub.core.hub import Hub
+from txpubsub.doors.feeds import FeedFactory
+from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.session import DoorSettings
+from txpubsub.server.listeners import ListenerService
 
 from .helpers import Conn, kept, make_hub
 from .netclient import WAIT, connect
@@ -148,7 +148,7 @@ class SecondReviewTests(SynchronousTestCase):
 
     def test_unsent_bytes_sees_tls_cleartext(self) -> None:
         """TLS keeps cleartext of its own before the handshake; it counts."""
-        from txpubsub.output import unsent_bytes
+        from txpubsub.doors.output import unsent_bytes
 
         class Inner(StringTransport):
             pass
@@ -193,7 +193,7 @@ class StoreReviewTests(TestCase):
         self.path = os.path.join(tempfile.mkdtemp(), "h.db")
 
     def start(self) -> Hub:
-        from txpubsub.sqlite_store import open_store
+        from txpubsub.store.sqlite import open_store
 
         hub = Hub(reactor, store=open_store(self.path, reactor, "e"))
         self.addCleanup(hub.store.close)

@@ -13,8 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txpubsub.hub import Hub
-from txpubsub.sqlite_store import SqliteStore, StoreError, _pragmas, open_store
+from txpubsub.core.hub import Hub
+from txpubsub.store.sqlite import SqliteStore, StoreError, _pragmas, open_store
 
 from .helpers import Conn
 from .netclient import WAIT, connect

@@ -5,9 +5,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenerService
-from txpubsub.tap import DEFAULT_PORT, Options, makeService
+from txpubsub.core.hub import Hub
+from txpubsub.server.listeners import ListenerService
+from txpubsub.server.tap import DEFAULT_PORT, Options, makeService
 
 
 class OptionsTests(SynchronousTestCase):

@@ -18,12 +18,12 @@ from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClie
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txpubsub.admin import AdminFactory
-from txpubsub.door import DoorSettings
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenerService
-from txpubsub.protocol import ClientFactory
-from txpubsub.tap import Options
+from txpubsub.core.hub import Hub
+from txpubsub.doors.admin import AdminFactory
+from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.session import DoorSettings
+from txpubsub.server.listeners import ListenerService
+from txpubsub.server.tap import Options
 
 from .netclient import WAIT, LineClient, connect
 

@@ -1,6 +1,6 @@
 """The ``mtls:`` server endpoint string (TLS that requires client certificates).
 
-Kept lazy: plugin discovery imports this file, so txpubsub.tls (and
+Kept lazy: plugin discovery imports this file, so txpubsub.server.tls (and
 pyOpenSSL) is imported only when an mtls: string is parsed.
 """
 from twisted.internet.interfaces import IStreamServerEndpointStringParser
@@ -13,7 +13,7 @@ class _MutualTLSParser:
     prefix = "mtls"
 
     def parseStreamServer(self, reactor, *args, **kwargs):
-        from txpubsub.tls import mtls_endpoint
+        from txpubsub.server.tls import mtls_endpoint
 
         return mtls_endpoint(reactor, *args, **kwargs)
 

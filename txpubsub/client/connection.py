@@ -35,9 +35,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClien
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from txpubsub.message import is_text
-from txpubsub.names import is_wildcard, pattern_matches
-from txpubsub.wire import Delivery, Item, Reply, ServerLine, ServerParser
+from txpubsub.wire.line import is_text
+from txpubsub.wire.names import is_wildcard, pattern_matches
+from txpubsub.wire.parser import Delivery, Item, Reply, ServerLine, ServerParser
 
 Payload = Union[bytes, str]
 OnMessage = Callable[[Delivery], object]

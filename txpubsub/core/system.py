@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from txpubsub.hub import Hub
+from txpubsub.core.hub import Hub
 
 TIME_INTERVAL = 1.0
 STATS_INTERVAL = 10.0

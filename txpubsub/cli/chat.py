@@ -15,7 +15,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 
 from txpubsub.client import Client, CommandError, ServerClosed
-from txpubsub.wire import Delivery
+from txpubsub.wire.parser import Delivery
 
 HELP = "commands: /join CH, /leave [CH], /msg NAME TEXT, /who, /list, /quit"
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
-from txpubsub.message import Message
+from txpubsub.core.message import Message
 
 
 @dataclass

@@ -5,7 +5,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
-from txpubsub.message import Message
+from txpubsub.core.message import Message
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from txpubsub.errors import HubError, shorten
+from txpubsub.wire.errors import HubError, shorten
 
 MAX_CHANNEL = 128
 

@@ -16,11 +16,11 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txpubsub.errors import CloseReason, ServerFull
-from txpubsub.framing import LineFramer
-from txpubsub.hub import Client, Hub
-from txpubsub.message import Message
-from txpubsub.output import batcher_for, direct_socket, send_now, unsent_bytes
+from txpubsub.core.hub import Client, Hub
+from txpubsub.core.message import Message
+from txpubsub.doors.framing import LineFramer
+from txpubsub.doors.output import batcher_for, direct_socket, send_now, unsent_bytes
+from txpubsub.wire.errors import CloseReason, ServerFull
 
 
 def describe_address(address: IAddress) -> tuple[str, str]:
@@ -148,7 +148,7 @@ class Door(LineFramer):
         name = None
         source = self.settings.tls_name_from
         if source != "none":
-            from txpubsub.tls import certificate_name
+            from txpubsub.server.tls import certificate_name
 
             cert = self.transport.getPeerCertificate()
             name = certificate_name(cert, source) if cert is not None else None

@@ -21,11 +21,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from txpubsub.channel import Channel
-from txpubsub.errors import CloseReason, HubError, ServerFull, shorten
-from txpubsub.index import PatternIndex
-from txpubsub.message import Message
-from txpubsub.names import (
+from txpubsub.core.channel import Channel
+from txpubsub.core.index import PatternIndex
+from txpubsub.core.message import Message
+from txpubsub.core.store import MemoryStore, Store
+from txpubsub.wire.errors import CloseReason, HubError, ServerFull, shorten
+from txpubsub.wire.names import (
     INBOX,
     PLAIN,
     SYSTEM,
@@ -36,7 +37,6 @@ from txpubsub.names import (
     pattern_kind,
     pattern_matches,
 )
-from txpubsub.store import MemoryStore, Store
 
 SYSTEM_CHANNELS = ("$sys.time", "$sys.clients", "$sys.channels", "$sys.stats")
 ADMIN_SENDER = "$admin"

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from txpubsub.client import CommandError, Payload, ServerClosed
-from txpubsub.message import is_text
-from txpubsub.wire import Delivery, Item, Reply, ServerLine, ServerParser
+from txpubsub.wire.line import is_text
+from txpubsub.wire.parser import Delivery, Item, Reply, ServerLine, ServerParser
 
 
 def open_socket(server: str, timeout: float) -> socket.socket:

@@ -8,16 +8,16 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txpubsub.admin import AdminFactory
-from txpubsub.door import DoorSettings
-from txpubsub.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
-from txpubsub.hub import Hub, new_epoch
-from txpubsub.lifecycle import Lifecycle
-from txpubsub.listeners import ListenerService
-from txpubsub.manhole import manhole_factory
-from txpubsub.protocol import ClientFactory
-from txpubsub.sqlite_store import StoreError, open_store
-from txpubsub.system import SystemTicker
+from txpubsub.core.hub import Hub, new_epoch
+from txpubsub.core.system import SystemTicker
+from txpubsub.doors.admin import AdminFactory
+from txpubsub.doors.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
+from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.manhole import manhole_factory
+from txpubsub.doors.session import DoorSettings
+from txpubsub.server.lifecycle import Lifecycle
+from txpubsub.server.listeners import ListenerService
+from txpubsub.store.sqlite import StoreError, open_store
 
 DEFAULT_PORT = "tcp:23400:interface=127.0.0.1"
 

@@ -19,8 +19,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
-from txpubsub.message import Message
-from txpubsub.store import SavedChannel
+from txpubsub.core.message import Message
+from txpubsub.core.store import SavedChannel
 
 _log = Logger()
 

@@ -15,15 +15,15 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 
-from txpubsub.door import CLOSE_GRACE
-from txpubsub.hub import Hub
-from txpubsub.listeners import ListenerService
+from txpubsub.core.hub import Hub
+from txpubsub.doors.session import CLOSE_GRACE
+from txpubsub.server.listeners import ListenerService
 
 
 def reload_certificates() -> tuple[int, int]:
     """Read every mtls: listener's certificate files again: (reloaded, failed)."""
     try:
-        from txpubsub.tls import reload_all
+        from txpubsub.server.tls import reload_all
     except ImportError:  # no pyOpenSSL: no TLS listeners either
         return 0, 0
     done, errors = reload_all()

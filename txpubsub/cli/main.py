@@ -215,7 +215,7 @@ async def _pub(reactor: Any, args: argparse.Namespace) -> int:
 # -- chat --------------------------------------------------------------------
 
 async def _chat(reactor: Any, args: argparse.Namespace) -> int:
-    from txpubsub.chat import run_chat
+    from txpubsub.cli.chat import run_chat
 
     return await run_chat(reactor, args, _endpoint(reactor, args), _say)
 
@@ -223,8 +223,8 @@ async def _chat(reactor: Any, args: argparse.Namespace) -> int:
 # -- admin and manhole -------------------------------------------------------
 
 def _admin(args: argparse.Namespace) -> int:
-    from txpubsub.blocking import open_socket
-    from txpubsub.wire import Reply, ServerParser
+    from txpubsub.client.blocking import open_socket
+    from txpubsub.wire.parser import Reply, ServerParser
 
     path = args.socket or DEFAULT_ADMIN
     try:
@@ -270,7 +270,7 @@ def _admin(args: argparse.Namespace) -> int:
 
 
 def _admin_line(event: Any) -> str:
-    from txpubsub.wire import Delivery
+    from txpubsub.wire.parser import Delivery
 
     if isinstance(event, Delivery):
         return f"MSG {event.channel} {event.msg_id} {event.sender} {event.text}"
@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("command", nargs=argparse.REMAINDER)
 
     bench = commands.add_parser("bench", parents=[common], help="measure the server's speed")
-    from txpubsub.bench import add_arguments
+    from txpubsub.cli.bench import add_arguments
 
     add_arguments(bench)
 
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.cmd == "manhole":
             sys.exit(_manhole(args))
         if args.cmd == "bench":
-            from txpubsub.bench import main as bench
+            from txpubsub.cli.bench import main as bench
 
             sys.exit(bench(args))
         if args.cmd == "chat" and sys.stdin.isatty():

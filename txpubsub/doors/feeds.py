@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from txpubsub.door import Door
-from txpubsub.errors import HubError
-from txpubsub.hub import SYSTEM_CHANNELS
-from txpubsub.message import Message
-from txpubsub.names import INBOX, PLAIN, SYSTEM, channel_kind, is_wildcard, pattern_kind
-from txpubsub.protocol import DoorFactory
+from txpubsub.core.hub import SYSTEM_CHANNELS
+from txpubsub.core.message import Message
+from txpubsub.doors.line import DoorFactory
+from txpubsub.doors.session import Door
+from txpubsub.wire.errors import HubError
+from txpubsub.wire.names import INBOX, PLAIN, SYSTEM, channel_kind, is_wildcard, pattern_kind
 
 
 def parse_binding(text: str, *, pattern: bool) -> tuple[str, str]:

@@ -9,11 +9,11 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from txpubsub import __version__
-from txpubsub.door import Door, DoorSettings
-from txpubsub.errors import CloseReason, HubError, shorten
-from txpubsub.hub import Hub
-from txpubsub.names import parse_number, split_args
-from txpubsub.replies import ReplyQueue
+from txpubsub.core.hub import Hub
+from txpubsub.doors.replies import ReplyQueue
+from txpubsub.doors.session import Door, DoorSettings
+from txpubsub.wire.errors import CloseReason, HubError, shorten
+from txpubsub.wire.names import parse_number, split_args
 
 HELP_LINES = (
     "NAME <name>                      set or change your name",

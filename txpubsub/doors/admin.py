@@ -11,12 +11,12 @@ from typing import Callable
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from txpubsub.errors import HubError, shorten
-from txpubsub.framing import LineFramer
-from txpubsub.hub import ADMIN_SENDER, Hub
-from txpubsub.lifecycle import reload_certificates
-from txpubsub.names import parse_number, split_args
-from txpubsub.system import iso_utc
+from txpubsub.core.hub import ADMIN_SENDER, Hub
+from txpubsub.core.system import iso_utc
+from txpubsub.doors.framing import LineFramer
+from txpubsub.server.lifecycle import reload_certificates
+from txpubsub.wire.errors import HubError, shorten
+from txpubsub.wire.names import parse_number, split_args
 
 HELP_LINES = (
     "CLIENTS                         connected clients, one CLIENT line each",

@@ -1,0 +1,1 @@
+"""Wiring for twistd: options, listeners, lifecycle and TLS."""

@@ -1,0 +1,1 @@
+"""Durable history stores (memory, the default, lives in txpubsub.core.store)."""

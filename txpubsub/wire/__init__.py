@@ -1,0 +1,1 @@
+"""The protocol's grammar, error codes, close reasons and encodings; no Twisted."""
