@@ -6,10 +6,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from txpubsub.core.hub import Hub
-from txpubsub.doors.line import ClientFactory, ClientProtocol
-from txpubsub.doors.output import batcher_for
+from txpubsub.doors.line import LineDoor, LineDoorFactory
 from txpubsub.doors.session import DoorSettings
-from txpubsub.wire.parser import Delivery, ServerParser
+from txpubsub.wire.parser import Delivery
 
 
 def make_hub(clock: Clock | None = None, **kwargs: object) -> Hub:
@@ -20,8 +19,7 @@ def make_hub(clock: Clock | None = None, **kwargs: object) -> Hub:
 
 def kept(hub: Hub, channel: str) -> list[Delivery]:
     """A channel's history as a reader of HISTORY would see it."""
-    return [event for event in ServerParser().feed(b"".join(hub.history(channel)))
-            if isinstance(event, Delivery)]
+    return [Delivery(m.channel, m.msg_id, m.sender, m.payload) for m in hub.history(channel)]
 
 
 class ConsumerTransport(StringTransport):
@@ -57,7 +55,7 @@ class Conn:
         self.transport = ConsumerTransport(
             peerAddress=IPv4Address("TCP", "127.0.0.1", Conn._port)
         )
-        self.proto: ClientProtocol = ClientFactory(
+        self.proto: LineDoor = LineDoorFactory(
             hub, "tcp:test", DoorSettings(**settings)  # type: ignore[arg-type]
         ).buildProtocol(None)
         self.proto.makeConnection(self.transport)
@@ -65,7 +63,7 @@ class Conn:
 
     def flush(self) -> None:
         """End the reactor turn: pending output is written to the transport."""
-        batcher_for(self.proto.hub, self.proto.hub.clock).flush()
+        self.proto.factory.batcher.flush()
 
     def take(self) -> bytes:
         """Everything written since the last take (the client reads it all)."""

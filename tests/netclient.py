@@ -98,10 +98,10 @@ async def connect(where: str | IStreamClientEndpoint) -> LineClient:
 def serve(case: Any, hub: Any, description: str = "tcp:0:interface=127.0.0.1",
           settings: Any = None) -> tuple[Any, str]:
     """Listen for clients of ``hub`` until the test ends; returns (service, address)."""
-    from txpubsub.doors.line import ClientFactory
+    from txpubsub.doors.line import LineDoorFactory
     from txpubsub.server.listeners import ListenerService
 
-    service = ListenerService(reactor, description, ClientFactory(hub, description, settings))
+    service = ListenerService(reactor, description, LineDoorFactory(hub, description, settings))
     service.startService()
     case.addCleanup(service.stopService)
     return service, f"tcp:127.0.0.1:{service.port.getHost().port}"

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.trial.unittest import TestCase
 
 from txpubsub.core.hub import Hub
-from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.line import LineDoorFactory
 from txpubsub.server.listeners import ListenError, ListenerService
 
 from .netclient import LineClient, connect
@@ -37,7 +37,7 @@ class ServerTests(TestCase):
         self.address = f"tcp:127.0.0.1:{self.tcp.port.getHost().port}"
 
     def listen(self, description: str) -> ListenerService:
-        service = ListenerService(reactor, description, ClientFactory(self.hub, description))
+        service = ListenerService(reactor, description, LineDoorFactory(self.hub, description))
         service.startService()
         self.addCleanup(service.stopService)
         return service
@@ -138,7 +138,7 @@ class ServerTests(TestCase):
         """A listener that cannot start stops the server with a line naming it."""
         taken = self.tcp.port.getHost().port
         service = ListenerService(reactor, f"tcp:{taken}:interface=127.0.0.1",
-                                  ClientFactory(self.hub))
+                                  LineDoorFactory(self.hub))
         e = self.assertRaises(ListenError, service.privilegedStartService)
         self.assertIn(f"cannot listen on tcp:{taken}:interface=127.0.0.1", str(e))
 

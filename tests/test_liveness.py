@@ -135,7 +135,7 @@ class SlowConsumerTests(SynchronousTestCase):
         for _ in range(300):
             self.publisher.send(b"PUB t " + self.payload + b"\r\n")
             self.fast.take()
-            if self.publisher.proto.stalled():
+            if self.publisher.proto.session.stalled():
                 stalls += 1
                 # Input that arrives meanwhile waits its turn, then runs.
                 self.publisher.send(b"PING\r\n")
@@ -155,7 +155,7 @@ class SlowConsumerTests(SynchronousTestCase):
         publisher = Conn(hub)
         for _ in range(300):
             publisher.send(b"PUB t " + self.payload + b"\r\n")
-            self.assertFalse(publisher.proto.stalled())
+            self.assertFalse(publisher.proto.session.stalled())
         self.assertTrue(slow.closed)
         self.assertEqual(hub.counters.pacing_stalls, 0)
 
@@ -168,7 +168,7 @@ class SlowConsumerTests(SynchronousTestCase):
     def test_reader_that_catches_up_gets_budget_back(self) -> None:
         self.publish(110)
         self.slow.take()  # read everything: Twisted resumes us
-        self.assertEqual(self.slow.proto._stall_left, DoorSettings().max_stall)
+        self.assertEqual(self.slow.proto.session._stall_left, DoorSettings().max_stall)
 
     def test_unread_replies_count_too(self) -> None:
         """A client that sends commands but never reads its replies is cut off too."""

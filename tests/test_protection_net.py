@@ -11,7 +11,7 @@ from twisted.trial.unittest import TestCase
 
 from txpubsub.core.hub import Hub
 from txpubsub.doors.feeds import FeedFactory, IngestFactory
-from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenerService
 
@@ -42,7 +42,7 @@ class ProtectionTests(TestCase):
     async def test_non_reader_cut_off_during_flood(self) -> None:
         """One subscriber stops reading: it is cut off; the reader gets every
         message once and in order; a third client's PING is answered meanwhile."""
-        address = self.listen(ClientFactory(self.hub, "tcp", DoorSettings(max_buffer=256 * 1024)))
+        address = self.listen(LineDoorFactory(self.hub, "tcp", DoorSettings(max_buffer=256 * 1024)))
         reader = await self.connect(address)
         await reader.ask(b"SUB flood", b"+OK")
         stuck = await self.connect(address)
@@ -80,7 +80,7 @@ class ProtectionTests(TestCase):
         """Lines sent to an ingest port come out of a feed port as bare lines."""
         feed = self.listen(FeedFactory("logs", self.hub))
         ingest = self.listen(IngestFactory("logs", self.hub))
-        watcher = await self.connect(self.listen(ClientFactory(self.hub)))
+        watcher = await self.connect(self.listen(LineDoorFactory(self.hub)))
         await watcher.ask(b"SUB logs", b"+OK")
         reader = LineClient()
         await connectProtocol(clientFromString(reactor, feed), reader).addTimeout(WAIT, reactor)

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.core.hub import Hub
 from txpubsub.doors.feeds import FeedFactory
-from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenerService
 
@@ -53,7 +53,7 @@ class ProtocolRegressionTests(SynchronousTestCase):
         conn = Conn(self.hub)
         out = conn.send(b"PUBB caf\xe9 19\nNAME mallory\nSUB x\n\r\nPING\n")
         self.assertEqual(out, b"-ERR bad-encoding lines must be UTF-8\r\nPONG\r\n")
-        self.assertIsNone(conn.proto.client.name)
+        self.assertIsNone(conn.proto.session.client.name)
 
     def test_slow_upload_is_alive(self) -> None:
         """Bytes of a PUBB payload still arriving count as life."""
@@ -93,13 +93,13 @@ class ProtocolRegressionTests(SynchronousTestCase):
             conn.proto.dataReceived(b"PING\r\n" * 1000)
             conn.flush()
         conn.proto.dataReceived(b"QUIT\r\n")
-        self.assertEqual(conn.proto.close_reason.value, "slow-consumer")
+        self.assertEqual(conn.proto.session.close_reason.value, "slow-consumer")
 
     def test_replies_do_not_spend_pacing_budget(self) -> None:
         conn = Conn(self.hub, max_buffer=200_000)
-        budget = conn.proto._stall_left
+        budget = conn.proto.session._stall_left
         conn.proto.dataReceived(b"PING\r\n" * 20000)
-        self.assertEqual(conn.proto._stall_left, budget)
+        self.assertEqual(conn.proto.session._stall_left, budget)
         self.assertEqual(self.hub.counters.pacing_stalls, 0)
 
     def test_long_names_cut_in_errors(self) -> None:
@@ -119,7 +119,7 @@ class CleanCloseTests(TestCase):
     def setUp(self) -> None:
         self.hub = Hub(reactor, epoch="itest")
         service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
-                                  ClientFactory(self.hub, "tcp", DoorSettings(ping_interval=0)))
+                                  LineDoorFactory(self.hub, "tcp", DoorSettings(ping_interval=0)))
         service.startService()
         self.addCleanup(service.stopService)
         self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"
@@ -176,8 +176,8 @@ class SecondReviewTests(SynchronousTestCase):
         conn.flush()
         for _ in range(40):  # this turn's output would pass --max-buffer
             writer.proto.dataReceived(b"PUB t " + b"x" * 1000 + b"\r\n")
-        hub.kick(conn.proto.client.client_id, "maintenance")
-        self.assertEqual(conn.proto.close_reason.value, "slow-consumer")
+        hub.kick(conn.proto.session.client.client_id, "maintenance")
+        self.assertEqual(conn.proto.session.close_reason.value, "slow-consumer")
         self.assertTrue(conn.transport.value().endswith(b"BYE slow-consumer over 100000 bytes "
                                                         b"unsent\r\n"))
         self.assertEqual(hub.counters.slow_consumers, 1)

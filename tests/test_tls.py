@@ -9,6 +9,7 @@ import trustme
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
     TCP4ClientEndpoint,
     connectProtocol,
     serverFromString,
@@ -20,8 +21,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.core.hub import Hub
 from txpubsub.doors.admin import AdminFactory
-from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings
+from txpubsub.server.lifecycle import reload_certificates
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import Options
 
@@ -66,12 +68,14 @@ class TLSTests(TestCase):
         self.certs = Certs()
         self.hub = Hub(reactor, epoch="itest")
         self.clients: list[LineClient] = []
+        self.listeners: list[ListenerService] = []
 
     def listen(self, description: str, settings: DoorSettings | None = None) -> int:
         service = ListenerService(reactor, description,
-                                  ClientFactory(self.hub, description, settings))
+                                  LineDoorFactory(self.hub, description, settings))
         service.startService()
         self.addCleanup(service.stopService)
+        self.listeners.append(service)
         return service.port.getHost().port
 
     def ssl(self) -> int:
@@ -218,7 +222,8 @@ class TLSTests(TestCase):
         self.certs.write("server-key.pem", issued.private_key_pem.bytes())
         self.certs.write("server-cert.pem", b"".join(c.bytes() for c in issued.cert_chain_pems))
         self.certs.write("ca.pem", new_ca.cert_pem.bytes())
-        admin = AdminFactory(self.hub, lambda grace: None).buildProtocol(None)
+        admin = AdminFactory(self.hub, lambda grace: None,
+                             lambda: reload_certificates(self.listeners)).buildProtocol(None)
         from twisted.internet.testing import StringTransport
 
         transport = StringTransport()
@@ -258,7 +263,7 @@ class TLSOptionTests(SynchronousTestCase):
         endpoint = serverFromString(
             reactor, f"mtls:0:privateKey={certs.key_path}:certKey={certs.cert_path}"
                      f":caCerts={certs.ca_path}")
-        self.assertEqual(type(endpoint).__name__, "SSL4ServerEndpoint")
+        self.assertIsInstance(endpoint, SSL4ServerEndpoint)
 
     def test_name_from_choices(self) -> None:
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--tls-name-from", "dn"])

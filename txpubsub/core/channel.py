@@ -15,11 +15,8 @@ class Channel(Generic[T]):
 
     Ids are consecutive from 1 and never restart while the server's epoch
     stands: a channel created again after a drop starts after ``last_id``.
-    History keeps each message's delivery line and nothing else: that is all
-    a replay sends, and one bytes object per kept message is what makes
-    history cheap to keep (a Message with its payload, id and time would be
-    five objects for the garbage collector to carry; on PyPy, keeping them
-    cost ~40% of a publish).
+    History keeps the last ``keep`` Message values, which every door can
+    replay in its own format.
     ``subscribers`` holds the connections subscribed to this exact name;
     wildcard subscriptions live in the hub's PatternIndex.
     """
@@ -46,7 +43,7 @@ class Channel(Generic[T]):
     ) -> None:
         self.name = name
         self._keep = keep
-        self._kept: deque[bytes] | None = None  # made at the first message kept
+        self._kept: deque[Message] | None = None  # made at the first message kept
         self.last_id = last_id
         self.published = 0
         self.subscribers: set[T] = set()
@@ -60,24 +57,21 @@ class Channel(Generic[T]):
         return self._keep
 
     @property
-    def history(self) -> Sequence[bytes]:
-        """The kept messages' delivery lines, oldest first (consecutive ids up
-        to ``last_id``)."""
+    def history(self) -> Sequence[Message]:
+        """The kept messages, oldest first (consecutive ids up to ``last_id``)."""
         return self._kept if self._kept is not None else ()
 
-    def append(self, sender: str, payload: bytes, now: float) -> Message:
-        """Number a new message, keep it, and return it."""
-        self.last_id += 1
+    def record(self, msg: Message) -> None:
+        """Count a new message (numbered by the backplane) and keep it."""
+        self.last_id = msg.msg_id
         self.published += 1
-        self.last_publish_at = now
-        msg = Message(self.name, self.last_id, sender, payload, now)
+        self.last_publish_at = msg.published_at
         kept = self._kept
         if kept is None:
             if not self._keep:
-                return msg
+                return
             kept = self._kept = deque(maxlen=self._keep)
-        kept.append(msg.line)
-        return msg
+        kept.append(msg)
 
     def restore(self, messages: Iterable[Message]) -> None:
         """Put back kept messages (oldest first), as a store loads them at start."""
@@ -86,7 +80,7 @@ class Channel(Generic[T]):
                 if not self._keep:
                     return
                 self._kept = deque(maxlen=self._keep)
-            self._kept.append(msg.line)
+            self._kept.append(msg)
 
     def clear_history(self) -> None:
         """Forget every kept message."""

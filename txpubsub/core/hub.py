@@ -1,9 +1,9 @@
-"""The hub: every channel, subscription, client name and counter.
+"""The hub: channels, subscriptions, publishing and fan-out.
 
-No sockets and no wire format: doors (the line protocol, later the admin
-socket and WebSocket) turn bytes into these calls, and the hub hands each
-published Message to the matching subscribers through the small Subscriber
-interface below.
+No sockets and no wire format: doors turn bytes into these calls, and the
+hub hands each published Message to the matching sessions (the Session
+seam). Who is connected lives in the ClientRegistry; ids are assigned by the
+Backplane; permissions are the Authorizer's.
 """
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import secrets
 import string
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from itertools import islice
-from typing import Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -21,18 +19,22 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from txpubsub.core.authorizer import AllowAll, Authorizer
+from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
 from txpubsub.core.channel import Channel
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
+from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection
+from txpubsub.core.session import Session
+from txpubsub.core.stats import Counters, DoorCounters
 from txpubsub.core.store import MemoryStore, Store
-from txpubsub.wire.errors import CloseReason, HubError, ServerFull, shorten
+from txpubsub.wire.errors import CloseReason, HubError, shorten
 from txpubsub.wire.names import (
     INBOX,
     PLAIN,
     SYSTEM,
     channel_kind,
     check_name,
-    is_client_id,
     is_wildcard,
     pattern_kind,
     pattern_matches,
@@ -45,84 +47,8 @@ ADMIN_SENDER = "$admin"
 IDLE_CHANNEL = 300.0
 SWEEP_INTERVAL = 60.0
 
-
-class Subscriber(Protocol):
-    """What the hub needs from a connection, whatever door it came through.
-
-    ``deliver`` is called once per matching message on the publish path: it
-    must be cheap and must not call back into the hub; it returns True when
-    this subscriber is falling behind and the publisher should be paced.
-    ``pace`` is then called on the publisher (True if it was held back), and
-    ``charge_stall`` on each subscriber that asked for it. ``close`` ends the connection
-    with a reason; the door calls ``Hub.detach`` later, when the connection
-    is really gone, never from inside ``close``.
-    """
-
-    msgs_in: int
-    msgs_out: int
-
-    def deliver(self, msg: Message) -> bool: ...
-
-    def pace(self) -> bool: ...
-
-    def charge_stall(self) -> None: ...
-
-    def channel_dropped(self, channel: str) -> None: ...
-
-    def close(self, reason: CloseReason, text: str = "") -> None: ...
-
-    def pending_bytes(self) -> int: ...
-
-
-class Client:
-    """The hub's record of one connected client."""
-
-    __slots__ = ("address", "addressable", "client_id", "connected_at", "inbox_last_id",
-                 "listener", "name", "name_locked", "patterns", "sender", "subscriber")
-
-    def __init__(
-        self, client_id: str, subscriber: Subscriber, connected_at: float, address: str,
-        listener: str,
-    ) -> None:
-        self.client_id = client_id
-        self.subscriber = subscriber
-        self.connected_at = connected_at
-        self.address = address
-        self.listener = listener
-        self.name: str | None = None
-        self.sender = client_id  # the name shown as sender: the name, or the id
-        self.patterns: set[str] = set()
-        self.addressable = True  # raw feed/ingest connections take no direct messages
-        self.name_locked = False  # a name from a TLS certificate cannot be changed
-        self.inbox_last_id = 0
-
-    def __repr__(self) -> str:
-        return f"<Client {self.client_id} {self.name or '-'}>"
-
-
-@dataclass(frozen=True)
-class ClosedConnection:
-    """One line of the connection log."""
-
-    client_id: str
-    name: str | None
-    address: str
-    connected_at: float
-    disconnected_at: float
-    reason: str
-
-
-@dataclass
-class Counters:
-    """Server-wide counters, bumped once per publish, never per delivery."""
-
-    msgs_in: int = 0
-    msgs_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    connections_total: int = 0
-    slow_consumers: int = 0
-    pacing_stalls: int = 0
+__all__ = ["ADMIN_SENDER", "SYSTEM_CHANNELS", "ClientRecord", "ClosedConnection", "Hub",
+           "Session", "new_epoch"]
 
 
 def new_epoch() -> str:
@@ -150,28 +76,29 @@ class Hub(Service):
         connection_log: int = 10000,
         store: Store | None = None,
         epoch: str | None = None,
+        backplane: Backplane | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.clock = clock
         self.default_history = history
         self.max_history = max_history
         self.max_payload = max_payload
-        self.max_clients = max_clients
         self.max_subscriptions = max_subscriptions
         self.auto_create = auto_create
         self.max_replay = max_replay
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
+        self.backplane: Backplane = backplane or LocalBackplane(self)
+        self.authorizer = authorizer or AllowAll()
         self.started_at = clock.seconds()
         self.counters = Counters()
-        self._channels: dict[str, Channel[Subscriber]] = {}
-        self._patterns: PatternIndex[Subscriber] = PatternIndex()
-        self._clients: dict[str, Client] = {}  # by id, in connection order
-        self._by_name: dict[str, Client] = {}
-        self._by_subscriber: dict[Subscriber, Client] = {}
+        self.door_counters: dict[str, DoorCounters] = {}
+        self.registry = ClientRegistry(max_clients, connection_log)
+        self._channels: dict[str, Channel[Session]] = {}
+        self._patterns: PatternIndex[Session] = PatternIndex()
+        self._record_of: dict[Session, ClientRecord] = {}
         self._retired: dict[str, int] = {}  # forgotten or dropped channel -> its last id
-        self._last_client_number = 0
         self._sweeper: LoopingCall | None = None
-        self.connection_log: deque[ClosedConnection] = deque(maxlen=connection_log)
         self._all_gone: list[Deferred[None]] = []
         for name in SYSTEM_CHANNELS:
             self._channels[name] = Channel(name, 0, self.started_at, system=True)
@@ -179,10 +106,31 @@ class Hub(Service):
             if saved.retired:
                 self._retired[saved.name] = saved.last_id
                 continue
-            ch: Channel[Subscriber] = Channel(saved.name, saved.keep, saved.created_at,
-                                              saved.last_id)
+            ch: Channel[Session] = Channel(saved.name, saved.keep, saved.created_at,
+                                           saved.last_id)
             ch.restore(saved.messages)
             self._channels[saved.name] = ch
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """Who may do what; replace it to change the rules (connections keep going)."""
+        return self._authorizer
+
+    @authorizer.setter
+    def authorizer(self, authorizer: Authorizer) -> None:
+        self._authorizer = authorizer
+        # A publish skips the call when everything is allowed anyway.
+        self._restricted = not isinstance(authorizer, AllowAll)
+
+    @property
+    def max_clients(self) -> int:
+        """Most connections at once (--max-clients)."""
+        return self.registry.max_clients
+
+    @property
+    def connection_log(self) -> deque[ClosedConnection]:
+        """Past connections, newest first."""
+        return self.registry.connection_log
 
     def startService(self) -> None:
         Service.startService(self)
@@ -206,7 +154,7 @@ class Hub(Service):
     def close_all(self, grace: float = 0.0) -> Deferred[None]:
         """``BYE shutdown`` to every client, spread evenly over ``grace`` seconds
         (so they do not all reconnect at once); fires when all are gone."""
-        clients = list(self._clients.values())
+        clients = self.registry.all()
         if not clients:
             return succeed(None)
         gone: Deferred[None] = Deferred()
@@ -214,19 +162,17 @@ class Hub(Service):
         for i, client in enumerate(clients):
             delay = grace * i / len(clients)
             if delay:
-                self.clock.callLater(delay, client.subscriber.close, CloseReason.SHUTDOWN)
+                self.clock.callLater(delay, client.session.close, CloseReason.SHUTDOWN)
             else:
-                client.subscriber.close(CloseReason.SHUTDOWN)
+                client.session.close(CloseReason.SHUTDOWN)
         return gone
 
     def kick(self, name_or_id: str, text: str = "") -> str:
         """Close a client with ``BYE kicked``; returns its id. HubError no-such-client."""
-        client = self.find_client(name_or_id)
-        if client is None:
-            raise HubError("no-such-client", f"no client {shorten(name_or_id)}")
+        client = self.registry.require(name_or_id)
         self._log.info("kicking {client_id} ({name}): {text}", client_id=client.client_id,
                        name=client.name or "-", text=text or "-")
-        client.subscriber.close(CloseReason.KICKED, text)
+        client.session.close(CloseReason.KICKED, text)
         return client.client_id
 
     def drop(self, channel: str) -> None:
@@ -238,9 +184,9 @@ class Hub(Service):
         ch = self._channels.get(channel)
         if ch is None:
             raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
-        for subscriber in list(ch.subscribers):
-            self._by_subscriber[subscriber].patterns.discard(channel)
-            subscriber.channel_dropped(channel)
+        for session in list(ch.subscribers):
+            self._record_of[session].patterns.discard(channel)
+            session.channel_dropped(channel)
         ch.subscribers.clear()
         ch.clear_history()
         self._retire(ch)
@@ -250,17 +196,11 @@ class Hub(Service):
     # -- clients ---------------------------------------------------------
 
     def attach(
-        self, subscriber: Subscriber, address: str = "-", listener: str = "-", family: str = "-"
-    ) -> Client:
+        self, session: Session, address: str = "-", listener: str = "-", family: str = "-"
+    ) -> ClientRecord:
         """Register a new connection; ServerFull past --max-clients (BYE too-many-clients)."""
-        if len(self._clients) >= self.max_clients:
-            raise ServerFull(f"the server is full ({self.max_clients} clients)")
-        self._last_client_number += 1
-        client = Client(
-            f"c{self._last_client_number}", subscriber, self.clock.seconds(), address, listener
-        )
-        self._clients[client.client_id] = client
-        self._by_subscriber[subscriber] = client
+        client = self.registry.add(session, self.clock.seconds(), address, listener)
+        self._record_of[session] = client
         self.counters.connections_total += 1
         self._log.info(
             "{client_id} connected from {address} on {listener}",
@@ -269,48 +209,35 @@ class Hub(Service):
         self._announce("$sys.clients", f"connect {client.client_id} {family}")
         return client
 
-    def detach(self, client: Client, reason: CloseReason) -> None:
+    def detach(self, client: ClientRecord, reason: CloseReason) -> None:
         """Forget a connection that is gone: its subscriptions and its name."""
-        if self._clients.pop(client.client_id, None) is None:
+        name = client.name
+        if not self.registry.remove(client, reason.value, self.clock.seconds()):
             return
-        subscriber = client.subscriber
-        del self._by_subscriber[subscriber]
+        session = client.session
+        del self._record_of[session]
         for pattern in client.patterns:
-            self._forget_subscription(subscriber, pattern)
+            self._forget_subscription(session, pattern)
         client.patterns.clear()
-        if client.name is not None:
-            del self._by_name[client.name]
-        self.connection_log.appendleft(ClosedConnection(
-            client.client_id, client.name, client.address, client.connected_at,
-            self.clock.seconds(), reason.value))
         self._log.info(
             "{client_id} ({name}) disconnected: {reason}",
-            client_id=client.client_id, name=client.name or "-", reason=reason.value,
+            client_id=client.client_id, name=name or "-", reason=reason.value,
         )
         self._announce("$sys.clients", f"disconnect {client.client_id} {reason.value}")
-        if not self._clients:
+        if not len(self.registry):
             waiting, self._all_gone = self._all_gone, []
             for gone in waiting:
                 gone.callback(None)
 
-    def set_name(self, client: Client, name: str) -> str:
+    def set_name(self, client: ClientRecord, name: str) -> str:
         """Give a client a name (or a new one); HubError bad-args or name-taken."""
         if client.name_locked:
             raise HubError("forbidden", "your name comes from your certificate")
-        check_name(name)
-        holder = self._by_name.get(name)
-        if holder is client:
-            return name
-        if holder is not None:
-            raise HubError("name-taken", f"{name} is taken by another client")
-        if client.name is not None:
-            del self._by_name[client.name]
-        self._by_name[name] = client
-        client.name = client.sender = name
-        self._announce("$sys.clients", f"name {client.client_id} {name}")
+        if self.registry.rename(client, name):
+            self._announce("$sys.clients", f"name {client.client_id} {name}")
         return name
 
-    def claim_name(self, client: Client, name: str) -> None:
+    def claim_name(self, client: ClientRecord, name: str) -> None:
         """Give a client the name its TLS certificate carries, for good.
 
         A client that took that name with NAME loses it (``BYE kicked``);
@@ -318,43 +245,52 @@ class Hub(Service):
         is refused (HubError auth-failed).
         """
         check_name(name)
-        holder = self._by_name.get(name)
+        holder = self.registry.by_name(name)
         if holder is not None and holder is not client:
             if holder.name_locked:
                 raise HubError("auth-failed", f"{name} is connected already")
-            del self._by_name[name]
-            holder.name, holder.sender = None, holder.client_id
-            holder.subscriber.close(CloseReason.KICKED, "that name belongs to a certificate")
+            self.registry.unname(holder)
+            holder.session.close(CloseReason.KICKED, "that name belongs to a certificate")
         self.set_name(client, name)
         client.name_locked = True
 
-    def clients(self) -> list[Client]:
+    def clients(self) -> list[ClientRecord]:
         """Every connected client, oldest connection first."""
-        return list(self._clients.values())
+        return self.registry.all()
 
-    def find_client(self, name_or_id: str) -> Client | None:
+    def find_client(self, name_or_id: str) -> ClientRecord | None:
         """A connected client by name, or by id."""
-        if is_client_id(name_or_id):
-            return self._clients.get(name_or_id)
-        return self._by_name.get(name_or_id)
+        return self.registry.find(name_or_id)
+
+    def record_of(self, session: Session) -> ClientRecord | None:
+        """The client record of a connected session."""
+        return self._record_of.get(session)
 
     # -- channels --------------------------------------------------------
 
-    def create(self, channel: str, history: int | None = None) -> Channel[Subscriber]:
+    def create(
+        self, channel: str, history: int | None = None, client: ClientRecord | None = None
+    ) -> Channel[Session]:
         """Create a channel keeping ``history`` messages (default: the server's)."""
         kind = channel_kind(channel)
         if kind != PLAIN:
             raise HubError("forbidden", f"{shorten(channel)} cannot be created by clients")
+        self._check(client is None or self.authorizer.may_publish(client, channel), channel)
         if channel in self._channels:
             raise HubError("exists", f"{shorten(channel)} exists")
         if history is not None and history > self.max_history:
             raise HubError("bad-args", f"history= is at most {self.max_history}")
         return self._new_channel(channel, self.default_history if history is None else history)
 
-    def _new_channel(self, name: str, keep: int) -> Channel[Subscriber]:
+    @staticmethod
+    def _check(allowed: bool, what: str) -> None:
+        if not allowed:
+            raise HubError("forbidden", f"not allowed on {shorten(what)}")
+
+    def _new_channel(self, name: str, keep: int) -> Channel[Session]:
         # A channel made again goes on from its last id: ids never restart in an epoch.
-        ch: Channel[Subscriber] = Channel(name, keep, self.clock.seconds(),
-                                          self._retired.pop(name, 0))
+        ch: Channel[Session] = Channel(name, keep, self.clock.seconds(),
+                                       self._retired.pop(name, 0))
         self._channels[name] = ch
         self.store.channel_created(name, keep, ch.created_at, ch.last_id)
         self._announce("$sys.channels", f"create {name}")
@@ -375,17 +311,17 @@ class Hub(Service):
             self._retire(ch)
         return len(idle)
 
-    def _retire(self, ch: Channel[Subscriber]) -> None:
+    def _retire(self, ch: Channel[Session]) -> None:
         del self._channels[ch.name]
         if ch.last_id:  # a channel that never had a message has nothing to go on from
             self._retired[ch.name] = ch.last_id
         self.store.channel_retired(ch.name, ch.last_id)
 
-    def channel(self, name: str) -> Channel[Subscriber] | None:
+    def channel(self, name: str) -> Channel[Session] | None:
         """The channel of that exact name, if it exists."""
         return self._channels.get(name)
 
-    def channels(self, pattern: str = ">") -> list[Channel[Subscriber]]:
+    def channels(self, pattern: str = ">") -> list[Channel[Session]]:
         """Channels whose names a pattern matches, sorted by name."""
         pattern_kind(pattern)
         return sorted(
@@ -393,10 +329,10 @@ class Hub(Service):
             key=lambda ch: ch.name,
         )
 
-    def subscribers_of(self, channel: str) -> set[Subscriber]:
+    def subscribers_of(self, channel: str) -> set[Session]:
         """The connections that a message on ``channel`` would reach now."""
         channel_kind(channel)
-        found: set[Subscriber] = set()
+        found: set[Session] = set()
         ch = self._channels.get(channel)
         if ch is not None:
             found.update(ch.subscribers)
@@ -404,22 +340,22 @@ class Hub(Service):
             found.update(matched)
         return found
 
-    def clients_of(self, subscribers: Iterable[Subscriber]) -> list[Client]:
-        """Client records of subscribers, oldest connection first."""
-        wanted = set(subscribers)
-        return [c for c in self._clients.values() if c.subscriber in wanted]
+    def clients_of(self, sessions: Iterable[Session]) -> list[ClientRecord]:
+        """Client records of sessions, oldest connection first."""
+        wanted = set(sessions)
+        return [c for c in self.registry.all() if c.session in wanted]
 
     # -- subscriptions ---------------------------------------------------
 
     def subscribe(
         self,
-        client: Client,
+        client: ClientRecord,
         pattern: str,
         last: int | None = None,
         since: int | None = None,
         epoch: str | None = None,
-    ) -> tuple[list[bytes], bool]:
-        """Subscribe a client to a pattern; returns (lines to replay, partial).
+    ) -> tuple[list[Message], bool]:
+        """Subscribe a client to a pattern; returns (messages to replay, partial).
 
         ``last``/``since`` (concrete channels only) ask for a replay from
         history. The replay is taken and the subscription made in this one
@@ -437,15 +373,20 @@ class Hub(Service):
         if kind == INBOX:
             raise HubError("forbidden", "inboxes are delivered to their owner without SUB")
         wildcard = is_wildcard(pattern)
-        if wildcard and (last is not None or since is not None):
+        replay = last is not None or since is not None
+        if wildcard and replay:
             raise HubError("bad-args", "last= and since= need a concrete channel")
+        authorizer = self.authorizer
+        self._check(authorizer.may_subscribe(client, pattern), pattern)
+        if replay:
+            self._check(authorizer.may_read(client, pattern), pattern)
         if pattern not in client.patterns:
             if len(client.patterns) >= self.max_subscriptions:
                 raise HubError(
                     "too-many-subscriptions", f"at most {self.max_subscriptions} per connection"
                 )
             if wildcard:
-                self._patterns.add(pattern, client.subscriber)
+                self._patterns.add(pattern, client.session)
             else:
                 ch = self._channels.get(pattern)
                 if ch is None:
@@ -453,15 +394,15 @@ class Hub(Service):
                         raise HubError("no-such-channel",
                                        f"no system channel {shorten(pattern)}")
                     ch = self._auto_create(pattern)
-                ch.subscribers.add(client.subscriber)
+                ch.subscribers.add(client.session)
             client.patterns.add(pattern)
-        if last is None and since is None:
+        if not replay:
             return [], False
         return self._replay(self._channels[pattern], last, since, epoch)
 
     def _replay(
-        self, ch: Channel[Subscriber], last: int | None, since: int | None, epoch: str | None
-    ) -> tuple[list[bytes], bool]:
+        self, ch: Channel[Session], last: int | None, since: int | None, epoch: str | None
+    ) -> tuple[list[Message], bool]:
         kept = len(ch.history)
         partial = False
         if last is not None:
@@ -480,12 +421,14 @@ class Hub(Service):
                 count, partial = self.max_replay, True
         return list(islice(ch.history, kept - count, kept)), partial
 
-    def history(self, channel: str, n: int | None = None) -> list[bytes]:
-        """The last ``n`` kept messages' delivery lines (all, at most
-        --max-replay), oldest first."""
+    def history(
+        self, channel: str, n: int | None = None, client: ClientRecord | None = None
+    ) -> list[Message]:
+        """The last ``n`` kept messages (all, at most --max-replay), oldest first."""
         kind = channel_kind(channel)
         if kind == INBOX:
             raise HubError("forbidden", "inboxes keep no history")
+        self._check(client is None or self.authorizer.may_read(client, channel), channel)
         ch = self._channels.get(channel)
         if ch is None:
             raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
@@ -493,27 +436,27 @@ class Hub(Service):
         count = min(kept if n is None else n, kept, self.max_replay)
         return list(islice(ch.history, kept - count, kept))
 
-    def unsubscribe(self, client: Client, pattern: str) -> None:
+    def unsubscribe(self, client: ClientRecord, pattern: str) -> None:
         """Drop one of a client's subscriptions; HubError not-subscribed if absent."""
         pattern_kind(pattern)
         if pattern not in client.patterns:
             raise HubError("not-subscribed", f"not subscribed to {shorten(pattern)}")
         client.patterns.discard(pattern)
-        self._forget_subscription(client.subscriber, pattern)
+        self._forget_subscription(client.session, pattern)
 
-    def _forget_subscription(self, subscriber: Subscriber, pattern: str) -> None:
+    def _forget_subscription(self, session: Session, pattern: str) -> None:
         if is_wildcard(pattern):
-            self._patterns.remove(pattern, subscriber)
+            self._patterns.remove(pattern, session)
         else:
             ch = self._channels.get(pattern)
             if ch is not None:
-                ch.subscribers.discard(subscriber)
+                ch.subscribers.discard(session)
 
     def subscription_count(self) -> int:
         """Subscriptions held by all connected clients."""
-        return sum(len(c.patterns) for c in self._clients.values())
+        return sum(len(c.patterns) for c in self.registry.all())
 
-    def _auto_create(self, channel: str) -> Channel[Subscriber]:
+    def _auto_create(self, channel: str) -> Channel[Session]:
         if not self.auto_create:
             raise HubError("no-such-channel",
                            f"{shorten(channel)} does not exist (auto-create is off)")
@@ -522,12 +465,15 @@ class Hub(Service):
     # -- publishing ------------------------------------------------------
 
     def publish(
-        self, sender: str, channel: str, payload: bytes, publisher: Subscriber | None = None
-    ) -> int:
-        """Keep a message and hand it once to every matching connection.
+        self, sender: str, channel: str, payload: bytes, client: ClientRecord | None = None
+    ) -> MessageId:
+        """Check a message and hand it to the backplane, which numbers it and
+        brings it to every matching connection once.
 
-        ``sender`` is the name shown to readers; ``publisher``, the connection
-        that published, is paced if a reader is falling behind. Returns the id.
+        ``sender`` is the name shown to readers; ``client``, the connection
+        that published (None for the server's own voice), is checked by the
+        authorizer and paced if a reader is falling behind. Returns the id,
+        or a Deferred of it if the backplane numbers messages elsewhere.
         """
         if len(payload) > self.max_payload:
             raise HubError("too-large", f"payload over {self.max_payload} bytes")
@@ -535,17 +481,25 @@ class Hub(Service):
         if ch is None:
             kind = channel_kind(channel)
             if kind == INBOX:
-                return self._direct(sender, channel[1:], payload, publisher)
+                return self._direct(sender, channel[1:], payload, client)
             if kind == SYSTEM:
                 raise HubError("forbidden", "system channels are read-only")
+            if client is not None:
+                self._check(self.authorizer.may_publish(client, channel), channel)
             ch = self._auto_create(channel)
         elif ch.system:
             raise HubError("forbidden", "system channels are read-only")
-        return self._fan_out(ch, sender, payload, publisher)
+        elif (self._restricted and client is not None
+              and not self._authorizer.may_publish(client, channel)):
+            self._check(False, channel)
+        return self.backplane.publish(ch, sender, payload, client)
 
     def publish_system(self, channel: str, payload: bytes) -> int:
-        """Publish on a system channel (the server's own voice)."""
-        return self._fan_out(self._channels[channel], "$sys", payload, None)
+        """Publish on a system channel (the server's own voice, this server only)."""
+        ch = self._channels[channel]
+        msg = Message(channel, ch.last_id + 1, "$sys", payload, self.clock.seconds())
+        self.fan_out(ch, msg, None)
+        return msg.msg_id
 
     def _announce(self, channel: str, text: str) -> None:
         # Nothing is formatted or kept for a system channel nobody reads.
@@ -557,14 +511,25 @@ class Hub(Service):
         ch = self._channels.get(channel)
         return bool((ch is not None and ch.subscribers) or self._patterns.match(channel))
 
-    def _fan_out(
-        self, ch: Channel[Subscriber], sender: str, payload: bytes,
-        publisher: Subscriber | None,
-    ) -> int:
-        msg = ch.append(sender, payload, self.clock.seconds())
+    def arrived(self, msg: Message) -> None:
+        """A message numbered elsewhere (another server, through the backplane):
+        keep it and deliver it to this server's subscribers."""
+        ch = self._channels.get(msg.channel)
+        if ch is None:
+            ch = self._new_channel(msg.channel, self.default_history)
+        self.fan_out(ch, msg, None)
+
+    def fan_out(
+        self, ch: Channel[Session], msg: Message, publisher: ClientRecord | None
+    ) -> None:
+        """Keep a numbered message and hand it once to every matching connection.
+
+        The backplane calls this; ``publisher`` is paced if a reader is behind.
+        """
+        ch.record(msg)
         if self.store.durable and not ch.system:
             self.store.message_added(msg, ch.keep)
-        readers: Iterable[Subscriber] = ch.subscribers
+        readers: Iterable[Session] = ch.subscribers
         if len(self._patterns):
             sets = self._patterns.match(ch.name)
             if sets:
@@ -574,67 +539,74 @@ class Hub(Service):
                 readers = sets[0] if len(sets) == 1 else set().union(*sets)
         behind = self._deliver(msg, readers)
         if behind and publisher is not None:
-            self._pace(publisher, behind)
-        return msg.msg_id
+            self._pace(publisher.session, behind)
 
-    def _pace(self, publisher: Subscriber, behind: list[Subscriber]) -> None:
+    def _pace(self, publisher: Session, behind: list[Session]) -> None:
         if publisher.pace():
             self.counters.pacing_stalls += 1
-            for subscriber in behind:
-                subscriber.charge_stall()
+            for session in behind:
+                session.charge_stall()
 
     def _direct(
-        self, sender: str, recipient: str, payload: bytes, publisher: Subscriber | None
-    ) -> int:
-        client = self.find_client(recipient)
-        if client is None or not client.addressable:
+        self, sender: str, recipient: str, payload: bytes, client: ClientRecord | None
+    ) -> MessageId:
+        target = self.registry.find(recipient)
+        if target is None or not target.addressable:
             raise HubError("no-such-client", f"no client called {shorten(recipient)}")
-        client.inbox_last_id += 1
-        msg_id = client.inbox_last_id
-        msg = Message("@" + client.sender, msg_id, sender, payload, self.clock.seconds())
-        behind = self._deliver(msg, (client.subscriber,))
-        if behind and publisher is not None:
-            self._pace(publisher, behind)
-        return msg_id
+        if client is not None:
+            self._check(self.authorizer.may_publish(client, "@" + recipient), "@" + recipient)
+        return self.backplane.direct(target, sender, payload, client)
 
-    def _deliver(self, msg: Message, readers: Iterable[Subscriber]) -> list[Subscriber] | None:
+    def deliver_direct(
+        self, recipient: ClientRecord, msg: Message, publisher: ClientRecord | None
+    ) -> None:
+        """Hand a numbered direct message to its recipient (the backplane calls this)."""
+        behind = self._deliver(msg, (recipient.session,))
+        if behind and publisher is not None:
+            self._pace(publisher.session, behind)
+
+    def _deliver(self, msg: Message, readers: Iterable[Session]) -> list[Session] | None:
         """Hand a message to each reader; returns those falling behind, if any."""
         counters = self.counters
-        size = msg.size
         delivered = 0
         behind = None
-        for subscriber in readers:
+        for session in readers:
             try:
-                if subscriber.deliver(msg):
+                if session.deliver(msg):
                     if behind is None:
                         behind = []
-                    behind.append(subscriber)
+                    behind.append(session)
             except Exception:
                 # One broken connection must not cost the others their copy.
-                self._log.failure("delivery to {subscriber!r} failed", subscriber=subscriber)
+                self._log.failure("delivery to {session!r} failed", session=session)
             else:
                 delivered += 1
         counters.msgs_in += 1
         counters.bytes_in += len(msg.payload)
         counters.msgs_out += delivered
-        counters.bytes_out += delivered * size
         return behind
+
+    def counters_for(self, door: str) -> DoorCounters:
+        """The counters of one kind of door (``line``, ``feed``, ...), made on first use."""
+        counters = self.door_counters.get(door)
+        if counters is None:
+            counters = self.door_counters[door] = DoorCounters()
+        return counters
 
     def stats(self) -> dict[str, int]:
         """The server's counters and sizes, true at the moment asked."""
         c = self.counters
         return {
             "uptime_s": int(self.clock.seconds() - self.started_at),
-            "clients": len(self._clients),
+            "clients": len(self.registry),
             "channels": sum(1 for ch in self._channels.values() if not ch.system),
             "subscriptions": self.subscription_count(),
             "msgs_in": c.msgs_in,
             "msgs_out": c.msgs_out,
             "bytes_in": c.bytes_in,
-            "bytes_out": c.bytes_out,
+            "bytes_out": sum(d.bytes_out for d in self.door_counters.values()),
             "slow_consumers": c.slow_consumers,
             "connections_total": c.connections_total,
             "pacing_stalls": c.pacing_stalls,
             "store_errors": self.store.errors,
         }
-

@@ -14,8 +14,8 @@ from twisted.logger import Logger
 from txpubsub.core.hub import ADMIN_SENDER, Hub
 from txpubsub.core.system import iso_utc
 from txpubsub.doors.framing import LineFramer
-from txpubsub.server.lifecycle import reload_certificates
 from txpubsub.wire.errors import HubError, shorten
+from txpubsub.wire.line import encode_delivery
 from txpubsub.wire.names import parse_number, split_args
 
 HELP_LINES = (
@@ -33,15 +33,17 @@ HELP_LINES = (
 )
 
 
-class AdminProtocol(LineFramer):
+class AdminDoor(LineFramer):
     """One operator's connection to the admin socket."""
 
     _log = Logger()
 
-    def __init__(self, hub: Hub, shutdown: Callable[[float], object]) -> None:
+    def __init__(self, hub: Hub, shutdown: Callable[[float], object],
+                 reload: Callable[[], tuple[int, int]]) -> None:
         super().__init__()
         self.hub = hub
         self.shutdown = shutdown
+        self.reload = reload
 
     def connectionMade(self) -> None:
         self._log.info("admin connection opened")
@@ -84,8 +86,8 @@ class AdminProtocol(LineFramer):
     def do_clients(self, rest: bytes) -> bytes:
         return self._listing([
             f"CLIENT {c.client_id} {c.name or '-'} {c.address} {c.listener} "
-            f"{iso_utc(c.connected_at)} {len(c.patterns)} {c.subscriber.msgs_in} "
-            f"{c.subscriber.msgs_out} {c.subscriber.pending_bytes()}"
+            f"{iso_utc(c.connected_at)} {len(c.patterns)} {c.session.msgs_in} "
+            f"{c.session.msgs_out} {c.session.pending_bytes()}"
             for c in self.hub.clients()
         ])
 
@@ -104,7 +106,8 @@ class AdminProtocol(LineFramer):
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
         kept = self.hub.history(args[0], n)
-        return b"".join(kept) + b"+OK %d\r\n" % len(kept)
+        return (b"".join(encode_delivery(m.channel, m.msg_id, m.sender, m.payload) for m in kept)
+                + b"+OK %d\r\n" % len(kept))
 
     def do_connections(self, rest: bytes) -> bytes:
         args = split_args(rest)
@@ -150,38 +153,41 @@ class AdminProtocol(LineFramer):
         return b"+OK shutting down\r\n"
 
     def do_reload(self, rest: bytes) -> bytes:
-        done, failed = reload_certificates()
+        done, failed = self.reload()
         return b"+OK reloaded %d failed %d\r\n" % (done, failed)
 
     def do_help(self, rest: bytes) -> bytes:
         return b"".join(f"HELP {line}\r\n".encode() for line in HELP_LINES) + b"+OK\r\n"
 
 
-ADMIN_COMMANDS: dict[bytes, Callable[[AdminProtocol, bytes], bytes]] = {
-    b"CLIENTS": AdminProtocol.do_clients,
-    b"CHANNELS": AdminProtocol.do_channels,
-    b"HISTORY": AdminProtocol.do_history,
-    b"CONNECTIONS": AdminProtocol.do_connections,
-    b"STATS": AdminProtocol.do_stats,
-    b"KICK": AdminProtocol.do_kick,
-    b"DROP": AdminProtocol.do_drop,
-    b"PUB": AdminProtocol.do_pub,
-    b"SHUTDOWN": AdminProtocol.do_shutdown,
-    b"RELOAD": AdminProtocol.do_reload,
-    b"HELP": AdminProtocol.do_help,
+ADMIN_COMMANDS: dict[bytes, Callable[[AdminDoor, bytes], bytes]] = {
+    b"CLIENTS": AdminDoor.do_clients,
+    b"CHANNELS": AdminDoor.do_channels,
+    b"HISTORY": AdminDoor.do_history,
+    b"CONNECTIONS": AdminDoor.do_connections,
+    b"STATS": AdminDoor.do_stats,
+    b"KICK": AdminDoor.do_kick,
+    b"DROP": AdminDoor.do_drop,
+    b"PUB": AdminDoor.do_pub,
+    b"SHUTDOWN": AdminDoor.do_shutdown,
+    b"RELOAD": AdminDoor.do_reload,
+    b"HELP": AdminDoor.do_help,
 }
 
 
 class AdminFactory(Factory):
-    """Admin connections for one hub; ``shutdown(grace)`` stops the whole server."""
+    """Admin connections for one hub; ``shutdown(grace)`` stops the whole server,
+    ``reload()`` reads certificate files again (reloaded, failed)."""
 
     noisy = False
 
-    def __init__(self, hub: Hub, shutdown: Callable[[float], object]) -> None:
+    def __init__(self, hub: Hub, shutdown: Callable[[float], object],
+                 reload: Callable[[], tuple[int, int]] = lambda: (0, 0)) -> None:
         self.hub = hub
         self.shutdown = shutdown
+        self.reload = reload
 
-    def buildProtocol(self, addr: object) -> AdminProtocol:
-        proto = AdminProtocol(self.hub, self.shutdown)
+    def buildProtocol(self, addr: object) -> AdminDoor:
+        proto = AdminDoor(self.hub, self.shutdown, self.reload)
         proto.factory = self
         return proto

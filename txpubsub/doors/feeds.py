@@ -7,13 +7,17 @@ CHANNEL. Both are clients of the hub, under the same limits as any other.
 """
 from __future__ import annotations
 
-from twisted.logger import Logger
+from typing import Any
 
-from txpubsub.core.hub import SYSTEM_CHANNELS
-from txpubsub.core.message import Message
-from txpubsub.doors.line import DoorFactory
-from txpubsub.doors.session import Door
-from txpubsub.wire.errors import HubError
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txpubsub.core.hub import SYSTEM_CHANNELS, Hub
+from txpubsub.doors.codecs import bare_codec
+from txpubsub.doors.factory import DoorFactory
+from txpubsub.doors.framing import LineFramer
+from txpubsub.wire.errors import CloseReason, HubError
 from txpubsub.wire.names import INBOX, PLAIN, SYSTEM, channel_kind, is_wildcard, pattern_kind
 
 
@@ -33,75 +37,107 @@ def parse_binding(text: str, *, pattern: bool) -> tuple[str, str]:
     return channel, endpoint
 
 
-class FeedProtocol(Door):
-    """A reader that only listens: bare payload lines, input ignored."""
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
+class RawDoor(LineFramer):
+    """What feed and ingest connections share: a session, one channel, no words
+    of the line protocol (no greeting, no PING, no BYE, no DROP)."""
 
-    heartbeat = False
-    channel = ""
+    __slots__ = ("channel", "hub", "session")
+
+    def __init__(self, factory: RawDoorFactory) -> None:
+        super().__init__()
+        self.MAX_LENGTH = factory.settings.max_line
+        self.hub = factory.hub
+        self.channel = factory.channel
+        self.session = factory.new_session(self)
 
     def greet(self) -> None:
-        assert self.client is not None
-        self.client.addressable = False
-        self.hub.subscribe(self.client, self.channel)
+        assert self.session.client is not None
+        self.session.client.addressable = False
 
-    def deliver(self, msg: Message) -> bool:
-        self.msgs_out += 1
-        self.send(msg.bare_line())
-        return self._lagging
+    def goodbye(self, reason: CloseReason, text: str) -> bytes:
+        return b""  # a raw reader would take any words for one more payload
+
+    def heartbeat_probe(self) -> bytes | None:
+        return None
+
+    def channel_dropped(self, channel: str) -> None:
+        """A raw connection has no DROP line: its reader just stops receiving."""
+
+    def connectionMade(self) -> None:
+        self.session.connection_made(self.transport)
+
+    def handshakeCompleted(self) -> None:
+        self.session.handshake_completed()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.session.connection_lost(reason)
+
+    def readConnectionLost(self) -> None:
+        self.session.finish(CloseReason.PEER_CLOSED)
+
+    def writeConnectionLost(self) -> None:
+        """The peer stopped reading; the connection ends when it closes."""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.session.close(CloseReason.LINE_TOO_LONG)
+
+
+class FeedDoor(RawDoor):
+    """A reader that only listens: bare payload lines, input ignored."""
+
+    def greet(self) -> None:
+        super().greet()
+        self.hub.subscribe(self.session.client, self.channel)  # type: ignore[arg-type]
 
     def dataReceived(self, data: bytes) -> None:
         """Whatever a feed reader types is dropped."""
 
-    def channel_dropped(self, channel: str) -> None:
-        """A feed has no DROP line: its reader just stops receiving."""
 
-
-class IngestProtocol(Door):
+class IngestDoor(RawDoor):
     """A writer that only talks: each line it sends is published as it is."""
 
-    heartbeat = False
-    channel = ""
     _log = Logger()
     _refused = 0
-
-    def greet(self) -> None:
-        assert self.client is not None
-        self.client.addressable = False
 
     def lineReceived(self, line: bytes) -> None:
         if line[-1:] == b"\r":
             line = line[:-1]
-        assert self.client is not None
+        client = self.session.client
+        assert client is not None
         try:
-            self.hub.publish(self.client.sender, self.channel, line, self)
-            self.msgs_in += 1
+            self.hub.publish(client.sender, self.channel, line, client)
+            self.session.msgs_in += 1
         except HubError as e:
             # The writer may never read, so refusals are counted and logged once.
             self._refused += 1
             if self._refused == 1:
                 self._log.warn("ingest {client!r} to {channel}: {code} {text}",
-                               client=self.client, channel=self.channel, code=e.code,
+                               client=client, channel=self.channel, code=e.code,
                                text=e.text)
 
 
-class FeedFactory(DoorFactory):
-    protocol = FeedProtocol
+class RawDoorFactory(DoorFactory):
+    """A raw listener bound to one channel."""
 
-    def __init__(self, channel: str, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, channel: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.channel = channel
 
-    def buildProtocol(self, addr: object) -> Door:
-        proto = super().buildProtocol(addr)
-        proto.channel = self.channel  # type: ignore[attr-defined]
-        return proto
+
+class FeedFactory(RawDoorFactory):
+    kind = "feed"
+    protocol = FeedDoor
+    make_codec = staticmethod(bare_codec)
 
 
-class IngestFactory(FeedFactory):
-    protocol = IngestProtocol
+class IngestFactory(RawDoorFactory):
+    kind = "ingest"
+    protocol = IngestDoor
+    make_codec = staticmethod(bare_codec)  # it receives nothing; any codec will do
 
 
-def ensure_channel(hub: object, channel: str) -> None:
+def ensure_channel(hub: Hub, channel: str) -> None:
     """Create the ingest channel up front, so --no-auto-create does not refuse it."""
-    if not is_wildcard(channel) and hub.channel(channel) is None:  # type: ignore[attr-defined]
-        hub.create(channel)  # type: ignore[attr-defined]
+    if not is_wildcard(channel) and hub.channel(channel) is None:
+        hub.create(channel)

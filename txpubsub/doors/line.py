@@ -4,15 +4,19 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from twisted.internet.interfaces import IAddress, ISSLTransport
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txpubsub import __version__
-from txpubsub.core.hub import Hub
+from txpubsub.doors.codecs import line_codec
+from txpubsub.doors.factory import DoorFactory
+from txpubsub.doors.framing import LineFramer
 from txpubsub.doors.replies import ReplyQueue
-from txpubsub.doors.session import Door, DoorSettings
+from txpubsub.doors.session import fit
 from txpubsub.wire.errors import CloseReason, HubError, shorten
+from txpubsub.wire.line import encode_bye
 from txpubsub.wire.names import parse_number, split_args
 
 HELP_LINES = (
@@ -48,51 +52,92 @@ def _options(args: list[str], known: tuple[str, ...]) -> dict[str, str]:
     return options
 
 
-class ClientProtocol(Door):
-    """One client connection speaking the text protocol."""
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
+class LineDoor(LineFramer):
+    """One client connection speaking the line protocol; its session is the hub's."""
 
     _log = Logger()
-    __slots__ = ("_pubb_channel", "_pubb_refusal", "_replies", "quiet")
+    __slots__ = ("_pubb_channel", "_pubb_refusal", "_replies", "codec", "hub", "quiet",
+                 "session")
 
-    def __init__(self, hub: Hub, listener: str, settings: DoorSettings) -> None:
-        super().__init__(hub, listener, settings)
+    def __init__(self, factory: LineDoorFactory) -> None:
+        super().__init__()
+        self.MAX_LENGTH = factory.settings.max_line
+        self.hub = factory.hub
+        self.codec = factory.codec
+        self.session = factory.new_session(self)
         self.quiet = False
         self._pubb_channel: str | None = None
         self._pubb_refusal = b""
-        self._replies = ReplyQueue(self.send)
+        self._replies = ReplyQueue(self.session.send)
+
+    # -- what the session asks of its door -----------------------------------
 
     def greet(self) -> None:
-        assert self.client is not None
-        if self._pending_name is not None:
-            # The name its TLS certificate carries: it may not change it.
-            try:
-                self.hub.claim_name(self.client, self._pending_name)
-            except HubError as e:
-                self._refuse(e.text)
-                return
+        client = self.session.client
+        assert client is not None
         info = {
             "server": "txpubsub",
             "version": __version__,
             "proto": 1,
-            "client_id": self.client.client_id,
+            "client_id": client.client_id,
             "max_line": self.MAX_LENGTH,
             "max_payload": self.hub.max_payload,
             "tls": ISSLTransport.providedBy(self.transport),
             "auth_required": False,
             "epoch": self.hub.epoch,
         }
-        if self.client.name_locked:
-            info["name"] = self.client.name  # from the client's TLS certificate
-        self.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+        if client.name_locked:
+            info["name"] = client.name  # from the client's TLS certificate
+        self.session.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+
+    def goodbye(self, reason: CloseReason, text: str) -> bytes:
+        return encode_bye(reason.value, text)
+
+    def heartbeat_probe(self) -> bytes | None:
+        return b"PING\r\n"
+
+    def channel_dropped(self, channel: str) -> None:
+        self.session.send(b"DROP %s\r\n" % channel.encode())
+
+    # -- the transport's calls -----------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.session.connection_made(self.transport)
+
+    def handshakeCompleted(self) -> None:
+        self.session.handshake_completed()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.session.connection_lost(reason)
+
+    # A peer that sends its last commands and shuts down its side
+    # (printf ... | nc -N) still gets every reply.
+    def readConnectionLost(self) -> None:
+        self.session.finish(CloseReason.PEER_CLOSED)
+
+    def writeConnectionLost(self) -> None:
+        """The peer stopped reading; the connection ends when it closes."""
+
+    def dataReceived(self, data: bytes) -> None:
+        session = self.session
+        if self.receiving_payload():
+            session.heard = True  # a slow upload is alive even before its payload is whole
+        super().dataReceived(data)
+        session.after_read()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.session.close(CloseReason.LINE_TOO_LONG,
+                           f"lines are at most {self.MAX_LENGTH} bytes")
 
     # -- input -------------------------------------------------------------
 
     def frameError(self) -> None:
         self._pubb_channel = None
-        self.close(CloseReason.BAD_FRAME, "a PUBB payload must be followed by CRLF or LF")
+        self.session.close(CloseReason.BAD_FRAME, "a PUBB payload must be followed by CRLF or LF")
 
     def lineReceived(self, line: bytes) -> None:
-        self._heard = True
+        self.session.heard = True
         if line.endswith(b"\r"):
             line = line[:-1]
         if line.startswith(b" "):
@@ -117,7 +162,7 @@ class ClientProtocol(Door):
             self._replies.send(e.as_line())
         except Exception:
             self._log.failure(
-                "command {verb} from {client!r} failed", verb=verb, client=self.client
+                "command {verb} from {client!r} failed", verb=verb, client=self.session.client
             )
             self._replies.send(ReplyQueue.INTERNAL_ERROR)
 
@@ -133,24 +178,40 @@ class ClientProtocol(Door):
             self._replies.send(refusal)
 
     def payloadReceived(self, payload: bytes) -> None:
-        self.heard()
+        self.session.heard = True
         channel, self._pubb_channel = self._pubb_channel, None
         if channel is None:
             refusal, self._pubb_refusal = self._pubb_refusal, b""
             self._replies.send(refusal)
             return
         try:
-            self._published(self.hub.publish(self.client.sender, channel, payload, self))
+            self._publish(channel, payload)
         except HubError as e:
             self._replies.send(e.as_line())
         except Exception:
-            self._log.failure("PUBB from {client!r} failed", client=self.client)
+            self._log.failure("PUBB from {client!r} failed", client=self.session.client)
             self._replies.send(ReplyQueue.INTERNAL_ERROR)
 
-    def _published(self, msg_id: int) -> None:
-        self.msgs_in += 1
-        if not self.quiet:
-            self._replies.send(b"+OK %d\r\n" % msg_id)
+    def _publish(self, channel: str, payload: bytes) -> None:
+        client = self.session.client
+        msg_id = self.hub.publish(client.sender, channel, payload, client)  # type: ignore[union-attr]
+        if type(msg_id) is int:
+            self.session.msgs_in += 1
+            if not self.quiet:
+                self._replies.send(b"+OK %d\r\n" % msg_id)
+        else:
+            # Numbered elsewhere (a shared backplane): the reply waits its turn.
+            self._replies.send(msg_id.addCallbacks(self._numbered, self._refused))
+
+    def _numbered(self, msg_id: int) -> bytes:
+        self.session.msgs_in += 1
+        return b"" if self.quiet else b"+OK %d\r\n" % msg_id
+
+    def _refused(self, failure: Failure) -> bytes:
+        if failure.check(HubError):
+            return failure.value.as_line()  # type: ignore[no-any-return, union-attr]
+        self._log.failure("publish from {client!r} failed", failure, client=self.session.client)
+        return ReplyQueue.INTERNAL_ERROR
 
     # -- commands ----------------------------------------------------------
 
@@ -160,7 +221,7 @@ class ClientProtocol(Door):
         channel, _, payload = rest.partition(b" ")
         if not channel:
             raise HubError("bad-args", "usage: PUB <channel> <text>")
-        self._published(self.hub.publish(self.client.sender, channel.decode(), payload, self))
+        self._publish(channel.decode(), payload)
 
     def do_pubb(self, rest: bytes) -> None:
         args = split_args(rest)
@@ -171,7 +232,7 @@ class ClientProtocol(Door):
             self._replies.send(
                 HubError("too-large", f"payload over {self.hub.max_payload} bytes").as_line()
             )
-            self.close(CloseReason.TOO_LARGE)
+            self.session.close(CloseReason.TOO_LARGE)
             return
         # The payload is read even if the publish will be refused, so the
         # connection stays in step; the hub decides once it has arrived.
@@ -190,7 +251,7 @@ class ClientProtocol(Door):
         last = options.get("last")
         since = options.get("since")
         replay, partial = self.hub.subscribe(
-            self.client,
+            self.session.client,  # type: ignore[arg-type]
             args[0],
             last=None if last is None else parse_number(last, "last="),
             since=None if since is None else parse_number(since, "since="),
@@ -198,30 +259,29 @@ class ClientProtocol(Door):
         )
         # A replay never outgrows --max-buffer; cutting a since= replay short
         # leaves a gap, which the client is told about.
-        fitted = self.fit(replay)
-        if len(fitted) < len(replay) and last is None:
+        lines = fit(replay, self.codec, self.session.room())
+        if len(lines) < len(replay) and last is None:
             partial = True
-        replay = fitted
         # Replay and reply go out together, right after the subscription was
         # made; nothing live can come in between (see Hub.subscribe).
         tail = " partial" if partial else ""
         self._replies.send(
-            b"".join(replay)
-            + f"+OK subscribed {args[0]} {len(replay)}{tail}\r\n".encode()
+            b"".join(lines)
+            + f"+OK subscribed {args[0]} {len(lines)}{tail}\r\n".encode()
         )
 
     def do_unsub(self, rest: bytes) -> None:
         args = split_args(rest)
         if len(args) != 1:
             raise HubError("bad-args", "usage: UNSUB <pattern>")
-        self.hub.unsubscribe(self.client, args[0])
+        self.hub.unsubscribe(self.session.client, args[0])  # type: ignore[arg-type]
         self._replies.send(f"+OK unsubscribed {args[0]}\r\n".encode())
 
     def do_name(self, rest: bytes) -> None:
         args = split_args(rest)
         if len(args) != 1:
             raise HubError("bad-args", "usage: NAME <name>")
-        name = self.hub.set_name(self.client, args[0])
+        name = self.hub.set_name(self.session.client, args[0])  # type: ignore[arg-type]
         self._replies.send(f"+OK {name}\r\n".encode())
 
     def do_create(self, rest: bytes) -> None:
@@ -231,7 +291,7 @@ class ClientProtocol(Door):
             history = parse_number(args[1][len("history=") :], "history=")
         elif len(args) != 1:
             raise HubError("bad-args", "usage: CREATE <channel> [history=<n>]")
-        ch = self.hub.create(args[0], history)
+        ch = self.hub.create(args[0], history, self.session.client)
         self._replies.send(f"+OK created {ch.name}\r\n".encode())
 
     def do_list(self, rest: bytes) -> None:
@@ -281,55 +341,40 @@ class ClientProtocol(Door):
 
     def do_quit(self, rest: bytes) -> None:
         self._replies.send(b"+OK bye\r\n")
-        if self.close_reason is None:  # the reply itself may have been one too many
-            self.close_reason = CloseReason.QUIT
-            self.end()
+        # The reply itself may have been one too many (then it closed already).
+        self.session.finish(CloseReason.QUIT)
 
     def do_history(self, rest: bytes) -> None:
         args = split_args(rest)
         if not 1 <= len(args) <= 2:
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
-        kept = self.fit(self.hub.history(args[0], n))
-        self._replies.send(
-            b"".join(kept) + b"+OK %d\r\n" % len(kept)
-        )
+        kept = fit(self.hub.history(args[0], n, self.session.client), self.codec,
+                   self.session.room())
+        self._replies.send(b"".join(kept) + b"+OK %d\r\n" % len(kept))
 
 
-COMMANDS: dict[bytes, Callable[[ClientProtocol, bytes], None]] = {
-    b"PUB": ClientProtocol.do_pub,
-    b"PUBB": ClientProtocol.do_pubb,
-    b"SUB": ClientProtocol.do_sub,
-    b"UNSUB": ClientProtocol.do_unsub,
-    b"NAME": ClientProtocol.do_name,
-    b"CREATE": ClientProtocol.do_create,
-    b"LIST": ClientProtocol.do_list,
-    b"WHO": ClientProtocol.do_who,
-    b"QUIET": ClientProtocol.do_quiet,
-    b"PING": ClientProtocol.do_ping,
-    b"PONG": ClientProtocol.do_pong,
-    b"HELP": ClientProtocol.do_help,
-    b"QUIT": ClientProtocol.do_quit,
-    b"HISTORY": ClientProtocol.do_history,
+COMMANDS: dict[bytes, Callable[[LineDoor, bytes], None]] = {
+    b"PUB": LineDoor.do_pub,
+    b"PUBB": LineDoor.do_pubb,
+    b"SUB": LineDoor.do_sub,
+    b"UNSUB": LineDoor.do_unsub,
+    b"NAME": LineDoor.do_name,
+    b"CREATE": LineDoor.do_create,
+    b"LIST": LineDoor.do_list,
+    b"WHO": LineDoor.do_who,
+    b"QUIET": LineDoor.do_quiet,
+    b"PING": LineDoor.do_ping,
+    b"PONG": LineDoor.do_pong,
+    b"HELP": LineDoor.do_help,
+    b"QUIT": LineDoor.do_quit,
+    b"HISTORY": LineDoor.do_history,
 }
 
 
-class DoorFactory(Factory):
-    """Builds one kind of Door for one listener; every listener shares the hub."""
+class LineDoorFactory(DoorFactory):
+    """The line protocol's listeners."""
 
-    noisy = False
-    protocol = ClientProtocol
-
-    def __init__(self, hub: Hub, listener: str = "-", settings: DoorSettings | None = None) -> None:
-        self.hub = hub
-        self.listener = listener
-        self.settings = settings or DoorSettings()
-
-    def buildProtocol(self, addr: IAddress) -> Door:
-        proto = self.protocol(self.hub, self.listener, self.settings)
-        proto.factory = self
-        return proto
-
-
-class ClientFactory(DoorFactory):
-    """The client line protocol's factory."""
+    kind = "line"
+    protocol = LineDoor
+    make_codec = staticmethod(line_codec)

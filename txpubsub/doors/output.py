@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import socket
 from typing import Any, Protocol
-from weakref import WeakKeyDictionary
 
 from twisted.internet import tcp, unix
 from twisted.internet.abstract import FileDescriptor
@@ -31,7 +30,10 @@ class Flushable(Protocol):
 
 
 class Batcher:
-    """Flushes connections with pending output once per reactor turn."""
+    """Flushes connections with pending output once per reactor turn.
+
+    One per server, shared by every door (they share the reactor's turns).
+    """
 
     _log = Logger()
 
@@ -58,17 +60,6 @@ class Batcher:
                 conn.flush()
             except Exception:
                 self._log.failure("flushing {conn!r} failed", conn=conn)
-
-
-_batchers: WeakKeyDictionary[object, Batcher] = WeakKeyDictionary()
-
-
-def batcher_for(owner: object, clock: IReactorTime) -> Batcher:
-    """The one Batcher of a hub (every door of a hub shares a reactor turn)."""
-    batcher = _batchers.get(owner)
-    if batcher is None:
-        batcher = _batchers[owner] = Batcher(clock)
-    return batcher
 
 
 def unsent_bytes(transport: ITransport) -> int:

@@ -1,26 +1,39 @@
-"""What every client connection shares, whatever it speaks: the hub, closing,
-output accounting for slow consumers, publisher pacing and heartbeats."""
+"""The session every door owns: joining the hub, output within --max-buffer,
+slow consumers, publisher pacing, heartbeats and the bounded close.
+
+A door (the line protocol, a raw feed, later WebSocket or RESP) parses its
+own input and encodes its own output; it owns one ``Session``, which is what
+the hub holds for the connection (the ``txpubsub.core.session.Session``
+seam). The door supplies its greeting, its goodbye (``BYE`` for the line
+protocol, nothing for a raw feed, a close frame for WebSocket), its
+heartbeat probe and a way to hold its input, through the ``Door`` interface
+below.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from twisted.internet.interfaces import (
-    IAddress,
-    IDelayedCall,
-    IHalfCloseableProtocol,
-    IHandshakeListener,
-    IPushProducer,
-    ISSLTransport,
-)
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txpubsub.core.hub import Client, Hub
+from txpubsub.core.hub import Hub
 from txpubsub.core.message import Message
-from txpubsub.doors.framing import LineFramer
-from txpubsub.doors.output import batcher_for, direct_socket, send_now, unsent_bytes
-from txpubsub.wire.errors import CloseReason, ServerFull
+from txpubsub.core.registry import ClientRecord
+from txpubsub.core.stats import DoorCounters
+from txpubsub.doors.codecs import Codec
+from txpubsub.doors.output import Batcher, direct_socket, send_now, unsent_bytes
+from txpubsub.wire.errors import CloseReason, HubError, ServerFull
+
+# After the goodbye, a peer that does not read gets this long before the
+# socket is aborted: a plain loseConnection would wait for it forever.
+CLOSE_GRACE = 2.0
+# Pacing: a publisher whose message lands on a subscriber with more than half
+# of --max-buffer unsent stops reading for STALL seconds. Each subscriber may
+# cause at most DoorSettings.max_stall seconds of stalls until it has drained, so
+# one that never reads still reaches the limit and is cut off.
+STALL = 0.005
 
 
 def describe_address(address: IAddress) -> tuple[str, str]:
@@ -29,19 +42,10 @@ def describe_address(address: IAddress) -> tuple[str, str]:
     host = getattr(address, "host", None)
     if host is not None:
         if ":" in host:
-            return f"[{host}]:{address.port}", "ipv6"
-        return f"{host}:{address.port}", "ipv4"
+            return f"[{host}]:{address.port}", "ipv6"  # type: ignore[attr-defined]
+        return f"{host}:{address.port}", "ipv4"  # type: ignore[attr-defined]
     name = getattr(address, "name", None)
     return f"unix:{name.decode() if isinstance(name, bytes) else name or '-'}", "unix"
-
-# After BYE, a peer that does not read gets this long before the socket is
-# aborted: a plain loseConnection would wait for it forever.
-CLOSE_GRACE = 2.0
-# Pacing: a publisher whose message lands on a subscriber with more than half
-# of --max-buffer unsent stops reading for STALL seconds. Each subscriber may
-# cause at most DoorSettings.max_stall seconds of stalls until it has drained, so
-# one that never reads still reaches the limit and is cut off.
-STALL = 0.005
 
 
 @dataclass(frozen=True)
@@ -56,38 +60,63 @@ class DoorSettings:
     handshake_timeout: float = 10.0
 
 
-@implementer(IPushProducer, IHalfCloseableProtocol, IHandshakeListener)
-class Door(LineFramer):
-    """A connection attached to the hub as a Subscriber.
+class Door(Protocol):
+    """What a session needs from the door that owns it."""
+
+    def greet(self) -> None:
+        """The session joined the hub: say hello (or nothing)."""
+
+    def goodbye(self, reason: CloseReason, text: str) -> bytes:
+        """The last bytes before the server closes (b"" for none)."""
+
+    def heartbeat_probe(self) -> bytes | None:
+        """What to send a silent peer to see if it is alive; None: no heartbeats."""
+
+    def channel_dropped(self, channel: str) -> None:
+        """The admin dropped a channel this connection was subscribed to."""
+
+    def hold_input(self) -> None:
+        """Stop reading for a moment (pacing)."""
+
+    def release_input(self) -> None:
+        """Go on reading."""
+
+
+@implementer(IPushProducer)
+class Session:
+    """A connection attached to the hub, whatever its door speaks.
 
     It registers as its transport's streaming producer, so Twisted tells it
     (pauseProducing) when more than 64 KiB of output wait; only then does a
-    delivery look at the real backlog. Below that, ``deliver`` is one write.
+    delivery look at the real backlog. Below that, ``deliver`` is one append.
     """
 
     _log = Logger()
-    heartbeat = True  # send PING to silent connections; raw feeds do not
-    __slots__ = ("_backed_up", "_batcher", "_early", "_handshake", "_heard", "_lagging",
-                 "_last_heard",
-                 "_out", "_out_len", "_pending_name", "_producing", "_socket", "_stall_left",
-                 "_stalled", "_timer", "_unsent", "address", "client", "close_reason", "family",
-                 "hub", "listener", "max_buffer", "msgs_in", "msgs_out", "ping_interval",
-                 "pinged", "settings")
+    __slots__ = ("_backed_up", "_batcher", "_codec", "_counters", "_door", "_early",
+                 "_handshake", "_lagging", "_last_heard", "_out", "_out_len", "_producing",
+                 "_socket", "_stall_left", "_stalled", "_timer", "_unsent", "address",
+                 "client", "close_reason", "family", "heard", "hub", "listener", "max_buffer",
+                 "msgs_in", "msgs_out", "pinged", "settings", "transport")
 
-    def __init__(self, hub: Hub, listener: str, settings: DoorSettings) -> None:
-        super().__init__()
+    def __init__(
+        self, door: Door, hub: Hub, listener: str, settings: DoorSettings, codec: Codec,
+        batcher: Batcher, counters: DoorCounters,
+    ) -> None:
+        self._door = door
         self.hub = hub
         self.listener = listener
         self.settings = settings
-        self.MAX_LENGTH = settings.max_line
         self.max_buffer = settings.max_buffer
-        self.ping_interval = settings.ping_interval
-        self.client: Client | None = None
+        self._codec = codec
+        self._batcher = batcher
+        self._counters = counters
+        self.transport: Any = None
+        self.client: ClientRecord | None = None
         self.close_reason: CloseReason | None = None
         self.msgs_in = 0
         self.msgs_out = 0
         self.pinged = False
-        self._batcher = batcher_for(hub, hub.clock)
+        self.heard = False  # a whole line (or payload) arrived in this read
         self._out: list[bytes] | None = None  # output of this reactor turn
         self._out_len = 0
         self._unsent = 0  # the backlog at the last measure
@@ -102,44 +131,52 @@ class Door(LineFramer):
         self._stalled: IDelayedCall | None = None
         self._timer: IDelayedCall | None = None
         self._last_heard = 0.0
-        self._heard = False
         self._handshake: IDelayedCall | None = None  # TLS: pending until the handshake is done
-        self._pending_name: str | None = None  # from a TLS certificate, taken at attach
         self.address = self.family = "-"
 
-    # -- connection ----------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<Session {self.client!r} on {self.listener}>"
 
-    def connectionMade(self) -> None:
-        self.address, self.family = describe_address(self.transport.getPeer())
-        if ISSLTransport.providedBy(self.transport):
+    # -- joining and leaving -------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        """The door's connectionMade: join the hub now, or after a TLS handshake."""
+        self.transport = transport
+        self.address, self.family = describe_address(transport.getPeer())
+        if ISSLTransport.providedBy(transport):
             # Not a client until its handshake is done: nothing can be sent to
             # it, and its certificate (and so its name) is known then.
             self._handshake = self.hub.clock.callLater(
                 self.settings.handshake_timeout, self._handshake_too_slow)
         else:
-            self._attach()
+            self._attach(None)
 
-    def _attach(self) -> bool:
+    def _attach(self, name: str | None) -> None:
         try:
             self.client = self.hub.attach(self, self.address, self.listener, self.family)
         except ServerFull:
             self._log.warn("refused {address}: --max-clients reached", address=self.address)
             self.close(CloseReason.TOO_MANY_CLIENTS)
-            return False
+            return
         self._socket = direct_socket(self.transport)
         self.transport.registerProducer(self, True)
         self._producing = True
         self._last_heard = self.hub.clock.seconds()
-        if self.heartbeat and self.ping_interval:
-            self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
-        self.greet()
-        return True
+        if self.settings.ping_interval and self._door.heartbeat_probe() is not None:
+            self._timer = self.hub.clock.callLater(self.settings.ping_interval,
+                                                   self._check_alive)
+        if name is not None:
+            # The name its TLS certificate carries: it may not change it.
+            try:
+                self.hub.claim_name(self.client, name)
+            except HubError as e:
+                self.refuse(e.text)
+                return
+        self._door.greet()
 
-    def greet(self) -> None:
-        """The first thing the server says; nothing by default."""
-
-    def handshakeCompleted(self) -> None:
-        """TLS is up: join the hub (named by the certificate, if asked), then greet."""
+    def handshake_completed(self) -> None:
+        """The door's handshakeCompleted: join the hub, named by the certificate
+        if the listener says so."""
         if self._handshake is not None and self._handshake.active():
             self._handshake.cancel()
         self._handshake = None
@@ -148,17 +185,17 @@ class Door(LineFramer):
         name = None
         source = self.settings.tls_name_from
         if source != "none":
-            from txpubsub.server.tls import certificate_name
+            from txpubsub.doors.identity import certificate_name
 
             cert = self.transport.getPeerCertificate()
             name = certificate_name(cert, source) if cert is not None else None
             if name is None:
-                self._refuse(f"the certificate carries no {source} name")
+                self.refuse(f"the certificate carries no {source} name")
                 return
-        self._pending_name = name
-        self._attach()
+        self._attach(name)
 
-    def _refuse(self, why: str) -> None:
+    def refuse(self, why: str) -> None:
+        """Close as ``auth-failed``: the certificate's identity cannot be used."""
         self._log.warn("{address}: certificate name refused: {why}", address=self.address,
                        why=why)
         self.close(CloseReason.AUTH_FAILED, why)
@@ -170,7 +207,8 @@ class Door(LineFramer):
         self.close_reason = CloseReason.ERROR
         self.transport.abortConnection()
 
-    def connectionLost(self, reason: object = None) -> None:
+    def connection_lost(self, reason: object = None) -> None:
+        """The door's connectionLost: stop every timer and leave the hub."""
         self._out = None
         if self._handshake is not None:
             # A TLS connection that never got through its handshake: a plain-text
@@ -186,7 +224,7 @@ class Door(LineFramer):
             self.hub.detach(self.client, self.close_reason or CloseReason.PEER_CLOSED)
 
     def close(self, reason: CloseReason, text: str = "") -> None:
-        """Send ``BYE <reason> [text]`` as the last line and let the socket go.
+        """Send the door's goodbye as the last thing and let the socket go.
 
         The peer gets CLOSE_GRACE seconds to read it; then the connection is
         aborted, so one that never reads cannot keep its socket and buffer.
@@ -203,22 +241,17 @@ class Door(LineFramer):
             self._log.warn("{client!r} is a slow consumer", client=self.client)
         else:
             self.flush()
-        line = f"BYE {reason.value} {text}" if text else f"BYE {reason.value}"
-        self.transport.write(line.encode() + b"\r\n")
+        goodbye = self._door.goodbye(reason, text)
+        if goodbye:
+            self.transport.write(goodbye)
         self.end()
 
-    # IHalfCloseableProtocol: a peer that sends its last commands and shuts
-    # down its side (printf ... | nc -N) still gets every reply.
-    def readConnectionLost(self) -> None:
+    def finish(self, reason: CloseReason) -> None:
+        """Close once what was written is sent, with no goodbye (QUIT, the peer's
+        half-close); nothing more is sent after it."""
         if self.close_reason is None:
-            self.close_reason = CloseReason.PEER_CLOSED
+            self.close_reason = reason
             self.end()
-
-    def writeConnectionLost(self) -> None:
-        """The peer stopped reading; the connection ends when it closes."""
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self.close(CloseReason.LINE_TOO_LONG, f"lines are at most {self.MAX_LENGTH} bytes")
 
     def end(self) -> None:
         """Close after what is written, aborting if that takes over CLOSE_GRACE."""
@@ -234,31 +267,28 @@ class Door(LineFramer):
 
     # -- heartbeats ----------------------------------------------------------
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.receiving_payload():
-            self._heard = True  # a slow upload is alive even before its payload is whole
-        super().dataReceived(data)
-        if self._heard:
-            # Once per read, not per line: the clock is read once for a whole batch.
-            self._heard = False
+    def after_read(self) -> None:
+        """End of one read: if anything whole arrived (``heard``), the peer is alive.
+
+        Once per read, not per line: the clock is read once for a whole batch.
+        """
+        if self.heard:
+            self.heard = False
             self._last_heard = self.hub.clock.seconds()
             self.pinged = False
 
-    def heard(self) -> None:
-        """A whole line (or payload) arrived: the peer is alive."""
-        self._heard = True
-
     def _check_alive(self) -> None:
+        interval = self.settings.ping_interval
         now = self.hub.clock.seconds()
         quiet_for = now - self._last_heard
-        if quiet_for < self.ping_interval:
-            self._timer = self.hub.clock.callLater(
-                self.ping_interval - quiet_for, self._check_alive
-            )
+        if quiet_for < interval:
+            self._timer = self.hub.clock.callLater(interval - quiet_for, self._check_alive)
         elif not self.pinged:
             self.pinged = True
-            self.send(b"PING\r\n")
-            self._timer = self.hub.clock.callLater(self.ping_interval, self._check_alive)
+            probe = self._door.heartbeat_probe()
+            if probe:
+                self.send(probe)
+            self._timer = self.hub.clock.callLater(interval, self._check_alive)
         else:
             self._timer = None
             self.close(CloseReason.STALE, f"nothing heard for {int(quiet_for)} seconds")
@@ -270,7 +300,7 @@ class Door(LineFramer):
         out = self._out
         if out is None:
             if self.close_reason is not None:
-                return  # BYE was the last line
+                return  # the goodbye was the last thing
             self._out = [data]
             self._out_len = len(data)
             self._batcher.add(self)
@@ -284,16 +314,18 @@ class Door(LineFramer):
         """Queue the message's shared bytes; True asks the hub to pace the publisher."""
         # The same steps as send(), written out: this runs once per delivery.
         self.msgs_out += 1
+        codec = self._codec
+        data = codec.last_bytes if msg is codec.last else codec.encoded(msg)
         out = self._out
         if out is None:
             if self.close_reason is not None:
                 return False
-            self._out = [msg.line]
-            self._out_len = msg.size
+            self._out = [data]
+            self._out_len = len(data)
             self._batcher.add(self)
         else:
-            out.append(msg.line)
-            self._out_len += msg.size
+            out.append(data)
+            self._out_len += len(data)
             if self._out_len > self._early:
                 self.flush()
         return self._lagging
@@ -313,6 +345,7 @@ class Door(LineFramer):
                     self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
                 return
             self._lagging = self._unsent > self.max_buffer // 2 and self._stall_left > 0
+        self._counters.bytes_out += len(data)
         send_now(self.transport, self._socket, data)
 
     def _over_limit(self, adding: int) -> bool:
@@ -326,20 +359,14 @@ class Door(LineFramer):
         if self._stall_left <= 0:
             self._lagging = False
 
-    def fit(self, lines: list[bytes]) -> list[bytes]:
-        """The newest of ``lines`` (kept messages) that fit in what is left of
-        --max-buffer: a replay is never built bigger than the client may hold."""
-        room = self.max_buffer - self.pending_bytes() - 4096  # the reply line and slack
-        total = 0
-        for i in range(len(lines) - 1, -1, -1):
-            total += len(lines[i])
-            if total > room:
-                return lines[i + 1:]
-        return lines
+    def room(self) -> int:
+        """Bytes that may still be queued before --max-buffer (less some slack
+        for the reply line): a replay is never built bigger than this."""
+        return self.max_buffer - self.pending_bytes() - 4096
 
     def channel_dropped(self, channel: str) -> None:
         """The admin dropped a channel this connection was subscribed to."""
-        self.send(b"DROP %s\r\n" % channel.encode())
+        self._door.channel_dropped(channel)
 
     def pending_bytes(self) -> int:
         """Output waiting to be sent to this connection."""
@@ -354,7 +381,7 @@ class Door(LineFramer):
         self._stall_left = self.settings.max_stall
 
     def stopProducing(self) -> None:
-        """The transport is going away; connectionLost does the cleaning up."""
+        """The transport is going away; connection_lost does the cleaning up."""
 
     # -- pacing this connection as a publisher -----------------------------
 
@@ -365,14 +392,25 @@ class Door(LineFramer):
         """
         if self._stalled is not None or self.close_reason is not None:
             return False
-        self.hold_input()
+        self._door.hold_input()
         self._stalled = self.hub.clock.callLater(STALL, self._unstall)
         return True
 
     def _unstall(self) -> None:
         self._stalled = None
-        self.release_input()
+        self._door.release_input()
 
     def stalled(self) -> bool:
         """Whether this connection's input is held back by pacing right now."""
         return self._stalled is not None
+
+
+def fit(messages: list[Message], codec: Codec, room: int) -> list[bytes]:
+    """The newest of ``messages``, encoded, that fit in ``room`` bytes."""
+    encoded = [codec.encode(msg) for msg in messages]
+    total = 0
+    for i in range(len(encoded) - 1, -1, -1):
+        total += len(encoded[i])
+        if total > room:
+            return encoded[i + 1:]
+    return encoded

@@ -20,13 +20,13 @@ from txpubsub.doors.session import CLOSE_GRACE
 from txpubsub.server.listeners import ListenerService
 
 
-def reload_certificates() -> tuple[int, int]:
+def reload_certificates(listeners: list[ListenerService]) -> tuple[int, int]:
     """Read every mtls: listener's certificate files again: (reloaded, failed)."""
     try:
-        from txpubsub.server.tls import reload_all
+        from txpubsub.server.tls import reload_endpoints
     except ImportError:  # no pyOpenSSL: no TLS listeners either
         return 0, 0
-    done, errors = reload_all()
+    done, errors = reload_endpoints([listener.endpoint for listener in listeners])
     Logger().info("certificates reloaded for {done} listeners, {failed} failed",
                   done=done, failed=len(errors))
     return done, len(errors)
@@ -58,7 +58,7 @@ class Lifecycle(Service):
         signal.signal(signal.SIGHUP, self._on_hangup)
 
     def _on_hangup(self, signum: int, frame: object) -> None:
-        self.reactor.callFromThread(reload_certificates)
+        self.reactor.callFromThread(self.reload)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.reactor.callFromThread(self._signalled, signum)
@@ -70,6 +70,10 @@ class Lifecycle(Service):
         else:
             self._log.info("signal {signum} again: stopping now", signum=signum)
             self.reactor.stop()
+
+    def reload(self) -> tuple[int, int]:
+        """SIGHUP and admin RELOAD: read certificate files again (reloaded, failed)."""
+        return reload_certificates(self.listeners)
 
     def shutdown(self, grace: float = 0.0) -> Deferred[None]:
         """Stop listening, close every client over ``grace`` seconds, stop the reactor."""

@@ -27,6 +27,9 @@ class ListenerService(Service):
         self.reactor = reactor
         self.description = description
         self.factory = factory
+        # Parsed now (no listening yet), so the endpoint can be asked about
+        # itself (mtls: certificates) before and while it serves.
+        self.endpoint = serverFromString(reactor, description)
         self.port: IListeningPort | None = None
         self._listening: Deferred[IListeningPort] | None = None
 
@@ -34,8 +37,7 @@ class ListenerService(Service):
         # Listen before twistd drops privileges, so ports under 1024 work.
         Service.privilegedStartService(self)
         failures: list[Failure] = []
-        endpoint = serverFromString(self.reactor, self.description)
-        self._listening = endpoint.listen(self.factory)
+        self._listening = self.endpoint.listen(self.factory)
         self._listening.addCallbacks(self._started, failures.append)
         if failures:
             why = failures[0].getErrorMessage()

@@ -11,9 +11,12 @@ from twisted.python import usage
 from txpubsub.core.hub import Hub, new_epoch
 from txpubsub.core.system import SystemTicker
 from txpubsub.doors.admin import AdminFactory
+from txpubsub.doors.codecs import bare_codec, line_codec
+from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.feeds import FeedFactory, IngestFactory, ensure_channel, parse_binding
-from txpubsub.doors.line import ClientFactory
+from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.manhole import manhole_factory
+from txpubsub.doors.output import Batcher
 from txpubsub.doors.session import DoorSettings
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
@@ -249,21 +252,27 @@ def makeService(options: Options, reactor: object = None) -> IService:
     )
     # Only mtls: listeners ask for client certificates, so only they name clients by them.
     plain = dataclasses.replace(settings, tls_name_from="none")
-    listeners = [
-        (description, ClientFactory(hub, description,
-                                    settings if description.startswith("mtls:") else plain))
+    # One write per connection per reactor turn, and one encoding per message
+    # and format, across every listener.
+    batcher = Batcher(reactor)
+    lines, bare = line_codec(), bare_codec()
+    listeners: list[tuple[str, DoorFactory]] = [
+        (description, LineDoorFactory(hub, description,
+                                      settings if description.startswith("mtls:") else plain,
+                                      batcher=batcher, codec=lines))
         for description in options["ports"]
     ]
     for kind, bindings in ((FeedFactory, options["feeds"]), (IngestFactory, options["ingests"])):
         for channel, description in bindings:
             ensure_channel(hub, channel)
-            listeners.append((description, kind(channel, hub, description, plain)))
+            listeners.append((description, kind(channel, hub, description, plain,
+                                                 batcher=batcher, codec=bare)))
     services = [ListenerService(reactor, description, factory)
                 for description, factory in listeners]
     lifecycle = Lifecycle(reactor, hub, list(services))
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
-                                        AdminFactory(hub, lifecycle.shutdown)))
+                                        AdminFactory(hub, lifecycle.shutdown, lifecycle.reload)))
     if options["manhole"]:
         namespace = {"hub": hub, "service": top, "reactor": reactor}
         services.append(ListenerService(reactor, unix_endpoint(options["manhole"]),

@@ -1,16 +1,15 @@
-"""TLS with client certificates: the ``mtls:`` listener, reloadable, and
-client names read from certificates.
+"""TLS with client certificates: the ``mtls:`` listener, reloadable.
 
 ``ssl:`` (Twisted's own) serves TLS but cannot ask for client certificates
 (twisted#6757). ``mtls:PORT:privateKey=KEY:certKey=CERT:caCerts=CA`` does:
 a client must present a certificate signed by a CA in the ``caCerts`` file,
 or its handshake fails. Its certificate files are read again on SIGHUP or
-the admin ``RELOAD``: new connections get the new ones, live ones keep theirs.
+the admin ``RELOAD`` (``reload_endpoints``, given the listeners' endpoints):
+new connections get the new ones, live ones keep theirs.
 """
 from __future__ import annotations
 
 import re
-import weakref
 from typing import Any
 
 from OpenSSL import SSL
@@ -22,7 +21,6 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 _log = Logger()
-_live: weakref.WeakSet[ReloadableTLS] = weakref.WeakSet()
 
 
 def _certificates(path: str) -> list[Any]:
@@ -40,7 +38,6 @@ class ReloadableTLS:
     def __init__(self, private_key: str, cert: str, ca_certs: str) -> None:
         self.paths = (private_key, cert, ca_certs)
         self._context = self._load()
-        _live.add(self)
 
     def _load(self) -> SSL.Context:
         private_key, cert, ca_certs = self.paths
@@ -66,10 +63,23 @@ class ReloadableTLS:
         return SSL.Connection(self._context, None)
 
 
-def reload_all() -> tuple[int, list[str]]:
-    """Reload every live mtls: listener; returns (how many, errors)."""
+class MutualTLSServerEndpoint(SSL4ServerEndpoint):
+    """An SSL4ServerEndpoint whose certificates can be read again (``tls``)."""
+
+    def __init__(self, reactor: Any, port: int, tls: ReloadableTLS, backlog: int = 50,
+                 interface: str = "") -> None:
+        super().__init__(reactor, port, tls, backlog=backlog, interface=interface)
+        self.tls = tls
+
+
+def reload_endpoints(endpoints: list[Any]) -> tuple[int, list[str]]:
+    """Reload the certificates of every mtls: endpoint among ``endpoints``;
+    returns (how many, errors)."""
     done, errors = 0, []
-    for creator in list(_live):
+    for endpoint in endpoints:
+        creator = getattr(endpoint, "tls", None)
+        if not isinstance(creator, ReloadableTLS):
+            continue
         try:
             creator.reload()
             done += 1
@@ -82,31 +92,10 @@ def reload_all() -> tuple[int, list[str]]:
 
 def mtls_endpoint(reactor: Any, port: str, privateKey: str = "server.pem",
                   certKey: str | None = None, caCerts: str | None = None,
-                  interface: str = "", backlog: str = "50") -> SSL4ServerEndpoint:
+                  interface: str = "", backlog: str = "50") -> MutualTLSServerEndpoint:
     """The endpoint behind an ``mtls:`` string (see the module docstring)."""
     if caCerts is None:
         raise ValueError("mtls: needs caCerts=<file of CA certificates for client certificates>")
     creator = ReloadableTLS(privateKey, certKey or privateKey, caCerts)
-    return SSL4ServerEndpoint(reactor, int(port), creator, backlog=int(backlog),
-                              interface=interface)
-
-
-def certificate_name(x509: Any, source: str) -> str | None:
-    """The client name a certificate carries: its CN, or its first SAN
-    (DNS name, e-mail or URI, in that order); None if it has none."""
-    from cryptography import x509 as cx
-    from cryptography.x509.oid import NameOID
-
-    cert = x509.to_cryptography()
-    if source == "cn":
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return str(names[0].value) if names else None
-    try:
-        san = cert.extensions.get_extension_for_class(cx.SubjectAlternativeName).value
-    except cx.ExtensionNotFound:
-        return None
-    for kind in (cx.DNSName, cx.RFC822Name, cx.UniformResourceIdentifier):
-        values = san.get_values_for_type(kind)
-        if values:
-            return str(values[0])
-    return None
+    return MutualTLSServerEndpoint(reactor, int(port), creator, backlog=int(backlog),
+                                   interface=interface)

@@ -1,0 +1,23 @@
+"""Counters: bumped once per publish or per write, never per delivery line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Counters:
+    """Server-wide counters kept by the hub."""
+
+    msgs_in: int = 0
+    msgs_out: int = 0
+    bytes_in: int = 0
+    connections_total: int = 0
+    slow_consumers: int = 0
+    pacing_stalls: int = 0
+
+
+@dataclass
+class DoorCounters:
+    """What one kind of door (line, feed, ingest, ...) wrote to its connections."""
+
+    bytes_out: int = 0

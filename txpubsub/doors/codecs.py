@@ -1,0 +1,44 @@
+"""Codecs: a door's encoding of a Message, built once per message for every
+session of that format."""
+from __future__ import annotations
+
+from typing import Callable
+
+from txpubsub.core.message import Message
+from txpubsub.wire.line import encode_delivery
+
+
+class Codec:
+    """Encodes messages for one wire format, remembering the last one.
+
+    The hub hands a message to all its readers in one loop, so every session
+    of this format asks for the same message in a row: the first encodes it,
+    the others get the same bytes object (``last_bytes``). Sessions read
+    ``last``/``last_bytes`` inline on the hot path and call ``encoded`` only
+    when the message is new. History replays call ``encode`` directly.
+    One Codec per format per server, shared by all its doors' sessions.
+    """
+
+    __slots__ = ("encode", "last", "last_bytes")
+
+    def __init__(self, encode: Callable[[Message], bytes]) -> None:
+        self.encode = encode
+        self.last: Message | None = None
+        self.last_bytes = b""
+
+    def encoded(self, msg: Message) -> bytes:
+        """The message's bytes in this format, encoded only if it is new."""
+        if msg is not self.last:
+            self.last_bytes = self.encode(msg)
+            self.last = msg
+        return self.last_bytes
+
+
+def line_codec() -> Codec:
+    """``MSG``/``MSGB`` lines, for the line protocol."""
+    return Codec(lambda m: encode_delivery(m.channel, m.msg_id, m.sender, m.payload))
+
+
+def bare_codec() -> Codec:
+    """The payload alone and CRLF, for raw ``--feed`` readers."""
+    return Codec(lambda m: m.payload + b"\r\n")
