@@ -21,14 +21,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from txpubsub.core.hub import Hub
-from txpubsub.doors.line import ClientFactory
-from txpubsub.doors.output import batcher_for
+from txpubsub.doors.line import LineDoorFactory
 
 
 def setup(history: int = 100) -> tuple[Hub, object, list[StringTransport]]:
     """100 subscribers, each on 10 of 100 channels, and one quiet publisher."""
     hub = Hub(Clock(), epoch="x", history=history)
-    factory = ClientFactory(hub, "t")
+    factory = LineDoorFactory(hub, "t")
     readers = []
     for i in range(100):
         proto = factory.buildProtocol(None)
@@ -50,9 +49,9 @@ def main() -> None:
                         help="messages each channel keeps (the server's default: 100)")
     args = parser.parse_args()
     hub, publisher, readers = setup(args.history)
+    batcher = publisher.factory.batcher
     payload = b"hello world payload 64 bytes " + b"x" * 31
     chunk = b"".join(b"PUB ch%d %s\r\n" % (n % 100, payload) for n in range(100))
-    batcher = batcher_for(hub, hub.clock)
 
     def run(rounds: int) -> float:
         start = time.perf_counter()

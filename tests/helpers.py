@@ -6,6 +6,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from txpubsub.core.hub import Hub
+from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.line import LineDoor, LineDoorFactory
 from txpubsub.doors.session import DoorSettings
 from txpubsub.wire.parser import Delivery
@@ -50,14 +51,15 @@ class Conn:
 
     _port = 40000
 
-    def __init__(self, hub: Hub, **settings: object) -> None:
+    def __init__(self, hub: Hub, factory: DoorFactory | None = None,
+                 transport: type[ConsumerTransport] | None = None, **settings: object) -> None:
         Conn._port += 1
-        self.transport = ConsumerTransport(
+        self.transport = (transport or ConsumerTransport)(
             peerAddress=IPv4Address("TCP", "127.0.0.1", Conn._port)
         )
-        self.proto: LineDoor = LineDoorFactory(
-            hub, "tcp:test", DoorSettings(**settings)  # type: ignore[arg-type]
-        ).buildProtocol(None)
+        if factory is None:
+            factory = LineDoorFactory(hub, "tcp:test", DoorSettings(**settings))  # type: ignore[arg-type]
+        self.proto: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
         self.proto.makeConnection(self.transport)
         self.greeting = self.take()
 

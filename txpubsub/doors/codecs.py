@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from txpubsub.core.message import Message
-from txpubsub.wire.line import encode_delivery
+from txpubsub.wire.line import encode_message
 
 
 class Codec:
@@ -14,29 +14,31 @@ class Codec:
     The hub hands a message to all its readers in one loop, so every session
     of this format asks for the same message in a row: the first encodes it,
     the others get the same bytes object (``last_bytes``). Sessions read
-    ``last``/``last_bytes`` inline on the hot path and call ``encoded`` only
+    ``last``/``last_bytes``/``last_size`` inline on the hot path and call ``encoded`` only
     when the message is new. History replays call ``encode`` directly.
     One Codec per format per server, shared by all its doors' sessions.
     """
 
-    __slots__ = ("encode", "last", "last_bytes")
+    __slots__ = ("encode", "last", "last_bytes", "last_size")
 
     def __init__(self, encode: Callable[[Message], bytes]) -> None:
         self.encode = encode
         self.last: Message | None = None
         self.last_bytes = b""
+        self.last_size = 0  # len(last_bytes): read per delivery, computed once
 
     def encoded(self, msg: Message) -> bytes:
         """The message's bytes in this format, encoded only if it is new."""
         if msg is not self.last:
-            self.last_bytes = self.encode(msg)
+            data = self.last_bytes = self.encode(msg)
+            self.last_size = len(data)
             self.last = msg
         return self.last_bytes
 
 
 def line_codec() -> Codec:
     """``MSG``/``MSGB`` lines, for the line protocol."""
-    return Codec(lambda m: encode_delivery(m.channel, m.msg_id, m.sender, m.payload))
+    return Codec(encode_message)
 
 
 def bare_codec() -> Codec:

@@ -315,17 +315,18 @@ class Session:
         # The same steps as send(), written out: this runs once per delivery.
         self.msgs_out += 1
         codec = self._codec
-        data = codec.last_bytes if msg is codec.last else codec.encoded(msg)
+        if msg is not codec.last:
+            codec.encoded(msg)
         out = self._out
         if out is None:
             if self.close_reason is not None:
                 return False
-            self._out = [data]
-            self._out_len = len(data)
+            self._out = [codec.last_bytes]
+            self._out_len = codec.last_size
             self._batcher.add(self)
         else:
-            out.append(data)
-            self._out_len += len(data)
+            out.append(codec.last_bytes)
+            self._out_len += codec.last_size
             if self._out_len > self._early:
                 self.flush()
         return self._lagging

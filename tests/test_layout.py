@@ -1,0 +1,38 @@
+"""The import rules of the layout (README, Architecture): the client side
+never loads the server, and the core never loads a door or the server."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+SERVER_SIDE = ("txpubsub.core", "txpubsub.doors", "txpubsub.server", "txpubsub.store")
+
+
+def loaded_after(statement: str) -> list[str]:
+    """The txpubsub modules a fresh interpreter has loaded after ``statement``."""
+    code = (f"import sys, json; {statement}; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('txpubsub'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                         timeout=60).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+class LayoutTests(SynchronousTestCase):
+    def test_client_library_loads_nothing_of_the_server(self) -> None:
+        loaded = loaded_after("import txpubsub.client, txpubsub.client.blocking")
+        self.assertIn("txpubsub.client.connection", loaded)
+        self.assertEqual([m for m in loaded if m.startswith(SERVER_SIDE)], [])
+
+    def test_command_line_loads_nothing_of_the_server(self) -> None:
+        loaded = loaded_after("import txpubsub.cli.main, txpubsub.cli.chat, txpubsub.cli.bench")
+        self.assertEqual([m for m in loaded if m.startswith(SERVER_SIDE)], [])
+
+    def test_core_loads_no_door_and_no_server(self) -> None:
+        loaded = loaded_after("import txpubsub.core.hub, txpubsub.core.system")
+        self.assertIn("txpubsub.core.hub", loaded)
+        others = ("txpubsub.doors", "txpubsub.server", "txpubsub.store", "txpubsub.client",
+                  "txpubsub.cli")
+        self.assertEqual([m for m in loaded if m.startswith(others)], [])
