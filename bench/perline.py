@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=100,
                         help="messages each channel keeps (the server's default: 100)")
     args = parser.parse_args()
-    hub, publisher, readers = setup(args.history)
+    _, publisher, readers = setup(args.history)
     batcher = publisher.factory.batcher
     payload = b"hello world payload 64 bytes " + b"x" * 31
     chunk = b"".join(b"PUB ch%d %s\r\n" % (n % 100, payload) for n in range(100))
