@@ -21,10 +21,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from txpubsub.core.hub import Hub
-from txpubsub.doors.line import LineDoorFactory
+from txpubsub.doors.line import LineDoor, LineDoorFactory
 
 
-def setup(history: int = 100) -> tuple[Hub, object, list[StringTransport]]:
+def setup(history: int = 100) -> tuple[Hub, LineDoor, list[StringTransport]]:
     """100 subscribers, each on 10 of 100 channels, and one quiet publisher."""
     hub = Hub(Clock(), epoch="x", history=history)
     factory = LineDoorFactory(hub, "t")
@@ -36,7 +36,7 @@ def setup(history: int = 100) -> tuple[Hub, object, list[StringTransport]]:
         for c in range(10):
             proto.dataReceived(b"SUB ch%d\r\n" % ((i * 10 + c) % 100))
         readers.append(transport)
-    publisher = factory.buildProtocol(None)
+    publisher = LineDoor(factory)
     publisher.makeConnection(StringTransport())
     publisher.dataReceived(b"QUIET on\r\n")
     return hub, publisher, readers

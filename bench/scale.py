@@ -34,6 +34,15 @@ class Reader:
     def pending_bytes(self) -> int:
         return 0
 
+    def pace(self) -> bool:
+        return False
+
+    def charge_stall(self) -> None:
+        pass
+
+    def channel_dropped(self, channel: str) -> None:
+        pass
+
 
 SHAPES = {
     # idle patterns whose first token differs from the published channel's

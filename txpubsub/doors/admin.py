@@ -10,10 +10,12 @@ from typing import Callable
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txpubsub.core.hub import ADMIN_SENDER, Hub
 from txpubsub.core.system import iso_utc
 from txpubsub.doors.framing import LineFramer
+from txpubsub.doors.replies import Reply, ReplyQueue
 from txpubsub.wire.errors import HubError, shorten
 from txpubsub.wire.line import encode_delivery
 from txpubsub.wire.names import parse_number, split_args
@@ -33,6 +35,14 @@ HELP_LINES = (
 )
 
 
+def _refusal(failure: Failure) -> bytes | Failure:
+    """A refusal that comes later is its -ERR line; anything else stays a
+    failure, which ReplyQueue logs and answers with internal-error."""
+    if failure.check(HubError):
+        return failure.value.as_line()  # type: ignore[union-attr]
+    return failure
+
+
 class AdminDoor(LineFramer):
     """One operator's connection to the admin socket."""
 
@@ -44,6 +54,10 @@ class AdminDoor(LineFramer):
         self.hub = hub
         self.shutdown = shutdown
         self.reload = reload
+        self._replies = ReplyQueue(self._write)
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)
 
     def connectionMade(self) -> None:
         self._log.info("admin connection opened")
@@ -61,7 +75,7 @@ class AdminDoor(LineFramer):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
-            self.transport.write(b"-ERR bad-encoding lines must be UTF-8\r\n")
+            self._replies.send(b"-ERR bad-encoding lines must be UTF-8\r\n")
             return
         verb, _, rest = line.partition(b" ")
         command = ADMIN_COMMANDS.get(verb.upper())
@@ -72,12 +86,12 @@ class AdminDoor(LineFramer):
                 )
             lines = command(self, rest)
         except HubError as e:
-            self.transport.write(e.as_line())
+            self._replies.send(e.as_line())
         except Exception:
             self._log.failure("admin command {verb} failed", verb=verb)
-            self.transport.write(b"-ERR internal-error the server failed and logged why\r\n")
+            self._replies.send(b"-ERR internal-error the server failed and logged why\r\n")
         else:
-            self.transport.write(lines)
+            self._replies.send(lines)
 
     @staticmethod
     def _listing(items: list[str]) -> bytes:
@@ -137,11 +151,15 @@ class AdminDoor(LineFramer):
         self.hub.drop(args[0])
         return f"+OK dropped {args[0]}\r\n".encode()
 
-    def do_pub(self, rest: bytes) -> bytes:
+    def do_pub(self, rest: bytes) -> Reply:
         channel, _, payload = rest.lstrip(b" ").partition(b" ")
         if not channel:
             raise HubError("bad-args", "usage: PUB <channel> <text>")
-        return b"+OK %d\r\n" % self.hub.publish(ADMIN_SENDER, channel.decode(), payload)
+        msg_id = self.hub.publish(ADMIN_SENDER, channel.decode(), payload)
+        if isinstance(msg_id, int):
+            return b"+OK %d\r\n" % msg_id
+        # Numbered elsewhere (a shared backplane): later replies wait for it.
+        return msg_id.addCallbacks(lambda n: b"+OK %d\r\n" % n, _refusal)
 
     def do_shutdown(self, rest: bytes) -> bytes:
         args = split_args(rest)
@@ -160,7 +178,7 @@ class AdminDoor(LineFramer):
         return b"".join(f"HELP {line}\r\n".encode() for line in HELP_LINES) + b"+OK\r\n"
 
 
-ADMIN_COMMANDS: dict[bytes, Callable[[AdminDoor, bytes], bytes]] = {
+ADMIN_COMMANDS: dict[bytes, Callable[[AdminDoor, bytes], Reply]] = {
     b"CLIENTS": AdminDoor.do_clients,
     b"CHANNELS": AdminDoor.do_channels,
     b"HISTORY": AdminDoor.do_history,

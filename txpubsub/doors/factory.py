@@ -23,7 +23,7 @@ class DoorFactory(Factory):
 
     noisy = False
     kind: ClassVar[str] = "line"  # the door's name in the counters
-    protocol: Callable[[DoorFactory], Any]  # type: ignore[assignment]
+    protocol: Callable[[Any], Protocol]  # the door class: built with its factory
     make_codec: ClassVar[Callable[[], Codec]]
 
     def __init__(
@@ -42,7 +42,7 @@ class DoorFactory(Factory):
         return Session(door, self.hub, self.listener, self.settings, self.codec,
                        self.batcher, self.counters)
 
-    def buildProtocol(self, addr: IAddress) -> Protocol:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
         proto = self.protocol(self)
         proto.factory = self
-        return proto  # type: ignore[no-any-return]
+        return proto

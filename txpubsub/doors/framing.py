@@ -1,6 +1,8 @@
 """Line framing with length-prefixed payloads, linear in the bytes received."""
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.protocols.basic import LineReceiver
 
 
@@ -24,6 +26,7 @@ class LineFramer(LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = 65536
+    transport: Any  # a TCP, TLS or Unix transport: more than ITransport promises
     # Slots: a server holds thousands of these (LineReceiver's own attributes
     # still live in the instance dict).
     __slots__ = ("_held", "_holding", "_payload_chunks", "_payload_cr", "_payload_left",

@@ -195,7 +195,7 @@ class LineDoor(LineFramer):
     def _publish(self, channel: str, payload: bytes) -> None:
         client = self.session.client
         msg_id = self.hub.publish(client.sender, channel, payload, client)  # type: ignore[union-attr]
-        if type(msg_id) is int:
+        if isinstance(msg_id, int):
             self.session.msgs_in += 1
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)
@@ -209,7 +209,7 @@ class LineDoor(LineFramer):
 
     def _refused(self, failure: Failure) -> bytes:
         if failure.check(HubError):
-            return failure.value.as_line()  # type: ignore[no-any-return, union-attr]
+            return failure.value.as_line()  # type: ignore[union-attr]
         self._log.failure("publish from {client!r} failed", failure, client=self.session.client)
         return ReplyQueue.INTERNAL_ERROR
 
@@ -225,7 +225,7 @@ class LineDoor(LineFramer):
         session = self.session
         client = session.client
         msg_id = self.hub.publish(client.sender, channel.decode(), payload, client)  # type: ignore[union-attr]
-        if type(msg_id) is int:
+        if isinstance(msg_id, int):
             session.msgs_in += 1
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)

@@ -89,7 +89,7 @@ def unsent_bytes(transport: ITransport) -> int:
 def direct_socket(transport: ITransport) -> socket.socket | None:
     """The socket of a plain TCP/Unix transport, for ``send_now``; else None."""
     if type(transport) in _DIRECT_TYPES:
-        return transport.socket  # type: ignore[attr-defined, no-any-return]
+        return transport.socket  # type: ignore[attr-defined]
     return None
 
 

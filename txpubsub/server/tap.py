@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
@@ -214,7 +214,7 @@ class Options(usage.Options):
             raise usage.UsageError("--history must not exceed --max-history")
 
 
-def makeService(options: Options, reactor: object = None) -> IService:
+def makeService(options: Options, reactor: Any = None) -> IService:
     """The hub and one listener per --port, as one service for twistd."""
     if reactor is None:
         from twisted.internet import reactor
