@@ -105,6 +105,19 @@ class BackplaneTests(SynchronousTestCase):
         self.backplane.number()
         self.assertEqual(reader.take(), b"MSG t 1 c2 hi\r\n")
 
+    def test_admin_pub_answers_in_order_when_the_id_comes_later(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from txpubsub.doors.admin import AdminFactory
+
+        admin = AdminFactory(self.hub, lambda grace: None).buildProtocol(None)
+        transport = StringTransport()
+        admin.makeConnection(transport)
+        admin.dataReceived(b"PUB t hi\nHELP\n")
+        self.assertEqual(transport.value(), b"")
+        self.backplane.number()
+        self.assertTrue(transport.value().startswith(b"+OK 1\r\nHELP "))
+
     def test_quiet_publisher_gets_nothing_for_a_later_id(self) -> None:
         conn = Conn(self.hub)
         conn.cmd("QUIET on")
