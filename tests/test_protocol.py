@@ -268,14 +268,16 @@ class DirectMessageTests(SynchronousTestCase):
         self.assertTrue(conn.cmd("PUB @c1 fake").startswith("-ERR no-such-client "))
 
     def test_direct_message_ids_count_per_recipient_and_end_with_it(self) -> None:
-        """Direct messages to a connection are numbered 1, 2, ...; the numbering is
-        forgotten when that connection goes."""
+        """Direct messages to a connection are numbered 1, 2, ... for it alone; once it
+        is gone it cannot be sent to, and the next connection's inbox starts at 1."""
         a = Conn(self.hub)
         b = Conn(self.hub)
         self.assertEqual(b.cmd("PUB @c1 x"), "+OK 1\r\n")
         self.assertEqual(b.cmd("PUB @c1 x"), "+OK 2\r\n")
         a.lose()
-        self.assertFalse(hasattr(self.hub, "_inbox_ids"))
+        self.assertTrue(b.cmd("PUB @c1 x").startswith("-ERR no-such-client "))
+        Conn(self.hub)
+        self.assertEqual(b.cmd("PUB @c3 x"), "+OK 1\r\n")
 
 
 class BadInputTests(SynchronousTestCase):
