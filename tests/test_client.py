@@ -7,18 +7,21 @@ import tempfile
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.client import Client, CommandError, Connection
 from txpubsub.client.blocking import BlockingClient
 from txpubsub.core.hub import Hub
+from txpubsub.doors.line import LineDoorFactory
+from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenerService
 from txpubsub.store.sqlite import open_store
 from txpubsub.wire.parser import Delivery
 
-from .helpers import kept
+from .helpers import Conn, kept, make_hub
+from .memnet import MemoryEndpoint
 from .netclient import WAIT, serve
 
 
@@ -171,39 +174,6 @@ class ServedTestCase(TestCase):
 class ClientReviewTests(ServedTestCase):
     """Regressions from the client review."""
 
-    async def test_taken_name_fails_once_without_retrying(self) -> None:
-        """A refused NAME on the first connection is an error, not a retry loop."""
-        holder = Client(reactor, self.address, name="alice")
-        holder.start()
-        self.addCleanup(holder.stop)
-        await holder.connection()
-        second = Client(reactor, self.address, name="alice")
-        second.start()
-        with self.assertRaises(CommandError) as caught:
-            await second.connection()
-        self.assertEqual(caught.exception.code, "name-taken")
-        for _ in range(10):  # no reconnect loop piling up connections
-            await deferLater(reactor, 0.05)
-        self.assertEqual(len(self.hub.clients()), 1)
-
-    async def test_refused_resume_drops_only_that_subscription(self) -> None:
-        states: list[str] = []
-        client = Client(reactor, self.address, name="w", on_state=states.append)
-        client.start()
-        self.addCleanup(client.stop)
-        got, done, callback = waiter(1)
-        await client.subscribe("keep", callback)
-        await client.subscribe("gone", lambda msg: None)
-        self.hub.auto_create = False
-        self.hub.drop("gone")
-        self.hub.kick("w")
-        while "connected" not in states[1:]:
-            await deferLater(reactor, 0.05)
-        self.assertTrue(any(s.startswith("subscription to gone refused") for s in states))
-        self.hub.publish("p", "keep", b"still here")
-        await done
-        self.assertEqual(got[0].payload, b"still here")
-
     async def test_commands_on_a_lost_connection_fail_at_once(self) -> None:
         from txpubsub.client import ServerClosed
 
@@ -227,35 +197,6 @@ class ClientReviewTests(ServedTestCase):
 
 
 class WildcardResumeTests(ServedTestCase):
-
-    async def test_wildcard_resumes_every_channel_it_brought(self) -> None:
-        """news.> across a drop: what came on news.uk and news.fr meanwhile arrives,
-        once; the temporary concrete subscriptions are gone afterwards."""
-        states: list[str] = []
-        client = Client(reactor, self.address, name="w", on_state=states.append)
-        client.start()
-        self.addCleanup(client.stop)
-        got, done, callback = waiter(6)
-        await client.subscribe("news.>", callback)
-        for channel in ("news.uk", "news.fr"):
-            self.hub.publish("p", channel, b"before")
-        while len(got) < 2:
-            await deferLater(reactor, 0.02)
-        self.hub.kick("w")
-        for channel in ("news.uk", "news.fr"):  # while it is away
-            self.hub.publish("p", channel, b"during")
-        while states.count("connected") < 2:
-            await deferLater(reactor, 0.02)
-        for channel in ("news.uk", "news.fr"):
-            self.hub.publish("p", channel, b"after")
-        await done
-        seen = sorted((m.channel, m.msg_id, m.payload) for m in got)
-        self.assertEqual(seen, [("news.fr", 1, b"before"), ("news.fr", 2, b"during"),
-                                ("news.fr", 3, b"after"), ("news.uk", 1, b"before"),
-                                ("news.uk", 2, b"during"), ("news.uk", 3, b"after")])
-        client_record = self.hub.find_client("w")
-        self.assertEqual(client_record.patterns, {"news.>"})
-
     async def test_two_subscriptions_both_see_a_message(self) -> None:
         """Each subscription's callback gets every message its pattern matches."""
         client = Client(reactor, self.address)
@@ -269,3 +210,82 @@ class WildcardResumeTests(ServedTestCase):
         await exact_done
         await wide_done
         self.assertEqual((exact[0].payload, wide[0].payload), (b"both", b"both"))
+
+
+class ReconnectOnClockTests(SynchronousTestCase):
+    """A Client and a real hub joined in memory on one Clock: reconnects and
+    resumes happen when the test lets the backoff pass, never by waiting."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hub = make_hub(self.clock)
+        self.net = MemoryEndpoint(
+            LineDoorFactory(self.hub, "tcp:test", DoorSettings(ping_interval=0)), self.clock)
+        self.states: list[str] = []
+
+    def client(self, **kwargs: object) -> Client:
+        client = Client(self.clock, self.net, on_state=self.states.append,
+                        **kwargs)  # type: ignore[arg-type]
+        client.start()
+        return client
+
+    def test_taken_name_fails_once_without_retrying(self) -> None:
+        """A refused NAME on the first connection is the caller's error, not a retry loop."""
+        Conn(self.hub, ping_interval=0).cmd("NAME alice")
+        connected = self.client(name="alice").connection()
+        self.net.flush()
+        self.assertEqual(self.failureResultOf(connected, CommandError).value.code, "name-taken")
+        self.net.advance(60)
+        self.assertEqual(self.net.attempts, 1)
+        self.assertEqual(len(self.hub.clients()), 1)
+
+    def test_refused_resume_drops_only_that_subscription(self) -> None:
+        """Back after a drop, a subscription the server now refuses is reported and
+        dropped; the others resume and deliver."""
+        client = self.client(name="w")
+        got: list[Delivery] = []
+        subscribed = [client.subscribe("keep", got.append),
+                      client.subscribe("gone", lambda msg: None)]
+        self.net.flush()
+        for d in subscribed:
+            self.successResultOf(d)
+        self.hub.auto_create = False
+        self.hub.drop("gone")
+        self.hub.kick("w")
+        self.net.flush()
+        self.assertEqual(self.states[-1], "disconnected (kicked)")
+        self.net.advance(1.3)  # the first backoff: 0.2 s times 1.5, plus up to 1 s jitter
+        self.assertEqual(self.net.attempts, 2)
+        self.assertEqual(self.states[-1], "connected")
+        self.assertTrue(any(s.startswith("subscription to gone refused") for s in self.states),
+                        self.states)
+        self.hub.publish("p", "keep", b"still here")
+        self.net.flush()
+        self.assertEqual([m.payload for m in got], [b"still here"])
+
+    def test_wildcard_resumes_every_channel_it_brought(self) -> None:
+        """news.> across a drop: what came on news.uk and news.fr meanwhile arrives,
+        once; the temporary concrete subscriptions are gone afterwards."""
+        client = self.client(name="w")
+        got: list[Delivery] = []
+        subscribed = client.subscribe("news.>", got.append)
+        self.net.flush()
+        self.successResultOf(subscribed)
+        for channel in ("news.uk", "news.fr"):
+            self.hub.publish("p", channel, b"before")
+        self.net.flush()
+        self.assertEqual(len(got), 2)
+        self.hub.kick("w")
+        self.net.flush()
+        for channel in ("news.uk", "news.fr"):  # while it is away
+            self.hub.publish("p", channel, b"during")
+        self.net.advance(1.3)
+        self.assertEqual(self.states.count("connected"), 2)
+        for channel in ("news.uk", "news.fr"):
+            self.hub.publish("p", channel, b"after")
+        self.net.flush()
+        seen = sorted((m.channel, m.msg_id, m.payload) for m in got)
+        self.assertEqual(seen, [("news.fr", 1, b"before"), ("news.fr", 2, b"during"),
+                                ("news.fr", 3, b"after"), ("news.uk", 1, b"before"),
+                                ("news.uk", 2, b"during"), ("news.uk", 3, b"after")])
+        self.assertEqual(self.hub.find_client("w").patterns, {"news.>"})

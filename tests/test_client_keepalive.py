@@ -1,17 +1,15 @@
 """The client notices a server that went silent without closing, and reconnects."""
 from __future__ import annotations
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from txpubsub.client import Client, Connection
+from txpubsub.client.connection import QUIT_WAIT
 
-from .netclient import WAIT
+from .memnet import MemoryEndpoint
 
 INFO = b'INFO {"server":"silent","proto":1,"client_id":"c1","epoch":"e"}\r\n'
 
@@ -72,43 +70,61 @@ class KeepaliveTests(SynchronousTestCase):
 class SilentServer(Protocol):
     """Greets like a txpubsub server, then never says another word."""
 
+    def __init__(self) -> None:
+        self.received = b""
+
     def connectionMade(self) -> None:
-        self.factory.connections.append(self)
         self.transport.write(INFO)
-        waiting = self.factory.waiting
-        if len(self.factory.connections) == 2 and not waiting.called:
-            waiting.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
 
 
-class ReconnectTests(TestCase):
-    timeout = 60
+class ReconnectTests(SynchronousTestCase):
+    """A Client against a silent server in memory, on a Clock."""
 
-    async def silent_server(self) -> tuple[Factory, str]:
-        """A SilentServer listening until the test ends: (its factory, its address)."""
-        factory = Factory.forProtocol(SilentServer)
-        factory.connections = []
-        factory.waiting = Deferred()
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-        self.addCleanup(port.stopListening)
-        return factory, f"tcp:127.0.0.1:{port.getHost().port}"
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.net = MemoryEndpoint(Factory.forProtocol(SilentServer), self.clock)
+        self.states: list[str] = []
 
-    async def test_client_reconnects_to_a_silent_server(self) -> None:
-        factory, address = await self.silent_server()
-        states: list[str] = []
-        client = Client(reactor, address, on_state=states.append, keepalive=0.2)
+    def test_client_reconnects_to_a_silent_server(self) -> None:
+        """Silent for a keepalive: PING; as long again: dropped as stale, and a new
+        connection within the first backoff (0.2 s, times 1.5, plus up to 1 s jitter)."""
+        client = Client(self.clock, self.net, on_state=self.states.append, keepalive=30)
         client.start()
-        self.addCleanup(client.stop)
-        await factory.waiting.addTimeout(WAIT, reactor)
-        self.assertIn("disconnected (stale)", states)
+        self.net.flush()
+        self.assertEqual(self.states, ["connected"])
+        self.net.advance(29.9)
+        self.assertEqual(self.net.pumps[0].server.received, b"")
+        self.net.advance(0.1)
+        self.assertEqual(self.net.pumps[0].server.received, b"PING\r\n")
+        self.net.advance(29.9)
+        self.assertEqual(self.states, ["connected"])
+        self.net.advance(0.1)
+        self.assertEqual(self.states, ["connected", "disconnected (stale)"])
+        self.assertEqual(self.net.attempts, 1)
+        self.net.advance(1.3)
+        self.assertEqual(self.net.attempts, 2)
+        self.assertEqual(self.states, ["connected", "disconnected (stale)", "connected"])
+        stopped = client.stop()
+        self.net.advance(QUIT_WAIT)
+        self.successResultOf(stopped)
 
-    async def test_stop_does_not_wait_for_a_silent_server(self) -> None:
-        factory, address = await self.silent_server()
-        client = Client(reactor, address, keepalive=0)
+    def test_stop_does_not_wait_for_a_silent_server(self) -> None:
+        """QUIT is never answered: stop() gives up on it after QUIT_WAIT seconds,
+        closes the connection and makes no other."""
+        client = Client(self.clock, self.net, keepalive=0)
         client.start()
-        await client.connection().addTimeout(WAIT, reactor)
-        # QUIT is never answered; stop() gives up on it (after QUIT_WAIT) instead of
-        # waiting until something else cancels it.
-        started = reactor.seconds()
-        await client.stop().addTimeout(WAIT, reactor)
-        self.assertLess(reactor.seconds() - started, WAIT / 2)
-        self.assertEqual(len(factory.connections), 1)
+        self.net.flush()
+        self.successResultOf(client.connection())
+        stopped = client.stop()
+        self.net.flush()
+        self.assertEqual(self.net.pumps[0].server.received, b"QUIT\r\n")
+        self.net.advance(QUIT_WAIT - 0.1)
+        self.assertNoResult(stopped)
+        self.net.advance(0.1)
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertTrue(self.net.pumps[0].clientIO.disconnected)
+        self.net.advance(60)
+        self.assertEqual(self.net.attempts, 1)

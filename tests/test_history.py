@@ -113,6 +113,36 @@ class HistoryTests(SynchronousTestCase):
                          "+OK subscribed quiet 0 partial\r\n")
 
 
+class ReplayWithinBufferTests(SynchronousTestCase):
+    """Replays of 20 kB messages to a reader whose --max-buffer holds only four."""
+
+    def setUp(self) -> None:
+        self.hub = make_hub(history=10)
+        writer = Conn(self.hub)
+        writer.cmd("QUIET on")
+        for i in range(10):
+            writer.send(b"PUB big %d" % i + b"x" * 20000 + b"\r\n")
+        self.reader = Conn(self.hub, max_buffer=100_000)
+
+    def test_history_sends_only_the_newest_that_fit_in_max_buffer(self) -> None:
+        """HISTORY sends the newest messages that fit in --max-buffer; no slow-consumer cut."""
+        out = self.reader.send(b"HISTORY big\r\n")
+        self.assertLess(len(out), 100_000)
+        self.assertTrue(out.endswith(b"+OK 4\r\n"))
+        self.assertIn(b"MSG big 10 ", out)
+        self.assertFalse(self.reader.closed)
+
+    def test_sub_since_cut_short_by_max_buffer_says_partial(self) -> None:
+        """SUB since= whose replay --max-buffer cuts short says partial."""
+        out = self.reader.send(b"SUB big since=0\r\n")
+        self.assertTrue(out.endswith(b"+OK subscribed big 4 partial\r\n"))
+
+    def test_sub_last_cut_short_by_max_buffer_does_not_say_partial(self) -> None:
+        """SUB last= cut short by --max-buffer replays what fits and, like any last=, no partial."""
+        out = self.reader.send(b"SUB big last=10\r\n")
+        self.assertTrue(out.endswith(b"+OK subscribed big 4\r\n"))
+
+
 class IdsNeverRestartTests(SynchronousTestCase):
     def test_forgotten_channel_goes_on(self) -> None:
         """Idle, empty, unsubscribed channels are forgotten; their ids go on."""
@@ -141,6 +171,16 @@ class IdsNeverRestartTests(SynchronousTestCase):
         conn.cmd("SUB watched")
         clock.advance(IDLE_CHANNEL * 3)
         self.assertIsNotNone(hub.channel("watched"))
+
+    def test_channel_retired_before_any_message_leaves_no_id_behind(self) -> None:
+        """A channel retired before its first message keeps no last id: names never
+        published to do not pile up in the server for ever."""
+        hub = make_hub(Clock())
+        conn = Conn(hub)
+        conn.cmd("SUB empty")
+        conn.cmd("UNSUB empty")
+        hub._retire(hub.channel("empty"))
+        self.assertEqual(hub._retired, {})
 
 
 @st.composite

@@ -8,14 +8,16 @@ import tempfile
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP6ClientEndpoint
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.trial.unittest import TestCase
 
 from txpubsub.core.hub import Hub
 from txpubsub.doors.line import LineDoorFactory
+from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenError, ListenerService
 
-from .netclient import LineClient, connect
+from .netclient import WAIT, LineClient, connect
 
 
 def has_ipv6_loopback() -> bool:
@@ -151,3 +153,33 @@ class ServerTests(TestCase):
         reactor.callLater(0, done.callback, None)
         await done
         self.assertEqual(self.hub.clients(), [])
+
+
+class CleanCloseTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.hub = Hub(reactor, epoch="itest")
+        service = ListenerService(reactor, "tcp:0:interface=127.0.0.1",
+                                  LineDoorFactory(self.hub, "tcp", DoorSettings(ping_interval=0)))
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"
+
+    async def test_quit_after_backed_up_output_closes_cleanly(self) -> None:
+        """After more than 64 KiB were queued, QUIT still gets +OK bye and a clean close."""
+        client = await connect(self.address)
+        publish = b"PUB me " + b"x" * 1000 + b"\r\n"
+        client.send(b"SUB me\r\nQUIET on\r\n" + publish * 100 + b"QUIT\r\n")
+        await client.closed.addTimeout(WAIT, reactor)
+        self.assertEqual(client.lines[-1], b"+OK bye")
+        self.assertTrue(client.lost_reason.check(ConnectionDone), client.lost_reason)
+
+    async def test_half_closed_client_gets_every_reply_then_close(self) -> None:
+        """printf 'PING\\nLIST\\n' | nc -N: the replies come, then the close."""
+        client = await connect(self.address)
+        client.send(b"PING\r\nSUB hc\r\nPUB hc hi\r\nLIST\r\n")
+        client.transport.loseWriteConnection()
+        await client.closed.addTimeout(WAIT, reactor)
+        self.assertEqual(client.lines[1:], [b"PONG", b"+OK subscribed hc 0", b"MSG hc 1 c1 hi",
+                                            b"+OK 1", b"CHANNEL hc 1 1 1", b"+OK 1"])

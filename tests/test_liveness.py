@@ -76,6 +76,15 @@ class HeartbeatTests(SynchronousTestCase):
         self.assertEqual(out, b"PING\r\nBYE stale nothing heard for 120 seconds\r\n")
 
 
+    def test_slow_pubb_upload_is_not_stale(self) -> None:
+        """A PUBB payload trickling in over four minutes is life: no PING, no BYE stale."""
+        conn = Conn(self.hub, ping_interval=60)
+        conn.send(b"PUBB up 100\r\n")
+        for _ in range(9):
+            self.clock.advance(30)
+            self.assertEqual(conn.send(b"x" * 10), b"")
+        self.assertEqual(conn.send(b"x" * 10 + b"\r\n"), b"+OK 1\r\n")
+
 class SlowConsumerTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -180,6 +189,41 @@ class SlowConsumerTests(SynchronousTestCase):
         self.assertTrue(self.slow.closed)
         self.assertTrue(self.slow.transport.value().endswith(b"unsent\r\n"))
 
+
+    def test_quit_after_slow_consumer_cut_still_says_slow_consumer(self) -> None:
+        """QUIT after a slow-consumer cut does not rewrite why the connection ended."""
+        conn = Conn(self.hub, max_buffer=65536)
+        for _ in range(20):
+            conn.proto.dataReceived(b"PING\r\n" * 1000)
+            conn.flush()
+        conn.proto.dataReceived(b"QUIT\r\n")
+        self.assertEqual(conn.proto.session.close_reason.value, "slow-consumer")
+
+    def test_own_replies_never_pace_the_sender(self) -> None:
+        """20,000 PINGs in one read are answered without pausing the sender's input."""
+        conn = Conn(self.hub, max_buffer=200_000)
+        budget = conn.proto.session._stall_left
+        conn.proto.dataReceived(b"PING\r\n" * 20000)
+        self.assertEqual(conn.proto.session._stall_left, budget)
+        self.assertEqual(self.hub.counters.pacing_stalls, 0)
+
+    def test_kick_of_a_backed_up_connection_says_slow_consumer(self) -> None:
+        """KICK of a connection whose pending output would pass the limit says
+        BYE slow-consumer, and is counted as one."""
+        hub = make_hub(Clock())
+        conn = Conn(hub, max_buffer=100_000, max_stall=0)  # no pacing: the writer goes on
+        conn.cmd("SUB t")
+        writer = Conn(hub)
+        for _ in range(70):  # > 64 KiB unsent: Twisted says we are backed up
+            writer.send(b"PUB t " + b"x" * 1000 + b"\r\n")
+        conn.flush()
+        for _ in range(40):  # this turn's output would pass --max-buffer
+            writer.proto.dataReceived(b"PUB t " + b"x" * 1000 + b"\r\n")
+        hub.kick(conn.proto.session.client.client_id, "maintenance")
+        self.assertEqual(conn.proto.session.close_reason.value, "slow-consumer")
+        self.assertTrue(conn.transport.value().endswith(b"BYE slow-consumer over 100000 bytes "
+                                                        b"unsent\r\n"))
+        self.assertEqual(hub.counters.slow_consumers, 1)
 
 class SystemChannelTests(SynchronousTestCase):
     def setUp(self) -> None:

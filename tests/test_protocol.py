@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+
+from txpubsub.doors.feeds import FeedFactory
 
 from .helpers import Conn, make_hub
 
@@ -226,6 +229,10 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(self.alice.cmd("QUIT"), "+OK bye\r\n")
         self.assertTrue(self.alice.closed)
 
+    def test_help_lists_pong(self) -> None:
+        """HELP lists PONG, the answer a client gives to the server's PING."""
+        self.assertIn("HELP PONG ", self.alice.cmd("HELP"))
+
     def test_verbs_case_insensitive_names_not(self) -> None:
         self.alice.cmd("sub News")
         self.bob.cmd("Pub news x")
@@ -246,6 +253,31 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(out, b"PONG\r\n+OK subscribed t 0\r\nMSG t 1 c1 a\r\n+OK 1\r\n"
                               b"-ERR unknown-command unknown command 'BAD', try HELP\r\n"
                               b"MSG t 2 c1 b\r\n+OK 2\r\n+OK unsubscribed t\r\nPONG\r\n")
+
+
+class DirectMessageTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hub = make_hub(self.clock)
+
+    def test_direct_message_to_a_feed_reader_is_no_such_client(self) -> None:
+        """Feed readers cannot be sent direct messages (nothing would frame them)."""
+        feed = FeedFactory("logs", self.hub).buildProtocol(None)
+        feed.makeConnection(StringTransport())
+        conn = Conn(self.hub)
+        self.assertTrue(conn.cmd("PUB @c1 fake").startswith("-ERR no-such-client "))
+
+    def test_direct_message_ids_count_per_recipient_and_end_with_it(self) -> None:
+        """Direct messages to a connection are numbered 1, 2, ... for it alone; once it
+        is gone it cannot be sent to, and the next connection's inbox starts at 1."""
+        a = Conn(self.hub)
+        b = Conn(self.hub)
+        self.assertEqual(b.cmd("PUB @c1 x"), "+OK 1\r\n")
+        self.assertEqual(b.cmd("PUB @c1 x"), "+OK 2\r\n")
+        a.lose()
+        self.assertTrue(b.cmd("PUB @c1 x").startswith("-ERR no-such-client "))
+        Conn(self.hub)
+        self.assertEqual(b.cmd("PUB @c3 x"), "+OK 1\r\n")
 
 
 class BadInputTests(SynchronousTestCase):
@@ -293,3 +325,18 @@ class BadInputTests(SynchronousTestCase):
         self.assertTrue(self.conn.cmd("NAME x").startswith("-ERR internal-error "))
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertEqual(self.conn.cmd("PING"), "PONG\r\n")
+
+    def test_pubb_refused_for_bad_encoding_still_reads_its_payload(self) -> None:
+        """A PUBB line that is not UTF-8 is refused, and its payload is skipped, not run."""
+        conn = Conn(self.hub)
+        out = conn.send(b"PUBB caf\xe9 19\nNAME mallory\nSUB x\n\r\nPING\n")
+        self.assertEqual(out, b"-ERR bad-encoding lines must be UTF-8\r\nPONG\r\n")
+        self.assertIsNone(conn.proto.session.client.name)
+
+    def test_error_reply_cuts_a_long_channel_name(self) -> None:
+        """An -ERR about a 120-byte channel name shortens it: the reply stays short."""
+        conn = Conn(self.hub)
+        conn.cmd("CREATE " + "n" * 120)
+        reply = conn.cmd("CREATE " + "n" * 120)
+        self.assertTrue(reply.startswith("-ERR exists "))
+        self.assertLess(len(reply), 80)

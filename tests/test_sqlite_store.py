@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from txpubsub.core.hub import Hub
 from txpubsub.store.sqlite import SqliteStore, StoreError, _pragmas, open_store
 
-from .helpers import Conn
+from .helpers import Conn, kept
 from .netclient import WAIT, connect
 from .test_twistd import ServerProcess, twistd
 
@@ -98,6 +98,43 @@ class SqliteStoreTests(TestCase):
         store._pool.close()
         store._pool = good
 
+
+    async def test_messages_dropped_before_a_flush_stay_dropped(self) -> None:
+        """Messages published and dropped within one flush window never come back."""
+        hub, _ = self.start()
+        for i in range(3):
+            hub.publish("x", "secret", b"secret-%d" % i)
+        hub.drop("secret")
+        hub.publish("x", "secret", b"fresh")
+        hub, _ = await self.restart(hub)
+        self.assertEqual([m.payload for m in kept(hub, "secret")], [b"fresh"])
+        self.assertEqual(kept(hub, "secret")[0].msg_id, 4)
+
+    async def test_ids_go_on_after_a_failed_write(self) -> None:
+        """A failed batch loses its messages, never the ids: they do not restart."""
+        hub, _ = self.start()
+        store = hub.store
+        good = store._pool
+        store._pool = adbapi.ConnectionPool(
+            "sqlite3", f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+            cp_min=1, cp_max=1, cp_reactor=reactor)
+        for _ in range(3):
+            hub.publish("x", "news", b"m")
+        await store.flush()
+        self.flushLoggedErrors()
+        store._pool.close()
+        store._pool = good
+        hub, _ = await self.restart(hub)
+        self.assertEqual(hub.publish("x", "news", b"after"), 4)
+
+    async def test_dropped_empty_channel_stays_gone_after_restart(self) -> None:
+        """A channel created, saved and dropped with no message is gone after a restart."""
+        hub, _ = self.start()
+        hub.create("empty")
+        await hub.store.flush()
+        hub.drop("empty")
+        hub, _ = await self.restart(hub)
+        self.assertIsNone(hub.channel("empty"))
 
 class BadStoreFileTests(SynchronousTestCase):
     def setUp(self) -> None:
