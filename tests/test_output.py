@@ -226,7 +226,7 @@ class RealTLSTests(TestCase):
         """Over TLS, output written before the handshake and output waiting for a
         reader that stopped both count as unsent; never written to the socket direct."""
         certs = Certs()
-        # Over 64,000 bytes, so Twisted's TLS write coalescing (BufferingTLSTransport)
+        # Over 64,000 bytes: Twisted's TLS write coalescing (BufferingTLSTransport)
         # hands it to TLS at once; smaller writes wait there, uncounted, for a turn.
         hello = b"h" * 100_000
         factory = sink_factory(hello)
@@ -255,3 +255,23 @@ class RealTLSTests(TestCase):
         await until(lambda: len(reader.received) == len(hello) + len(data),
                     "the reader to drain")
         self.assertEqual(unsent_bytes(transport), 0)
+
+    async def test_small_tls_writes_held_for_a_turn_count_as_unsent(self) -> None:
+        """A short write that Twisted's TLS transport holds back for a turn
+        (BufferingTLSTransport's small-write aggregation) still counts."""
+        certs = Certs()
+        hello = b"INFO {}\r\n"
+        factory = sink_factory(hello)
+        port = await serverFromString(
+            reactor, f"ssl:0:interface=127.0.0.1:privateKey={certs.key_path}"
+                     f":certKey={certs.cert_path}").listen(factory)
+        self.addCleanup(port.stopListening)
+        reader = Reader()
+        endpoint = wrapClientTLS(certs.client_options(),
+                                 TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port))
+        await connectProtocol(endpoint, reader).addTimeout(WAIT, reactor)
+        self.addCleanup(lambda: reader.transport.abortConnection())
+        await until(lambda: factory.connections, "the server to accept")
+        self.assertEqual(factory.connections[0].unsent_at_hello, len(hello))
+        await until(lambda: reader.received == hello, "the greeting")
+        self.assertEqual(unsent_bytes(factory.connections[0].transport), 0)

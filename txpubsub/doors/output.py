@@ -69,7 +69,8 @@ def unsent_bytes(transport: ITransport) -> int:
     ``dataBuffer`` (from ``offset``) and ``_tempDataBuffer``. A TLS transport
     wraps a TCP one and holds cleartext in ``_appSendBuffer`` until its
     handshake is done (it forwards unknown attributes to the TCP transport,
-    so only its own ``__dict__`` is read here). Any other transport
+    so only its own ``__dict__`` is read here), and a BufferingTLSTransport
+    also up to 64 KB of small writes in ``_aggregator._buffer``. Any other transport
     (StringTransport in tests) counts what it holds.
     """
     total = 0
@@ -78,6 +79,8 @@ def unsent_bytes(transport: ITransport) -> int:
             return total + len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         own = getattr(transport, "__dict__", {})
         total += sum(map(len, own.get("_appSendBuffer", ())))
+        # BufferingTLSTransport (Twisted >= 22.8) holds small writes for a turn.
+        total += sum(map(len, getattr(own.get("_aggregator"), "_buffer", ())))
         inner = own.get("transport")
         if inner is None:
             break
