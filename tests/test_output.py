@@ -227,7 +227,7 @@ class RealTLSTests(TestCase):
         reader that stopped both count as unsent; never written to the socket direct."""
         certs = Certs()
         # Over 64,000 bytes: Twisted's TLS write coalescing (BufferingTLSTransport)
-        # hands it to TLS at once; smaller writes wait there, uncounted, for a turn.
+        # hands it to TLS at once (the next test covers the smaller writes it holds).
         hello = b"h" * 100_000
         factory = sink_factory(hello)
         port = await serverFromString(
