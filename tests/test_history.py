@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from txpubsub.core.history import History
 from txpubsub.core.hub import IDLE_CHANNEL, SWEEP_INTERVAL
+from txpubsub.core.message import Message
 
 from .helpers import Conn, make_hub
 
@@ -257,3 +259,20 @@ class ReplayPropertyTests(SynchronousTestCase):
         final = seen[hub.epoch]
         if final and not told_partial:
             self.assertEqual(final, list(range(final[0], final[-1] + 1)))
+
+
+class HistoryRingTests(SynchronousTestCase):
+    @given(keep=st.integers(1, 12), published=st.integers(0, 40), asked=st.integers(0, 50))
+    def test_newest_are_the_last_published_oldest_first(
+        self, keep: int, published: int, asked: int
+    ) -> None:
+        """However often the ring wrapped, a replay is the newest messages in order."""
+        ring = History("t", keep)
+        sent = [Message("t", i, f"s{i % 3}", b"p%d" % i, float(i)) for i in range(1, published + 1)]
+        for msg in sent:
+            ring.append(msg)
+        want = sent[len(sent) - min(asked, keep, published):]
+        got = ring.newest(asked)
+        self.assertEqual(len(ring), min(keep, published))
+        self.assertEqual([(m.channel, m.msg_id, m.sender, m.payload, m.published_at) for m in got],
+                         [(m.channel, m.msg_id, m.sender, m.payload, m.published_at) for m in want])

@@ -161,7 +161,7 @@ class HubTests(SynchronousTestCase):
             self.hub.publish("x", "news", b"%d" % i)
         self.assertEqual([(m.msg_id, m.payload) for m in kept(self.hub, "news")],
                          [(4, b"3"), (5, b"4")])
-        self.assertEqual(len(ch.history), 2)
+        self.assertEqual(ch.kept, 2)
         self.assertEqual(ch.published, 5)
 
     def test_system_channels_read_only(self) -> None:

@@ -1,10 +1,10 @@
 """A channel: its message ids, its kept history and its concrete subscribers."""
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
+from txpubsub.core.history import History
 from txpubsub.core.message import Message
 
 T = TypeVar("T")
@@ -15,8 +15,8 @@ class Channel(Generic[T]):
 
     Ids are consecutive from 1 and never restart while the server's epoch
     stands: a channel created again after a drop starts after ``last_id``.
-    History keeps the last ``keep`` Message values, which every door can
-    replay in its own format.
+    History keeps the last ``keep`` messages (txpubsub.core.history), which
+    every door can replay in its own format.
     ``subscribers`` holds the connections subscribed to this exact name;
     wildcard subscriptions live in the hub's PatternIndex.
     """
@@ -43,7 +43,7 @@ class Channel(Generic[T]):
     ) -> None:
         self.name = name
         self._keep = keep
-        self._kept: deque[Message] | None = None  # made at the first message kept
+        self._kept: History | None = None  # made at the first message kept
         self.last_id = last_id
         self.published = 0
         self.subscribers: set[T] = set()
@@ -57,9 +57,13 @@ class Channel(Generic[T]):
         return self._keep
 
     @property
-    def history(self) -> Sequence[Message]:
-        """The kept messages, oldest first (consecutive ids up to ``last_id``)."""
-        return self._kept if self._kept is not None else ()
+    def kept(self) -> int:
+        """How many messages are kept now (consecutive ids up to ``last_id``)."""
+        return len(self._kept) if self._kept is not None else 0
+
+    def newest(self, count: int) -> list[Message]:
+        """The newest ``count`` kept messages (at most all), oldest first."""
+        return self._kept.newest(count) if self._kept is not None else []
 
     def record(self, msg: Message) -> None:
         """Count a new message (numbered by the backplane) and keep it."""
@@ -70,7 +74,7 @@ class Channel(Generic[T]):
         if kept is None:
             if not self._keep:
                 return
-            kept = self._kept = deque(maxlen=self._keep)
+            kept = self._kept = History(self.name, self._keep)
         kept.append(msg)
 
     def restore(self, messages: Iterable[Message]) -> None:
@@ -79,7 +83,7 @@ class Channel(Generic[T]):
             if self._kept is None:
                 if not self._keep:
                     return
-                self._kept = deque(maxlen=self._keep)
+                self._kept = History(self.name, self._keep)
             self._kept.append(msg)
 
     def clear_history(self) -> None:

@@ -11,7 +11,6 @@ import secrets
 import string
 from collections import deque
 from collections.abc import Iterable
-from itertools import islice
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -304,7 +303,7 @@ class Hub(Service):
         cutoff = self.clock.seconds() - IDLE_CHANNEL
         idle = [
             ch for ch in self._channels.values()
-            if not (ch.system or ch.subscribers or ch.history)
+            if not (ch.system or ch.subscribers or ch.kept)
             and (ch.last_publish_at or ch.created_at) <= cutoff
         ]
         for ch in idle:
@@ -403,7 +402,7 @@ class Hub(Service):
     def _replay(
         self, ch: Channel[Session], last: int | None, since: int | None, epoch: str | None
     ) -> tuple[list[Message], bool]:
-        kept = len(ch.history)
+        kept = ch.kept
         partial = False
         if last is not None:
             count = min(last, kept, self.max_replay)  # last= never says partial
@@ -419,7 +418,7 @@ class Hub(Service):
             if count > self.max_replay:
                 # The newest ones: the replay stays contiguous with the live stream.
                 count, partial = self.max_replay, True
-        return list(islice(ch.history, kept - count, kept)), partial
+        return ch.newest(count), partial
 
     def history(
         self, channel: str, n: int | None = None, client: ClientRecord | None = None
@@ -432,9 +431,8 @@ class Hub(Service):
         ch = self._channels.get(channel)
         if ch is None:
             raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
-        kept = len(ch.history)
-        count = min(kept if n is None else n, kept, self.max_replay)
-        return list(islice(ch.history, kept - count, kept))
+        kept = ch.kept
+        return ch.newest(min(kept if n is None else n, kept, self.max_replay))
 
     def unsubscribe(self, client: ClientRecord, pattern: str) -> None:
         """Drop one of a client's subscriptions; HubError not-subscribed if absent."""

@@ -109,7 +109,7 @@ class AdminDoor(LineFramer):
         channels = self.hub.channels(">") + self.hub.channels("$sys.>")
         return self._listing([
             f"CHANNEL {ch.name} {len(self.hub.subscribers_of(ch.name))} {ch.published} "
-            f"{len(ch.history)} {iso_utc(ch.created_at)} "
+            f"{ch.kept} {iso_utc(ch.created_at)} "
             f"{iso_utc(ch.last_publish_at) if ch.last_publish_at is not None else '-'}"
             for ch in channels
         ])

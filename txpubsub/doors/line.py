@@ -310,7 +310,7 @@ class LineDoor(LineFramer):
         channels = self.hub.channels(args[0] if args else ">")
         lines = [
             f"CHANNEL {ch.name} {len(self.hub.subscribers_of(ch.name))} {ch.published} "
-            f"{len(ch.history)}\r\n"
+            f"{ch.kept}\r\n"
             for ch in channels
         ]
         lines.append(f"+OK {len(channels)}\r\n")
