@@ -21,6 +21,7 @@ import selectors
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 BATCH = 100
@@ -73,11 +74,15 @@ def _request(sock: socket.socket, line: bytes) -> bytes:
 
 
 def _address(server: str) -> tuple[str, int]:
-    kind, _, rest = server.partition(":")
-    host, _, port = rest.rpartition(":")
-    if kind not in ("tcp", "tcp6") or not port.isdigit():
-        raise SystemExit(f"txpubsub bench: --server must be tcp:HOST:PORT, not {server!r}")
-    return host.strip("[]").replace("\\:", ":") or "127.0.0.1", int(port)
+    from txpubsub.cli.connect import parse_server
+
+    try:
+        parsed = parse_server(server)
+    except ValueError as e:
+        raise SystemExit(f"txpubsub bench: --server: {e}") from None
+    if not parsed.host or parsed.tls:
+        raise SystemExit(f"txpubsub bench: --server must be a plain HOST:PORT, not {server!r}")
+    return parsed.host, parsed.port
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -246,7 +251,24 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+DESCRIPTION = """\
+Measure a server: subscribers on bench.0..N-1, publishers sending as fast
+as the server takes them (throughput), or at --rate per second with each
+delivery timed (latency). Plain TCP only; see docs/benchmarks.md."""
+
+EXAMPLES = """\
+examples:
+  txpubsub bench --subs 100 --msgs 100000
+  txpubsub bench --subs 1000 --channels 10 --duration 10 --json
+  txpubsub bench --subs 50 --rate 1000 --msgs 10000     latency percentiles"""
+
+
+def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    parser.add_argument("-s", "--server", default=env.get("TXPUBSUB_SERVER", "127.0.0.1:23400"),
+                        help="HOST:PORT or tcp:HOST:PORT (default: $TXPUBSUB_SERVER or "
+                             "127.0.0.1:23400)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds without progress before giving up (default 10)")
     parser.add_argument("--pubs", type=int, default=1, help="publisher connections (default 1)")
     parser.add_argument("--subs", type=int, default=10, help="subscriber connections (default 10)")
     parser.add_argument("--channels", type=int, default=1,

@@ -10,14 +10,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
+from txpubsub.cli.connect import Reconnecting, add_server_options
+from txpubsub.cli.console import Console
 from txpubsub.client import Client, CommandError, ServerClosed
+from txpubsub.wire.errors import HubError
+from txpubsub.wire.names import SYSTEM, channel_kind
 from txpubsub.wire.parser import Delivery
 
 HELP = "commands: /join CH, /leave [CH], /msg NAME TEXT, /who, /list, /quit"
+
+DESCRIPTION = """\
+Chat in a channel: each line you type is published there, and what others
+say appears above the prompt (on a terminal; without one, stdin's lines are
+read plainly). Commands: /join CH, /leave [CH], /msg NAME TEXT, /who,
+/list, /quit (or Ctrl-D). When the server goes away, chat says so and
+reconnects, as sub does."""
+
+EXAMPLES = """\
+examples:
+  txpubsub chat --name alice room
+  txpubsub chat -s chat.example.org:23400 --name bob
+  printf 'hello\\n/quit\\n' | txpubsub chat --name bot room"""
 
 
 class Chat:
@@ -83,34 +101,47 @@ class Chat:
         return True
 
 
-async def run_chat(reactor: Any, args: argparse.Namespace, endpoint: Any,
-                   say: Callable[[str], None]) -> int:
+def channel_type(text: str) -> str:
+    try:
+        if channel_kind(text) == SYSTEM:
+            raise HubError("bad-channel", "system channels are read-only: no chatting there")
+    except HubError as e:
+        raise argparse.ArgumentTypeError(e.text) from None
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    parser.add_argument("channel", nargs="?", default="chat", type=channel_type,
+                        help="the channel to chat in first (default: chat)")
+    add_server_options(parser, env, connect_timeout=None)
+
+
+async def run(reactor: Any, args: argparse.Namespace, console: Console) -> int:
+    """Chat until /quit, Ctrl-D or the end of stdin."""
     chat: Chat
 
-    def state(text: str) -> None:
-        if text.startswith("disconnected"):
-            say(f"{text}; reconnecting")
-        elif text != "connected":
-            say(text)
+    async def session() -> int:
+        try:
+            await kept.client.connection()
+        except CommandError:
+            raise  # e.g. the name is taken: said as it is
+        await kept.client.subscribe(args.channel, chat.show)
+        if sys.stdin.isatty():
+            await _prompt(chat)
+        else:
+            await _plain(reactor, chat)
+        return 0
 
-    client = Client(reactor, endpoint, name=args.name, on_state=state,
-                    on_direct=lambda msg: chat.show(msg))
-    chat = Chat(client, args.channel, print)
-    client.start()
+    kept = Reconnecting(reactor, args, console, on_direct=lambda msg: chat.show(msg))
+    chat = Chat(kept.client, args.channel, print)
+    kept.start()
+    talking = Deferred.fromCoroutine(session())
+    talking.addCallbacks(kept.end, lambda failure: kept.fail(failure.value))
     try:
-        await client.connection().addTimeout(args.timeout, reactor)
-    except CommandError:
-        raise  # e.g. the name is taken: said as it is
-    except Exception:
-        await client.stop()
-        raise ServerClosed(f"cannot reach {args.server}") from None
-    await client.subscribe(args.channel, chat.show)
-    if sys.stdin.isatty():
-        await _prompt(chat)
-    else:
-        await _plain(reactor, chat)
-    await client.stop()
-    return 0
+        return await kept.ended
+    finally:
+        talking.cancel()
+        await kept.stop()
 
 
 async def _prompt(chat: Chat) -> None:

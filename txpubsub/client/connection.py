@@ -34,6 +34,8 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txpubsub.wire.line import is_text
 from txpubsub.wire.names import is_wildcard, pattern_matches
@@ -65,11 +67,16 @@ class CommandError(Exception):
 
 
 class ServerClosed(Exception):
-    """The server said ``BYE <reason>`` or the connection was lost."""
+    """The server said ``BYE <reason>`` or the connection was lost.
 
-    def __init__(self, reason: str) -> None:
+    ``cause`` is the transport's reason when there was no BYE (a TLS
+    handshake that failed, say): ``txpubsub.client.failures.describe`` words it.
+    """
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.cause = cause
 
 
 @dataclass
@@ -201,10 +208,11 @@ class Connection(Protocol):
             self._timer.cancel()
         self._timer = None
         why = self.bye or "lost"
+        cause = None if self.bye else getattr(reason, "value", None)
         while self._waiting:
-            self._waiting.popleft().deferred.errback(ServerClosed(why))
+            self._waiting.popleft().deferred.errback(ServerClosed(why, cause))
         if not self.ready.called:
-            self.ready.errback(ServerClosed(why))
+            self.ready.errback(ServerClosed(why, cause))
         self.closed.callback(why)
 
     # -- commands ----------------------------------------------------------
@@ -290,6 +298,23 @@ class Connection(Protocol):
         await self._command("QUIT")
 
 
+@implementer(IStreamClientEndpoint)
+class _Noting:
+    """An endpoint that reports each failed connection attempt before passing it on."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint,
+                 on_failure: Callable[[BaseException], object]) -> None:
+        self._endpoint = endpoint
+        self._on_failure = on_failure
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        def failed(failure: Failure) -> Failure:
+            self._on_failure(failure.value)
+            return failure
+
+        return self._endpoint.connect(factory).addErrback(failed)
+
+
 # Resuming a wildcard subscription resumes at most this many of the channels
 # it brought (the most recently first seen), each with its own since=.
 RESUME_PER_PATTERN = 1000
@@ -303,10 +328,15 @@ class Client:
     def __init__(self, reactor: Any, endpoint: str | IStreamClientEndpoint,
                  name: str | None = None, on_direct: OnMessage | None = None,
                  on_state: Callable[[str], object] | None = None,
-                 keepalive: float = KEEPALIVE) -> None:
+                 keepalive: float = KEEPALIVE,
+                 on_connect_failed: Callable[[BaseException], object] | None = None) -> None:
+        """``on_connect_failed`` hears why each failed attempt failed (before the
+        server's INFO: refused, unreachable, a TLS handshake); ``Client`` retries
+        regardless until ``stop()``."""
         if isinstance(endpoint, str):
             endpoint = clientFromString(reactor, endpoint)
         self.name = name
+        self.on_connect_failed = on_connect_failed
         self.on_direct = on_direct
         self.on_state = on_state or (lambda state: None)
         self.epoch: str | None = None
@@ -323,13 +353,14 @@ class Client:
         # No prepareConnection: naming and resuming happen once the connection
         # counts as made, so that any failure there is an ordinary disconnect.
         self._service = ClientService(
-            endpoint, factory, retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0),
-            clock=reactor)
+            _Noting(endpoint, self._attempt_failed), factory,
+            retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=5.0), clock=reactor)
 
     def _build(self) -> Connection:
         conn = Connection(self._on_direct, self._reactor, self._keepalive)
         conn.ready.addCallback(lambda info: Deferred.fromCoroutine(self._resume(conn, info)))
-        conn.ready.addErrback(lambda failure: None)  # lost before INFO: ClientService retries
+        # Lost before INFO (a failed TLS handshake, say): ClientService retries.
+        conn.ready.addErrback(lambda failure: self._attempt_failed(failure.value))
         conn.closed.addCallback(self._lost, conn)
         return conn
 
@@ -407,6 +438,10 @@ class Client:
         await conn.subscribe(pattern, callback)
         for channel in channels:
             await conn.unsubscribe(channel)
+
+    def _attempt_failed(self, reason: BaseException) -> None:
+        if self.on_connect_failed is not None and not self._stopping:
+            self.on_connect_failed(reason)
 
     def _fail_waiting(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, []
