@@ -1,19 +1,25 @@
 """The installed `txpubsub` command, run in subprocesses against a real server."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Callable
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from txpubsub.cli.connect import Server, parse_server
+from txpubsub.cli.main import SUBCOMMANDS, build_parser, parse
 from txpubsub.core.hub import Hub
 from txpubsub.doors.admin import AdminFactory
 from txpubsub.server.listeners import ListenerService
@@ -26,6 +32,178 @@ from .netclient import WAIT, connect, serve
 def command() -> str:
     path = os.path.join(os.path.dirname(sys.executable), "txpubsub")
     return path if os.path.exists(path) else shutil.which("txpubsub") or "txpubsub"
+
+
+def usage_error(*argv: str, env: dict[str, str] | None = None) -> str:
+    """Parse argv as the command would; it must be a usage error (exit 2): its message."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            parse(list(argv), env or {})
+        except SystemExit as e:
+            if e.code == 2:
+                return err.getvalue()
+            raise AssertionError(f"{argv}: exit {e.code}, not 2: {err.getvalue()}") from None
+    raise AssertionError(f"{argv} parsed without a usage error")
+
+
+def help_text(*argv: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        parse([*argv, "--help"], {})
+    return out.getvalue()
+
+
+class ArgumentTests(SynchronousTestCase):
+    """What the command refuses before connecting, and how it reads its arguments."""
+
+    def test_bad_numbers_are_usage_errors(self) -> None:
+        """--timeout -1, --last -5, --count 0: exit 2 naming the option, no connection."""
+        self.assertIn("argument --timeout: expected a number of seconds above 0, not '-1'",
+                      usage_error("sub", "news", "--timeout", "-1"))
+        self.assertIn("argument --last: expected a whole number (0 or more), not '-5'",
+                      usage_error("sub", "news", "--last", "-5"))
+        self.assertIn("argument -c/--count: expected a whole number above 0, not '0'",
+                      usage_error("sub", "news", "--count", "0"))
+        self.assertIn("argument --connect-timeout:",
+                      usage_error("pub", "news", "x", "--connect-timeout", "nan"))
+        self.assertIn("argument --repeat:", usage_error("pub", "news", "x", "--repeat", "0"))
+
+    def test_bad_channels_and_names_are_usage_errors(self) -> None:
+        """sub a..b, chat a..b and --name 'bad name' are refused by the command itself."""
+        self.assertIn("argument PATTERN: bad channel name 'a..b'", usage_error("sub", "a..b"))
+        self.assertIn("argument channel: bad channel name 'a..b'", usage_error("chat", "a..b"))
+        self.assertIn("argument CHANNEL: bad channel name 'a..b'",
+                      usage_error("pub", "a..b", "hi"))
+        self.assertIn("argument --name: bad name 'bad name'",
+                      usage_error("sub", "news", "--name", "bad name"))
+        self.assertIn("argument --name: bad name 'c12'",
+                      usage_error("chat", "room", env={"TXPUBSUB_NAME": "c12"}))
+        self.assertIn("--last and --since need concrete channels, not 'news.>'",
+                      usage_error("sub", "news.>", "--last", "5"))
+
+    def test_the_rest_of_pub_is_the_message(self) -> None:
+        """pub news hello world publishes "hello world"; "-hello" is a message, not -h."""
+        self.assertEqual(parse(["pub", "news", "hello", "world"], {}).payload, b"hello world")
+        self.assertEqual(parse(["pub", "news", "-hello"], {}).payload, b"-hello")
+        self.assertEqual(parse(["pub", "news", "--", "-v", "--", "x"], {}).payload,
+                         b"-v -- x")
+        args = parse(["pub", "-v", "news", "up", "-v", "--repeat=2"], {})
+        self.assertEqual((args.payload, args.verbose, args.repeat), (b"up", True, 2))
+        self.assertIn("nothing to publish", usage_error("pub", "news"))
+
+    def test_binary_goes_with_stdin(self) -> None:
+        """--binary without -, --repeat with -: usage errors, not silently ignored."""
+        self.assertIn("--binary goes with -", usage_error("pub", "news", "hi", "--binary"))
+        self.assertIn("do not go with -", usage_error("pub", "news", "-", "--repeat", "3"))
+        self.assertIn("cannot read /nonexistent: No such file",
+                      usage_error("pub", "news", "-f", "/nonexistent"))
+        self.assertTrue(parse(["pub", "news", "-", "--binary"], {}).binary)
+
+    def test_each_subcommand_takes_only_its_options(self) -> None:
+        """admin --server is refused, and admin and manhole list no client or TLS options."""
+        self.assertIn("unrecognized arguments: --server",
+                      usage_error("admin", "--server", "tcp:x:1", "STATS"))
+        for command in ("admin", "manhole"):
+            text = help_text(command)
+            for option in ("--server", "--ca", "--cert", "--name", "--tls-name"):
+                self.assertNotIn(option, text, command)
+        self.assertNotIn("--ca", help_text("bench"))
+
+    def test_every_help_explains_and_shows_examples(self) -> None:
+        for command, (module, _) in SUBCOMMANDS.items():
+            text = help_text(command)
+            self.assertIn(module.DESCRIPTION.split("\n")[0], text)
+            self.assertIn("examples:\n  txpubsub " + command, text)
+        for command in ("sub", "pub", "chat", "admin", "manhole"):
+            self.assertIn("positional arguments:\n  ", help_text(command))
+        self.assertIn("TXPUBSUB_SERVER", help_text())
+
+    def test_version(self) -> None:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit) as e:
+            parse(["--version"], {})
+        self.assertEqual(e.exception.code, 0)
+        self.assertRegex(out.getvalue(), r"^txpubsub \d+\.\d+\.\d+ \(Twisted ")
+
+    def test_server_forms(self) -> None:
+        """-s takes HOST:PORT, [::1]:PORT, tls://HOST:PORT, unix:PATH and endpoint strings."""
+        self.assertEqual(parse_server("localhost:23400"),
+                         Server("localhost:23400", "localhost", 23400))
+        self.assertEqual(parse_server("[::1]:23400"), Server("[::1]:23400", "::1", 23400))
+        self.assertEqual(parse_server("tls://example.org:23443"),
+                         Server("tls://example.org:23443", "example.org", 23443, tls=True))
+        self.assertEqual(parse_server("tcp:127.0.0.1:23400"),
+                         Server("tcp:127.0.0.1:23400", "127.0.0.1", 23400))
+        self.assertEqual(parse_server("tcp6:host=\\:\\:1:port=5"),
+                         Server("tcp6:host=\\:\\:1:port=5", "::1", 5))
+        self.assertEqual(parse_server("ssl:example.org:23443"),
+                         Server("ssl:example.org:23443", "example.org", 23443, tls=True))
+        self.assertEqual(parse_server("unix:/run/a.sock").endpoint, "unix:/run/a.sock")
+        for bad in ("nonsense", "host:99999", "tcp:h:1:bindAddress=x", "tls://h"):
+            self.assertRaises(ValueError, parse_server, bad)
+        self.assertIn("argument -s/--server: expected HOST:PORT",
+                      usage_error("sub", "news", "-s", "nonsense"))
+
+    def test_environment(self) -> None:
+        """TXPUBSUB_SERVER, _NAME, _CA, _CERT and _KEY are the defaults; options win."""
+        env = {"TXPUBSUB_SERVER": "tls://example.org:1", "TXPUBSUB_NAME": "alice",
+               "TXPUBSUB_CA": "/nonexistent/ca.pem"}
+        self.assertIn("cannot read the CA file /nonexistent/ca.pem: No such file",
+                      usage_error("sub", "news", env=env))
+        parser = build_parser(env)
+        args = parser.parse_args(["sub", "news", "--name", "bob"])
+        self.assertEqual((args.server.host, args.server.tls, args.name, args.ca),
+                         ("example.org", True, "bob", "/nonexistent/ca.pem"))
+        self.assertIn("--insecure and --ca contradict",
+                      usage_error("sub", "news", "--insecure", env=env))
+
+
+class Proc(ProcessProtocol):
+    """A running command: its output so far, and a Deferred of how it ended."""
+
+    def __init__(self, stdin: bytes | None, close_stdin: bool) -> None:
+        self.stdin = stdin
+        self.close_stdin = close_stdin
+        self.out = self.err = b""
+        self.ended: Deferred[tuple[bytes, bytes, int]] = Deferred()
+        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
+
+    def connectionMade(self) -> None:
+        if self.stdin:
+            self.transport.write(self.stdin)
+        if self.close_stdin:
+            self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+        self._check()
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+        self._check()
+
+    def _check(self) -> None:
+        for waiter in list(self._waiters):
+            if waiter[0]():
+                self._waiters.remove(waiter)
+                waiter[1].callback(None)
+
+    def until(self, condition: Callable[[], bool]) -> Deferred[None]:
+        """Fires once the condition holds on the output; fails after WAIT seconds."""
+        d: Deferred[None] = Deferred()
+        self._waiters.append((condition, d))
+        self._check()
+        return d.addTimeout(WAIT, reactor)
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback((self.out, self.err, reason.value.exitCode))
+
+    def kill(self) -> Deferred[object] | None:
+        if self.ended.called:
+            return None
+        self.transport.signalProcess("KILL")
+        return self.ended.addBoth(lambda _: None)
 
 
 class CLITests(TestCase):
@@ -42,38 +220,28 @@ class CLITests(TestCase):
         if stdin is None:
             d = getProcessOutputAndValue(command(), args, env=env or self.env)
         else:
-            d = self._with_stdin(args, stdin, env or self.env)
+            d = self.spawn(*args, stdin=stdin, env=env).ended
         return d.addTimeout(WAIT * 3, reactor)
 
-    def _with_stdin(self, args, stdin, env) -> Deferred[tuple[bytes, bytes, int]]:
-        from twisted.internet.protocol import ProcessProtocol
+    def spawn(self, *args: str, stdin: bytes | None = b"", close_stdin: bool = True,
+              env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(stdin, close_stdin)
+        reactor.spawnProcess(proc, command(), [command(), *args], env=env or self.env)
+        self.addCleanup(proc.kill)
+        return proc
 
-        done: Deferred[tuple[bytes, bytes, int]] = Deferred()
-
-        class Collect(ProcessProtocol):
-            out = err = b""
-
-            def connectionMade(self) -> None:
-                self.transport.write(stdin)
-                self.transport.closeStdin()
-
-            def outReceived(self, data: bytes) -> None:
-                self.out += data
-
-            def errReceived(self, data: bytes) -> None:
-                self.err += data
-
-            def processEnded(self, reason) -> None:
-                done.callback((self.out, self.err, reason.value.exitCode))
-
-        reactor.spawnProcess(Collect(), command(), [command(), *args], env=env)
-        return done
+    async def subscribed(self, channel: str, count: int = 1) -> None:
+        """Wait until ``count`` connections subscribe to the channel."""
+        for _ in range(int(WAIT / 0.02)):
+            if len(self.hub.subscribers_of(channel)) >= count:
+                return
+            await deferLater(reactor, 0.02)
+        self.fail(f"nobody subscribed to {channel}")
 
     async def test_pub_and_sub(self) -> None:
         """sub prints payloads as they come and exits after --count."""
         sub = self.run_cli("sub", "news.>", "--count", "2")
-        while not self.hub.subscribers_of("news.uk"):
-            await deferLater(reactor, 0.05)
+        await self.subscribed("news.uk")
         self.assertEqual(await self.run_cli("pub", "news.uk", "hello world", "-v"),
                          (b"1\n", b"", 0))
         await self.run_cli("pub", "news.fr", "bonjour")
@@ -205,6 +373,128 @@ class CLITests(TestCase):
         await watcher.wait_line(b"MSG room 1 bob hello")
         await watcher.quit()
 
+
+    async def test_sub_ends_quietly_when_its_reader_goes_away(self) -> None:
+        """`txpubsub sub ... | head -1` ends at the next message: status 0, nothing on stderr."""
+        proc = self.spawn("sub", "news")
+        await self.subscribed("news")
+        self.hub.publish("p", "news", b"first")
+        await proc.until(lambda: proc.out == b"first\n")
+        proc.transport.closeChildFD(1)  # what head does after its line
+        for _ in range(int(WAIT / 0.05)):
+            if proc.ended.called:
+                break
+            self.hub.publish("p", "news", b"more")
+            await deferLater(reactor, 0.05)
+        _, err, code = await proc.ended.addTimeout(WAIT, reactor)
+        self.assertEqual((err, code), (b"", 0))
+
+    async def test_a_refused_subscription_is_said_once(self) -> None:
+        """A refusal is final: one line, status 1, no "reconnecting"."""
+        refused = (b"txpubsub: the server refused: -ERR forbidden inboxes are delivered to "
+                   b"their owner without SUB\n")
+        _, err, code = await self.run_cli("sub", "news", "@alice")
+        self.assertEqual((err, code), (refused, 1))
+        _, err, code = await self.run_cli("chat", "@alice", stdin=b"hello\n")
+        self.assertEqual((err, code), (refused, 1))
+        _, err, code = await self.run_cli("sub", "news", "--last", "-5")
+        self.assertEqual(code, 2)
+        self.assertIn(b"argument --last", err)
+
+    async def test_server_down_is_retried_with_a_notice(self) -> None:
+        """sub and chat keep trying, saying so once; --connect-timeout gives up with status 1."""
+        down = {**self.env, "TXPUBSUB_SERVER": "127.0.0.1:1"}
+        results = await gatherResults([
+            self.run_cli("sub", "news", "--connect-timeout", "0.5", env=down),
+            self.run_cli("chat", "room", "--connect-timeout", "0.5", stdin=b"", env=down)])
+        for _, err, code in results:
+            self.assertEqual(code, 1)
+            self.assertEqual(err.decode().splitlines(), [
+                "txpubsub: cannot connect to 127.0.0.1:1: connection refused; still trying",
+                "txpubsub: no connection to 127.0.0.1:1 within 0.5 s: connection refused"])
+
+    async def test_sub_connects_once_the_server_is_up(self) -> None:
+        """Started before the server, sub waits for it and then prints what comes."""
+        probe, _ = serve(self, self.hub)
+        port = probe.port.getHost().port
+        await probe.stopService()
+        proc = self.spawn("sub", "late", env={**self.env, "TXPUBSUB_SERVER": f"127.0.0.1:{port}"})
+        await proc.until(lambda: b"still trying" in proc.err)
+        serve(self, self.hub, f"tcp:{port}:interface=127.0.0.1")
+        await self.subscribed("late")
+        self.hub.publish("p", "late", b"here")
+        await proc.until(lambda: proc.out == b"here\n")
+        self.assertIn(f"txpubsub: connected to 127.0.0.1:{port}\n".encode(), proc.err)
+
+    async def test_pub_rest_of_the_arguments_is_the_message(self) -> None:
+        """pub news hello world publishes "hello world", and pub news -hello "-hello"."""
+        for args in (("hello", "world"), ("-hello",), ("--", "-v"), ("-f", __file__)):
+            _, err, code = await self.run_cli("pub", "news", *args)
+            self.assertEqual((err, code), (b"", 0))
+        with open(__file__, "rb") as f:
+            this = f.read()
+        self.assertEqual([m.payload for m in kept(self.hub, "news")],
+                         [b"hello world", b"-hello", b"-v", this])
+
+    async def test_pub_repeat_and_interval(self) -> None:
+        out, err, code = await self.run_cli("pub", "tick", "t", "--repeat", "3",
+                                            "--interval", "0.01", "-v")
+        self.assertEqual((out, err, code), (b"1\n2\n3\n", b"", 0))
+
+    async def test_pub_lines_verbose_prints_each_id(self) -> None:
+        """pub - -v prints each line's id as the server acknowledges it."""
+        out, err, code = await self.run_cli("pub", "logs", "-", "-v", stdin=b"a\nb\n")
+        self.assertEqual((out, err, code), (b"1\n2\n", b"", 0))
+
+    async def test_binary_payloads_come_out_exactly(self) -> None:
+        """sub --raw writes a binary payload's bytes; admin HISTORY shows MSGB, not a lossy MSG."""
+        blob = bytes(range(256)) + b"\r\n\xff\xfe"
+        _, err, code = await self.run_cli("pub", "blobs", "-", "--binary", stdin=blob)
+        self.assertEqual((err, code), (b"", 0))
+        out, err, code = await self.run_cli("sub", "blobs", "--last", "1", "--count", "1",
+                                            "--raw")
+        self.assertEqual((out, err, code), (blob, b"", 0))
+        out, _, _ = await self.run_cli("sub", "blobs", "--last", "1", "--count", "1")
+        self.assertEqual(out, blob + b"\n")  # bytes as sent, a newline after
+        self.hub.publish("alice", "blobs", b"text")
+        path = self.admin_socket()
+        out, err, code = await self.run_cli("admin", path, "HISTORY", "blobs")
+        self.assertEqual((err, code), (b"", 0))
+        self.assertEqual(out, b"MSGB blobs 1 c1 %d\n%s\nMSG blobs 2 alice text\n+OK 2\n"
+                         % (len(blob), blob))
+
+    async def test_sub_format_and_idle_timeout(self) -> None:
+        """-F picks the fields; --timeout ends sub (status 0) once nothing comes for a while."""
+        self.hub.publish("alice", "news", b"one")
+        self.hub.publish("bob", "news", b"two")
+        out, err, code = await self.run_cli(
+            "sub", "news", "--last", "2", "-F", "{channel}#{id} {{{sender}}} {payload}",
+            "--timeout", "0.3")
+        self.assertEqual((out, err, code), (b"news#1 {alice} one\nnews#2 {bob} two\n", b"", 0))
+        out, _, _ = await self.run_cli("sub", "news", "--last", "1", "--count", "1",
+                                       "-F", "{time}")
+        self.assertRegex(out, rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d\n$")
+
+    async def test_ctrl_c_exits_quietly(self) -> None:
+        """Ctrl-C ends sub and pub - with status 130 and nothing on stderr."""
+        sub = self.spawn("sub", "news")
+        watcher = await connect(self.server)
+        await watcher.ask(b"SUB logs", b"+OK")
+        pub = self.spawn("pub", "logs", "-", stdin=b"first\n", close_stdin=False)
+        await self.subscribed("news")
+        await watcher.wait(lambda lines: any(b" first" in line for line in lines))
+        await watcher.quit()
+        for proc in (sub, pub):
+            proc.transport.signalProcess("INT")
+            _, err, code = await proc.ended.addTimeout(WAIT, reactor)
+            self.assertEqual((err.decode(), code), ("", 130), err.decode())
+
+    def admin_socket(self) -> str:
+        path = os.path.join(tempfile.mkdtemp(), "a.sock")
+        service = ListenerService(reactor, unix_endpoint(path), AdminFactory(self.hub, print))
+        service.startService()
+        self.addCleanup(service.stopService)
+        return path
 
 class ChatTerminalTests(TestCase):
     """txpubsub chat in a real terminal (tmux): typing is not broken by arrivals."""

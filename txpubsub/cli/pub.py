@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -176,8 +177,7 @@ async def _lines(reactor: Any, args: argparse.Namespace, console: Console, conn:
         nonlocal outstanding
         outstanding -= 1
         if args.verbose:
-            # Through StandardIO, which owns stdout (non-blocking) while it runs.
-            stdin.write(b"%d\n" % msg_id)
+            console.line(str(msg_id))
         maybe_done()
 
     def refused(failure: Any) -> None:
@@ -216,7 +216,10 @@ async def _lines(reactor: Any, args: argparse.Namespace, console: Console, conn:
             eof = True
             maybe_done()
 
-    stdin = StandardIO(Lines(), reactor=reactor)
+    # StandardIO reads stdin; it would also make stdout non-blocking and drop
+    # what it holds at stdin's end, so the ids printed by -v go around it.
+    no_output = os.open(os.devnull, os.O_WRONLY)
+    stdin = StandardIO(Lines(), stdout=no_output, reactor=reactor)
 
     def lost(why: str) -> str:
         if not finished.called:
@@ -227,4 +230,4 @@ async def _lines(reactor: Any, args: argparse.Namespace, console: Console, conn:
     try:
         return await finished
     finally:
-        stdin.loseConnection()
+        stdin.loseConnection()  # which closes no_output too, in its own time

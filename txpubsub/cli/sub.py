@@ -12,7 +12,7 @@ from typing import Any
 from txpubsub.cli.connect import Reconnecting, add_server_options, seconds_type
 from txpubsub.cli.console import Console
 from txpubsub.wire.errors import HubError
-from txpubsub.wire.names import pattern_kind
+from txpubsub.wire.names import is_wildcard, pattern_kind
 
 DESCRIPTION = """\
 Subscribe to channels and print each message as it arrives, its payload
@@ -34,7 +34,7 @@ examples:
   txpubsub sub logs --timeout 5               exit once 5 s pass without a message"""
 
 FIELDS = ("channel", "id", "sender", "time", "payload")
-_FIELD = re.compile(r"\{([^{}]*)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")  # {{, }} or {field}
 VERBOSE = "{channel} {id} {sender} {payload}"
 
 
@@ -59,12 +59,11 @@ def id_type(text: str) -> int:
 
 
 def format_type(text: str) -> str:
-    unknown = [name for name in _FIELD.findall(text.replace("{{", "").replace("}}", ""))
-               if name not in FIELDS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown field {{{unknown[0]}}}: the fields are "
-            + ", ".join(f"{{{name}}}" for name in FIELDS))
+    for match in _TOKEN.finditer(text):
+        if match[1] is not None and match[1] not in FIELDS:
+            raise argparse.ArgumentTypeError(
+                f"unknown field {match[0]}: the fields are "
+                + ", ".join(f"{{{name}}}" for name in FIELDS))
     return text
 
 
@@ -96,6 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> No
     add_server_options(parser, env, connect_timeout=None)
 
 
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage mistakes sub can see itself: exit 2 before connecting."""
+    if args.last is not None or args.since is not None:
+        wild = [pattern for pattern in args.patterns if is_wildcard(pattern)]
+        if wild:
+            parser.error(f"--last and --since need concrete channels, not {wild[0]!r}")
+
+
 def render(msg: Any, args: argparse.Namespace) -> bytes:
     """One message as printed: payload bytes are never decoded lossily."""
     if args.raw:
@@ -110,16 +117,21 @@ def render(msg: Any, args: argparse.Namespace) -> bytes:
     if not args.format:
         return bytes(msg.payload) + b"\n"
     out = []
-    for i, piece in enumerate(_FIELD.split(args.format.replace("{{", "\0").replace("}}", "\1"))):
-        if i % 2 == 0:
-            out.append(piece.replace("\0", "{").replace("\1", "}").encode())
-        elif piece == "payload":
+    end = 0
+    for match in _TOKEN.finditer(args.format):
+        out.append(args.format[end:match.start()].encode())
+        end = match.end()
+        field = match[1]
+        if field is None:
+            out.append(match[0][0].encode())  # {{ or }}
+        elif field == "payload":
             out.append(bytes(msg.payload))
-        elif piece == "time":
+        elif field == "time":
             out.append(datetime.now().astimezone().isoformat(timespec="milliseconds").encode())
         else:
-            value = {"channel": msg.channel, "id": msg.msg_id, "sender": msg.sender}[piece]
+            value = {"channel": msg.channel, "id": msg.msg_id, "sender": msg.sender}[field]
             out.append(str(value).encode())
+    out.append(args.format[end:].encode())
     return b"".join(out) + b"\n"
 
 
