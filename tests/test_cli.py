@@ -507,40 +507,135 @@ class ChatTerminalTests(TestCase):
         self.hub = Hub(reactor, epoch="chat")
         _, self.server = serve(self, self.hub)
         self.session = f"txpubsub-test-{os.getpid()}"
+        # Cleanups run last first: kill the chat, see its connection go, stop serving.
+        self.addCleanup(self.no_clients_left)
         self.addCleanup(subprocess.run, ["tmux", "kill-session", "-t", self.session],
                         capture_output=True)
+
+    async def no_clients_left(self) -> None:
+        """Wait (bounded) until the server has seen every connection close."""
+        for _ in range(int(WAIT / 0.05)):
+            if not self.hub.clients():
+                return
+            await deferLater(reactor, 0.05)
+        self.fail(f"clients still connected: {self.hub.clients()}")
 
     def screen(self) -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
                               capture_output=True, text=True, timeout=10).stdout
 
-    async def until(self, text: str) -> str:
-        for _ in range(100):
-            screen = self.screen()
-            if text in screen:
-                return screen
-            await deferLater(reactor, 0.1)
-        self.fail(f"{text!r} never appeared on:\n{self.screen()}")
+    async def until(self, holds: Callable[[list[str]], bool], what: str) -> list[str]:
+        """Poll the screen until ``holds(its non-empty lines)``; fail after WAIT seconds."""
+        for _ in range(int(WAIT / 0.05)):
+            lines = [line.rstrip() for line in self.screen().splitlines() if line.strip()]
+            if holds(lines):
+                return lines
+            await deferLater(reactor, 0.05)
+        self.fail(f"{what} never held on:\n{self.screen()}")
 
     async def test_half_typed_line_survives_a_message(self) -> None:
+        """A message from someone else appears above the prompt; the half-typed line stays."""
         subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "100", "-y", "20",
                         "env", f"TXPUBSUB_SERVER={self.server}", command(), "chat",
                         "--name", "alice", "room"], check=True, timeout=10)
-        await self.until("room>")
+        await self.until(lambda lines: bool(lines) and lines[-1] == "room>", "the prompt")
         subprocess.run(["tmux", "send-keys", "-t", self.session, "hello wor"], check=True)
-        await self.until("room> hello wor")
+        await self.until(lambda lines: lines[-1:] == ["room> hello wor"], "the typed text")
         other = await connect(self.server)
+        self.addCleanup(other.quit)
         await other.ask(b"PUB room ping from outside", b"+OK")
-        screen = await self.until("[room] c2: ping from outside")
-        lines = [line for line in screen.splitlines() if line.strip()]
-        self.assertEqual(lines[-1].rstrip(), "room> hello wor")  # still there to finish
+        # The message is printed above the prompt, which is then drawn again as it was:
+        # wait for both, not for the first (the redraw follows the message).
+        lines = await self.until(
+            lambda lines: "[room] c2: ping from outside" in lines[:-1]
+            and lines[-1] == "room> hello wor", "the message above the kept line")
+        self.assertEqual(lines[-1], "room> hello wor")
         await other.ask(b"SUB room", b"+OK")
         subprocess.run(["tmux", "send-keys", "-t", self.session, "ld", "Enter"], check=True)
         await other.wait_line(b"MSG room 2 alice hello world")
         subprocess.run(["tmux", "send-keys", "-t", self.session, "/quit", "Enter"], check=True)
         await other.quit()
-        for _ in range(100):  # the chat says QUIT and goes
-            if not self.hub.clients():
-                break
-            await deferLater(reactor, 0.1)
-        self.assertEqual(self.hub.clients(), [])
+        await self.no_clients_left()  # the chat says QUIT and goes
+
+
+class CLITLSTests(TestCase):
+    """The command over TLS: the server is checked by default, and failures say why."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        from .test_tls import Certs
+
+        self.certs = Certs()
+        self.hub = Hub(reactor, epoch="tls")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TXPUBSUB_")}
+
+    def listen(self, kind: str) -> int:
+
+        description = f"{kind}:0:interface=127.0.0.1"
+        if kind != "tcp":
+            description += f":privateKey={self.certs.key_path}:certKey={self.certs.cert_path}"
+        if kind == "mtls":
+            description += f":caCerts={self.certs.ca_path}"
+        service, _ = serve(self, self.hub, description)
+        return service.port.getHost().port
+
+    def pub(self, *args: str) -> Deferred[tuple[bytes, bytes, int]]:
+        return getProcessOutputAndValue(command(), ("pub", "news", "hi", *args),
+                                        env=self.env).addTimeout(WAIT * 3, reactor)
+
+    async def test_the_server_is_checked_by_default(self) -> None:
+        """ssl:HOST:PORT without --ca trusts the system store only; --insecure is explicit."""
+        port = self.listen("ssl")
+        _, err, code = await self.pub("-s", f"ssl:127.0.0.1:{port}")
+        self.assertEqual((err.decode(), code), (
+            f"txpubsub: cannot connect to ssl:127.0.0.1:{port}: the server's certificate is not "
+            "trusted (certificate verify failed); give the CA that signed it with --ca FILE (or "
+            "--insecure to skip the check)\n", 1))
+        for args in (("--ca", self.certs.ca_path), ("--insecure",)):
+            _, err, code = await self.pub("-s", f"ssl:127.0.0.1:{port}", *args)
+            self.assertEqual((err, code), (b"", 0))
+        _, err, code = await self.pub("-s", f"tls://localhost:{port}", "--ca",
+                                      self.certs.ca_path)
+        self.assertEqual((err, code), (b"", 0))
+        self.assertEqual(len(kept(self.hub, "news")), 3)
+
+    async def test_tls_failures_say_what_went_wrong(self) -> None:
+        """A wrong name, a missing or refused client certificate, a plain port: each said."""
+        ssl_port, mtls_port = self.listen("ssl"), self.listen("mtls")
+        plain_port = self.listen("tcp")
+        ca = ("--ca", self.certs.ca_path)
+        other = self.certs.write("other.pem", untrusted_client_pem())
+        cases = [
+            ((f"tls://127.0.0.1:{ssl_port}", "--tls-name", "example.org", *ca),
+             "the server's certificate is not valid for the name asked for; give the name its "
+             "certificate carries with --tls-name NAME"),
+            ((f"tls://127.0.0.1:{mtls_port}", *ca),
+             "the server wants a client certificate (tlsv13 alert certificate required); give "
+             "one with --cert FILE --key FILE"),
+            ((f"tls://127.0.0.1:{mtls_port}", "--cert", other, *ca),
+             "the server refused the client certificate (tlsv1 alert unknown ca); is --cert "
+             "signed by a CA the server trusts?"),
+            ((f"tls://127.0.0.1:{plain_port}", *ca),
+             "the server does not speak TLS there (wrong version number); is it a plain port? "
+             "use HOST:PORT"),
+        ]
+        for (server, *args), why in cases:
+            _, err, code = await self.pub("-s", server, *args)
+            self.assertEqual((err.decode(), code),
+                             (f"txpubsub: cannot connect to {server}: {why}\n", 1))
+        # sub does not retry what retrying cannot mend.
+        _, err, code = await getProcessOutputAndValue(
+            command(), ("sub", "news", "-s", f"tls://127.0.0.1:{ssl_port}"), env=self.env
+        ).addTimeout(WAIT * 3, reactor)
+        self.assertEqual(code, 1)
+        self.assertIn(b"the server's certificate is not trusted", err)
+        self.assertEqual(err.count(b"\n"), 1)
+
+
+def untrusted_client_pem() -> bytes:
+    """A client certificate and key from a CA no server here trusts."""
+    import trustme
+
+    issued = trustme.CA().issue_cert("mallory")
+    return issued.cert_chain_pems[0].bytes() + issued.private_key_pem.bytes()
