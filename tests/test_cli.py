@@ -307,10 +307,7 @@ class CLITests(TestCase):
         self.assertEqual(err.count(b"\n"), 1)
 
     async def test_admin(self) -> None:
-        path = os.path.join(tempfile.mkdtemp(), "a.sock")
-        service = ListenerService(reactor, unix_endpoint(path), AdminFactory(self.hub, print))
-        service.startService()
-        self.addCleanup(service.stopService)
+        path = self.admin_socket()
         out, err, code = await self.run_cli("admin", path, "STATS")
         self.assertEqual(code, 0, err)
         self.assertIn(b"STAT clients 0\n", out)

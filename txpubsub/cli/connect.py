@@ -275,6 +275,7 @@ class Reconnecting:
         self.console = console
         self.ended: Deferred[int] = Deferred()  # the exit status, or why it failed
         self._said = ""  # the last notice, not to be repeated
+        self._why = ""  # why the last attempt failed
         self._timer: Any = None
         self._first = True
         self.client = Client(reactor, endpoint(reactor, args), name=args.name,
@@ -309,12 +310,13 @@ class Reconnecting:
 
     def _gave_up(self) -> None:
         self._timer = None
-        why = f": {self._said.split(': ', 1)[-1]}" if self._said else ""
+        why = f": {self._why}" if self._why else ""
         self.fail(Failed(f"no connection to {self.args.server} within "
                          f"{self.args.connect_timeout:g} s{why}"))
 
     def _attempt_failed(self, reason: BaseException) -> None:
         text, final = explain(self.args.server, reason)
+        self._why = failures.describe(reason).text
         if final:
             self.fail(Failed(text))
         elif text != self._said:
@@ -327,7 +329,7 @@ class Reconnecting:
             if not self._first or self._said:
                 self.console.say(f"connected to {self.args.server}")
             self._first = False
-            self._said = ""
+            self._said = self._why = ""
         elif text.startswith("disconnected"):
             self._arm()
             self.console.say(f"{text}; reconnecting to {self.args.server}")
