@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.core.history import History
+from txpubsub.core.history import DequeHistory, RingHistory
 from txpubsub.core.hub import IDLE_CHANNEL, SWEEP_INTERVAL
 from txpubsub.core.message import Message
 
@@ -261,13 +261,15 @@ class ReplayPropertyTests(SynchronousTestCase):
             self.assertEqual(final, list(range(final[0], final[-1] + 1)))
 
 
-class HistoryRingTests(SynchronousTestCase):
-    @given(keep=st.integers(1, 12), published=st.integers(0, 40), asked=st.integers(0, 50))
+class HistoryFormsTests(SynchronousTestCase):
+    @given(form=st.sampled_from([DequeHistory, RingHistory]), keep=st.integers(1, 12),
+           published=st.integers(0, 40), asked=st.integers(0, 50))
     def test_newest_are_the_last_published_oldest_first(
-        self, keep: int, published: int, asked: int
+        self, form: type[DequeHistory | RingHistory], keep: int, published: int, asked: int
     ) -> None:
-        """However often the ring wrapped, a replay is the newest messages in order."""
-        ring = History("t", keep)
+        """Either form (PyPy's rings, CPython's deque), however often it wrapped,
+        replays the newest messages in order."""
+        ring = form("t", keep)
         sent = [Message("t", i, f"s{i % 3}", b"p%d" % i, float(i)) for i in range(1, published + 1)]
         for msg in sent:
             ring.append(msg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
-from txpubsub.core.history import History
+from txpubsub.core.history import DequeHistory, History, RingHistory
 from txpubsub.core.message import Message
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ class Channel(Generic[T]):
     ) -> None:
         self.name = name
         self._keep = keep
-        self._kept: History | None = None  # made at the first message kept
+        self._kept: DequeHistory | RingHistory | None = None  # made at the first message kept
         self.last_id = last_id
         self.published = 0
         self.subscribers: set[T] = set()
