@@ -55,6 +55,19 @@ class SqliteStoreTests(TestCase):
         conn.take()
         self.assertEqual(conn.cmd("PUB news next"), "MSG news 6 c1 next\r\n+OK 6\r\n")
 
+    async def test_a_store_in_use_is_refused(self) -> None:
+        """A second server on a store in use is refused with a clear reason (two
+        would hand out the same ids); once the first has closed it, it opens."""
+        hub, _conn = self.start()
+        e = self.assertRaises(StoreError, open_store, self.path, reactor, "second")
+        self.assertEqual(str(e), f"in use by another server (its lock file {self.path}.lock "
+                                 "is held)")
+        await hub.store.close()
+        self.assertFalse(os.path.exists(self.path + ".lock"))
+        again = open_store(self.path, reactor, "second")
+        self.addCleanup(again.close)
+        self.assertEqual(again.epoch, "first")
+
     async def test_only_the_window_is_kept_on_disk(self) -> None:
         hub, conn = self.start(history=2)
         for _ in range(10):
@@ -183,6 +196,31 @@ class KillTests(TestCase):
         self.addCleanup(lambda: None if server.ended.called else process.signalProcess("KILL"))
         port = await server.listening.addTimeout(WAIT * 2, reactor)
         return server, process, port
+
+    async def test_second_server_on_one_store_refused(self) -> None:
+        """Two servers on one --store file: the second exits 1 with one line,
+        and the first goes on serving."""
+        workdir = tempfile.mkdtemp()
+        path = os.path.join(workdir, "h.db")
+        server, process, port = await self.start_server(path, workdir)
+        second = ServerProcess()
+        second.listening.addErrback(lambda _: None)  # it never listens
+        other = reactor.spawnProcess(
+            second, twistd()[0],
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+             "--store", f"sqlite:{path}", "--admin", "none"],
+            env=os.environ.copy(), path=workdir)
+        self.addCleanup(lambda: None if second.ended.called else other.signalProcess("KILL"))
+        reason = await second.ended.addTimeout(WAIT * 2, reactor)
+        self.assertEqual(reason.exitCode, 1, second.output)
+        self.assertIn(f"txpubsub: --store sqlite:{path}: in use by another server".encode(),
+                      second.output)
+        self.assertNotIn(b"Traceback", second.output)
+        client = await connect(f"tcp:127.0.0.1:{port}")
+        self.assertEqual(await client.ask(b"PUB news one", b"+OK"), b"+OK 1")
+        await client.quit()
+        process.signalProcess(signal.SIGTERM)
+        await server.ended.addTimeout(WAIT, reactor)
 
     async def test_sigkill_loses_nothing_already_flushed(self) -> None:
         """Acknowledged publishes are on disk within the flush interval: after a

@@ -10,6 +10,7 @@ crash or power cut may also lose the commits since the last checkpoint.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from typing import Any
@@ -43,6 +44,58 @@ class StoreError(Exception):
     """The store cannot be used (not a database, not ours, unreadable)."""
 
 
+class StoreLock:
+    """``PATH.lock`` beside a store, locked with flock while a server uses it.
+
+    SQLite lets two processes write one file in turn, so two servers on one
+    store would hand out the same ids. flock (not fcntl) because the lock
+    must survive twistd's fork into a daemon, and the kernel lets go of it
+    when the process dies, so a killed server leaves no lock that counts.
+    """
+
+    def __init__(self, store_path: str) -> None:
+        self.path = store_path + ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise StoreError; the file stays as long as it is held."""
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as e:
+                raise StoreError(f"cannot make its lock file {self.path}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreError(
+                    f"in use by another server (its lock file {self.path} is held)") from None
+            except OSError as e:
+                os.close(fd)
+                raise StoreError(f"cannot lock {self.path}: {e.strerror}") from None
+            # The holder before us may have removed the file between our open and
+            # our flock: then we locked a file nobody else will see. Start again.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return
+            os.close(fd)
+
+    def release(self) -> None:
+        """Remove the lock file, then let go of the lock (in that order, see acquire)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(fd)
+
+
 def _pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -59,7 +112,13 @@ class SqliteStore:
         self.reactor = reactor
         self.errors = 0
         self.lost = 0  # messages acknowledged but never written (disk trouble)
-        self.epoch = self._open(new_epoch)
+        self._lock = StoreLock(path)
+        self._lock.acquire()
+        try:
+            self.epoch = self._open(new_epoch)
+        except BaseException:
+            self._lock.release()
+            raise
         self._rows: list[tuple[str, int, str, bytes, float]] = []
         self._rows_bytes = 0
         self._state: dict[str, list[Any]] = {}  # name -> [keep, last_id, created_at, retired]
@@ -261,6 +320,7 @@ class SqliteStore:
             except sqlite3.Error:
                 self._log.failure("closing {path} failed", path=self.path)
             self._pool.close()
+            self._lock.release()
 
         return Deferred.fromCoroutine(finish())
 
