@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import tempfile
 
@@ -11,13 +12,16 @@ from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.error import ProcessDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.doors.admin import AdminFactory
+from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import unix_endpoint
 
 from .helpers import Conn, make_hub
 from .netclient import WAIT, LineClient, connect
+from .test_seams import LaterBackplane
 from .test_twistd import ServerProcess, twistd
 
 ISO = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -57,12 +61,14 @@ class AdminCommandTests(SynchronousTestCase):
         self.assertEqual(len(self.hub.clients()), 2)
 
     def test_clients(self) -> None:
-        """CLIENT id name address listener connected-at subscriptions in out buffered."""
+        """CLIENT id name address listener connected-at subscriptions in out buffered
+        seconds-connected: how long each client has been connected comes last."""
+        self.clock.advance(2.5)
         self.assertEqual(self.admin.cmd("CLIENTS").decode().splitlines(), [
             f"CLIENT c1 alice 127.0.0.1:{self.alice.transport.getPeer().port} tcp:test "
-            "2025-11-23T02:44:26Z 2 0 1 21",  # alice has not read her MSG yet
+            "2025-11-23T02:44:26Z 2 0 1 21 7",  # alice has not read her MSG yet
             f"CLIENT c2 - 127.0.0.1:{self.bob.transport.getPeer().port} tcp:test "
-            "2025-11-23T02:44:26Z 0 1 0 0",
+            "2025-11-23T02:44:26Z 0 1 0 0 7",
             "+OK 2",
         ])
 
@@ -136,10 +142,15 @@ class AdminCommandTests(SynchronousTestCase):
         self.assertEqual(self.admin.shutdowns, [30.0])
         self.assertTrue(self.admin.cmd("SHUTDOWN soon").startswith(b"-ERR bad-args "))
 
+    def test_quit_answers_then_closes(self) -> None:
+        """QUIT ends an admin session from a script, with any netcat."""
+        self.assertEqual(self.admin.cmd("QUIT"), b"+OK bye\r\n")
+        self.assertTrue(self.admin.transport.disconnecting)
+
     def test_help_and_errors(self) -> None:
         help_text = self.admin.cmd("HELP").decode()
         for verb in ("CLIENTS", "CHANNELS", "HISTORY", "CONNECTIONS", "STATS", "KICK", "DROP",
-                     "PUB", "SHUTDOWN", "HELP"):
+                     "PUB", "SHUTDOWN", "QUIT", "HELP"):
             self.assertIn(f"HELP {verb}", help_text)
         self.assertTrue(help_text.endswith("+OK\r\n"))
         self.assertTrue(self.admin.cmd("FROB").startswith(b"-ERR unknown-command "))
@@ -204,7 +215,7 @@ class AdminProcessTests(TestCase):
         clients = await self.admin(workdir, b"CLIENTS")
         self.assertEqual(clients[-1], b"+OK 3")
         self.assertRegex(clients[0], rb"^CLIENT c1 alice 127\.0\.0\.1:\d+ tcp:0:interface=127"
-                                     rb"\.0\.0\.1 " + ISO + rb" 1 0 0 0$")
+                                     rb"\.0\.0\.1 " + ISO + rb" 1 0 0 0 \d+$")
         self.assertEqual(await self.admin(workdir, b"DROP news"), [b"+OK dropped news"])
         await alice.wait_line(b"DROP news")
         await carol.wait_line(b"DROP news")
@@ -295,6 +306,67 @@ class AdminProcessTests(TestCase):
             self.assertEqual(client.lines[-1], b"BYE shutdown")
         reason = await server.ended.addTimeout(WAIT, reactor)
         self.assertIsInstance(reason, ProcessDone, server.output)
+
+
+def ask_and_half_close(path: str, commands: bytes) -> bytes:
+    """What ``printf COMMANDS | nc -U -N PATH`` prints: send, shut the write
+    side, read until the server closes (blocking; run it in a thread)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(WAIT)
+        s.connect(path)
+        s.sendall(commands)
+        s.shutdown(socket.SHUT_WR)
+        received = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return received
+            received += data
+
+
+class HalfCloseTests(SynchronousTestCase):
+    def test_half_close_waits_for_a_later_reply(self) -> None:
+        """With a backplane that numbers PUB later, a script that half-closes
+        still gets PUB's id and every reply after it before the socket closes."""
+        hub_of: list = []
+        backplane = LaterBackplane(hub_of)
+        hub = make_hub(Clock(), backplane=backplane)
+        hub_of.append(hub)
+        admin = Admin(hub)
+        admin.proto.dataReceived(b"PUB t hi\nHELP\nQUIT\nSTATS\n")
+        admin.proto.readConnectionLost()
+        self.assertEqual(admin.transport.value(), b"")
+        self.assertFalse(admin.transport.disconnecting)
+        backplane.number()
+        self.assertTrue(admin.transport.value().startswith(b"+OK 1\r\nHELP CLIENTS"))
+        self.assertTrue(admin.transport.value().endswith(b"+OK\r\n+OK bye\r\n"))
+        self.assertTrue(admin.transport.disconnecting)
+
+
+class AdminSocketTests(TestCase):
+    """The admin door on a real Unix socket."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.path = os.path.join(tempfile.mkdtemp(), "admin.sock")
+        self.hub = make_hub()
+        service = ListenerService(reactor, unix_endpoint(self.path),
+                                  AdminFactory(self.hub, lambda grace: None))
+        service.startService()
+        self.addCleanup(service.stopService)
+
+    async def test_half_close_gets_every_reply(self) -> None:
+        """printf 'STATS\\nCLIENTS\\n' | nc -U -N prints both replies and exits."""
+        reply = await deferToThread(ask_and_half_close, self.path, b"STATS\nCLIENTS\n")
+        self.assertIn(b"STAT uptime_s ", reply)
+        self.assertTrue(reply.endswith(b"+OK 12\r\n+OK 0\r\n"), reply)
+
+    async def test_last_line_without_line_end_is_answered(self) -> None:
+        """printf 'STATS' (no newline) | nc -U -N still gets the STATS reply."""
+        reply = await deferToThread(ask_and_half_close, self.path, b"HELP\r\nSTATS")
+        self.assertTrue(reply.startswith(b"HELP CLIENTS"), reply)
+        self.assertTrue(reply.endswith(b"+OK 12\r\n"), reply)
 
 
 class UnixEndpointTests(SynchronousTestCase):

@@ -3,14 +3,20 @@
 Admin connections are not clients: they are not attached to the hub, so they
 are not in CLIENTS, WHO or the client count. Same framing and replies as the
 client protocol; no greeting.
+
+Scripts send their commands and half-close (``nc -N``, socat): every command
+read before the end of input is answered, then the connection closes.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txpubsub.core.hub import ADMIN_SENDER, Hub
 from txpubsub.core.system import iso_utc
@@ -31,6 +37,7 @@ HELP_LINES = (
     "PUB <channel> <text>            publish as $admin",
     "SHUTDOWN [grace-seconds]        BYE shutdown to every client (spread over grace), exit 0",
     "RELOAD                          read the mtls: listeners' certificate files again",
+    "QUIT                            close this admin connection",
     "HELP                            this text",
 )
 
@@ -43,6 +50,7 @@ def _refusal(failure: Failure) -> bytes | Failure:
     return failure
 
 
+@implementer(IHalfCloseableProtocol)
 class AdminDoor(LineFramer):
     """One operator's connection to the admin socket."""
 
@@ -55,9 +63,41 @@ class AdminDoor(LineFramer):
         self.shutdown = shutdown
         self.reload = reload
         self._replies = ReplyQueue(self._write)
+        self._unsent = 0  # replies still to come (a Deferred from a backplane)
+        self._closing = False  # QUIT or end of input: close once all is answered
 
     def _write(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def _reply(self, reply: Reply) -> None:
+        self._replies.send(reply)
+        if isinstance(reply, Deferred):
+            # After the queue's own callback, which has written this reply and
+            # every one queued behind it that was ready.
+            self._unsent += 1
+            reply.addBoth(self._reply_sent)
+
+    def _reply_sent(self, result: object) -> object:
+        self._unsent -= 1
+        if self._closing and not self._unsent:
+            self.transport.loseConnection()
+        return result
+
+    def _close_when_answered(self) -> None:
+        self._closing = True
+        if not self._unsent:
+            self.transport.loseConnection()  # after what is written already
+
+    def readConnectionLost(self) -> None:
+        """The operator's input ended (a half-close): answer a last line left
+        without its line end, then close once every reply has been sent."""
+        last = self.take_unfinished_line()
+        if last and not self._closing and not self.transport.disconnecting:
+            self.lineReceived(last)
+        self._close_when_answered()
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
 
     def connectionMade(self) -> None:
         self._log.info("admin connection opened")
@@ -67,6 +107,8 @@ class AdminDoor(LineFramer):
         self.transport.loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
+        if self._closing:
+            return  # after QUIT
         if line[-1:] == b"\r":
             line = line[:-1]
         line = line.lstrip(b" ")
@@ -75,7 +117,7 @@ class AdminDoor(LineFramer):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
-            self._replies.send(b"-ERR bad-encoding lines must be UTF-8\r\n")
+            self._reply(b"-ERR bad-encoding lines must be UTF-8\r\n")
             return
         verb, _, rest = line.partition(b" ")
         command = ADMIN_COMMANDS.get(verb.upper())
@@ -86,22 +128,27 @@ class AdminDoor(LineFramer):
                 )
             lines = command(self, rest)
         except HubError as e:
-            self._replies.send(e.as_line())
+            self._reply(e.as_line())
         except Exception:
             self._log.failure("admin command {verb} failed", verb=verb)
-            self._replies.send(b"-ERR internal-error the server failed and logged why\r\n")
+            self._reply(b"-ERR internal-error the server failed and logged why\r\n")
         else:
-            self._replies.send(lines)
+            self._reply(lines)
+            if command is AdminDoor.do_quit:
+                self._close_when_answered()
 
     @staticmethod
     def _listing(items: list[str]) -> bytes:
         return "".join(f"{item}\r\n" for item in items).encode() + b"+OK %d\r\n" % len(items)
 
     def do_clients(self, rest: bytes) -> bytes:
+        now = self.hub.clock.seconds()
+        # New fields go at the end: scripts split these lines by position.
         return self._listing([
             f"CLIENT {c.client_id} {c.name or '-'} {c.address} {c.listener} "
             f"{iso_utc(c.connected_at)} {len(c.patterns)} {c.session.msgs_in} "
-            f"{c.session.msgs_out} {c.session.pending_bytes()}"
+            f"{c.session.msgs_out} {c.session.pending_bytes()} "
+            f"{max(0, int(now - c.connected_at))}"
             for c in self.hub.clients()
         ])
 
@@ -174,6 +221,9 @@ class AdminDoor(LineFramer):
         done, failed = self.reload()
         return b"+OK reloaded %d failed %d\r\n" % (done, failed)
 
+    def do_quit(self, rest: bytes) -> bytes:
+        return b"+OK bye\r\n"  # lineReceived closes once it is written
+
     def do_help(self, rest: bytes) -> bytes:
         return b"".join(f"HELP {line}\r\n".encode() for line in HELP_LINES) + b"+OK\r\n"
 
@@ -189,6 +239,7 @@ ADMIN_COMMANDS: dict[bytes, Callable[[AdminDoor, bytes], Reply]] = {
     b"PUB": AdminDoor.do_pub,
     b"SHUTDOWN": AdminDoor.do_shutdown,
     b"RELOAD": AdminDoor.do_reload,
+    b"QUIT": AdminDoor.do_quit,
     b"HELP": AdminDoor.do_help,
 }
 

@@ -99,6 +99,11 @@ class LineFramer(LineReceiver):
             pieces, self._pieces, self._pieces_len = self._pieces, None, 0
             self.lineLengthExceeded(b"".join(pieces))
 
+    def take_unfinished_line(self) -> bytes:
+        """The bytes of a line not ended yet (given up by the framer), or b""."""
+        pieces, self._pieces, self._pieces_len = self._pieces, None, 0
+        return b"".join(pieces) if pieces else b""
+
     def receiving_payload(self) -> bool:
         """Whether a payload announced by ``expect_payload`` is still arriving."""
         return self._payload_left is not None
