@@ -9,13 +9,16 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import ProcessDone
+from twisted.internet.error import ConnectionDone, ProcessDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.internet.threads import deferToThread
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.doors.admin import AdminFactory
+from txpubsub.doors.manhole import manhole_factory
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import unix_endpoint
 
@@ -367,6 +370,20 @@ class AdminSocketTests(TestCase):
         reply = await deferToThread(ask_and_half_close, self.path, b"HELP\r\nSTATS")
         self.assertTrue(reply.startswith(b"HELP CLIENTS"), reply)
         self.assertTrue(reply.endswith(b"+OK 12\r\n"), reply)
+
+
+class ManholeTests(SynchronousTestCase):
+    def test_leaving_logs_no_errors(self) -> None:
+        """Ctrl-D at the manhole from socat (no telnet answers) logs no critical errors."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        proto = manhole_factory({}).buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.assertIn(b">>> ", transport.value())
+        proto.dataReceived(b"\x04")  # Ctrl-D
+        self.assertTrue(transport.disconnecting)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
 
 
 class UnixEndpointTests(SynchronousTestCase):
