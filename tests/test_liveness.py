@@ -243,6 +243,19 @@ class SystemChannelTests(SynchronousTestCase):
                                       b"MSG $sys.time 2 $sys 2025-11-23T02:44:28Z\r\n")
         self.assertEqual(iso_utc(0), "1970-01-01T00:00:00Z")
 
+    def test_time_interval_is_settable(self) -> None:
+        """With a 0.1 s interval, $sys.time comes ten times a second."""
+        ticker = SystemTicker(self.hub, time_interval=0.1)
+        self.ticker.stopService()
+        ticker.startService()
+        self.addCleanup(ticker.stopService)
+        conn = Conn(self.hub)
+        conn.cmd("SUB $sys.time")
+        self.clock.advance(0.05)  # between ticks, whatever the float rounding
+        for _ in range(10):
+            self.clock.advance(0.1)
+        self.assertEqual(conn.take().count(b"MSG $sys.time "), 10)
+
     def test_nothing_computed_for_nobody(self) -> None:
         """With no reader, system channels publish nothing and keep no ids."""
         conn = Conn(self.hub)

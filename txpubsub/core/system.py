@@ -1,4 +1,4 @@
-"""The periodic system channels: $sys.time every second, $sys.stats every 10 s."""
+"""The periodic system channels: $sys.time every second (--time-interval), $sys.stats every 10 s."""
 from __future__ import annotations
 
 import json
@@ -21,13 +21,15 @@ def iso_utc(seconds: float) -> str:
 class SystemTicker(Service):
     """Publishes the clock and the counters, but only while someone listens."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, time_interval: float = TIME_INTERVAL) -> None:
         self.hub = hub
+        self.time_interval = time_interval
         self._loops: list[LoopingCall] = []
 
     def startService(self) -> None:
         Service.startService(self)
-        for interval, tick in ((TIME_INTERVAL, self.tick_time), (STATS_INTERVAL, self.tick_stats)):
+        for interval, tick in ((self.time_interval, self.tick_time),
+                               (STATS_INTERVAL, self.tick_stats)):
             loop = LoopingCall(tick)
             loop.clock = self.hub.clock
             loop.start(interval, now=False)
