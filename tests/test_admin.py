@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import tempfile
 
 from twisted.internet import reactor
@@ -19,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.doors.admin import AdminFactory
 from txpubsub.doors.manhole import manhole_factory
-from txpubsub.server.listeners import ListenerService
+from txpubsub.server.listeners import ListenError, ListenerService
 from txpubsub.server.tap import unix_endpoint
 
 from .helpers import Conn, make_hub
@@ -370,6 +371,45 @@ class AdminSocketTests(TestCase):
         reply = await deferToThread(ask_and_half_close, self.path, b"HELP\r\nSTATS")
         self.assertTrue(reply.startswith(b"HELP CLIENTS"), reply)
         self.assertTrue(reply.endswith(b"+OK 12\r\n"), reply)
+
+
+class AdminPathTests(SynchronousTestCase):
+    def test_failed_start_leaves_no_lock(self) -> None:
+        """A socket path that cannot be bound (too long for a Unix socket): one
+        line, and no PATH.lock left behind to confuse the next start."""
+        path = os.path.join(tempfile.mkdtemp(), "a" * 120 + ".sock")
+        service = ListenerService(reactor, unix_endpoint(path),
+                                  AdminFactory(make_hub(), lambda grace: None), socket_path=path)
+        e = self.assertRaises(ListenError, service.privilegedStartService)
+        self.assertIn("cannot listen on unix:", str(e))
+        self.assertNotIn("Errno", str(e))
+        self.assertFalse(os.path.lexists(path + ".lock"))
+
+    def test_twistd_refuses_a_regular_file(self) -> None:
+        """--admin naming a regular file: exit 1 with a line naming --admin,
+        the file untouched and no lock file left."""
+        workdir = tempfile.mkdtemp()
+        with open(os.path.join(workdir, "notes.txt"), "w") as f:
+            f.write("keep me\n")
+        result = subprocess.run(
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+             "--admin", "notes.txt"],
+            capture_output=True, text=True, timeout=60, cwd=workdir)
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertIn("--admin: notes.txt exists and is not a socket", output.splitlines()[-1])
+        self.assertNotIn("Traceback", output)
+        self.assertEqual(sorted(os.listdir(workdir)), ["notes.txt"])
+
+    def test_twistd_names_a_missing_directory(self) -> None:
+        """--admin /nonexistent/dir/a.sock: a line naming the missing directory."""
+        result = subprocess.run(
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--admin", "/nonexistent/dir/a.sock"],
+            capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir())
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertTrue(output.splitlines()[-1].endswith(
+            "--admin: no directory /nonexistent/dir"), output)
 
 
 class ManholeTests(SynchronousTestCase):

@@ -1,11 +1,15 @@
 """twistd options: defaults, repeatable ports, and usage errors instead of tracebacks."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from txpubsub.core.hub import Hub
+from txpubsub.core.system import SystemTicker
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import DEFAULT_PORT, Options, makeService
 
@@ -40,6 +44,45 @@ class OptionsTests(SynchronousTestCase):
                      ["--max-payload", "-5"], ["--history", "1e3"], ["--port", "bogus:1"],
                      ["--port", "tcp:notaport"], ["--history", "20", "--max-history", "10"]):
             self.assertRaises(usage.UsageError, self.parse, *args)
+
+    def test_bad_value_names_its_option(self) -> None:
+        """A refused value says which option it was given to."""
+        for args, text in (
+            (["--max-line", "-1"], "--max-line: expected a whole number of at least 64"),
+            (["--time-interval", "0"], "--time-interval: expected a number of seconds above 0"),
+            (["--port", "bogus:1"], "--port: bad endpoint 'bogus:1'"),
+            (["--feed", "nochannel"], "--feed: bad binding 'nochannel'"),
+            (["--history", "20", "--max-history", "10"], "--history: must not exceed"),
+        ):
+            e = self.assertRaises(usage.UsageError, self.parse, *args)
+            self.assertTrue(str(e).startswith(text), str(e))
+
+    def test_socket_paths_checked_before_start(self) -> None:
+        """--admin/--manhole in a missing directory, or at a file that is not a
+        socket, are usage errors naming the option (nothing is created)."""
+        workdir = tempfile.mkdtemp()
+        regular = os.path.join(workdir, "notes.txt")
+        with open(regular, "w"):
+            pass
+        for option in ("--admin", "--manhole"):
+            e = self.assertRaises(usage.UsageError, self.parse, option, "/nonexistent/dir/a.sock")
+            self.assertEqual(str(e), f"{option}: no directory /nonexistent/dir")
+            e = self.assertRaises(usage.UsageError, self.parse, option, regular)
+            self.assertEqual(str(e), f"{option}: {regular} exists and is not a socket; "
+                                     "give another path")
+        self.assertEqual(sorted(os.listdir(workdir)), ["notes.txt"])
+        self.assertEqual(self.parse("--admin", os.path.join(workdir, "a.sock"))["admin"],
+                         os.path.join(workdir, "a.sock"))
+
+    def test_time_interval(self) -> None:
+        """--time-interval sets $sys.time's period; fractions of a second allowed."""
+        self.assertEqual(self.parse()["time-interval"], 1.0)
+        top = makeService(self.parse("--time-interval", "0.1", "--admin", "none"),
+                          MemoryReactorClock())
+        ticker = next(s for s in top if isinstance(s, SystemTicker))
+        self.assertEqual(ticker.time_interval, 0.1)
+        for bad in ("0", "-1", "nan", "inf", "soon"):
+            self.assertRaises(usage.UsageError, self.parse, "--time-interval", bad)
 
     def test_admin_socket_by_default(self) -> None:
         """The admin socket listens by default, 0600, with a lock file."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -112,17 +114,89 @@ class CommandLineTests(SynchronousTestCase):
         self.assertIn("expected a whole number", result.stdout + result.stderr)
         self.assertNotIn("Traceback", result.stdout + result.stderr)
 
-    def test_port_in_use_is_one_line(self) -> None:
-        """A listener that cannot start: exit 1 with a line naming the listener."""
-        import socket
-
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen(1)
-            port = taken.getsockname()[1]
-            result = self.run_twistd("-n", "--pidfile=", "txpubsub",
-                                     "--port", f"tcp:{port}:interface=127.0.0.1")
+    def test_usage_error_names_the_option(self) -> None:
+        """After twistd's usage text, the last line says which option was wrong."""
+        result = self.run_twistd("txpubsub", "--max-line", "-1")
         self.assertEqual(result.returncode, 1)
-        self.assertIn(f"txpubsub: cannot listen on tcp:{port}:interface=127.0.0.1",
-                      result.stdout + result.stderr)
+        self.assertTrue(result.stdout.rstrip().endswith(
+            "txpubsub: --max-line: expected a whole number of at least 64, got '-1'"),
+            result.stdout[-300:])
+
+    def test_version_is_txpubsubs(self) -> None:
+        """twistd txpubsub --version shows txpubsub's version, not only Twisted's."""
+        import txpubsub
+
+        result = self.run_twistd("txpubsub", "--version")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith(f"txpubsub {txpubsub.__version__} (Twisted "))
+
+    def test_help_names_every_listener_kind(self) -> None:
+        """--help shows ssl: and mtls: listeners and says where the docs are."""
+        result = self.run_twistd("txpubsub", "--help")
+        text = " ".join(result.stdout.split())
+        for kind in ("tcp:PORT", "unix:PATH", "ssl:PORT", "mtls:PORT", "--time-interval"):
+            self.assertIn(kind, text)
+        self.assertIn("README.md and docs/ in txpubsub's source tree", text)
+
+    def taken_port(self) -> socket.socket:
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        return taken
+
+    def test_port_in_use_is_one_line(self) -> None:
+        """A listener that cannot start: exit 1 with a line naming the listener,
+        and no pid file left behind."""
+        port = self.taken_port().getsockname()[1]
+        workdir = tempfile.mkdtemp()
+        result = subprocess.run(
+            [*twistd(), "-n", "--pidfile=d.pid", "txpubsub",
+             "--port", f"tcp:{port}:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=60, cwd=workdir)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"txpubsub: cannot listen on tcp:{port}:interface=127.0.0.1: "
+                      "Address already in use", result.stdout + result.stderr)
         self.assertNotIn("Traceback", result.stdout + result.stderr)
+        self.assertEqual(os.listdir(workdir), [])
+
+    def test_daemon_port_in_use_exits_at_once(self) -> None:
+        """Daemon mode (no -n) with the port taken: twistd returns 1 at once with
+        the reason, instead of hanging; no pid file is left behind."""
+        port = self.taken_port().getsockname()[1]
+        workdir = tempfile.mkdtemp()
+        result = subprocess.run(
+            [*twistd(), "--pidfile=d.pid", "-l", "d.log", "txpubsub",
+             "--port", f"tcp:{port}:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=30, cwd=workdir)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"txpubsub: cannot listen on tcp:{port}:interface=127.0.0.1: "
+                      "Address already in use", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(workdir, "d.pid")))
+        with open(os.path.join(workdir, "d.log")) as log:
+            self.assertIn("Address already in use", log.read())
+
+    def test_daemon_starts(self) -> None:
+        """Daemon mode that starts: twistd returns 0, the daemon serves, and
+        stops on SIGTERM, removing its pid file."""
+        workdir = tempfile.mkdtemp()
+        pidfile = os.path.join(workdir, "d.pid")
+        result = subprocess.run(
+            [*twistd(), "--pidfile=d.pid", "-l", "d.log", "txpubsub",
+             "--port", "unix:c.sock", "--admin", "none"],
+            capture_output=True, text=True, timeout=30, cwd=workdir)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(pidfile) as f:
+            pid = int(f.read())
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(WAIT)
+                s.connect(os.path.join(workdir, "c.sock"))
+                self.assertTrue(s.recv(1000).startswith(b"INFO "))
+        finally:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + WAIT
+        while os.path.exists(pidfile) and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process: nothing to wait on but its files
+        self.assertFalse(os.path.exists(pidfile))

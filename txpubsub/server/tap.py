@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import stat
+import sys
 from typing import Any, Callable
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
+from twisted.copyright import version as twisted_version
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+import txpubsub
 from txpubsub.core.hub import Hub, new_epoch
 from txpubsub.core.system import SystemTicker
 from txpubsub.doors.admin import AdminFactory
@@ -20,6 +26,7 @@ from txpubsub.doors.output import Batcher
 from txpubsub.doors.session import DoorSettings
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
+from txpubsub.server.startup import ServerService
 from txpubsub.store.sqlite import StoreError, open_store
 
 DEFAULT_PORT = "tcp:23400:interface=127.0.0.1"
@@ -45,6 +52,67 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return coerce
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"expected a number of seconds above 0, got {value!r}")
+    return seconds
+
+
+_positive_seconds.coerceDoc = "Seconds, above 0 (0.1 is allowed)."  # type: ignore[attr-defined]
+
+
+def _socket_path(value: str) -> str:
+    """A path where a Unix socket can be made (or a stale one replaced), or none."""
+    if value == "none":
+        return value
+    directory = os.path.dirname(value) or "."
+    if not os.path.isdir(directory):
+        raise ValueError(f"no directory {directory}")
+    try:
+        mode = os.lstat(value).st_mode
+    except FileNotFoundError:
+        return value
+    except OSError as e:
+        raise ValueError(f"{value}: {e.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise ValueError(f"{value} exists and is not a socket; give another path")
+    return value
+
+
+_socket_path.coerceDoc = ""  # type: ignore[attr-defined]
+
+
+def _naming_the_option(parameters: list[list[Any]]) -> list[list[Any]]:
+    """``optParameters`` whose bad values are reported as ``--NAME: why``.
+
+    usage.Options reports a coerce's ValueError as "Parameter type enforcement
+    failed: why", naming no option; after twistd's whole usage text, the user
+    cannot tell which value was wrong.
+    """
+    named = []
+    for name, short, default, doc, *coerce in parameters:
+        if coerce:
+            named.append([name, short, default, doc, _named(name, coerce[0])])
+        else:
+            named.append([name, short, default, doc])
+    return named
+
+
+def _named(name: str, coerce: Callable[[str], Any]) -> Callable[[str], Any]:
+    def coerce_named(value: str) -> Any:
+        try:
+            return coerce(value)
+        except ValueError as e:
+            raise usage.UsageError(f"--{name}: {e}") from None
+
+    coerce_named.coerceDoc = getattr(coerce, "coerceDoc", "")  # type: ignore[attr-defined]
+    return coerce_named
+
+
 def unix_endpoint(path: str) -> str:
     """A private Unix socket endpoint for a path: mode 0600, and a lock file
     so that a stale socket is replaced but a live server's is not taken."""
@@ -67,7 +135,9 @@ class Options(usage.Options):
     synopsis = "[--port ENDPOINT ...] [options]"
     longdesc = (
         "A publish/subscribe message server. Clients speak a line protocol "
-        "(try: telnet 127.0.0.1 23400, then HELP). See docs/protocol.md."
+        "(try: telnet 127.0.0.1 23400, then HELP). The protocol, the admin socket, TLS "
+        "and operations are documented in README.md and docs/ in txpubsub's source "
+        "tree (and its sdist); the wheel installs no documentation."
     )
     optFlags = [
         [
@@ -77,7 +147,7 @@ class Options(usage.Options):
             "instead of creating it (CREATE still works).",
         ],
     ]
-    optParameters = [
+    optParameters = _naming_the_option([
         ["max-line", None, 65536, "Longest client line in bytes.", _int_at_least(64)],
         ["max-payload", None, 1048576, "Largest message payload in bytes.", _int_at_least(1)],
         ["max-clients", None, 10000, "Most client connections at once.", _int_at_least(1)],
@@ -116,12 +186,14 @@ class Options(usage.Options):
             None,
             "txpubsub-admin.sock",
             "Unix socket path for the admin protocol (mode 0600), or none.",
+            _socket_path,
         ],
         [
             "manhole",
             None,
             None,
             "Unix socket path for a Python prompt inside the server (mode 0600); off unless given.",
+            _socket_path,
         ],
         [
             "connection-log",
@@ -167,7 +239,14 @@ class Options(usage.Options):
             "Seconds of silence before the server sends PING (0: never).",
             _int_at_least(0),
         ],
-    ]
+        [
+            "time-interval",
+            None,
+            1.0,
+            "Seconds between two $sys.time messages.",
+            _positive_seconds,
+        ],
+    ])
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,33 +256,40 @@ class Options(usage.Options):
 
     def opt_feed(self, binding: str) -> None:
         """CHANNEL=ENDPOINT: every connection there receives CHANNEL's payloads as bare lines (repeatable)"""  # noqa: E501
-        self["feeds"].append(self._binding(binding, pattern=True))
+        self["feeds"].append(self._binding("feed", binding, pattern=True))
 
     def opt_ingest(self, binding: str) -> None:
         """CHANNEL=ENDPOINT: every line a connection there sends is published to CHANNEL (repeatable)"""  # noqa: E501
-        self["ingests"].append(self._binding(binding, pattern=False))
+        self["ingests"].append(self._binding("ingest", binding, pattern=False))
 
-    def _binding(self, binding: str, pattern: bool) -> tuple[str, str]:
+    def _binding(self, option: str, binding: str, pattern: bool) -> tuple[str, str]:
         try:
             channel, endpoint = parse_binding(binding, pattern=pattern)
         except ValueError as e:
-            raise usage.UsageError(f"bad binding {binding!r}: {e}") from None
-        self._check_endpoint(endpoint)
+            raise usage.UsageError(f"--{option}: bad binding {binding!r}: {e}") from None
+        self._check_endpoint(option, endpoint)
         return channel, endpoint
 
     def opt_port(self, description: str) -> None:
-        """Endpoint to listen on for clients, repeatable: tcp:PORT, tcp6:PORT, unix:PATH [default: tcp:23400:interface=127.0.0.1]"""  # noqa: E501
-        self._check_endpoint(description)
+        """Endpoint to listen on for clients, repeatable: tcp:PORT, tcp6:PORT, unix:PATH, ssl:PORT:privateKey=KEY:certKey=CERT, mtls:PORT:privateKey=KEY:certKey=CERT:caCerts=CA [default: tcp:23400:interface=127.0.0.1]"""  # noqa: E501
+        self._check_endpoint("port", description)
         self["ports"].append(description)
 
     @staticmethod
-    def _check_endpoint(description: str) -> None:
+    def _check_endpoint(option: str, description: str) -> None:
         try:
             # Parsing builds an endpoint without listening, so None will do as
             # the reactor here; it catches typos before the server starts.
             serverFromString(None, description)
         except Exception as e:  # a bad string, a missing key file, a bad certificate
-            raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
+            raise usage.UsageError(f"--{option}: bad endpoint {description!r}: {e}") from None
+
+    def opt_version(self) -> None:
+        """Print txpubsub's version (and Twisted's and Python's) and exit"""
+        python = sys.version.split()[0]
+        print(f"txpubsub {txpubsub.__version__} (Twisted {twisted_version}, "
+              f"Python {python})")
+        sys.exit(0)
 
     opt_p = opt_port
 
@@ -211,14 +297,15 @@ class Options(usage.Options):
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
         if self["history"] > self["max-history"]:
-            raise usage.UsageError("--history must not exceed --max-history")
+            raise usage.UsageError("--history: must not exceed --max-history")
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The hub and one listener per --port, as one service for twistd."""
     if reactor is None:
         from twisted.internet import reactor
-    top = MultiService()
+    # twistd's own options (its pid file, its daemon's status pipe), when run by twistd.
+    top = ServerService(getattr(options, "parent", None))
     store = None
     spec = options["store"]
     try:
@@ -241,7 +328,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         raise SystemExit(f"txpubsub: --store {spec}: {e}") from None
     hub.setName("hub")
     hub.setServiceParent(top)
-    SystemTicker(hub).setServiceParent(top)
+    SystemTicker(hub, time_interval=options["time-interval"]).setServiceParent(top)
     settings = DoorSettings(
         max_line=options["max-line"],
         max_buffer=options["max-buffer"],
@@ -272,11 +359,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     lifecycle = Lifecycle(reactor, hub, list(services))
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
-                                        AdminFactory(hub, lifecycle.shutdown, lifecycle.reload)))
-    if options["manhole"]:
+                                        AdminFactory(hub, lifecycle.shutdown, lifecycle.reload),
+                                        socket_path=options["admin"]))
+    if options["manhole"] and options["manhole"] != "none":
         namespace = {"hub": hub, "service": top, "reactor": reactor}
         services.append(ListenerService(reactor, unix_endpoint(options["manhole"]),
-                                        manhole_factory(namespace)))
+                                        manhole_factory(namespace),
+                                        socket_path=options["manhole"]))
     for service in services:
         service.setServiceParent(top)
     lifecycle.setServiceParent(top)
