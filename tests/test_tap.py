@@ -71,6 +71,12 @@ class OptionsTests(SynchronousTestCase):
             self.assertEqual(str(e), f"{option}: {regular} exists and is not a socket; "
                                      "give another path")
         self.assertEqual(sorted(os.listdir(workdir)), ["notes.txt"])
+        cwd = os.getcwd()
+        os.chdir(workdir)
+        self.addCleanup(os.chdir, cwd)
+        os.rename("notes.txt", "txpubsub-admin.sock")  # the default path, not a socket
+        e = self.assertRaises(usage.UsageError, self.parse)
+        self.assertTrue(str(e).startswith("--admin: txpubsub-admin.sock exists and is not"))
         self.assertEqual(self.parse("--admin", os.path.join(workdir, "a.sock"))["admin"],
                          os.path.join(workdir, "a.sock"))
 

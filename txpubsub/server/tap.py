@@ -296,6 +296,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
+        # Defaults are not coerced: check the default admin path too.
+        _named("admin", _socket_path)(self["admin"])
         if self["history"] > self["max-history"]:
             raise usage.UsageError("--history: must not exceed --max-history")
 
