@@ -13,12 +13,15 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from txpubsub.cli.console import Console, Failed
 from txpubsub.client import failures
 from txpubsub.wire.errors import HubError
 from txpubsub.wire.names import check_name
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IStreamClientEndpoint
 
 DEFAULT_SERVER = "tcp:127.0.0.1:23400"
 
@@ -211,6 +214,7 @@ def endpoint(reactor: Any, args: argparse.Namespace) -> Any:
     from twisted.internet.endpoints import HostnameEndpoint, clientFromString, wrapClientTLS
 
     server: Server = args.server
+    result: IStreamClientEndpoint
     if server.host:
         result = HostnameEndpoint(reactor, server.host, server.port,
                                   timeout=args.connect_timeout or 30)

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, cast
 
 STATUS_SIGINT = 130
 STATUS_SIGTERM = 143
@@ -26,8 +26,8 @@ class Console:
     """stdout for results, stderr for notices; quiet once the outcome is decided."""
 
     def __init__(self, stdout: IO[Any] | None = None, stderr: IO[str] | None = None) -> None:
-        out = stdout if stdout is not None else sys.stdout
-        self._stdout = getattr(out, "buffer", out)
+        out: IO[Any] = stdout if stdout is not None else sys.stdout
+        self._stdout: IO[bytes] = getattr(out, "buffer", out)
         self._stderr = stderr if stderr is not None else sys.stderr
         self.quiet = False
         self.stdout_closed = False
@@ -107,6 +107,7 @@ def run_twisted(command: Command, args: argparse.Namespace, console: Console) ->
     """
     from twisted.internet import reactor
     from twisted.internet.defer import CancelledError, Deferred
+    from twisted.internet.interfaces import IReactorThreads
 
     status: list[int] = []
     interrupted: list[int] = []
@@ -139,10 +140,12 @@ def run_twisted(command: Command, args: argparse.Namespace, console: Console) ->
         running[0].cancel()
 
     def install() -> None:
+        # The reactor provides IReactorThreads; Twisted types `reactor` with fewer.
+        threads = cast(IReactorThreads, reactor)
         signal.signal(signal.SIGINT,
-                      lambda *a: reactor.callFromThread(interrupt, STATUS_SIGINT))
+                      lambda *a: threads.callFromThread(interrupt, STATUS_SIGINT))
         signal.signal(signal.SIGTERM,
-                      lambda *a: reactor.callFromThread(interrupt, STATUS_SIGTERM))
+                      lambda *a: threads.callFromThread(interrupt, STATUS_SIGTERM))
 
     console.on_stdout_closed = lambda: interrupt(0)
     reactor.callWhenRunning(install)

@@ -219,7 +219,8 @@ async def _lines(reactor: Any, args: argparse.Namespace, console: Console, conn:
     # StandardIO reads stdin; it would also make stdout non-blocking and drop
     # what it holds at stdin's end, so the ids printed by -v go around it.
     no_output = os.open(os.devnull, os.O_WRONLY)
-    stdin = StandardIO(Lines(), stdout=no_output, reactor=reactor)
+    # mypy sees the Windows StandardIO (twisted.internet.stdio picks at run time).
+    stdin = StandardIO(Lines(), stdout=no_output, reactor=reactor)  # type: ignore[call-arg]
 
     def lost(why: str) -> str:
         if not finished.called:

@@ -165,6 +165,9 @@ async def run(reactor: Any, args: argparse.Namespace, console: Console) -> int:
             else:
                 idle[:] = [reactor.callLater(args.timeout, kept.end, 0)]
 
+    def failed(failure: Any) -> None:
+        kept.fail(failure.value)
+
     async def subscribe() -> None:
         conn = await kept.client.connection()
         conn.on_drop = lambda channel: console.say(f"the server dropped {channel}")
@@ -175,7 +178,7 @@ async def run(reactor: Any, args: argparse.Namespace, console: Console) -> int:
     kept = Reconnecting(reactor, args, console, on_direct=show)
     kept.start()
     subscribing = Deferred.fromCoroutine(subscribe())
-    subscribing.addErrback(lambda failure: kept.fail(failure.value))
+    subscribing.addErrback(failed)
     try:
         return await kept.ended
     finally:

@@ -23,10 +23,11 @@ which ``Client`` then makes again.
 """
 from __future__ import annotations
 
+import builtins
 import functools
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail, succeed
@@ -82,7 +83,7 @@ class ServerClosed(Exception):
 @dataclass
 class _Waiting:
     deferred: Deferred[Any]
-    items: list[Item]
+    items: list[Any]  # the reply's Items; a HISTORY's Deliveries once it is answered
     history: str | None = None  # HISTORY <channel>: collect its deliveries
     collected: list[Delivery] | None = None
 
@@ -91,11 +92,14 @@ class Connection(Protocol):
     """One connection to a txpubsub server."""
 
     _log = Logger()
+    transport: Any  # a TCP, TLS or Unix transport: more than ITransport promises
 
     def __init__(self, on_direct: OnMessage | None = None, clock: IReactorTime | None = None,
                  keepalive: float = KEEPALIVE) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor
+
+            clock = reactor
         self.clock = clock
         self.keepalive = keepalive  # 0: never check
         self.parser = ServerParser()
@@ -197,7 +201,7 @@ class Connection(Protocol):
             live = waiting.collected[: len(waiting.collected) - count]
             for msg in live:
                 self._deliver(msg)
-            waiting.items = waiting.collected[len(live):]  # type: ignore[assignment]
+            waiting.items = waiting.collected[len(live):]
         if reply.ok:
             waiting.deferred.callback((reply, waiting.items))
         else:
@@ -285,7 +289,7 @@ class Connection(Protocol):
         return items
 
     @deferred
-    async def who(self, channel: str | None = None) -> list[Item]:
+    async def who(self, channel: str | None = None) -> builtins.list[Item]:
         _, items = await self._command("WHO" + (f" {channel}" if channel else ""))
         return items
 
@@ -309,6 +313,7 @@ class _Noting:
 
     def connect(self, factory: Any) -> Deferred[Any]:
         def failed(failure: Failure) -> Failure:
+            assert failure.value is not None
             self._on_failure(failure.value)
             return failure
 
@@ -334,7 +339,7 @@ class Client:
         server's INFO: refused, unreachable, a TLS handshake); ``Client`` retries
         regardless until ``stop()``."""
         if isinstance(endpoint, str):
-            endpoint = clientFromString(reactor, endpoint)
+            endpoint = cast(IStreamClientEndpoint, clientFromString(reactor, endpoint))
         self.name = name
         self.on_connect_failed = on_connect_failed
         self.on_direct = on_direct
@@ -360,7 +365,7 @@ class Client:
         conn = Connection(self._on_direct, self._reactor, self._keepalive)
         conn.ready.addCallback(lambda info: Deferred.fromCoroutine(self._resume(conn, info)))
         # Lost before INFO (a failed TLS handshake, say): ClientService retries.
-        conn.ready.addErrback(lambda failure: self._attempt_failed(failure.value))
+        conn.ready.addErrback(self._not_ready)
         conn.closed.addCallback(self._lost, conn)
         return conn
 
@@ -438,6 +443,10 @@ class Client:
         await conn.subscribe(pattern, callback)
         for channel in channels:
             await conn.unsubscribe(channel)
+
+    def _not_ready(self, failure: Failure) -> None:
+        assert failure.value is not None
+        self._attempt_failed(failure.value)
 
     def _attempt_failed(self, reason: BaseException) -> None:
         if self.on_connect_failed is not None and not self._stopping:
@@ -529,5 +538,5 @@ class Client:
         return await (await self.connection()).list(pattern)
 
     @deferred
-    async def who(self, channel: str | None = None) -> list[Item]:
+    async def who(self, channel: str | None = None) -> builtins.list[Item]:
         return await (await self.connection()).who(channel)
