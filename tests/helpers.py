@@ -1,6 +1,8 @@
 """Helpers for driving the hub and the client protocol without sockets."""
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -12,10 +14,10 @@ from txpubsub.doors.session import DoorSettings
 from txpubsub.wire.parser import Delivery
 
 
-def make_hub(clock: Clock | None = None, **kwargs: object) -> Hub:
+def make_hub(clock: Clock | None = None, **kwargs: Any) -> Hub:
     """A hub on a Clock with a fixed epoch, so outputs are comparable."""
     kwargs.setdefault("epoch", "testepoch")
-    return Hub(clock or Clock(), **kwargs)  # type: ignore[arg-type]
+    return Hub(clock or Clock(), **kwargs)
 
 
 def kept(hub: Hub, channel: str) -> list[Delivery]:
@@ -52,13 +54,13 @@ class Conn:
     _port = 40000
 
     def __init__(self, hub: Hub, factory: DoorFactory | None = None,
-                 transport: type[ConsumerTransport] | None = None, **settings: object) -> None:
+                 transport: type[ConsumerTransport] | None = None, **settings: Any) -> None:
         Conn._port += 1
         self.transport = (transport or ConsumerTransport)(
             peerAddress=IPv4Address("TCP", "127.0.0.1", Conn._port)
         )
         if factory is None:
-            factory = LineDoorFactory(hub, "tcp:test", DoorSettings(**settings))  # type: ignore[arg-type]
+            factory = LineDoorFactory(hub, "tcp:test", DoorSettings(**settings))
         self.proto: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
         self.proto.makeConnection(self.transport)
         self.greeting = self.take()

@@ -7,6 +7,7 @@ test says exactly how much time passes instead of waiting for it.
 """
 from __future__ import annotations
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.task import Clock
@@ -25,8 +26,9 @@ class MemoryEndpoint:
         self.pumps: list[iosim.IOPump] = []
 
     def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
-        client = factory.buildProtocol(None)
-        server = self.server.buildProtocol(None)
+        client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 23400))
+        server = self.server.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert client is not None and server is not None
         self.pumps.append(iosim.connect(server, iosim.makeFakeServer(server),
                                         client, iosim.makeFakeClient(client),
                                         greet=False, clock=self.clock))

@@ -1,19 +1,26 @@
 """A minimal real-socket test client: reads server lines, waits with timeouts."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from txpubsub.server.listeners import ListenerService
 
 WAIT = 10.0  # seconds any single network wait may take before the test fails
 
 
 class LineClient(Protocol):
     """Collects CRLF lines (MSGB payloads as their own item) and lets tests wait."""
+
+    transport: Any  # a TCP, TLS or Unix transport: more than ITransport promises
 
     def __init__(self) -> None:
         self.buffer = b""
@@ -47,7 +54,7 @@ class LineClient(Protocol):
                 self._waiters.remove(waiter)
                 waiter[1].callback(self.lines)
 
-    def connectionLost(self, reason: object = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost_reason = reason
         self.closed.callback(None)
 
@@ -104,4 +111,12 @@ def serve(case: Any, hub: Any, description: str = "tcp:0:interface=127.0.0.1",
     service = ListenerService(reactor, description, LineDoorFactory(hub, description, settings))
     service.startService()
     case.addCleanup(service.stopService)
-    return service, f"tcp:127.0.0.1:{service.port.getHost().port}"
+    return service, f"tcp:127.0.0.1:{port_of(service)}"
+
+
+def port_of(service: ListenerService) -> int:
+    """The TCP port a started ListenerService listens on."""
+    assert service.port is not None, f"{service.description} is not listening"
+    address = service.port.getHost()
+    assert isinstance(address, (IPv4Address, IPv6Address)), address
+    return address.port

@@ -10,7 +10,8 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectionDone, ProcessDone
+from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.internet.threads import deferToThread
@@ -179,7 +180,7 @@ class AdminProcessTests(TestCase):
 
     timeout = 60
 
-    async def start(self, *extra: str) -> tuple[ServerProcess, object, int, str]:
+    async def start(self, *extra: str) -> tuple[ServerProcess, IProcessTransport, int, str]:
         workdir = tempfile.mkdtemp()
         server = ServerProcess()
         process = reactor.spawnProcess(
@@ -256,6 +257,7 @@ class AdminProcessTests(TestCase):
             [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1"],
             env=os.environ.copy(), path=workdir)
         reason = await second.ended.addTimeout(WAIT * 2, reactor)
+        assert isinstance(reason, ProcessTerminated), reason
         self.assertEqual(reason.exitCode, 1)
         self.assertIn(b"another server is running on this socket", second.output)
         self.assertNotIn(b"Traceback", second.output)

@@ -13,6 +13,7 @@ from typing import Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
@@ -161,6 +162,8 @@ class ArgumentTests(SynchronousTestCase):
 
 class Proc(ProcessProtocol):
     """A running command: its output so far, and a Deferred of how it ended."""
+
+    transport: IProcessTransport  # from before connectionMade
 
     def __init__(self, stdin: bytes | None, close_stdin: bool) -> None:
         self.stdin = stdin

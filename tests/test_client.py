@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -22,7 +24,9 @@ from txpubsub.wire.parser import Delivery
 
 from .helpers import Conn, kept, make_hub
 from .memnet import MemoryEndpoint
-from .netclient import WAIT, serve
+from .netclient import WAIT, port_of, serve
+
+threads = cast(IReactorThreads, reactor)  # Twisted types `reactor` with fewer interfaces
 
 
 def waiter(count: int) -> tuple[list[Delivery], Deferred[None], object]:
@@ -44,7 +48,7 @@ class ClientTests(TestCase):
     def setUp(self) -> None:
         self.hub = Hub(reactor, epoch="e1")
         self.listener = self.listen(self.hub)
-        self.port = self.listener.port.getHost().port
+        self.port = port_of(self.listener)
 
     def listen(self, hub: Hub, port: int = 0) -> ListenerService:
         return serve(self, hub, f"tcp:{port}:interface=127.0.0.1")[0]
@@ -109,9 +113,13 @@ class ClientTests(TestCase):
         self.hub.kick("watcher")
         self.hub.publish("admin", "news", b"m4")
         self.hub.publish("admin", "news", b"m5")
-        reconnected = Deferred()
-        client.on_state = lambda s: s == "connected" and not reconnected.called \
-            and reconnected.callback(None)
+        reconnected: Deferred[None] = Deferred()
+
+        def on_state(s: str) -> None:
+            if s == "connected" and not reconnected.called:
+                reconnected.callback(None)
+
+        client.on_state = on_state
         await reconnected.addTimeout(WAIT, reactor)
         await publisher.publish("news", "m6")
         await done
@@ -121,9 +129,9 @@ class ClientTests(TestCase):
     async def test_restart_with_durable_history(self) -> None:
         """A real restart of a server with SQLite history: nothing missed or repeated."""
         path = os.path.join(tempfile.mkdtemp(), "h.db")
-        hub = Hub(reactor, store=open_store(path, reactor, "durable"))
+        hub = Hub(reactor, store=open_store(path, threads, "durable"))
         first = self.listen(hub)
-        port = first.port.getHost().port
+        port = port_of(first)
         client = Client(reactor, f"tcp:127.0.0.1:{port}")
         client.start()
         self.addCleanup(client.stop)
@@ -131,9 +139,11 @@ class ClientTests(TestCase):
         await client.subscribe("news", callback)
         for i in range(3):
             hub.publish("p", "news", b"before %d" % i)
-        await first.stopService()
+        stopped = first.stopService()
+        assert stopped is not None  # it was listening
+        await stopped
         await hub.stopService()  # BYE shutdown to everyone, history written
-        again = Hub(reactor, store=open_store(path, reactor, "unused"))
+        again = Hub(reactor, store=open_store(path, threads, "unused"))
         self.addCleanup(again.store.close)
         self.listen(again, port)
         again.publish("p", "news", b"during")  # before the client is back
@@ -223,9 +233,9 @@ class ReconnectOnClockTests(SynchronousTestCase):
             LineDoorFactory(self.hub, "tcp:test", DoorSettings(ping_interval=0)), self.clock)
         self.states: list[str] = []
 
-    def client(self, **kwargs: object) -> Client:
+    def client(self, **kwargs: Any) -> Client:
         client = Client(self.clock, self.net, on_state=self.states.append,
-                        **kwargs)  # type: ignore[arg-type]
+                        **kwargs)
         client.start()
         return client
 
@@ -288,4 +298,6 @@ class ReconnectOnClockTests(SynchronousTestCase):
         self.assertEqual(seen, [("news.fr", 1, b"before"), ("news.fr", 2, b"during"),
                                 ("news.fr", 3, b"after"), ("news.uk", 1, b"before"),
                                 ("news.uk", 2, b"during"), ("news.uk", 3, b"after")])
-        self.assertEqual(self.hub.find_client("w").patterns, {"news.>"})
+        watcher = self.hub.find_client("w")
+        assert watcher is not None
+        self.assertEqual(watcher.patterns, {"news.>"})

@@ -74,6 +74,7 @@ class SilentServer(Protocol):
         self.received = b""
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(INFO)
 
     def dataReceived(self, data: bytes) -> None:

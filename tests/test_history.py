@@ -181,7 +181,9 @@ class IdsNeverRestartTests(SynchronousTestCase):
         conn = Conn(hub)
         conn.cmd("SUB empty")
         conn.cmd("UNSUB empty")
-        hub._retire(hub.channel("empty"))
+        empty = hub.channel("empty")
+        assert empty is not None
+        hub._retire(empty)
         self.assertEqual(hub._retired, {})
 
 
@@ -234,8 +236,10 @@ class ReplayPropertyTests(SynchronousTestCase):
                 old_epoch = reader.greeting  # the reader's view of the epoch
                 reader = Conn(hub)
                 last_seen = seen[f"e{epoch_number - 1}"][-1:] or [0]
+                old = re.search(rb'"epoch":"(\w+)"', old_epoch)
+                assert old is not None, old_epoch
                 data = reader.send(b"SUB news since=%d epoch=%s\r\n" % (
-                    last_seen[0], re.search(rb'"epoch":"(\w+)"', old_epoch).group(1)))
+                    last_seen[0], old.group(1)))
                 if last_seen[0] > 0 or keep:
                     # Another epoch: whatever is kept is replayed, and it says partial.
                     self.assertIn(b" partial\r\n", data)

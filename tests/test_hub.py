@@ -1,23 +1,39 @@
 """The hub on its own: channels, ids, matching, names and limits, no sockets."""
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from txpubsub.core.message import Message
+from txpubsub.core.registry import ClientRecord
 from txpubsub.wire.errors import CloseReason, HubError, ServerFull
 
 from .helpers import kept, make_hub
 
 
 class Recorder:
-    """A Subscriber that keeps what it is given."""
+    """A Session that keeps what it is given, and is never behind."""
+
+    msgs_in = 0
+    msgs_out = 0
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    def deliver(self, msg: Message) -> None:
+    def deliver(self, msg: Message) -> bool:
         self.messages.append(msg)
+        return False
+
+    def pace(self) -> bool:
+        return False
+
+    def charge_stall(self) -> None:
+        pass
+
+    def channel_dropped(self, channel: str) -> None:
+        pass
 
     def close(self, reason: CloseReason, text: str = "") -> None:
         pass
@@ -27,7 +43,7 @@ class Recorder:
 
 
 class Broken(Recorder):
-    def deliver(self, msg: Message) -> None:
+    def deliver(self, msg: Message) -> bool:
         raise RuntimeError("this connection is broken")
 
 
@@ -36,7 +52,8 @@ class HubTests(SynchronousTestCase):
         self.clock = Clock()
         self.hub = make_hub(self.clock)
 
-    def join(self, name: str | None = None, cls=Recorder):
+    def join(self, name: str | None = None,
+             cls: type[Recorder] = Recorder) -> tuple[ClientRecord, Recorder]:
         sub = cls()
         client = self.hub.attach(sub, "127.0.0.1:1", "tcp:test")
         if name:
@@ -202,7 +219,7 @@ class HubTests(SynchronousTestCase):
             self.hub.subscribe(client, "t")
         self.hub.publish("x", "t", b"p")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        delivered = [len(c.session.messages) for c in self.hub.clients()]
+        delivered = [len(cast(Recorder, c.session).messages) for c in self.hub.clients()]
         self.assertEqual(sorted(delivered), [0, 1, 1])
         self.assertEqual(self.hub.counters.msgs_out, 2)
 

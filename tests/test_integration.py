@@ -17,7 +17,7 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenError, ListenerService
 
-from .netclient import WAIT, LineClient, connect
+from .netclient import WAIT, LineClient, connect, port_of
 
 
 def has_ipv6_loopback() -> bool:
@@ -36,7 +36,7 @@ class ServerTests(TestCase):
         self.hub = Hub(reactor, epoch="itest")
         self.clients: list[LineClient] = []
         self.tcp = self.listen("tcp:0:interface=127.0.0.1:backlog=512")
-        self.address = f"tcp:127.0.0.1:{self.tcp.port.getHost().port}"
+        self.address = f"tcp:127.0.0.1:{port_of(self.tcp)}"
 
     def listen(self, description: str) -> ListenerService:
         service = ListenerService(reactor, description, LineDoorFactory(self.hub, description))
@@ -49,7 +49,7 @@ class ServerTests(TestCase):
         self.clients.append(client)
         return client
 
-    async def tearDown(self) -> None:
+    async def tearDown(self) -> None:  # type: ignore[override]  # trial awaits it
         await gatherResults([c.quit() for c in self.clients])
 
     async def test_telnet_session(self) -> None:
@@ -129,7 +129,7 @@ class ServerTests(TestCase):
         if not has_ipv6_loopback():
             self.skipTest("no IPv6 loopback on this machine")
         six = self.listen("tcp6:0:interface=\\:\\:1")
-        port = six.port.getHost().port
+        port = port_of(six)
         reader = await self.connect(TCP6ClientEndpoint(reactor, "::1", port))
         await reader.ask(b"SUB t", b"+OK")
         writer = await self.connect()
@@ -138,7 +138,7 @@ class ServerTests(TestCase):
 
     async def test_port_in_use_is_one_clear_error(self) -> None:
         """A listener that cannot start stops the server with a line naming it."""
-        taken = self.tcp.port.getHost().port
+        taken = port_of(self.tcp)
         service = ListenerService(reactor, f"tcp:{taken}:interface=127.0.0.1",
                                   LineDoorFactory(self.hub))
         e = self.assertRaises(ListenError, service.privilegedStartService)
@@ -164,7 +164,7 @@ class CleanCloseTests(TestCase):
                                   LineDoorFactory(self.hub, "tcp", DoorSettings(ping_interval=0)))
         service.startService()
         self.addCleanup(service.stopService)
-        self.address = f"tcp:127.0.0.1:{service.port.getHost().port}"
+        self.address = f"tcp:127.0.0.1:{port_of(service)}"
 
     async def test_quit_after_backed_up_output_closes_cleanly(self) -> None:
         """After more than 64 KiB were queued, QUIT still gets +OK bye and a clean close."""

@@ -17,7 +17,7 @@ def loaded_after(statement: str) -> list[str]:
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('txpubsub'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
                          timeout=60).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+    return json.loads(out)
 
 
 class LayoutTests(SynchronousTestCase):

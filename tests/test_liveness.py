@@ -197,6 +197,7 @@ class SlowConsumerTests(SynchronousTestCase):
             conn.proto.dataReceived(b"PING\r\n" * 1000)
             conn.flush()
         conn.proto.dataReceived(b"QUIT\r\n")
+        assert conn.proto.session.close_reason is not None
         self.assertEqual(conn.proto.session.close_reason.value, "slow-consumer")
 
     def test_own_replies_never_pace_the_sender(self) -> None:
@@ -219,7 +220,9 @@ class SlowConsumerTests(SynchronousTestCase):
         conn.flush()
         for _ in range(40):  # this turn's output would pass --max-buffer
             writer.proto.dataReceived(b"PUB t " + b"x" * 1000 + b"\r\n")
+        assert conn.proto.session.client is not None
         hub.kick(conn.proto.session.client.client_id, "maintenance")
+        assert conn.proto.session.close_reason is not None
         self.assertEqual(conn.proto.session.close_reason.value, "slow-consumer")
         self.assertTrue(conn.transport.value().endswith(b"BYE slow-consumer over 100000 bytes "
                                                         b"unsent\r\n"))
@@ -263,7 +266,9 @@ class SystemChannelTests(SynchronousTestCase):
         self.clock.advance(30)
         conn.cmd("NAME bob")
         for name in ("$sys.time", "$sys.stats", "$sys.clients", "$sys.channels"):
-            self.assertEqual(self.hub.channel(name).last_id, 0)
+            channel = self.hub.channel(name)
+            assert channel is not None, name
+            self.assertEqual(channel.last_id, 0)
 
     def test_clients_events(self) -> None:
         watcher = Conn(self.hub)
@@ -285,7 +290,9 @@ class SystemChannelTests(SynchronousTestCase):
         other.cmd("PUB b x")
         self.assertEqual(watcher.take(), b"MSG $sys.channels 1 $sys create a\r\n"
                                          b"MSG $sys.channels 2 $sys create b\r\n")
-        self.assertEqual(self.hub.channel("$sys.clients").last_id, 1)  # other's connect
+        clients = self.hub.channel("$sys.clients")
+        assert clients is not None
+        self.assertEqual(clients.last_id, 1)  # other's connect
 
     def test_stats_every_ten_seconds(self) -> None:
         watcher = Conn(self.hub)

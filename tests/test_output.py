@@ -9,7 +9,7 @@ holds must be counted, byte for byte, until the reader drains it.
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet import reactor, tcp
 from twisted.internet.endpoints import (
@@ -36,7 +36,7 @@ async def turn() -> None:
     await deferLater(reactor, 0.005, lambda: None)
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
+async def until(condition: Callable[[], object], what: str) -> None:
     """Poll ``condition`` across reactor turns; fail after WAIT seconds."""
     deadline = reactor.seconds() + WAIT
     while not condition():
@@ -49,22 +49,32 @@ class Sink(Protocol):
     """The server side of a test connection: it keeps its transport, and says
     hello at once (over TLS, before the handshake), noting what was unsent then."""
 
+    transport: Any  # a TCP or TLS transport: more than ITransport promises
+
     def connectionMade(self) -> None:
-        self.transport.write(self.factory.hello)  # type: ignore[attr-defined]
+        self.transport.write(self.factory.hello)
         self.unsent_at_hello = unsent_bytes(self.transport)
-        self.factory.connections.append(self)  # type: ignore[attr-defined]
+        self.factory.connections.append(self)
 
 
-def sink_factory(hello: bytes = b"hello\r\n") -> Factory:
-    factory = Factory.forProtocol(Sink)
-    factory.hello = hello  # type: ignore[attr-defined]
-    factory.connections = []  # type: ignore[attr-defined]
+class SinkFactory(Factory):
+    """Makes Sinks: what each says first, and every one made."""
+
+    hello: bytes
+    connections: list[Sink]
+
+
+def sink_factory(hello: bytes = b"hello\r\n") -> SinkFactory:
+    factory = SinkFactory()  # as Factory.forProtocol does, which types it a plain Factory
+    factory.protocol = Sink
+    factory.hello = hello
+    factory.connections = []
     return factory
 
 
 def fill_kernel(sock: socket.socket) -> bytes:
     """Write to a non-blocking socket until the kernel takes no more; what it took."""
-    taken = []
+    taken: list[bytes] = []
     chunk = b"k" * 65536
     while True:
         try:
@@ -211,6 +221,8 @@ class RealTCPTests(TestCase):
 
 class Reader(Protocol):
     """A TLS client that keeps what it reads and can stop reading."""
+
+    transport: Any  # a TLS transport: more than ITransport promises
 
     def __init__(self) -> None:
         self.received = bytearray()

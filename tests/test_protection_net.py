@@ -7,6 +7,7 @@ import re
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.trial.unittest import TestCase
 
 from txpubsub.core.hub import Hub
@@ -15,7 +16,7 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenerService
 
-from .netclient import WAIT, LineClient, connect
+from .netclient import WAIT, LineClient, connect, port_of
 
 
 class ProtectionTests(TestCase):
@@ -25,18 +26,18 @@ class ProtectionTests(TestCase):
         self.hub = Hub(reactor, epoch="itest")
         self.clients: list[LineClient] = []
 
-    def listen(self, factory: object) -> str:
+    def listen(self, factory: IProtocolFactory) -> str:
         service = ListenerService(reactor, "tcp:0:interface=127.0.0.1", factory)
         service.startService()
         self.addCleanup(service.stopService)
-        return f"tcp:127.0.0.1:{service.port.getHost().port}"
+        return f"tcp:127.0.0.1:{port_of(service)}"
 
     async def connect(self, where: str) -> LineClient:
         client = await connect(where)
         self.clients.append(client)
         return client
 
-    async def tearDown(self) -> None:
+    async def tearDown(self) -> None:  # type: ignore[override]  # trial awaits it
         await gatherResults([c.quit() for c in self.clients])
 
     async def test_non_reader_cut_off_during_flood(self) -> None:

@@ -146,7 +146,9 @@ class CommandTests(SynchronousTestCase):
         self.assertTrue(self.alice.cmd("CREATE x keep=1").startswith("-ERR bad-args "))
         self.assertTrue(self.alice.cmd("CREATE a..b").startswith("-ERR bad-channel "))
         self.assertTrue(self.alice.cmd("CREATE $sys.x").startswith("-ERR forbidden "))
-        self.assertEqual(self.hub.channel("news").keep, 5)
+        news = self.hub.channel("news")
+        assert news is not None
+        self.assertEqual(news.keep, 5)
 
     def test_sub_unsub(self) -> None:
         self.assertEqual(self.alice.cmd("SUB a.*"), "+OK subscribed a.* 0\r\n")
@@ -331,6 +333,7 @@ class BadInputTests(SynchronousTestCase):
         conn = Conn(self.hub)
         out = conn.send(b"PUBB caf\xe9 19\nNAME mallory\nSUB x\n\r\nPING\n")
         self.assertEqual(out, b"-ERR bad-encoding lines must be UTF-8\r\nPONG\r\n")
+        assert conn.proto.session.client is not None
         self.assertIsNone(conn.proto.session.client.name)
 
     def test_error_reply_cuts_a_long_channel_name(self) -> None:

@@ -2,12 +2,16 @@
 backplane that numbers messages later, an authorizer, messages from elsewhere."""
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from txpubsub.core.authorizer import Authorizer
 from txpubsub.core.backplane import Backplane, LocalBackplane
 from txpubsub.core.channel import Channel
+from txpubsub.core.hub import Hub
 from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord
 from txpubsub.core.session import Session
@@ -21,7 +25,7 @@ class RecordingTransport(ConsumerTransport):
     """Keeps every object written, to see which bytes objects were shared."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         self.writes: list[bytes] = []
 
     def write(self, data: bytes) -> None:
@@ -37,10 +41,10 @@ class EncodeOnceTests(SynchronousTestCase):
         readers = [Conn(hub, factory, RecordingTransport) for _ in range(3)]
         for reader, pattern in zip(readers, ("t", "t", "*")):
             reader.cmd(f"SUB {pattern}")
-            reader.transport.writes.clear()  # type: ignore[attr-defined]
+            cast(RecordingTransport, reader.transport).writes.clear()
         Conn(hub, factory).cmd("PUB t hello")
         reader.flush()
-        sent = [reader.transport.writes for reader in readers]  # type: ignore[attr-defined]
+        sent = [cast(RecordingTransport, reader.transport).writes for reader in readers]
         self.assertEqual(sent[0], [b"MSG t 1 c4 hello\r\n"])
         self.assertTrue(all(len(w) == 1 and w[0] is sent[0][0] for w in sent))
 
@@ -48,7 +52,7 @@ class EncodeOnceTests(SynchronousTestCase):
 class LaterBackplane:
     """A backplane that numbers each message when the test says so."""
 
-    def __init__(self, hub_of: list) -> None:
+    def __init__(self, hub_of: list[Hub]) -> None:
         self.pending: list[tuple[Deferred[int], Channel[Session], Message]] = []
         self.hub_of = hub_of
 
@@ -75,7 +79,7 @@ class LaterBackplane:
 
 class BackplaneTests(SynchronousTestCase):
     def setUp(self) -> None:
-        hub_of: list = []
+        hub_of: list[Hub] = []
         self.backplane = LaterBackplane(hub_of)
         plane: Backplane = self.backplane  # the fake implements the seam
         self.hub = make_hub(Clock(), backplane=plane)
@@ -134,7 +138,9 @@ class ArrivedTests(SynchronousTestCase):
         reader.cmd("SUB news")
         hub.arrived(Message("news", 7, "alice", b"from afar", 0.0))
         self.assertEqual(reader.take(), b"MSG news 7 alice from afar\r\n")
-        self.assertEqual(hub.channel("news").last_id, 7)  # type: ignore[union-attr]
+        news = hub.channel("news")
+        assert news is not None
+        self.assertEqual(news.last_id, 7)
         self.assertEqual(reader.cmd("HISTORY news"), "MSG news 7 alice from afar\r\n+OK 1\r\n")
 
 
@@ -153,7 +159,8 @@ class NoSecrets:
 
 class AuthorizerTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.hub = make_hub(authorizer=NoSecrets())
+        rules: Authorizer = NoSecrets()  # the fake implements the seam
+        self.hub = make_hub(authorizer=rules)
         self.conn = Conn(self.hub)
 
     def test_every_command_asks_the_authorizer(self) -> None:

@@ -6,10 +6,12 @@ import re
 import signal
 import sqlite3
 import tempfile
+from typing import Any, cast
 
 from twisted.enterprise import adbapi
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProcessTransport, IReactorThreads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -20,6 +22,8 @@ from .helpers import Conn, kept
 from .netclient import WAIT, connect
 from .test_twistd import ServerProcess, twistd
 
+threads = cast(IReactorThreads, reactor)  # Twisted types `reactor` with fewer interfaces
+
 
 class SqliteStoreTests(TestCase):
     timeout = 30
@@ -27,12 +31,12 @@ class SqliteStoreTests(TestCase):
     def setUp(self) -> None:
         self.path = os.path.join(tempfile.mkdtemp(), "history.db")
 
-    def start(self, **kwargs: object) -> tuple[Hub, Conn]:
-        hub = Hub(reactor, store=open_store(self.path, reactor, "first"), **kwargs)
+    def start(self, **kwargs: Any) -> tuple[Hub, Conn]:
+        hub = Hub(reactor, store=open_store(self.path, threads, "first"), **kwargs)
         self.addCleanup(hub.store.close)
         return hub, Conn(hub, ping_interval=0)
 
-    async def restart(self, hub: Hub, **kwargs: object) -> tuple[Hub, Conn]:
+    async def restart(self, hub: Hub, **kwargs: Any) -> tuple[Hub, Conn]:
         await hub.store.close()
         return self.start(**kwargs)
 
@@ -72,6 +76,7 @@ class SqliteStoreTests(TestCase):
         hub, conn = self.start(history=2)
         for _ in range(10):
             conn.cmd("PUB news x")
+        assert isinstance(hub.store, SqliteStore)
         await hub.store.flush()
         with sqlite3.connect(self.path) as db:
             rows = db.execute("SELECT id FROM messages ORDER BY id").fetchall()
@@ -81,7 +86,9 @@ class SqliteStoreTests(TestCase):
         hub, conn = self.start(history=0)
         for _ in range(3):
             conn.cmd("PUB gone x")
-        hub._retire(hub.channel("gone"))
+        gone = hub.channel("gone")
+        assert gone is not None
+        hub._retire(gone)
         hub, conn = await self.restart(hub, history=0)
         self.assertIsNone(hub.channel("gone"))
         self.assertEqual(conn.cmd("PUB gone y"), "+OK 4\r\n")
@@ -97,6 +104,7 @@ class SqliteStoreTests(TestCase):
         """A write that fails is logged and counted; publishing goes on."""
         hub, conn = self.start()
         store = hub.store
+        assert isinstance(store, SqliteStore)
         good = store._pool
         store._pool = adbapi.ConnectionPool(
             "sqlite3", f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
@@ -127,6 +135,7 @@ class SqliteStoreTests(TestCase):
         """A failed batch loses its messages, never the ids: they do not restart."""
         hub, _ = self.start()
         store = hub.store
+        assert isinstance(store, SqliteStore)
         good = store._pool
         store._pool = adbapi.ConnectionPool(
             "sqlite3", f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
@@ -144,6 +153,7 @@ class SqliteStoreTests(TestCase):
         """A channel created, saved and dropped with no message is gone after a restart."""
         hub, _ = self.start()
         hub.create("empty")
+        assert isinstance(hub.store, SqliteStore)
         await hub.store.flush()
         hub.drop("empty")
         hub, _ = await self.restart(hub)
@@ -186,7 +196,8 @@ class BadStoreFileTests(SynchronousTestCase):
 class KillTests(TestCase):
     timeout = 90
 
-    async def start_server(self, path: str, workdir: str) -> tuple[ServerProcess, object, int]:
+    async def start_server(self, path: str,
+                           workdir: str) -> tuple[ServerProcess, IProcessTransport, int]:
         server = ServerProcess()
         process = reactor.spawnProcess(
             server, twistd()[0],
@@ -230,7 +241,9 @@ class KillTests(TestCase):
         path = os.path.join(workdir, "h.db")
         server, process, port = await self.start_server(path, workdir)
         client = await connect(f"tcp:127.0.0.1:{port}")
-        epoch = re.search(rb'"epoch":"(\w+)"', client.lines[0]).group(1)
+        found = re.search(rb'"epoch":"(\w+)"', client.lines[0])
+        assert found is not None, client.lines[0]
+        epoch = found.group(1)
         for i in range(50):
             client.send(b"PUB news m%d\r\n" % i)
         await client.wait(lambda lines: b"+OK 50" in lines)
@@ -263,7 +276,9 @@ class KillTests(TestCase):
         process.signalProcess(signal.SIGTERM)
         await server.ended.addTimeout(WAIT, reactor)
         # A clean stop keeps the epoch for the next start.
-        clean_epoch = re.search(rb'"epoch":"(\w+)"', again.lines[0]).group(1)
+        found = re.search(rb'"epoch":"(\w+)"', again.lines[0])
+        assert found is not None, again.lines[0]
+        clean_epoch = found.group(1)
         server, process, port = await self.start_server(path, workdir)
         third = await connect(f"tcp:127.0.0.1:{port}")
         self.assertIn(b'"epoch":"' + clean_epoch + b'"', third.lines[0])

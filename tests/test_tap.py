@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 import tempfile
 
+from twisted.application.service import MultiService
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from txpubsub.core.hub import Hub
 from txpubsub.core.system import SystemTicker
+from txpubsub.doors.factory import DoorFactory
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import DEFAULT_PORT, Options, makeService
 
@@ -94,6 +96,7 @@ class OptionsTests(SynchronousTestCase):
         """The admin socket listens by default, 0600, with a lock file."""
         reactor = MemoryReactorClock()
         top = makeService(self.parse("--admin", "/tmp/some:where.sock"), reactor)
+        assert isinstance(top, MultiService)
         descriptions = [s.description for s in top if isinstance(s, ListenerService)]
         self.assertIn("unix:/tmp/some\\:where.sock:mode=600:lockfile=1", descriptions)
 
@@ -101,7 +104,9 @@ class OptionsTests(SynchronousTestCase):
         """--tls-name-from applies to mtls: listeners, never to tcp: or ssl: ones."""
         top = makeService(self.parse("--port", "tcp:1234", "--tls-name-from", "cn",
                                      "--admin", "none"), MemoryReactorClock())
+        assert isinstance(top, MultiService)
         factory = next(s for s in top if isinstance(s, ListenerService)).factory
+        assert isinstance(factory, DoorFactory)
         self.assertEqual(factory.settings.tls_name_from, "none")
 
     def test_make_service(self) -> None:
@@ -111,6 +116,7 @@ class OptionsTests(SynchronousTestCase):
                              "--max-line", "100", "--no-auto-create", "--max-payload", "50",
                              "--admin", "none")
         top = makeService(options, reactor)
+        assert isinstance(top, MultiService)
         services = list(top)
         hub = services[0]
         self.assertIsInstance(hub, Hub)
@@ -122,5 +128,7 @@ class OptionsTests(SynchronousTestCase):
         top.startService()
         self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers],
                          [(1234, "127.0.0.1"), (1235, "")])
-        self.assertEqual(reactor.tcpServers[0][1].settings.max_line, 100)
+        factory = reactor.tcpServers[0][1]
+        assert isinstance(factory, DoorFactory)
+        self.assertEqual(factory.settings.max_line, 100)
         top.stopService()

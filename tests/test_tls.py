@@ -27,7 +27,7 @@ from txpubsub.server.lifecycle import reload_certificates
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import Options
 
-from .netclient import WAIT, LineClient, connect
+from .netclient import WAIT, LineClient, connect, port_of
 
 
 class Certs:
@@ -76,7 +76,7 @@ class TLSTests(TestCase):
         service.startService()
         self.addCleanup(service.stopService)
         self.listeners.append(service)
-        return service.port.getHost().port
+        return port_of(service)
 
     def ssl(self) -> int:
         return self.listen(f"ssl:0:interface=127.0.0.1:privateKey={self.certs.key_path}"
@@ -98,7 +98,7 @@ class TLSTests(TestCase):
         self.clients.append(client)
         return client
 
-    async def tearDown(self) -> None:
+    async def tearDown(self) -> None:  # type: ignore[override]  # trial awaits it
         await gatherResults([c.quit() for c in self.clients])
 
     async def test_tls_and_plain_share_channels(self) -> None:

@@ -14,6 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from .netclient import WAIT, connect
@@ -55,7 +56,7 @@ class ServerProcess(ProcessProtocol):
 
     errReceived = outReceived
 
-    def processEnded(self, reason: object) -> None:
+    def processEnded(self, reason: Failure) -> None:
         if not self.listening.called:
             self.listening.errback(RuntimeError(self.output.decode(errors="replace")))
         self.ended.callback(reason.value)  # the exception, not a Failure

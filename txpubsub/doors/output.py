@@ -62,7 +62,7 @@ class Batcher:
                 self._log.failure("flushing {conn!r} failed", conn=conn)
 
 
-def unsent_bytes(transport: ITransport) -> int:
+def unsent_bytes(transport: object) -> int:
     """Bytes written to a transport that the kernel has not taken yet.
 
     Twisted has no public API for this; FileDescriptor keeps them in
