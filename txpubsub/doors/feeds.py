@@ -88,7 +88,8 @@ class FeedDoor(RawDoor):
 
     def greet(self) -> None:
         super().greet()
-        self.hub.subscribe(self.session.client, self.channel)  # type: ignore[arg-type]
+        assert self.session.client is not None  # greeted once attached
+        self.hub.subscribe(self.session.client, self.channel)
 
     def dataReceived(self, data: bytes) -> None:
         """Whatever a feed reader types is dropped."""
