@@ -417,8 +417,10 @@ class AdminPathTests(SynchronousTestCase):
 class ManholeTests(SynchronousTestCase):
     def test_leaving_logs_no_errors(self) -> None:
         """Ctrl-D at the manhole from socat (no telnet answers) logs no critical errors."""
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Twisted types it for trial's TestCase; it needs only addCleanup.
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
         proto = manhole_factory({}).buildProtocol(None)
+        assert proto is not None
         transport = StringTransport()
         proto.makeConnection(transport)
         self.assertIn(b">>> ", transport.value())

@@ -11,6 +11,7 @@ from typing import Any, cast
 from twisted.enterprise import adbapi
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorThreads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -68,7 +69,7 @@ class SqliteStoreTests(TestCase):
                                  "is held)")
         await hub.store.close()
         self.assertFalse(os.path.exists(self.path + ".lock"))
-        again = open_store(self.path, reactor, "second")
+        again = open_store(self.path, threads, "second")
         self.addCleanup(again.close)
         self.assertEqual(again.epoch, "first")
 
@@ -223,6 +224,7 @@ class KillTests(TestCase):
             env=os.environ.copy(), path=workdir)
         self.addCleanup(lambda: None if second.ended.called else other.signalProcess("KILL"))
         reason = await second.ended.addTimeout(WAIT * 2, reactor)
+        assert isinstance(reason, ProcessTerminated), reason
         self.assertEqual(reason.exitCode, 1, second.output)
         self.assertIn(f"txpubsub: --store sqlite:{path}: in use by another server".encode(),
                       second.output)

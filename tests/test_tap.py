@@ -87,6 +87,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(self.parse()["time-interval"], 1.0)
         top = makeService(self.parse("--time-interval", "0.1", "--admin", "none"),
                           MemoryReactorClock())
+        assert isinstance(top, MultiService)
         ticker = next(s for s in top if isinstance(s, SystemTicker))
         self.assertEqual(ticker.time_interval, 0.1)
         for bad in ("0", "-1", "nan", "inf", "soon"):
