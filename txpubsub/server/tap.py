@@ -253,6 +253,8 @@ class Options(usage.Options):
         self["ports"] = []
         self["feeds"] = []
         self["ingests"] = []
+        self["ws"] = []
+        self["ws-origins"] = []
 
     def opt_feed(self, binding: str) -> None:
         """CHANNEL=ENDPOINT: every connection there receives CHANNEL's payloads as bare lines (repeatable)"""  # noqa: E501
@@ -292,6 +294,22 @@ class Options(usage.Options):
         sys.exit(0)
 
     opt_p = opt_port
+
+    def opt_ws(self, description: str) -> None:
+        """Endpoint serving the web console at / and the JSON WebSocket at /ws, repeatable (ssl: gives wss); needs txpubsub[ws]"""  # noqa: E501
+        try:
+            import autobahn  # noqa: F401
+        except ImportError:
+            raise usage.UsageError(
+                "--ws needs autobahn: pip install 'txpubsub[ws]'") from None
+        self._check_endpoint(description)
+        self["ws"].append(description)
+
+    def opt_ws_origin(self, origin: str) -> None:
+        """Another origin whose pages may open the WebSocket (scheme://host[:port], or *), repeatable; the console's own is always allowed"""  # noqa: E501
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise usage.UsageError(f"bad --ws-origin {origin!r}: expected http(s)://host[:port] or *")
+        self["ws-origins"].append(origin)
 
     def postOptions(self) -> None:
         if not self["ports"]:
@@ -358,6 +376,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                                                  batcher=batcher, codec=bare)))
     services = [ListenerService(reactor, description, factory)
                 for description, factory in listeners]
+    if options["ws"]:
+        from txpubsub.server.web import web_listeners
+
+        services.extend(web_listeners(reactor, hub, options["ws"], tuple(options["ws-origins"]),
+                                      plain, batcher))
     lifecycle = Lifecycle(reactor, hub, list(services))
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),

@@ -1,0 +1,452 @@
+"""The WebSocket door: JSON requests in text frames (PROTOCOL.md, "WebSocket and
+JSON"), on autobahn's protocol.
+
+autobahn parses the client's frames (masking, UTF-8, size limits) and does the
+opening handshake; everything this door sends goes through its ``Session`` as
+ready-made frame bytes, so replies, deliveries, heartbeats and the closing
+frame are accounted against --max-buffer like the line door's output, and one
+message's frame is built once for every JSON subscriber (``json_codec``).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Callable, Union
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txpubsub import __version__
+from txpubsub.doors.codecs import Codec
+from txpubsub.doors.factory import DoorFactory
+from txpubsub.doors.replies import ReplyQueue
+from txpubsub.doors.session import DoorSettings, Session, fit
+from txpubsub.wire.errors import CloseReason, HubError, shorten
+from txpubsub.wire.websocket import (
+    OP_TEXT,
+    PING_FRAME,
+    SUBPROTOCOL,
+    close_code,
+    close_frame,
+    dumps,
+    encode_frame,
+    frame_limit,
+    message_frame,
+    message_json,
+    text_frame,
+)
+
+OP_PONG = 0xA
+Ref = Union[str, int, float, None]
+_NO_REF = object()  # a request without "ref"
+
+
+def json_codec() -> Codec:
+    """Deliveries as the text frames of the JSON door."""
+    return Codec(lambda m: message_frame(m.channel, m.msg_id, m.sender, m.payload))
+
+
+def _body_codec() -> Codec:
+    """Deliveries as JSON objects alone, for history replies."""
+    return Codec(lambda m: message_json(m.channel, m.msg_id, m.sender, m.payload))
+
+
+class _Replies(ReplyQueue):
+    INTERNAL_ERROR = text_frame({"type": "err", "code": "internal-error",
+                                 "text": "the server failed this request and logged why"})
+
+
+def _string(request: dict[str, Any], key: str, required: bool = True) -> str | None:
+    value = request.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise HubError("bad-args", f'"{key}" must be a string')
+    return value
+
+
+def _count(request: dict[str, Any], key: str) -> int | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise HubError("bad-args", f'"{key}" must be a whole number, at least 0')
+    return value
+
+
+class JsonDoor(WebSocketServerProtocol):
+    """One browser (or other WebSocket client) speaking the JSON form."""
+
+    _log = Logger()
+    factory: JsonSocketFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Session | None = None
+        self.hub: Any = None
+        self.codec: Codec | None = None
+        self.bodies: Codec | None = None
+        self.quiet = False
+        self._replies: _Replies | None = None
+
+    # -- the opening handshake (autobahn) ----------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> str | None:
+        origin = request.headers.get("origin")
+        if origin is not None:
+            secure = ISSLTransport.providedBy(self.transport)
+            if not self.factory.origin_allowed(origin, request.headers.get("host", ""), secure):
+                self._log.info("refused a WebSocket from origin {origin!r}", origin=origin)
+                raise ConnectionDeny(403, "origin not allowed")
+        # JSON is spoken either way; the subprotocol is named only if offered.
+        return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
+
+    def onOpen(self) -> None:
+        doors = self.factory.doors
+        self.hub = doors.hub
+        self.codec = doors.codec
+        self.bodies = doors.bodies
+        session = self.session = doors.new_session(self)
+        self._replies = _Replies(session.send)
+        session.connection_made(self.transport)
+        if ISSLTransport.providedBy(self.transport):
+            # The TLS handshake is long done: the upgrade request came through it.
+            session.handshake_completed()
+
+    # -- what the session asks of its door ---------------------------------
+
+    def greet(self) -> None:
+        session = self.session
+        assert session is not None and session.client is not None
+        info = {
+            "type": "info",
+            "server": "txpubsub",
+            "version": __version__,
+            "proto": 1,
+            "client_id": session.client.client_id,
+            "max_line": self.factory.frame_limit,
+            "max_payload": self.hub.max_payload,
+            "tls": ISSLTransport.providedBy(self.transport),
+            "auth_required": False,
+            "epoch": self.hub.epoch,
+        }
+        session.send(text_frame(info))
+
+    def goodbye(self, reason: CloseReason, text: str) -> bytes:
+        if self.state != WebSocketProtocol.STATE_OPEN:
+            return b""  # autobahn is closing already
+        code = close_code(reason.value)
+        # Our close frame goes out through the session, after what is queued;
+        # autobahn only needs to know the closing handshake is under way.
+        self.state = WebSocketProtocol.STATE_CLOSING
+        self.closedByMe = True
+        self.localCloseCode = code
+        self.localCloseReason = reason.value.encode()
+        return close_frame(code, reason.value)
+
+    def heartbeat_probe(self) -> bytes | None:
+        return PING_FRAME
+
+    def channel_dropped(self, channel: str) -> None:
+        if self.session is not None:
+            self.session.send(text_frame({"type": "drop", "channel": channel}))
+
+    def hold_input(self) -> None:
+        self.transport.pauseProducing()
+
+    def release_input(self) -> None:
+        if not self.transport.disconnecting:
+            self.transport.resumeProducing()
+
+    # -- the transport's calls ---------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        self._dataReceived(data)
+        if self.session is not None:
+            self.session.after_read()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        if self.session is not None:
+            self.session.connection_lost(reason)
+
+    def _fail_connection(self, code: int = 1001, reason: str = "going away") -> None:
+        """autobahn refuses the client's input: a frame over the limit is closed
+        with 1009 ``too-large`` like any other goodbye; a broken frame with
+        autobahn's own code, logged as ``bad-frame``."""
+        session = self.session
+        if session is not None and session.client is not None and session.close_reason is None:
+            if code == WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG:
+                session.close(CloseReason.TOO_LARGE,
+                              f"frames are at most {self.factory.frame_limit} bytes")
+                return
+            session.close_reason = CloseReason.BAD_FRAME
+            session.flush()
+        super()._fail_connection(code, reason)
+
+    # -- frames in -----------------------------------------------------------
+
+    def onPing(self, payload: bytes) -> None:
+        session = self.session
+        if session is not None:
+            session.heard = True
+            # Through the session, so a peer that pings and never reads is
+            # still bounded by --max-buffer.
+            session.send(encode_frame(OP_PONG, payload))
+
+    def onPong(self, payload: bytes) -> None:
+        if self.session is not None:
+            self.session.heard = True
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self.session
+        if session is None or session.client is None or session.close_reason is not None:
+            return
+        session.heard = True
+        if isBinary:
+            self._error(_NO_REF, "bad-encoding", "send JSON objects in text frames")
+            return
+        try:
+            request = json.loads(payload)
+        except (ValueError, RecursionError):
+            request = None
+        if not isinstance(request, dict):
+            self._error(_NO_REF, "bad-encoding", "each frame must be one JSON object")
+            return
+        ref: Any = request.get("ref", _NO_REF)
+        if ref is not _NO_REF and (isinstance(ref, bool) or not isinstance(ref, (str, int, float))):
+            self._error(_NO_REF, "bad-args", '"ref" must be a string or a number')
+            return
+        op = request.get("op")
+        handler = OPS.get(op) if isinstance(op, str) else None
+        try:
+            if handler is None:
+                what = 'no "op"' if op is None else f"unknown op {shorten(str(op))!r}"
+                raise HubError("unknown-command", f"{what}; see docs/websocket.md")
+            handler(self, request, ref)
+        except HubError as e:
+            self._error(ref, e.code, e.text)
+        except Exception:
+            self._log.failure("{op!r} from {client!r} failed", op=op, client=session.client)
+            self._error(ref, "internal-error", "the server failed this request and logged why")
+
+    # -- replies -------------------------------------------------------------
+
+    @staticmethod
+    def _with_ref(kind: str, ref: Any) -> dict[str, Any]:
+        reply: dict[str, Any] = {"type": kind}
+        if ref is not _NO_REF:
+            reply["ref"] = ref
+        return reply
+
+    def _ok(self, ref: Any, **fields: Any) -> None:
+        reply = self._with_ref("ok", ref)
+        reply.update(fields)
+        self._replies.send(text_frame(reply))  # type: ignore[union-attr]
+
+    def _error(self, ref: Any, code: str, text: str) -> None:
+        reply = self._with_ref("err", ref)
+        reply["code"] = code
+        reply["text"] = text
+        self._replies.send(text_frame(reply))  # type: ignore[union-attr]
+
+    # -- requests ------------------------------------------------------------
+
+    def do_name(self, request: dict[str, Any], ref: Ref) -> None:
+        name = self.hub.set_name(self.session.client, _string(request, "name"))  # type: ignore[union-attr,arg-type]
+        self._ok(ref, name=name)
+
+    def do_create(self, request: dict[str, Any], ref: Ref) -> None:
+        channel = _string(request, "channel")
+        ch = self.hub.create(channel, _count(request, "history"), self.session.client)  # type: ignore[union-attr,arg-type]
+        self._ok(ref, channel=ch.name)
+
+    def do_sub(self, request: dict[str, Any], ref: Ref) -> None:
+        pattern = _string(request, "pattern")
+        last, since = _count(request, "last"), _count(request, "since")
+        epoch = _string(request, "epoch", required=False)
+        if last is not None and (since is not None or epoch is not None):
+            raise HubError("bad-args", '"last" goes alone; "since" may take "epoch"')
+        if epoch is not None and since is None:
+            raise HubError("bad-args", '"epoch" goes with "since"')
+        session = self.session
+        assert session is not None
+        replay, partial = self.hub.subscribe(session.client, pattern, last=last,  # type: ignore[arg-type]
+                                             since=since, epoch=epoch)
+        frames = fit(replay, self.codec, session.room())
+        if len(frames) < len(replay) and last is None:
+            partial = True
+        reply = self._with_ref("ok", ref)
+        reply.update(pattern=pattern, replayed=len(frames), partial=bool(partial))
+        # Replay and reply together, as on the line door: nothing live between.
+        self._replies.send(b"".join(frames) + text_frame(reply))  # type: ignore[union-attr]
+
+    def do_unsub(self, request: dict[str, Any], ref: Ref) -> None:
+        pattern = _string(request, "pattern")
+        self.hub.unsubscribe(self.session.client, pattern)  # type: ignore[union-attr,arg-type]
+        self._ok(ref, pattern=pattern)
+
+    def do_pub(self, request: dict[str, Any], ref: Ref) -> None:
+        channel = _string(request, "channel")
+        data, data_b64 = request.get("data"), request.get("data_b64")
+        if (data is None) == (data_b64 is None):
+            raise HubError("bad-args", 'give "data" (text) or "data_b64" (bytes), one of them')
+        if data is not None:
+            if not isinstance(data, str):
+                raise HubError("bad-args", '"data" must be a string')
+            payload = data.encode("utf-8", "surrogatepass")
+        else:
+            if not isinstance(data_b64, str):
+                raise HubError("bad-args", '"data_b64" must be a base64 string')
+            try:
+                payload = base64.b64decode(data_b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise HubError("bad-args", '"data_b64" is not valid base64') from None
+        session = self.session
+        assert session is not None and session.client is not None
+        client = session.client
+        msg_id = self.hub.publish(client.sender, channel, payload, client)  # type: ignore[arg-type]
+        if isinstance(msg_id, int):
+            session.msgs_in += 1
+            if not self.quiet:
+                self._ok(ref, id=msg_id)
+        else:
+            # Numbered elsewhere (a shared backplane): the reply waits its turn.
+            self._replies.send(msg_id.addCallbacks(  # type: ignore[union-attr]
+                self._numbered, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+
+    def _numbered(self, msg_id: int, ref: Ref) -> bytes:
+        self.session.msgs_in += 1  # type: ignore[union-attr]
+        if self.quiet:
+            return b""
+        reply = self._with_ref("ok", ref)
+        reply["id"] = msg_id
+        return text_frame(reply)
+
+    def _refused(self, failure: Failure, ref: Ref) -> bytes:
+        reply = self._with_ref("err", ref)
+        if failure.check(HubError):
+            reply["code"], reply["text"] = failure.value.code, failure.value.text  # type: ignore[union-attr]
+        else:
+            self._log.failure("publish from {client!r} failed", failure,
+                              client=self.session.client)  # type: ignore[union-attr]
+            reply["code"], reply["text"] = ("internal-error",
+                                            "the server failed this request and logged why")
+        return text_frame(reply)
+
+    def do_history(self, request: dict[str, Any], ref: Ref) -> None:
+        channel = _string(request, "channel")
+        session = self.session
+        assert session is not None
+        kept = fit(self.hub.history(channel, _count(request, "n"), session.client),  # type: ignore[arg-type]
+                   self.bodies, session.room())
+        head = dumps(self._with_ref("ok", ref))[:-1]  # the object without its "}"
+        body = head + b',"messages":[' + b",".join(kept) + b"]}"
+        self._replies.send(encode_frame(OP_TEXT, body))  # type: ignore[union-attr]
+
+    def do_list(self, request: dict[str, Any], ref: Ref) -> None:
+        pattern = _string(request, "pattern", required=False) or ">"
+        channels = [
+            {"name": ch.name, "subscribers": len(self.hub.subscribers_of(ch.name)),
+             "published": ch.published, "kept": ch.kept}
+            for ch in self.hub.channels(pattern)
+        ]
+        self._ok(ref, channels=channels)
+
+    def do_who(self, request: dict[str, Any], ref: Ref) -> None:
+        channel = _string(request, "channel", required=False)
+        if channel is not None:
+            clients = self.hub.clients_of(self.hub.subscribers_of(channel))
+        else:
+            clients = self.hub.clients()
+        now = self.hub.clock.seconds()
+        self._ok(ref, clients=[
+            {"id": c.client_id, "name": c.name, "connected_s": int(now - c.connected_at)}
+            for c in clients
+        ])
+
+    def do_quiet(self, request: dict[str, Any], ref: Ref) -> None:
+        on = request.get("on")
+        if not isinstance(on, bool):
+            raise HubError("bad-args", '"on" must be true or false')
+        self.quiet = on
+        self._ok(ref, quiet=on)
+
+    def do_ping(self, request: dict[str, Any], ref: Ref) -> None:
+        self._replies.send(text_frame(self._with_ref("pong", ref)))  # type: ignore[union-attr]
+
+    def do_auth(self, request: dict[str, Any], ref: Ref) -> None:
+        _string(request, "user")
+        _string(request, "password")
+        raise HubError("auth-failed", "this server has no users")
+
+
+OPS: dict[str, Callable[[JsonDoor, dict[str, Any], Ref], None]] = {
+    "name": JsonDoor.do_name,
+    "create": JsonDoor.do_create,
+    "sub": JsonDoor.do_sub,
+    "unsub": JsonDoor.do_unsub,
+    "pub": JsonDoor.do_pub,
+    "history": JsonDoor.do_history,
+    "list": JsonDoor.do_list,
+    "who": JsonDoor.do_who,
+    "quiet": JsonDoor.do_quiet,
+    "ping": JsonDoor.do_ping,
+    "auth": JsonDoor.do_auth,
+}
+
+
+class JsonDoorFactory(DoorFactory):
+    """Sessions of the JSON door: its counters, settings and shared codec."""
+
+    kind = "ws"
+    make_codec = staticmethod(json_codec)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bodies = _body_codec()
+
+
+def _origin_key(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+class JsonSocketFactory(WebSocketServerFactory):
+    """autobahn's factory for one ``--ws`` listener: its limits and allowed origins."""
+
+    protocol = JsonDoor
+
+    def __init__(self, doors: JsonDoorFactory, origins: tuple[str, ...] = ()) -> None:
+        super().__init__(server=f"txpubsub/{__version__}", protocols=[SUBPROTOCOL])
+        self.doors = doors
+        self.origins = frozenset(_origin_key(o) for o in origins)
+        self.frame_limit = frame_limit(doors.hub.max_payload)
+        self.setProtocolOptions(
+            maxMessagePayloadSize=self.frame_limit,
+            maxFramePayloadSize=self.frame_limit,
+            # A frame too big gets close 1009 with a reason, not a dropped socket.
+            failByDrop=False,
+            openHandshakeTimeout=doors.settings.handshake_timeout,
+            closeHandshakeTimeout=2,
+            # Heartbeats are the session's (ping frames after --ping-interval).
+            autoPingInterval=0,
+            webStatus=False,
+        )
+
+    def origin_allowed(self, origin: str, host: str, secure: bool) -> bool:
+        """The page's own origin (scheme and the request's Host), or one of --ws-origin."""
+        key = _origin_key(origin)
+        own = ("https://" if secure else "http://") + host.strip().lower()
+        return key == own or key in self.origins or "*" in self.origins
+
+
+def json_socket_factory(hub: Any, listener: str, settings: DoorSettings,
+                        origins: tuple[str, ...] = (), **shared: Any) -> JsonSocketFactory:
+    """autobahn's factory for one ``--ws`` listener, its sessions sharing ``shared``
+    (``batcher``, ``codec``) with the server's other doors."""
+    return JsonSocketFactory(JsonDoorFactory(hub, listener, settings, **shared), origins)
