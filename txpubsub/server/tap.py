@@ -308,7 +308,8 @@ class Options(usage.Options):
     def opt_ws_origin(self, origin: str) -> None:
         """Another origin whose pages may open the WebSocket (scheme://host[:port], or *), repeatable; the console's own is always allowed"""  # noqa: E501
         if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise usage.UsageError(f"bad --ws-origin {origin!r}: expected http(s)://host[:port] or *")
+            raise usage.UsageError(
+                f"bad --ws-origin {origin!r}: expected http(s)://host[:port] or *")
         self["ws-origins"].append(origin)
 
     def postOptions(self) -> None:
