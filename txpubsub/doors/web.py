@@ -7,7 +7,7 @@ from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.python.filepath import FilePath
-from twisted.web import resource, static
+from twisted.web import pages, resource, static
 from twisted.web.server import Request, Site
 
 from txpubsub.doors.websocket import JsonSocketFactory
@@ -27,12 +27,12 @@ _HEADERS = {
 class ConsoleFiles(static.File):
     """The console's static files: no directory listings, no dot files."""
 
-    def directoryListing(self) -> resource.Resource:
-        return resource.NoResource()
+    def directoryListing(self) -> resource.IResource:
+        return pages.notFound()
 
     def getChild(self, path: bytes, request: Request) -> Any:
         if path.startswith(b"."):
-            return resource.NoResource()
+            return pages.notFound()
         return super().getChild(path, request)
 
     def render(self, request: Request) -> Any:
