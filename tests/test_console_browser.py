@@ -1,0 +1,148 @@
+"""The web console in a real headless Chromium (Debian's), against a real twistd.
+
+Playwright cannot download its own browser here, so the test drives
+/usr/bin/chromium and is skipped (saying so) when that is not installed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from txpubsub.client.blocking import BlockingClient
+
+from .test_twistd import twistd
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-dev-shm-usage"]
+WAIT_MS = 15000
+SCREENSHOTS = os.environ.get("TXPUBSUB_SCREENSHOTS")  # a folder to keep the page's pictures in
+
+
+def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    """twistd with a line listener and a --ws listener on free ports: (process, line, web)."""
+    proc = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", "txpubsub", "--admin", "none",
+         "--port", "tcp:0:interface=127.0.0.1", "--ws", "tcp:0:interface=127.0.0.1:backlog=64"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp)
+    assert proc.stdout is not None
+    output = b""
+    ports: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    while len(ports) < 2:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"the server did not start: {output.decode(errors='replace')}")
+        if select.select([proc.stdout], [], [], left)[0]:
+            output += os.read(proc.stdout.fileno(), 65536)
+        for desc, port in re.findall(rb"txpubsub listening on (\S+) .*?port=(\d+)", output):
+            ports["web" if b"backlog" in desc else "line"] = int(port)
+    return proc, ports["line"], ports["web"]
+
+
+class ConsoleBrowserTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        if not os.path.exists(CHROMIUM):
+            raise SkipTest(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            raise SkipTest("playwright is not installed (pip install -e '.[test]')") from None
+        tmp = tempfile.mkdtemp()
+        self.proc, self.line_port, self.web_port = start_server(tmp)
+        self.addCleanup(self.stop_server)
+        self.playwright = sync_playwright().start()
+        self.addCleanup(self.playwright.stop)
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM,
+                                                       args=CHROMIUM_ARGS, timeout=WAIT_MS)
+        self.addCleanup(self.browser.close)
+
+    def stop_server(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+    def line_client(self) -> BlockingClient:
+        client = BlockingClient(f"tcp:127.0.0.1:{self.line_port}", timeout=10)
+        self.addCleanup(client.close)
+        return client
+
+    def open_page(self, width: int = 1280, height: int = 800) -> Any:
+        page = self.browser.new_page(viewport={"width": width, "height": height})
+        page.set_default_timeout(WAIT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        self.addCleanup(lambda: self.assertEqual(errors, []))
+        page.goto(f"http://127.0.0.1:{self.web_port}/")
+        page.wait_for_selector("#status.up")
+        return page
+
+    def screenshot(self, page: Any, name: str) -> None:
+        if SCREENSHOTS:
+            os.makedirs(SCREENSHOTS, exist_ok=True)
+            page.screenshot(path=os.path.join(SCREENSHOTS, name))
+
+    def test_join_see_tcp_message_and_publish_to_tcp(self) -> None:
+        """In the page: join as a name in a channel, see a message sent over TCP,
+        and send one that a TCP subscriber receives."""
+        tcp = self.line_client()
+        tcp.command("NAME telnet")
+        tcp.subscribe("lobby")
+        page = self.open_page()
+        page.fill("#name", "browser")
+        page.fill("#pattern", "lobby")
+        page.click("#join-form button[type=submit]")
+        page.wait_for_selector(".chip:has-text('lobby')")
+        page.wait_for_selector("#me:has-text('browser')")
+
+        tcp.publish("lobby", "hello from telnet")
+        row = page.wait_for_selector("#messages li:has-text('hello from telnet')")
+        self.assertIn("telnet", row.inner_text())
+
+        page.fill("#text", "hello from the browser")
+        page.click("#pub-form button[type=submit]")
+        got = next(m for m in tcp.messages(timeout=10) if m.sender != "telnet")
+        self.assertEqual((got.channel, got.sender, got.payload),
+                         ("lobby", "browser", b"hello from the browser"))
+
+        # The side panels follow: both clients online, the channel's counters.
+        page.wait_for_selector("#who li:has-text('telnet')")
+        page.wait_for_selector("#who li:has-text('browser (you)')")
+        row = page.wait_for_selector("#channels tr:has-text('lobby')")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#channels tr')].some("
+            "r => r.innerText.replace(/\\s+/g, ' ').trim() === 'lobby 2 2 2')")
+        self.screenshot(page, "console-laptop.png")
+
+    def test_direct_messages_and_phone_width(self) -> None:
+        """A direct message each way between the page and a TCP client, on a phone-sized page."""
+        tcp = self.line_client()
+        tcp.command("NAME telnet")
+        page = self.open_page(390, 844)
+        page.fill("#name", "phone")
+        page.click("#join-form button[type=submit]")
+        page.wait_for_selector("#me:has-text('phone')")
+        tcp.publish("@phone", "psst")
+        page.wait_for_selector("#messages li.dm:has-text('psst')")
+        page.fill("#channel", "@telnet")
+        page.fill("#text", "psst back")
+        page.click("#pub-form button[type=submit]")
+        got = next(tcp.messages(timeout=10))
+        self.assertEqual((got.channel, got.sender, got.payload), ("@telnet", "phone", b"psst back"))
+        width = page.evaluate("document.documentElement.scrollWidth")
+        self.assertLessEqual(width, 390)  # nothing runs off the side
+        self.screenshot(page, "console-phone.png")
