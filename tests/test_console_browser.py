@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import socket
 import subprocess
 import tempfile
 import time
@@ -28,9 +29,10 @@ SCREENSHOTS = os.environ.get("TXPUBSUB_SCREENSHOTS")  # a folder to keep the pag
 
 
 def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], int, int]:
-    """twistd with a line listener and a --ws listener on free ports: (process, line, web)."""
+    """twistd with a line listener and a --ws listener on free ports: (process, line, web);
+    its admin socket is tmp/admin.sock."""
     proc = subprocess.Popen(
-        [*twistd(), "-n", "--pidfile=", "txpubsub", "--admin", "none",
+        [*twistd(), "-n", "--pidfile=", "txpubsub", "--admin", os.path.join(tmp, "admin.sock"),
          "--port", "tcp:0:interface=127.0.0.1", "--ws", "tcp:0:interface=127.0.0.1:backlog=64"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp)
     assert proc.stdout is not None
@@ -57,7 +59,7 @@ class ConsoleBrowserTests(SynchronousTestCase):
             from playwright.sync_api import sync_playwright
         except ImportError:
             raise SkipTest("playwright is not installed (pip install -e '.[test]')") from None
-        tmp = tempfile.mkdtemp()
+        tmp = self.tmp = tempfile.mkdtemp()
         self.proc, self.line_port, self.web_port = start_server(tmp)
         self.addCleanup(self.stop_server)
         self.playwright = sync_playwright().start()
@@ -75,6 +77,20 @@ class ConsoleBrowserTests(SynchronousTestCase):
             self.proc.wait(timeout=15)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
+
+    def admin(self, command: str) -> bytes:
+        """One admin command and its reply."""
+        with socket.socket(socket.AF_UNIX) as admin:
+            admin.settimeout(10)
+            admin.connect(os.path.join(self.tmp, "admin.sock"))
+            admin.sendall(command.encode() + b"\r\n")
+            reply = b""
+            while b"\n" not in reply:
+                chunk = admin.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply
 
     def line_client(self) -> BlockingClient:
         client = BlockingClient(f"tcp:127.0.0.1:{self.line_port}", timeout=10)
@@ -146,3 +162,36 @@ class ConsoleBrowserTests(SynchronousTestCase):
         width = page.evaluate("document.documentElement.scrollWidth")
         self.assertLessEqual(width, 390)  # nothing runs off the side
         self.screenshot(page, "console-phone.png")
+
+    def test_drop_is_shown_and_resume_catches_up(self) -> None:
+        """Kicked, the page says it is disconnected and why; what was published while
+        it was away arrives once it is back (since=), and it says it is back."""
+        tcp = self.line_client()
+        page = self.open_page()
+        page.fill("#name", "browser")
+        page.fill("#pattern", "lobby")
+        page.click("#join-form button[type=submit]")
+        page.wait_for_selector(".chip:has-text('lobby')")
+        tcp.publish("lobby", "before")
+        page.wait_for_selector("#messages li:has-text('before')")
+
+        # Hold the page's next connections until the test lets them through.
+        held = {"on": True}
+
+        def route(ws: Any) -> None:
+            if held["on"]:
+                ws.close()
+            else:
+                ws.connect_to_server()
+
+        page.route_web_socket(re.compile(r".*/ws$"), route)
+        self.assertIn(b"+OK", self.admin("KICK browser"))
+        page.wait_for_selector("#status.down:has-text('kicked')")
+        tcp.publish("lobby", "while you were away")
+        held["on"] = False
+        page.wait_for_selector("#status.up:has-text('connected again')", timeout=30000)
+        page.wait_for_selector("#messages li:has-text('while you were away')")
+        page.wait_for_selector("#messages li.note:has-text('caught up 1 missed')")
+        page.wait_for_selector("#me:has-text('browser')")
+        self.assertEqual(page.locator("#messages li:has-text('before')").count(), 1)
+        self.screenshot(page, "console-resumed.png")

@@ -24,11 +24,12 @@ class WebSocketServerTests(TestCase):
     def setUp(self) -> None:
         self.start()
 
-    def start(self, settings: DoorSettings | None = None, **hub_options: Any) -> None:
+    def start(self, settings: DoorSettings | None = None, listen: str = "tcp:0:interface=127.0.0.1",
+              **hub_options: Any) -> None:
         self.hub = Hub(reactor, epoch="wstest", **hub_options)
         self.settings = settings or DoorSettings()
         _, self.line_address = serve(self, self.hub, settings=self.settings)
-        [service] = web_listeners(reactor, self.hub, ["tcp:0:interface=127.0.0.1"],
+        [service] = web_listeners(reactor, self.hub, [listen],
                                   ("http://allowed.test",), self.settings, Batcher(reactor))
         service.startService()
         self.addCleanup(service.stopService)
@@ -174,3 +175,22 @@ class WebSocketServerTests(TestCase):
         session = record.session
         self.assertIs(session.transport.producer, session)
         self.assertEqual(json.loads(json.dumps(self.hub.stats()))["clients"], 1)
+
+    async def test_wss(self) -> None:
+        """An ssl: endpoint serves wss: the same door, with its session the TLS
+        transport's producer and its own https origin allowed."""
+        from .test_tls import Certs
+
+        certs = Certs()
+        self.start(listen=f"ssl:0:interface=127.0.0.1:privateKey={certs.key_path}"
+                          f":certKey={certs.cert_path}")
+        web = await self.ws(tls=certs.client_options(), origin=f"https://127.0.0.1:{self.port}")
+        self.assertTrue(web.objects[0]["tls"])
+        [record] = self.hub.clients()
+        membrane = record.session.transport.producer  # TLS wraps the session for TCP
+        self.assertIs(membrane._producer, record.session)
+        await web.ask({"op": "sub", "pattern": "secure"})
+        tel = await self.line()
+        await tel.ask(b"PUB secure over tls " + b"y" * 50000, b"+OK")
+        await web.wait(lambda objs: objs[-1].get("type") == "msg")
+        self.assertEqual(len(web.objects[-1]["data"]), 50009)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 
 from .netclient import WAIT
 
@@ -67,14 +67,19 @@ class JsonClient(WebSocketClientProtocol):
 
 
 async def ws_connect(port: int, origin: str | None = None, path: str = "/ws",
-                     protocols: list[str] | None = None, **options: Any) -> JsonClient:
-    """Open a WebSocket to 127.0.0.1:port and wait for its info object."""
-    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}{path}", origin=origin,
+                     protocols: list[str] | None = None, tls: Any = None,
+                     **options: Any) -> JsonClient:
+    """Open a WebSocket to 127.0.0.1:port (wss with ``tls`` client options)
+    and wait for its info object."""
+    scheme = "wss" if tls is not None else "ws"
+    factory = WebSocketClientFactory(f"{scheme}://127.0.0.1:{port}{path}", origin=origin,
                                      protocols=protocols or ["txpubsub.json"])
     factory.protocol = JsonClient
     if options:
         factory.setProtocolOptions(**options)
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=WAIT)
+    endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=WAIT)
+    if tls is not None:
+        endpoint = wrapClientTLS(tls, endpoint)
     client: JsonClient = await endpoint.connect(factory).addTimeout(WAIT, reactor)
     await client.opened.addTimeout(WAIT, reactor)
     await client.wait(lambda objs: len(objs) >= 1)

@@ -25,7 +25,7 @@
 
   function connect() {
     setStatus("connecting", everConnected ? "reconnecting…" : "connecting…");
-    socket = new WebSocket(url, "txpubsub.json");
+    const thisSocket = socket = new WebSocket(url, "txpubsub.json");
     socket.onmessage = (event) => onFrame(JSON.parse(event.data));
     socket.onclose = (event) => {
       socket = null;
@@ -34,7 +34,8 @@
       pending.clear();
       const why = event.reason ? " (" + event.reason + ")" : "";
       setStatus("down", "disconnected" + why + ", retrying in " + Math.round(retryMs / 1000 + 0.4) + " s");
-      if (everConnected) note("connection lost" + why);
+      // Once per outage, not once per failed retry.
+      if (thisSocket.greeted) note("connection lost" + why);
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 15000);
     };
@@ -65,6 +66,7 @@
 
   async function onInfo(greeting) {
     info = greeting;
+    socket.greeted = true;
     const resumed = everConnected;
     everConnected = true;
     retryMs = 500;
@@ -274,11 +276,14 @@
     try { stats = JSON.parse(m.data); } catch (e) { return; }
     const body = $("stats");
     body.replaceChildren();
-    for (const key of ["clients", "channels", "subscriptions", "msgs_in", "msgs_out", "slow_consumers", "uptime_s"]) {
+    const labels = { clients: "clients", channels: "channels", subscriptions: "subscriptions",
+                     msgs_in: "messages in", msgs_out: "messages out",
+                     slow_consumers: "slow consumers", uptime_s: "up for" };
+    for (const key of Object.keys(labels)) {
       if (!(key in stats)) continue;
       const tr = document.createElement("tr");
       const k = document.createElement("td"), v = document.createElement("td");
-      k.textContent = key.replace("_", " ");
+      k.textContent = labels[key];
       v.textContent = key === "uptime_s" ? duration(stats[key]) : Number(stats[key]).toLocaleString();
       tr.append(k, v);
       body.append(tr);
@@ -300,7 +305,8 @@
     const latest = rates.length ? rates[rates.length - 1] : 0;
     title.textContent = "messages in per second: " + latest.toFixed(1);
     svg.append(title);
-    if (rates.length < 2) return;
+    if (rates.length === 0) return;
+    if (rates.length === 1) rates.unshift(rates[0]);
     const top = Math.max(1, ...rates);
     const points = rates.map((r, i) => (i * 200 / (rates.length - 1)).toFixed(1) + "," + (38 - r * 36 / top).toFixed(1));
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
