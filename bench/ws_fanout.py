@@ -37,7 +37,8 @@ def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], int, int]:
          "--port", "tcp:0:interface=127.0.0.1:backlog=1024",
          "--ws", "tcp:0:interface=127.0.0.1:backlog=1023"],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-    output, ports = b"", {}
+    output = b""
+    ports: dict[str, int] = {}
     deadline = time.monotonic() + 30
     while len(ports) < 2:
         if time.monotonic() > deadline or proc.poll() is not None:

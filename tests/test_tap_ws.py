@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from twisted.application.service import MultiService
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,10 +27,12 @@ class WebOptionsTests(SynchronousTestCase):
         options = parse("--ws", "tcp:8080", "--ws", "tcp:8081:interface=127.0.0.1",
                         "--ws-origin", "https://app.example", "--admin", "none")
         top = makeService(options, MemoryReactorClock())
+        assert isinstance(top, MultiService)
         sites = [s for s in top if isinstance(s, ListenerService) and isinstance(s.factory, Site)]
         self.assertEqual([s.description for s in sites],
                          ["tcp:8080", "tcp:8081:interface=127.0.0.1"])
-        sockets = [s.factory.resource.children[b"ws"]._factory for s in sites]
+        sockets = [s.factory.resource.children[b"ws"]._factory  # type: ignore[attr-defined]
+                   for s in sites]
         self.assertIs(sockets[0].doors.codec, sockets[1].doors.codec)
         self.assertIs(sockets[0].doors.batcher, sockets[1].doors.batcher)
         self.assertEqual(sockets[0].origins, frozenset({"https://app.example"}))

@@ -7,6 +7,7 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from txpubsub.core.message import Message
 from txpubsub.doors.session import DoorSettings
 from txpubsub.wire.errors import CloseReason
 
@@ -186,7 +187,7 @@ class BadInputTests(SynchronousTestCase):
         self.ws.send_frame(payload, opcode)
         [reply] = self.ws.take()
         self.assertFalse(self.ws.closed)
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     def test_not_json(self) -> None:
         self.assertEqual(self.error(b"PUB news hi"), {
@@ -376,9 +377,14 @@ class CrossDoorTests(SynchronousTestCase):
         hub = make_hub()
         first = WsConn(hub)
         factory = first.factory
-        calls = []
+        calls: list[Message] = []
         encode = factory.doors.codec.encode
-        factory.doors.codec.encode = lambda m: calls.append(m) or encode(m)  # type: ignore[method-assign]
+
+        def counting(msg: Message) -> bytes:
+            calls.append(msg)
+            return encode(msg)
+
+        factory.doors.codec.encode = counting
         subscribers = [first] + [WsConn(hub, factory=factory) for _ in range(2)]
         for ws in subscribers:
             ws.ask({"op": "sub", "pattern": "news"})

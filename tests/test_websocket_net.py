@@ -47,7 +47,7 @@ class WebSocketServerTests(TestCase):
         self.lines.append(client)
         return client
 
-    async def tearDown(self) -> None:
+    async def tearDown(self) -> None:  # type: ignore[override]  # trial awaits it
         for ws in self.clients:
             await ws.close()
         for line in self.lines:
@@ -104,7 +104,7 @@ class WebSocketServerTests(TestCase):
         self.start(DoorSettings(max_buffer=256 * 1024, max_stall=0))
         slow = await self.ws()
         await slow.ask({"op": "sub", "pattern": "flood"})
-        slow.transport.pauseProducing()  # stops reading from its socket
+        slow.transport.pauseProducing()  # type: ignore[union-attr]  # stops reading
         tel = await self.line()
         await tel.ask(b"QUIET on", b"+OK")
         chunk = b"PUB flood " + b"x" * 60000 + b"\r\n"
@@ -114,7 +114,7 @@ class WebSocketServerTests(TestCase):
             tel.send(chunk * 4)
             await tel.ask(b"PING", b"PONG")
         self.assertEqual(self.hub.counters.slow_consumers, 1)
-        slow.transport.resumeProducing()
+        slow.transport.resumeProducing()  # type: ignore[union-attr]
         self.assertEqual(await slow.closed.addTimeout(WAIT, reactor), (1008, "slow-consumer"))
 
     async def test_frame_too_large_closed_1009(self) -> None:
@@ -172,7 +172,7 @@ class WebSocketServerTests(TestCase):
         """Under the Site, the session is the TCP transport's producer (not the HTTPChannel)."""
         await self.ws()
         [record] = self.hub.clients()
-        session = record.session
+        session: Any = record.session  # the door's Session
         self.assertIs(session.transport.producer, session)
         self.assertEqual(json.loads(json.dumps(self.hub.stats()))["clients"], 1)
 
@@ -187,8 +187,9 @@ class WebSocketServerTests(TestCase):
         web = await self.ws(tls=certs.client_options(), origin=f"https://127.0.0.1:{self.port}")
         self.assertTrue(web.objects[0]["tls"])
         [record] = self.hub.clients()
-        membrane = record.session.transport.producer  # TLS wraps the session for TCP
-        self.assertIs(membrane._producer, record.session)
+        session: Any = record.session
+        membrane = session.transport.producer  # TLS wraps the session for TCP
+        self.assertIs(membrane._producer, session)
         await web.ask({"op": "sub", "pattern": "secure"})
         tel = await self.line()
         await tel.ask(b"PUB secure over tls " + b"y" * 50000, b"+OK")

@@ -58,7 +58,7 @@ class JsonClient(WebSocketClientProtocol):
         ref = f"r{self._refs}"
         self.send({**request, "ref": ref})
         objects = await self.wait(lambda objs: any(o.get("ref") == ref for o in objs))
-        return next(o for o in objects if o.get("ref") == ref)  # type: ignore[no-any-return]
+        return next(o for o in objects if o.get("ref") == ref)
 
     async def close(self) -> None:
         if not self.closed.called:

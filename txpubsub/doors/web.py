@@ -57,8 +57,9 @@ class UpgradeResource(WebSocketResource):
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"This is txpubsub's WebSocket (JSON); see docs/websocket.md.\n"
         channel = request.channel
-        if channel.transport is not None:
-            channel.transport.unregisterProducer()
+        transport: Any = channel.transport
+        if transport is not None:
+            transport.unregisterProducer()
             channel.setTimeout(None)
         return super().render(request)
 

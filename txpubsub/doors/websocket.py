@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txpubsub import __version__
+from txpubsub.core.hub import Hub
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
@@ -42,7 +43,7 @@ from txpubsub.wire.websocket import (
 )
 
 OP_PONG = 0xA
-Ref = Union[str, int, float, None]
+Ref = object  # a request's "ref" (a string or a number), or _NO_REF
 _NO_REF = object()  # a request without "ref"
 
 
@@ -84,13 +85,14 @@ class JsonDoor(WebSocketServerProtocol):
 
     _log = Logger()
     factory: JsonSocketFactory
+    transport: Any  # the TCP or TLS transport, taken over from the HTTPChannel
+    hub: Hub
+    codec: Codec  # deliveries as frames, shared by every JSON session (set in onOpen)
+    bodies: Codec  # deliveries as JSON objects, for history replies
 
     def __init__(self) -> None:
         super().__init__()
         self.session: Session | None = None
-        self.hub: Any = None
-        self.codec: Codec | None = None
-        self.bodies: Codec | None = None
         self.quiet = False
         self._replies: _Replies | None = None
 
@@ -145,8 +147,8 @@ class JsonDoor(WebSocketServerProtocol):
         # autobahn only needs to know the closing handshake is under way.
         self.state = WebSocketProtocol.STATE_CLOSING
         self.closedByMe = True
-        self.localCloseCode = code
-        self.localCloseReason = reason.value.encode()
+        self.localCloseCode = code  # type: ignore[assignment]
+        self.localCloseReason = reason.value.encode()  # type: ignore[assignment]
         return close_frame(code, reason.value)
 
     def heartbeat_probe(self) -> bytes | None:
@@ -419,7 +421,7 @@ def _origin_key(origin: str) -> str:
 class JsonSocketFactory(WebSocketServerFactory):
     """autobahn's factory for one ``--ws`` listener: its limits and allowed origins."""
 
-    protocol = JsonDoor
+    protocol = JsonDoor  # type: ignore[assignment]
 
     def __init__(self, doors: JsonDoorFactory, origins: tuple[str, ...] = ()) -> None:
         super().__init__(server=f"txpubsub/{__version__}", protocols=[SUBPROTOCOL])

@@ -302,7 +302,7 @@ class Options(usage.Options):
         except ImportError:
             raise usage.UsageError(
                 "--ws needs autobahn: pip install 'txpubsub[ws]'") from None
-        self._check_endpoint(description)
+        self._check_endpoint("ws", description)
         self["ws"].append(description)
 
     def opt_ws_origin(self, origin: str) -> None:
