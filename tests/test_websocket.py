@@ -199,6 +199,12 @@ class BadInputTests(SynchronousTestCase):
     def test_deep_nesting(self) -> None:
         self.assertEqual(self.error(b"[" * 100000)["code"], "bad-encoding")
 
+    def test_not_json_constants(self) -> None:
+        """NaN and Infinity are not JSON (and would come back unreadable in a ref)."""
+        self.assertEqual(self.error(b'{"op":"ping","ref":NaN}')["code"], "bad-encoding")
+        self.assertEqual(self.error(b'{"op":"sub","pattern":"a","last":-Infinity}')["code"],
+                         "bad-encoding")
+
     def test_binary_frame(self) -> None:
         self.assertEqual(self.error(b'{"op":"ping"}', opcode=2), {
             "type": "err", "code": "bad-encoding", "text": "send JSON objects in text frames"})

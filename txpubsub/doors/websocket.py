@@ -62,6 +62,12 @@ class _Replies(ReplyQueue):
                                  "text": "the server failed this request and logged why"})
 
 
+def _not_json(constant: str) -> None:
+    """NaN and Infinity are Python's extensions, not JSON: echoed in a ref they
+    would make a reply no browser can parse."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _string(request: dict[str, Any], key: str, required: bool = True) -> str | None:
     value = request.get(key)
     if value is None and not required:
@@ -214,7 +220,7 @@ class JsonDoor(WebSocketServerProtocol):
             self._error(_NO_REF, "bad-encoding", "send JSON objects in text frames")
             return
         try:
-            request = json.loads(payload)
+            request = json.loads(payload, parse_constant=_not_json)
         except (ValueError, RecursionError):
             request = None
         if not isinstance(request, dict):
