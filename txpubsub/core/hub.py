@@ -88,6 +88,7 @@ class Hub(Service):
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
         self.backplane: Backplane = backplane or LocalBackplane(self)
+        self._local = type(self.backplane) is LocalBackplane
         self.authorizer = authorizer or AllowAll()
         self.started_at = clock.seconds()
         self.counters = Counters()
@@ -490,6 +491,11 @@ class Hub(Service):
         elif (self._restricted and client is not None
               and not self._authorizer.may_publish(client, channel)):
             self._check(False, channel)
+        if self._local:
+            # LocalBackplane.publish, written out: the default costs no extra call.
+            msg = Message(ch.name, ch.last_id + 1, sender, payload, self.clock.seconds())
+            self.fan_out(ch, msg, client)
+            return msg.msg_id
         return self.backplane.publish(ch, sender, payload, client)
 
     def publish_system(self, channel: str, payload: bytes) -> int:

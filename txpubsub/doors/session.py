@@ -315,8 +315,10 @@ class Session:
         # The same steps as send(), written out: this runs once per delivery.
         self.msgs_out += 1
         codec = self._codec
-        if msg is not codec.last:
-            codec.encoded(msg)
+        if msg is not codec.last:  # the first reader of this format: encode it
+            data = codec.last_bytes = codec.encode(msg)
+            codec.last_size = len(data)
+            codec.last = msg
         out = self._out
         if out is None:
             if self.close_reason is not None:
