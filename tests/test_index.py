@@ -87,6 +87,24 @@ class PatternIndexTests(SynchronousTestCase):
             expected = {who for who, pattern in live if naive_match(pattern, channel)}
             self.assertEqual(self.matched(index, channel), expected, channel)
 
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.booleans(), st.integers(0, 5), patterns, channels), max_size=40))
+    def test_cached_readers_same_as_naive(self, steps) -> None:
+        """Publishes interleaved with subscription changes: the cached readers of
+        a channel are always exactly what a brute-force scan finds now."""
+        index: PatternIndex[int] = PatternIndex()
+        live = set()
+        for add, who, pattern, channel in steps:
+            if add:
+                index.add(pattern, who)
+                live.add((who, pattern))
+            else:
+                index.remove(pattern, who)
+                live.discard((who, pattern))
+            for probe in (channel, channel, "news.a"):  # the second is from the cache
+                expected = {w for w, p in live if naive_match(p, probe)}
+                self.assertEqual(index.readers(probe), expected, probe)
+
 
 class PatternMatchesTests(SynchronousTestCase):
     @settings(max_examples=300, deadline=None)

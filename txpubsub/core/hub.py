@@ -7,6 +7,7 @@ Backplane; permissions are the Authorizer's.
 """
 from __future__ import annotations
 
+import heapq
 import secrets
 import string
 from collections import deque
@@ -45,9 +46,12 @@ ADMIN_SENDER = "$admin"
 # forgotten (its last id is remembered, so ids never restart in an epoch).
 IDLE_CHANNEL = 300.0
 SWEEP_INTERVAL = 60.0
+# A listing stops early (and says "more") once counting its channels' wildcard
+# subscribers has walked this many trie nodes: about 50 ms of CPU.
+LIST_WORK = 100_000
 
-__all__ = ["ADMIN_SENDER", "SYSTEM_CHANNELS", "ClientRecord", "ClosedConnection", "Hub",
-           "Session", "new_epoch"]
+__all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "ClientRecord", "ClosedConnection",
+           "Hub", "Session", "new_epoch"]
 
 
 def new_epoch() -> str:
@@ -72,6 +76,7 @@ class Hub(Service):
         max_subscriptions: int = 10000,
         auto_create: bool = True,
         max_replay: int = 1000,
+        max_list: int = 1000,
         connection_log: int = 10000,
         store: Store | None = None,
         epoch: str | None = None,
@@ -85,6 +90,7 @@ class Hub(Service):
         self.max_subscriptions = max_subscriptions
         self.auto_create = auto_create
         self.max_replay = max_replay
+        self.max_list = max_list
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
         self.backplane: Backplane = backplane or LocalBackplane(self)
@@ -95,13 +101,15 @@ class Hub(Service):
         self.door_counters: dict[str, DoorCounters] = {}
         self.registry = ClientRegistry(max_clients, connection_log)
         self._channels: dict[str, Channel[Session]] = {}
+        # Channel names by their first token, so LIST news.* looks only at news.<...>
+        self._by_head: dict[str, dict[str, Channel[Session]]] = {}
         self._patterns: PatternIndex[Session] = PatternIndex()
         self._record_of: dict[Session, ClientRecord] = {}
         self._retired: dict[str, int] = {}  # forgotten or dropped channel -> its last id
         self._sweeper: LoopingCall | None = None
         self._all_gone: list[Deferred[None]] = []
         for name in SYSTEM_CHANNELS:
-            self._channels[name] = Channel(name, 0, self.started_at, system=True)
+            self._add_channel(Channel(name, 0, self.started_at, system=True))
         for saved in self.store.load():
             if saved.retired:
                 self._retired[saved.name] = saved.last_id
@@ -109,7 +117,7 @@ class Hub(Service):
             ch: Channel[Session] = Channel(saved.name, saved.keep, saved.created_at,
                                            saved.last_id)
             ch.restore(saved.messages)
-            self._channels[saved.name] = ch
+            self._add_channel(ch)
 
     @property
     def authorizer(self) -> Authorizer:
@@ -291,7 +299,7 @@ class Hub(Service):
         # A channel made again goes on from its last id: ids never restart in an epoch.
         ch: Channel[Session] = Channel(name, keep, self.clock.seconds(),
                                        self._retired.pop(name, 0))
-        self._channels[name] = ch
+        self._add_channel(ch)
         self.store.channel_created(name, keep, ch.created_at, ch.last_id)
         self._announce("$sys.channels", f"create {name}")
         return ch
@@ -311,8 +319,21 @@ class Hub(Service):
             self._retire(ch)
         return len(idle)
 
+    def _add_channel(self, ch: Channel[Session]) -> None:
+        self._channels[ch.name] = ch
+        head = ch.name.partition(".")[0]
+        named = self._by_head.get(head)
+        if named is None:
+            named = self._by_head[head] = {}
+        named[ch.name] = ch
+
     def _retire(self, ch: Channel[Session]) -> None:
         del self._channels[ch.name]
+        head = ch.name.partition(".")[0]
+        named = self._by_head[head]
+        del named[ch.name]
+        if not named:
+            del self._by_head[head]
         if ch.last_id:  # a channel that never had a message has nothing to go on from
             self._retired[ch.name] = ch.last_id
         self.store.channel_retired(ch.name, ch.last_id)
@@ -321,13 +342,28 @@ class Hub(Service):
         """The channel of that exact name, if it exists."""
         return self._channels.get(name)
 
-    def channels(self, pattern: str = ">") -> list[Channel[Session]]:
-        """Channels whose names a pattern matches, sorted by name."""
+    def channels(
+        self, pattern: str = ">", after: str | None = None, limit: int | None = None
+    ) -> list[Channel[Session]]:
+        """Channels whose names a pattern matches, sorted by name: those after
+        ``after`` (a name), the first ``limit`` of them.
+
+        A pattern whose first token is a name looks only at the channels
+        starting with it; a concrete name is one lookup.
+        """
         pattern_kind(pattern)
-        return sorted(
-            (ch for name, ch in self._channels.items() if pattern_matches(pattern, name)),
-            key=lambda ch: ch.name,
-        )
+        if not is_wildcard(pattern):
+            ch = self._channels.get(pattern)
+            found = [] if ch is None or (after is not None and pattern <= after) else [ch]
+            return found
+        head = pattern.partition(".")[0]
+        names: Iterable[str] = (self._channels if head in ("*", ">")
+                                else self._by_head.get(head, ()))
+        if after is not None:
+            names = (name for name in names if name > after)
+        matching = (name for name in names if pattern_matches(pattern, name))
+        chosen = sorted(matching) if limit is None else heapq.nsmallest(limit, matching)
+        return [self._channels[name] for name in chosen]
 
     def subscribers_of(self, channel: str) -> set[Session]:
         """The connections that a message on ``channel`` would reach now."""
@@ -336,14 +372,19 @@ class Hub(Service):
         ch = self._channels.get(channel)
         if ch is not None:
             found.update(ch.subscribers)
-        for matched in self._patterns.match(channel):
-            found.update(matched)
+        found.update(self._patterns.readers(channel))
         return found
 
     def clients_of(self, sessions: Iterable[Session]) -> list[ClientRecord]:
         """Client records of sessions, oldest connection first."""
-        wanted = set(sessions)
-        return [c for c in self.registry.all() if c.session in wanted]
+        records = [r for r in map(self._record_of.get, sessions) if r is not None]
+        # Ids are c<n>, numbered in connection order.
+        records.sort(key=lambda r: int(r.client_id[1:]))
+        return records
+
+    def match_work(self) -> int:
+        """Wildcard trie nodes walked so far: what matching has cost, for budgets."""
+        return self._patterns.visits
 
     # -- subscriptions ---------------------------------------------------
 
@@ -513,7 +554,7 @@ class Hub(Service):
     def has_readers(self, channel: str) -> bool:
         """Whether anyone would receive a message on ``channel`` now."""
         ch = self._channels.get(channel)
-        return bool((ch is not None and ch.subscribers) or self._patterns.match(channel))
+        return bool((ch is not None and ch.subscribers) or self._patterns.readers(channel))
 
     def arrived(self, msg: Message) -> None:
         """A message numbered elsewhere (another server, through the backplane):
@@ -535,12 +576,10 @@ class Hub(Service):
             self.store.message_added(msg, ch.keep)
         readers: Iterable[Session] = ch.subscribers
         if len(self._patterns):
-            sets = self._patterns.match(ch.name)
-            if sets:
-                if ch.subscribers:
-                    sets.append(ch.subscribers)
-                # One copy per connection, however many subscriptions match.
-                readers = sets[0] if len(sets) == 1 else set().union(*sets)
+            # One copy per connection, however many subscriptions match.
+            wild = self._patterns.readers(ch.name)
+            if wild:
+                readers = wild | ch.subscribers if ch.subscribers else wild
         behind = self._deliver(msg, readers)
         if behind and publisher is not None:
             self._pace(publisher.session, behind)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Callable
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
@@ -10,6 +11,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txpubsub import __version__
+from txpubsub.core.channel import Channel
+from txpubsub.core.hub import LIST_WORK, Session
 from txpubsub.doors.codecs import line_codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.framing import LineFramer
@@ -17,7 +20,11 @@ from txpubsub.doors.replies import ReplyQueue
 from txpubsub.doors.session import fit
 from txpubsub.wire.errors import CloseReason, HubError, shorten
 from txpubsub.wire.line import encode_bye
-from txpubsub.wire.names import parse_number, split_args
+from txpubsub.wire.names import channel_kind, is_client_id, parse_number, split_args
+
+# Listing lines go out this many at a time, each batch counted against
+# --max-buffer before the next is made.
+LISTING_BATCH = 64
 
 HELP_LINES = (
     "NAME <name>                      set or change your name",
@@ -29,8 +36,8 @@ HELP_LINES = (
     "PUB <channel> <text>             publish the rest of the line; @name for a direct message",
     "PUBB <channel> <nbytes>          publish the next nbytes raw bytes, then CRLF",
     "HISTORY <channel> [<n>]          the last n kept messages, oldest first",
-    "LIST [<pattern>]                 channels with subscribers, published and kept counts",
-    "WHO [<channel>]                  connected clients, or the subscribers of a channel",
+    "LIST [<pattern>] [after=<name>]  channels with subscribers, published and kept counts",
+    "WHO [<channel>] [after=<id>]     connected clients, or the subscribers of a channel",
     "QUIET on|off                     no reply to successful PUB/PUBB when on",
     "PING                             the server answers PONG",
     "PONG                             the answer to the server's PING (any line will do)",
@@ -303,34 +310,76 @@ class LineDoor(LineFramer):
         ch = self.hub.create(args[0], history, self.session.client)
         self._replies.send(f"+OK created {ch.name}\r\n".encode())
 
-    def do_list(self, rest: bytes) -> None:
+    def _stream(self, lines: Iterable[str | None], more: bool) -> None:
+        """Send a listing's lines a batch at a time, then ``+OK <n>``, or
+        ``+OK <n> more`` when ``more`` or when ``lines`` ends with None (it
+        ran out of its CPU budget).
+
+        Each batch goes through the session's output, which counts it against
+        --max-buffer (and hands it over early), so a reader that does not read
+        is cut off as a slow consumer before the rest is even made.
+        """
+        session = self.session
+        count = 0
+        batch: list[str] = []
+        for line in lines:
+            if line is None:
+                more = True
+                break
+            batch.append(line)
+            count += 1
+            if len(batch) == LISTING_BATCH:
+                self._replies.send("".join(batch).encode())
+                batch = []
+                if session.close_reason is not None:
+                    return
+        batch.append(f"+OK {count} more\r\n" if more else f"+OK {count}\r\n")
+        self._replies.send("".join(batch).encode())
+
+    def _page(self, rest: bytes, usage: str) -> tuple[list[str], str | None]:
         args = split_args(rest)
+        after = None
+        if args and args[-1].startswith("after="):
+            after = args.pop()[len("after="):]
         if len(args) > 1:
-            raise HubError("bad-args", "usage: LIST [<pattern>]")
-        channels = self.hub.channels(args[0] if args else ">")
-        lines = [
-            f"CHANNEL {ch.name} {len(self.hub.subscribers_of(ch.name))} {ch.published} "
-            f"{ch.kept}\r\n"
-            for ch in channels
-        ]
-        lines.append(f"+OK {len(channels)}\r\n")
-        self._replies.send("".join(lines).encode())
+            raise HubError("bad-args", usage)
+        return args, after
+
+    def do_list(self, rest: bytes) -> None:
+        args, after = self._page(rest, "usage: LIST [<pattern>] [after=<name>]")
+        if after is not None:
+            channel_kind(after)
+        limit = self.hub.max_list
+        channels = self.hub.channels(args[0] if args else ">", after, limit + 1)
+        self._stream(self._channel_lines(channels[:limit]), len(channels) > limit)
+
+    def _channel_lines(self, channels: list[Channel[Session]]) -> Iterator[str | None]:
+        hub = self.hub
+        budget = hub.match_work() + LIST_WORK
+        for ch in channels:
+            if hub.match_work() > budget:
+                # Counting wildcard subscribers is what costs; the client asks
+                # again with after= for the rest.
+                yield None
+                return
+            yield (f"CHANNEL {ch.name} {len(hub.subscribers_of(ch.name))} {ch.published} "
+                   f"{ch.kept}\r\n")
 
     def do_who(self, rest: bytes) -> None:
-        args = split_args(rest)
-        if len(args) > 1:
-            raise HubError("bad-args", "usage: WHO [<channel>]")
+        args, after = self._page(rest, "usage: WHO [<channel>] [after=<id>]")
+        if after is not None and not is_client_id(after):
+            raise HubError("bad-args", "after= takes a client id")
         if args:
             clients = self.hub.clients_of(self.hub.subscribers_of(args[0]))
         else:
             clients = self.hub.clients()
+        if after is not None:
+            start = int(after[1:])
+            clients = [c for c in clients if int(c.client_id[1:]) > start]
+        limit = self.hub.max_list
         now = self.hub.clock.seconds()
-        lines = [
-            f"CLIENT {c.client_id} {c.name or '-'} {int(now - c.connected_at)}\r\n"
-            for c in clients
-        ]
-        lines.append(f"+OK {len(clients)}\r\n")
-        self._replies.send("".join(lines).encode())
+        self._stream((f"CLIENT {c.client_id} {c.name or '-'} {int(now - c.connected_at)}\r\n"
+                      for c in clients[:limit]), len(clients) > limit)
 
     def do_quiet(self, rest: bytes) -> None:
         args = split_args(rest)

@@ -341,7 +341,10 @@ class Session:
         self._out = None
         self._out_len = 0
         data = out[0] if len(out) == 1 else b"".join(out)
-        if self._backed_up:
+        # Output of one turn past the early mark (a long reply) is measured
+        # even before Twisted says it is backed up: one write must not carry
+        # it past the limit either.
+        if self._backed_up or len(data) > self._early:
             if self._over_limit(len(data)):
                 if self.close_reason is None:
                     self._out = out  # close() drops it and says why

@@ -174,6 +174,13 @@ class Options(usage.Options):
             _int_at_least(0),
         ],
         [
+            "max-list",
+            None,
+            1000,
+            "Most lines one LIST or WHO sends; then +OK <n> more (continue with after=).",
+            _int_at_least(1),
+        ],
+        [
             "store",
             None,
             "memory",
@@ -342,6 +349,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             max_subscriptions=options["max-subscriptions"],
             auto_create=not options["no-auto-create"],
             max_replay=options["max-replay"],
+            max_list=options["max-list"],
             connection_log=options["connection-log"],
             store=store,
         )

@@ -1,0 +1,165 @@
+"""Issue 21: nothing one client sends can exhaust the server. Each attack at
+a bounded scale, asserting the limit holds and that another client's PING is
+answered meanwhile."""
+from __future__ import annotations
+
+import random
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from txpubsub.core.hub import LIST_WORK
+
+from .helpers import Conn, make_hub
+
+
+def lines(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n")[:-1]
+
+
+class ListingLimitTests(SynchronousTestCase):
+    def test_list_capped_then_continued_with_after(self) -> None:
+        """LIST sends at most --max-list channels and says `more`; after= goes on
+        from the last name shown, until a page ends without `more`."""
+        hub = make_hub(max_list=5)
+        conn = Conn(hub)
+        for n in range(12):
+            conn.cmd(f"CREATE ch.{n:02d}")
+        first = lines(conn.send(b"LIST\n"))
+        self.assertEqual(first[-1], b"+OK 5 more")
+        self.assertEqual([line.split()[1] for line in first[:-1]],
+                         [b"ch.00", b"ch.01", b"ch.02", b"ch.03", b"ch.04"])
+        second = lines(conn.send(b"LIST > after=ch.04\n"))
+        self.assertEqual(second[0], b"CHANNEL ch.05 0 0 0")
+        self.assertEqual(second[-1], b"+OK 5 more")
+        third = lines(conn.send(b"LIST ch.* after=ch.09\n"))
+        self.assertEqual(third, [b"CHANNEL ch.10 0 0 0", b"CHANNEL ch.11 0 0 0", b"+OK 2"])
+        self.assertEqual(conn.cmd("LIST nomatch.* after=ch.09"), "+OK 0\r\n")
+        self.assertEqual(conn.cmd("LIST ch.03 after=ch.02"), "CHANNEL ch.03 0 0 0\r\n+OK 1\r\n")
+        self.assertTrue(conn.cmd("LIST > after=no..good").startswith("-ERR bad-channel"))
+
+    def test_list_pattern_same_as_a_scan(self) -> None:
+        """LIST <pattern> finds exactly what matching every channel finds, sorted."""
+        from txpubsub.wire.names import pattern_matches
+
+        hub = make_hub()
+        rng = random.Random(3)
+        names = {".".join(rng.choice("ab") for _ in range(rng.randint(1, 4)))
+                 for _ in range(200)}
+        for name in names:
+            hub.create(name)
+        for pattern in ("a.*", "*.b", ">", "a.>", "b.a.*.b", "a", "a.b", "c.>"):
+            for after in (None, "a.b", "b"):
+                expected = sorted(n for n in names if pattern_matches(pattern, n)
+                                  and (after is None or n > after))
+                got = [ch.name for ch in hub.channels(pattern, after, limit=7)]
+                self.assertEqual(got, expected[:7], (pattern, after))
+
+    def test_who_capped_then_continued_with_after(self) -> None:
+        """WHO sends at most --max-list clients, oldest first; after=<id> goes on."""
+        hub = make_hub(max_list=3)
+        conns = [Conn(hub) for _ in range(5)]
+        for conn in conns:
+            conn.cmd("SUB room")
+        first = lines(conns[0].send(b"WHO\n"))
+        self.assertEqual([line.split()[1] for line in first[:-1]], [b"c1", b"c2", b"c3"])
+        self.assertEqual(first[-1], b"+OK 3 more")
+        rest = lines(conns[0].send(b"WHO room after=c3\n"))
+        self.assertEqual([line.split()[1] for line in rest[:-1]], [b"c4", b"c5"])
+        self.assertEqual(rest[-1], b"+OK 2")
+        self.assertTrue(conns[0].cmd("WHO after=bob").startswith("-ERR bad-args"))
+
+    def test_list_non_reader_cut_at_max_buffer(self) -> None:
+        """A client that pipelines LISTs and never reads is cut off as a slow
+        consumer at --max-buffer, before the listings are all made; another
+        client's PING is answered meanwhile."""
+        hub = make_hub(max_list=100000)
+        setup = Conn(hub)
+        for n in range(3000):
+            hub.create(f"channel.with.a.rather.long.name.to.fill.the.buffer.{n:05d}")
+        setup.lose()
+        limit = 256 * 1024
+        stuck = Conn(hub, max_buffer=limit)
+        other = Conn(hub)
+        one_listing = 3000 * 70
+        stuck.proto.dataReceived(b"LIST\n" * 20)  # 20 listings: about 4 MB of replies
+        stuck.flush()
+        held = stuck.transport.value()
+        self.assertTrue(held.endswith(b"BYE slow-consumer over 262144 bytes unsent\r\n"))
+        self.assertLessEqual(len(held), limit + 4096)
+        self.assertLess(len(held), 2 * one_listing)
+        self.assertTrue(stuck.closed)
+        self.assertEqual(other.cmd("PING"), "PONG\r\n")
+
+    def test_who_non_reader_cut_at_max_buffer(self) -> None:
+        """Pipelined WHO with many clients, never read: cut at --max-buffer."""
+        hub = make_hub(max_list=100000)
+        crowd = [Conn(hub) for _ in range(2000)]
+        limit = 64 * 1024
+        stuck = Conn(hub, max_buffer=limit)
+        stuck.proto.dataReceived(b"WHO\n" * 50)
+        stuck.flush()
+        held = stuck.transport.value()
+        self.assertTrue(held.endswith(b"BYE slow-consumer over 65536 bytes unsent\r\n"))
+        self.assertLessEqual(len(held), limit + 4096)
+        self.assertEqual(crowd[0].cmd("PING"), "PONG\r\n")
+
+
+class WildcardCostTests(SynchronousTestCase):
+    def deep_patterns(self, count: int) -> list[str]:
+        rng = random.Random(21)
+        patterns: set[str] = set()
+        while len(patterns) < count:
+            patterns.add(".".join(rng.choice("a*") for _ in range(64)))
+        return sorted(patterns)
+
+    def test_deep_patterns_list_stops_within_its_budget(self) -> None:
+        """1000 deep overlapping patterns that match 30 deep channels: LIST
+        stops once its matching work is spent and says `more`; after= makes
+        progress page by page; a PING meanwhile is answered."""
+        hub = make_hub(max_subscriptions=5000)
+        attacker = Conn(hub)
+        attacker.send(b"".join(b"SUB %s\n" % p.encode() for p in self.deep_patterns(1000)))
+        deep = ["a." * 63 + last for last in "0123456789ABCDEFGHIJKLMNOPQRST"]
+        for name in deep:
+            hub.create(name)
+        other = Conn(hub)
+        seen: list[bytes] = []
+        after = b""
+        pages = 0
+        while True:
+            before = hub.match_work()
+            page = lines(attacker.send(b"LIST a.>" + after + b"\n"))
+            pages += 1
+            # One channel's matching may pass the budget; never many more.
+            self.assertLess(hub.match_work() - before, 2 * LIST_WORK + 200_000)
+            self.assertEqual(other.cmd("PING"), "PONG\r\n")
+            items = [line.split()[1] for line in page[:-1]]
+            self.assertTrue(items, "every page makes progress")
+            seen += items
+            if page[-1].endswith(b" more"):
+                after = b" after=" + items[-1]
+                continue
+            break
+        self.assertEqual(seen, [name.encode() for name in deep])
+        self.assertGreater(pages, 1)
+
+    def test_repeated_publish_reuses_the_match(self) -> None:
+        """Publishing again to a channel that 1000 deep patterns match walks
+        nothing; a subscription change is seen at once."""
+        hub = make_hub(max_subscriptions=5000)
+        attacker = Conn(hub)
+        attacker.send(b"".join(b"SUB %s\n" % p.encode() for p in self.deep_patterns(1000)))
+        channel = "a." * 63 + "a"
+        publisher = Conn(hub)
+        publisher.cmd(f"PUB {channel} one")
+        walked = hub.match_work()
+        publisher.cmd(f"PUB {channel} two")
+        self.assertEqual(hub.match_work(), walked)
+        self.assertEqual(attacker.take().count(b"MSG "), 2)  # once each, not 1000 times
+        newcomer = Conn(hub)
+        newcomer.cmd("SUB a.>")
+        publisher.cmd(f"PUB {channel} three")
+        self.assertEqual(newcomer.take(), f"MSG {channel} 3 c2 three\r\n".encode())
+        newcomer.cmd("UNSUB a.>")
+        publisher.cmd(f"PUB {channel} four")
+        self.assertEqual(newcomer.take(), b"")
