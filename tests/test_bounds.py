@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import random
 
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from txpubsub.core.hub import LIST_WORK
 
-from .helpers import Conn, make_hub
+from .helpers import Conn, ConsumerTransport, make_hub
 
 
 def lines(data: bytes) -> list[bytes]:
@@ -163,3 +166,35 @@ class WildcardCostTests(SynchronousTestCase):
         newcomer.cmd("UNSUB a.>")
         publisher.cmd(f"PUB {channel} four")
         self.assertEqual(newcomer.take(), b"")
+
+
+@implementer(ISSLTransport)
+class HandshakingTransport(ConsumerTransport):
+    """A TLS connection whose handshake the test finishes by hand."""
+
+    def getPeerCertificate(self) -> None:
+        return None
+
+
+class PendingHandshakeTests(SynchronousTestCase):
+    def test_pending_handshakes_hold_places(self) -> None:
+        """TLS connections count toward --max-clients before their handshake; a
+        timed-out or finished handshake gives its place back exactly once."""
+        clock = Clock()
+        hub = make_hub(clock, max_clients=3)
+        pending = [Conn(hub, transport=HandshakingTransport) for _ in range(3)]
+        refused = Conn(hub, transport=HandshakingTransport)
+        self.assertTrue(refused.closed)
+        refused.lose()
+        self.assertEqual(Conn(hub).greeting, b"BYE too-many-clients\r\n")
+        pending[0].proto.handshakeCompleted()
+        self.assertTrue(pending[0].take().startswith(b"INFO "))
+        clock.advance(10)  # the other two never finish: let go of
+        for conn in pending[1:]:
+            self.assertTrue(conn.closed)
+            conn.lose()
+        self.assertEqual(hub.registry.reserved, 0)
+        self.assertTrue(Conn(hub).greeting.startswith(b"INFO "))
+        self.assertTrue(Conn(hub).greeting.startswith(b"INFO "))
+        self.assertEqual(Conn(hub).greeting, b"BYE too-many-clients\r\n")
+        self.assertEqual(pending[0].cmd("PING"), "PONG\r\n")

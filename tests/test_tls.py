@@ -16,6 +16,7 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+from twisted.internet.task import deferLater
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -179,6 +180,32 @@ class TLSTests(TestCase):
         self.assertTrue(reply.startswith(b"-ERR no-such-client "))
         raw.transport.loseConnection()
         await raw.closed.addTimeout(WAIT, reactor)
+
+    async def test_pending_handshakes_count_toward_max_clients(self) -> None:
+        """Silent TCP connections to a TLS port count toward --max-clients from
+        accept: past it they are closed at once, a plain client gets
+        BYE too-many-clients, and a connected client's PING is answered."""
+        self.hub.registry.max_clients = 6
+        first = await self.plain_connect(self.listen("tcp:0:interface=127.0.0.1"))
+        port = self.mtls()
+        silent = [await connect_raw(port) for _ in range(8)]
+        # The last three found no place: closed without waiting for the timeout.
+        for refused in silent[5:]:
+            await refused.closed.addTimeout(WAIT, reactor)
+        late = await connect_raw(self.listeners[0].port.getHost().port)
+        await late.closed.addTimeout(WAIT, reactor)
+        self.assertEqual(late.lines, [b"BYE too-many-clients"])
+        self.assertEqual(await first.ask(b"PING", b"PONG"), b"PONG")
+        for waiting in silent[:5]:
+            waiting.transport.loseConnection()
+            await waiting.closed.addTimeout(WAIT, reactor)
+        for _ in range(int(WAIT / 0.01)):  # the server side sees each close a moment later
+            if not self.hub.registry.reserved:
+                break
+            await deferLater(reactor, 0.01)
+        self.assertEqual(self.hub.registry.reserved, 0)
+        again = await self.plain_connect(self.listeners[0].port.getHost().port)
+        self.assertEqual(await again.ask(b"PING", b"PONG"), b"PONG")
 
     async def test_certificate_name_beats_a_squatter(self) -> None:
         """A client that took a certificate's name with NAME loses it to the holder."""

@@ -57,14 +57,27 @@ class ClientRegistry:
         self._by_id: dict[str, ClientRecord] = {}  # in connection order
         self._by_name: dict[str, ClientRecord] = {}
         self._last_number = 0
+        self.reserved = 0  # connections not yet clients (TLS handshakes) that count
         self.connection_log: deque[ClosedConnection] = deque(maxlen=log_size)
 
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def reserve(self) -> bool:
+        """Hold a place for a connection that is not a client yet (a TLS
+        handshake under way); False when the server is full."""
+        if len(self._by_id) + self.reserved >= self.max_clients:
+            return False
+        self.reserved += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a place taken by ``reserve`` (before ``add``, or when it failed)."""
+        self.reserved -= 1
+
     def add(self, session: Session, now: float, address: str, listener: str) -> ClientRecord:
-        """A record with a new id; ServerFull past ``max_clients``."""
-        if len(self._by_id) >= self.max_clients:
+        """A record with a new id; ServerFull past ``max_clients`` (counting reserved places)."""
+        if len(self._by_id) + self.reserved >= self.max_clients:
             raise ServerFull(f"the server is full ({self.max_clients} clients)")
         self._last_number += 1
         client = ClientRecord(f"c{self._last_number}", session, now, address, listener)

@@ -94,7 +94,7 @@ class Session:
     _log = Logger()
     __slots__ = ("_backed_up", "_batcher", "_codec", "_counters", "_door", "_early",
                  "_handshake", "_lagging", "_last_heard", "_out", "_out_len", "_producing",
-                 "_socket", "_stall_left", "_stalled", "_timer", "_unsent", "address",
+                 "_reserved", "_socket", "_stall_left", "_stalled", "_timer", "_unsent", "address",
                  "client", "close_reason", "family", "heard", "hub", "listener", "max_buffer",
                  "msgs_in", "msgs_out", "pinged", "settings", "transport")
 
@@ -132,6 +132,7 @@ class Session:
         self._timer: IDelayedCall | None = None
         self._last_heard = 0.0
         self._handshake: IDelayedCall | None = None  # TLS: pending until the handshake is done
+        self._reserved = False  # holds a place in --max-clients during its TLS handshake
         self.address = self.family = "-"
 
     def __repr__(self) -> str:
@@ -145,13 +146,28 @@ class Session:
         self.address, self.family = describe_address(transport.getPeer())
         if ISSLTransport.providedBy(transport):
             # Not a client until its handshake is done: nothing can be sent to
-            # it, and its certificate (and so its name) is known then.
+            # it, and its certificate (and so its name) is known then. It
+            # counts toward --max-clients from now, so connections that never
+            # handshake cannot take every file descriptor.
+            if not self.hub.registry.reserve():
+                self._log.warn("refused {address}: --max-clients reached (TLS, before "
+                               "its handshake)", address=self.address)
+                self.close_reason = CloseReason.TOO_MANY_CLIENTS
+                transport.abortConnection()
+                return
+            self._reserved = True
             self._handshake = self.hub.clock.callLater(
                 self.settings.handshake_timeout, self._handshake_too_slow)
         else:
             self._attach(None)
 
+    def _release(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            self.hub.registry.release()
+
     def _attach(self, name: str | None) -> None:
+        self._release()
         try:
             self.client = self.hub.attach(self, self.address, self.listener, self.family)
         except ServerFull:
@@ -202,6 +218,7 @@ class Session:
 
     def _handshake_too_slow(self) -> None:
         self._handshake = None
+        self._release()
         self._log.warn("{address}: no TLS handshake within {seconds} s", address=self.address,
                        seconds=self.settings.handshake_timeout)
         self.close_reason = CloseReason.ERROR
@@ -220,6 +237,7 @@ class Session:
             if call is not None and call.active():
                 call.cancel()
         self._timer = self._stalled = self._handshake = None
+        self._release()
         if self.client is not None:
             self.hub.detach(self.client, self.close_reason or CloseReason.PEER_CLOSED)
 
