@@ -24,8 +24,10 @@ from txpubsub.core.hub import Hub
 from txpubsub.doors.line import LineDoor, LineDoorFactory
 
 
-def setup(history: int = 100) -> tuple[Hub, LineDoor, list[StringTransport]]:
-    """100 subscribers, each on 10 of 100 channels, and one quiet publisher."""
+def setup(history: int = 100, wildcard: bool = False
+          ) -> tuple[Hub, LineDoor, list[StringTransport]]:
+    """100 subscribers, each on 10 of 100 channels, and one quiet publisher;
+    with ``wildcard`` they subscribe to ``ch<n>.*`` and publishes go to ``ch<n>.x``."""
     hub = Hub(Clock(), epoch="x", history=history)
     factory = LineDoorFactory(hub, "t")
     readers = []
@@ -34,9 +36,10 @@ def setup(history: int = 100) -> tuple[Hub, LineDoor, list[StringTransport]]:
         transport = StringTransport()
         proto.makeConnection(transport)
         for c in range(10):
-            proto.dataReceived(b"SUB ch%d\r\n" % ((i * 10 + c) % 100))
+            proto.dataReceived(b"SUB ch%d%s\r\n" % ((i * 10 + c) % 100,
+                                                     b".*" if wildcard else b""))
         readers.append(transport)
-    publisher = LineDoor(factory)
+    publisher: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
     publisher.makeConnection(StringTransport())
     publisher.dataReceived(b"QUIET on\r\n")
     return hub, publisher, readers
@@ -47,11 +50,14 @@ def main() -> None:
     parser.add_argument("label", nargs="?", default="this version")
     parser.add_argument("--history", type=int, default=100,
                         help="messages each channel keeps (the server's default: 100)")
+    parser.add_argument("--wildcard", action="store_true",
+                        help="subscribe with ch<n>.* and publish to ch<n>.x")
     args = parser.parse_args()
-    _, publisher, readers = setup(args.history)
+    _, publisher, readers = setup(args.history, args.wildcard)
     batcher = publisher.factory.batcher
     payload = b"hello world payload 64 bytes " + b"x" * 31
-    chunk = b"".join(b"PUB ch%d %s\r\n" % (n % 100, payload) for n in range(100))
+    suffix = b".x" if args.wildcard else b""
+    chunk = b"".join(b"PUB ch%d%s %s\r\n" % (n % 100, suffix, payload) for n in range(100))
 
     def run(rounds: int) -> float:
         start = time.perf_counter()

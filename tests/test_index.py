@@ -114,3 +114,12 @@ class PatternMatchesTests(SynchronousTestCase):
         from txpubsub.wire.names import pattern_matches
 
         self.assertEqual(pattern_matches(pattern, channel), naive_match(pattern, channel))
+
+    @settings(max_examples=300, deadline=None)
+    @given(patterns, channels)
+    def test_pattern_regex_same_as_naive(self, pattern, channel) -> None:
+        """The compiled form LIST filters names with agrees with the brute force."""
+        from txpubsub.wire.names import pattern_regex
+
+        found = pattern_regex(pattern).fullmatch(channel) is not None
+        self.assertEqual(found, naive_match(pattern, channel))

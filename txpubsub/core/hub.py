@@ -37,7 +37,7 @@ from txpubsub.wire.names import (
     check_name,
     is_wildcard,
     pattern_kind,
-    pattern_matches,
+    pattern_regex,
 )
 
 SYSTEM_CHANNELS = ("$sys.time", "$sys.clients", "$sys.channels", "$sys.stats")
@@ -361,7 +361,7 @@ class Hub(Service):
                                 else self._by_head.get(head, ()))
         if after is not None:
             names = (name for name in names if name > after)
-        matching = (name for name in names if pattern_matches(pattern, name))
+        matching = filter(pattern_regex(pattern).fullmatch, names)
         chosen = sorted(matching) if limit is None else heapq.nsmallest(limit, matching)
         return [self._channels[name] for name in chosen]
 

@@ -100,6 +100,15 @@ def pattern_matches(pattern: str, channel: str) -> bool:
     return len(ptoks) == len(ctoks)
 
 
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A valid pattern as a regular expression whose ``fullmatch`` is
+    ``pattern_matches``: a listing tests many names in C, not in Python."""
+    tokens = pattern.split(".")
+    parts = [{"*": r"[^.]+", ">": r".+"}.get(tok, re.escape(tok)) for tok in tokens]
+    guard = r"(?![$@])" if tokens[0] in ("*", ">") else ""
+    return re.compile(guard + r"\.".join(parts))
+
+
 def split_args(rest: bytes) -> list[str]:
     """A command's space-separated arguments (the line is already known to be UTF-8)."""
     return [arg.decode() for arg in rest.split(b" ") if arg]
