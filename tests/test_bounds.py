@@ -198,3 +198,63 @@ class PendingHandshakeTests(SynchronousTestCase):
         self.assertTrue(Conn(hub).greeting.startswith(b"INFO "))
         self.assertEqual(Conn(hub).greeting, b"BYE too-many-clients\r\n")
         self.assertEqual(pending[0].cmd("PING"), "PONG\r\n")
+
+
+class MemoryBudgetTests(SynchronousTestCase):
+    def test_new_channels_capped_per_server(self) -> None:
+        """A flood of PUB to new names stops at --max-channels with
+        -ERR too-many-channels; existing channels still take messages; another
+        client's PING is answered."""
+        hub = make_hub(max_channels=1000)
+        attacker = Conn(hub)
+        other = Conn(hub)
+        other.cmd("SUB mine")  # one channel already
+        replies = attacker.send(b"".join(b"PUB ch.%d x\n" % n for n in range(3000)))
+        self.assertEqual(replies.count(b"+OK 1\r\n"), 999)
+        self.assertEqual(replies.count(b"-ERR too-many-channels "), 2001)
+        self.assertEqual(hub.stats()["channels"], 1000)
+        self.assertTrue(attacker.cmd("CREATE another").startswith("-ERR too-many-channels "))
+        self.assertTrue(attacker.cmd("SUB another").startswith("-ERR too-many-channels "))
+        self.assertEqual(attacker.cmd("PUB mine still"), "+OK 1\r\n")
+        self.assertEqual(other.cmd("PING"), "MSG mine 1 c1 still\r\nPONG\r\n")
+
+    def test_new_channels_capped_per_connection(self) -> None:
+        """One connection creates at most --max-channels-per-client channels;
+        another connection still can."""
+        hub = make_hub(max_channels_per_client=100)
+        attacker = Conn(hub)
+        replies = attacker.send(b"".join(b"PUB ch.%d x\n" % n for n in range(150)))
+        self.assertEqual(replies.count(b"-ERR too-many-channels "), 50)
+        self.assertEqual(Conn(hub).cmd("PUB fresh x"), "+OK 1\r\n")
+
+    def test_subscriptions_capped_per_server(self) -> None:
+        """--max-subscriptions-total holds across connections, and places come
+        back when subscriptions go."""
+        hub = make_hub(max_subscriptions_total=50)
+        first, second = Conn(hub), Conn(hub)
+        first.send(b"".join(b"SUB a.%d.*\n" % n for n in range(30)))
+        replies = second.send(b"".join(b"SUB b.%d\n" % n for n in range(30)))
+        self.assertEqual(replies.count(b"-ERR too-many-subscriptions "), 10)
+        self.assertEqual(hub.stats()["subscriptions"], 50)
+        first.lose()
+        self.assertEqual(hub.stats()["subscriptions"], 20)
+        self.assertEqual(second.cmd("SUB b.100"), "+OK subscribed b.100 0\r\n")
+        second.cmd("UNSUB b.100")
+        self.assertEqual(hub.stats()["subscriptions"], 20)
+
+    def test_retired_names_bounded_ids_never_go_back(self) -> None:
+        """Past --max-retired, forgotten channels' names are let go of, yet a
+        channel created again never reuses an id it handed out."""
+        hub = make_hub(max_retired=10)
+        conn = Conn(hub)
+        last = {}
+        for n in range(200):
+            name = f"old.{n}"
+            for _ in range(n % 5 + 1):
+                conn.cmd(f"PUB {name} x")
+            last[name] = n % 5 + 1
+            hub.drop(name)
+        self.assertLessEqual(len(hub._retired), 10)
+        for name, last_id in last.items():
+            reply = conn.cmd(f"PUB {name} again")
+            self.assertGreater(int(reply.split()[1]), last_id, name)

@@ -104,9 +104,11 @@ class CommandLineTests(SynchronousTestCase):
 
     def test_help_lists_options_with_defaults(self) -> None:
         result = self.run_twistd("txpubsub", "--help")
+        shown = " ".join(result.stdout.split())  # however the columns wrap
         for text in ("--port", "--max-line", "[default: 65536]", "--max-payload",
-                     "--max-clients", "--max-subscriptions", "--no-auto-create"):
-            self.assertIn(text, result.stdout)
+                     "--max-clients", "--max-subscriptions", "--no-auto-create",
+                     "--max-list", "--max-channels", "--max-subscriptions-total"):
+            self.assertIn(text, shown)
 
     def test_bad_option_is_usage_error(self) -> None:
         """A bad value: one clear line naming it and exit 1, no traceback."""

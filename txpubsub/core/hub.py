@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import secrets
 import string
+import zlib
 from collections import deque
 from collections.abc import Iterable
 
@@ -49,6 +50,9 @@ SWEEP_INTERVAL = 60.0
 # A listing stops early (and says "more") once counting its channels' wildcard
 # subscribers has walked this many trie nodes: about 50 ms of CPU.
 LIST_WORK = 100_000
+# Retired names past --max-retired are forgotten into this many buckets, each
+# keeping the highest last id of the names that fell into it.
+RETIRED_BUCKETS = 65536
 
 __all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "ClientRecord", "ClosedConnection",
            "Hub", "Session", "new_epoch"]
@@ -77,6 +81,10 @@ class Hub(Service):
         auto_create: bool = True,
         max_replay: int = 1000,
         max_list: int = 1000,
+        max_channels: int = 100_000,
+        max_channels_per_client: int = 10_000,
+        max_subscriptions_total: int = 1_000_000,
+        max_retired: int = 100_000,
         connection_log: int = 10000,
         store: Store | None = None,
         epoch: str | None = None,
@@ -91,6 +99,14 @@ class Hub(Service):
         self.auto_create = auto_create
         self.max_replay = max_replay
         self.max_list = max_list
+        self.max_channels = max_channels
+        self.max_channels_per_client = max_channels_per_client
+        self.max_subscriptions_total = max_subscriptions_total
+        self.max_retired = max_retired
+        self._subscriptions = 0
+        self._plain_channels = 0
+        # Where forgotten retired names' last ids went (see _new_channel).
+        self._retired_floors: dict[int, int] = {}
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
         self.backplane: Backplane = backplane or LocalBackplane(self)
@@ -112,7 +128,7 @@ class Hub(Service):
             self._add_channel(Channel(name, 0, self.started_at, system=True))
         for saved in self.store.load():
             if saved.retired:
-                self._retired[saved.name] = saved.last_id
+                self._remember_retired(saved.name, saved.last_id)
                 continue
             ch: Channel[Session] = Channel(saved.name, saved.keep, saved.created_at,
                                            saved.last_id)
@@ -194,6 +210,7 @@ class Hub(Service):
             raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
         for session in list(ch.subscribers):
             self._record_of[session].patterns.discard(channel)
+            self._subscriptions -= 1
             session.channel_dropped(channel)
         ch.subscribers.clear()
         ch.clear_history()
@@ -226,6 +243,7 @@ class Hub(Service):
         del self._record_of[session]
         for pattern in client.patterns:
             self._forget_subscription(session, pattern)
+        self._subscriptions -= len(client.patterns)
         client.patterns.clear()
         self._log.info(
             "{client_id} ({name}) disconnected: {reason}",
@@ -288,17 +306,33 @@ class Hub(Service):
             raise HubError("exists", f"{shorten(channel)} exists")
         if history is not None and history > self.max_history:
             raise HubError("bad-args", f"history= is at most {self.max_history}")
-        return self._new_channel(channel, self.default_history if history is None else history)
+        return self._new_channel(channel, self.default_history if history is None else history,
+                                 client)
 
     @staticmethod
     def _check(allowed: bool, what: str) -> None:
         if not allowed:
             raise HubError("forbidden", f"not allowed on {shorten(what)}")
 
-    def _new_channel(self, name: str, keep: int) -> Channel[Session]:
-        # A channel made again goes on from its last id: ids never restart in an epoch.
-        ch: Channel[Session] = Channel(name, keep, self.clock.seconds(),
-                                       self._retired.pop(name, 0))
+    def _new_channel(
+        self, name: str, keep: int, client: ClientRecord | None = None, limited: bool = True
+    ) -> Channel[Session]:
+        if limited:
+            if self._plain_channels >= self.max_channels:
+                raise HubError("too-many-channels",
+                               f"the server holds its most channels ({self.max_channels})")
+            if client is not None:
+                if client.channels_created >= self.max_channels_per_client:
+                    raise HubError("too-many-channels", f"at most {self.max_channels_per_client}"
+                                                        " new channels per connection")
+                client.channels_created += 1
+        # A channel made again goes on from its last id: ids never restart in an
+        # epoch. A name forgotten from _retired goes on from its bucket's floor.
+        start = self._retired.pop(name, None)
+        if start is None:
+            start = (self._retired_floors.get(zlib.crc32(name.encode()) % RETIRED_BUCKETS, 0)
+                     if self._retired_floors else 0)
+        ch: Channel[Session] = Channel(name, keep, self.clock.seconds(), start)
         self._add_channel(ch)
         self.store.channel_created(name, keep, ch.created_at, ch.last_id)
         self._announce("$sys.channels", f"create {name}")
@@ -319,8 +353,22 @@ class Hub(Service):
             self._retire(ch)
         return len(idle)
 
+    def _remember_retired(self, name: str, last_id: int) -> None:
+        retired = self._retired
+        retired.pop(name, None)
+        retired[name] = last_id
+        if len(retired) > self.max_retired:
+            # The oldest is forgotten; its bucket keeps the highest last id.
+            oldest = next(iter(retired))
+            gone = retired.pop(oldest)
+            bucket = zlib.crc32(oldest.encode()) % RETIRED_BUCKETS
+            if gone > self._retired_floors.get(bucket, 0):
+                self._retired_floors[bucket] = gone
+
     def _add_channel(self, ch: Channel[Session]) -> None:
         self._channels[ch.name] = ch
+        if not ch.system:
+            self._plain_channels += 1
         head = ch.name.partition(".")[0]
         named = self._by_head.get(head)
         if named is None:
@@ -329,13 +377,14 @@ class Hub(Service):
 
     def _retire(self, ch: Channel[Session]) -> None:
         del self._channels[ch.name]
+        self._plain_channels -= 1
         head = ch.name.partition(".")[0]
         named = self._by_head[head]
         del named[ch.name]
         if not named:
             del self._by_head[head]
         if ch.last_id:  # a channel that never had a message has nothing to go on from
-            self._retired[ch.name] = ch.last_id
+            self._remember_retired(ch.name, ch.last_id)
         self.store.channel_retired(ch.name, ch.last_id)
 
     def channel(self, name: str) -> Channel[Session] | None:
@@ -426,6 +475,9 @@ class Hub(Service):
                 raise HubError(
                     "too-many-subscriptions", f"at most {self.max_subscriptions} per connection"
                 )
+            if self._subscriptions >= self.max_subscriptions_total:
+                raise HubError("too-many-subscriptions", "the server holds its most "
+                               f"subscriptions ({self.max_subscriptions_total})")
             if wildcard:
                 self._patterns.add(pattern, client.session)
             else:
@@ -434,9 +486,10 @@ class Hub(Service):
                     if kind == SYSTEM:
                         raise HubError("no-such-channel",
                                        f"no system channel {shorten(pattern)}")
-                    ch = self._auto_create(pattern)
+                    ch = self._auto_create(pattern, client)
                 ch.subscribers.add(client.session)
             client.patterns.add(pattern)
+            self._subscriptions += 1
         if not replay:
             return [], False
         return self._replay(self._channels[pattern], last, since, epoch)
@@ -482,6 +535,7 @@ class Hub(Service):
         if pattern not in client.patterns:
             raise HubError("not-subscribed", f"not subscribed to {shorten(pattern)}")
         client.patterns.discard(pattern)
+        self._subscriptions -= 1
         self._forget_subscription(client.session, pattern)
 
     def _forget_subscription(self, session: Session, pattern: str) -> None:
@@ -494,13 +548,13 @@ class Hub(Service):
 
     def subscription_count(self) -> int:
         """Subscriptions held by all connected clients."""
-        return sum(len(c.patterns) for c in self.registry.all())
+        return self._subscriptions
 
-    def _auto_create(self, channel: str) -> Channel[Session]:
+    def _auto_create(self, channel: str, client: ClientRecord | None) -> Channel[Session]:
         if not self.auto_create:
             raise HubError("no-such-channel",
                            f"{shorten(channel)} does not exist (auto-create is off)")
-        return self._new_channel(channel, self.default_history)
+        return self._new_channel(channel, self.default_history, client)
 
     # -- publishing ------------------------------------------------------
 
@@ -526,7 +580,7 @@ class Hub(Service):
                 raise HubError("forbidden", "system channels are read-only")
             if client is not None:
                 self._check(self.authorizer.may_publish(client, channel), channel)
-            ch = self._auto_create(channel)
+            ch = self._auto_create(channel, client)
         elif ch.system:
             raise HubError("forbidden", "system channels are read-only")
         elif (self._restricted and client is not None
@@ -561,7 +615,8 @@ class Hub(Service):
         keep it and deliver it to this server's subscribers."""
         ch = self._channels.get(msg.channel)
         if ch is None:
-            ch = self._new_channel(msg.channel, self.default_history)
+            # Numbered elsewhere: it exists there, whatever our limits.
+            ch = self._new_channel(msg.channel, self.default_history, limited=False)
         self.fan_out(ch, msg, None)
 
     def fan_out(
@@ -642,7 +697,7 @@ class Hub(Service):
         return {
             "uptime_s": int(self.clock.seconds() - self.started_at),
             "clients": len(self.registry),
-            "channels": sum(1 for ch in self._channels.values() if not ch.system),
+            "channels": self._plain_channels,
             "subscriptions": self.subscription_count(),
             "msgs_in": c.msgs_in,
             "msgs_out": c.msgs_out,

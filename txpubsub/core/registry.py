@@ -13,8 +13,9 @@ from txpubsub.wire.names import check_name, is_client_id
 class ClientRecord:
     """The hub's record of one connection: its id, name, subscriptions, session."""
 
-    __slots__ = ("address", "addressable", "client_id", "connected_at", "inbox_last_id",
-                 "listener", "name", "name_locked", "patterns", "sender", "session", "user")
+    __slots__ = ("address", "addressable", "channels_created", "client_id", "connected_at",
+                 "inbox_last_id", "listener", "name", "name_locked", "patterns", "sender",
+                 "session", "user")
 
     def __init__(
         self, client_id: str, session: Session, connected_at: float, address: str,
@@ -32,6 +33,7 @@ class ClientRecord:
         self.addressable = True  # raw feed/ingest connections take no direct messages
         self.name_locked = False  # a name from a TLS certificate cannot be changed
         self.inbox_last_id = 0
+        self.channels_created = 0  # by its PUB, SUB and CREATE, for --max-channels-per-client
 
     def __repr__(self) -> str:
         return f"<ClientRecord {self.client_id} {self.name or '-'}>"

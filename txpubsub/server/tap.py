@@ -181,6 +181,36 @@ class Options(usage.Options):
             _int_at_least(1),
         ],
         [
+            "max-channels",
+            None,
+            100000,
+            "Most channels at once; then PUB/SUB/CREATE of a new one get "
+            "-ERR too-many-channels.",
+            _int_at_least(1),
+        ],
+        [
+            "max-channels-per-client",
+            None,
+            10000,
+            "Most channels one connection may create (by PUB, SUB or CREATE).",
+            _int_at_least(0),
+        ],
+        [
+            "max-subscriptions-total",
+            None,
+            1000000,
+            "Most subscriptions held by all connections together.",
+            _int_at_least(1),
+        ],
+        [
+            "max-retired",
+            None,
+            100000,
+            "Names of forgotten or dropped channels whose last ids are kept exactly "
+            "(older ones share 65536 high-water marks).",
+            _int_at_least(0),
+        ],
+        [
             "store",
             None,
             "memory",
@@ -350,6 +380,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             auto_create=not options["no-auto-create"],
             max_replay=options["max-replay"],
             max_list=options["max-list"],
+            max_channels=options["max-channels"],
+            max_channels_per_client=options["max-channels-per-client"],
+            max_subscriptions_total=options["max-subscriptions-total"],
+            max_retired=options["max-retired"],
             connection_log=options["connection-log"],
             store=store,
         )

@@ -20,8 +20,10 @@ ERROR_CODES = frozenset(
         "auth-required",
         "auth-failed",
         "rate-limited",
-        # Our extension (docs/protocol.md): a bug in the server, logged there.
+        # Our extensions (docs/protocol.md): a bug in the server, logged there;
+        # a server-wide or per-connection channel limit reached.
         "internal-error",
+        "too-many-channels",
     }
 )
 
