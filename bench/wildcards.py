@@ -26,7 +26,7 @@ from txpubsub.doors.line import LineDoor, LineDoorFactory
 
 
 def connect(factory: LineDoorFactory) -> LineDoor:
-    proto = factory.buildProtocol(None)
+    proto: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
     proto.makeConnection(StringTransport())
     return proto
 

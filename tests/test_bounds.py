@@ -169,7 +169,7 @@ class WildcardCostTests(SynchronousTestCase):
 
 
 @implementer(ISSLTransport)
-class HandshakingTransport(ConsumerTransport):
+class HandshakingTransport(ConsumerTransport):  # type: ignore[misc]
     """A TLS connection whose handshake the test finishes by hand."""
 
     def getPeerCertificate(self) -> None:
@@ -219,7 +219,7 @@ class MemoryBudgetTests(SynchronousTestCase):
         self.assertEqual(other.cmd("PING"), "MSG mine 1 c1 still\r\nPONG\r\n")
 
     def test_new_channels_capped_per_connection(self) -> None:
-        """One connection creates at most --max-channels-per-client channels;
+        """One connection creates at most --max-client-channels channels;
         another connection still can."""
         hub = make_hub(max_channels_per_client=100)
         attacker = Conn(hub)
@@ -228,7 +228,7 @@ class MemoryBudgetTests(SynchronousTestCase):
         self.assertEqual(Conn(hub).cmd("PUB fresh x"), "+OK 1\r\n")
 
     def test_subscriptions_capped_per_server(self) -> None:
-        """--max-subscriptions-total holds across connections, and places come
+        """--max-subscriptions-all holds across connections, and places come
         back when subscriptions go."""
         hub = make_hub(max_subscriptions_total=50)
         first, second = Conn(hub), Conn(hub)

@@ -186,13 +186,14 @@ class TLSTests(TestCase):
         accept: past it they are closed at once, a plain client gets
         BYE too-many-clients, and a connected client's PING is answered."""
         self.hub.registry.max_clients = 6
-        first = await self.plain_connect(self.listen("tcp:0:interface=127.0.0.1"))
+        plain_port = self.listen("tcp:0:interface=127.0.0.1")
+        first = await self.plain_connect(plain_port)
         port = self.mtls()
         silent = [await connect_raw(port) for _ in range(8)]
         # The last three found no place: closed without waiting for the timeout.
         for refused in silent[5:]:
             await refused.closed.addTimeout(WAIT, reactor)
-        late = await connect_raw(self.listeners[0].port.getHost().port)
+        late = await connect_raw(plain_port)
         await late.closed.addTimeout(WAIT, reactor)
         self.assertEqual(late.lines, [b"BYE too-many-clients"])
         self.assertEqual(await first.ask(b"PING", b"PONG"), b"PONG")
@@ -204,7 +205,7 @@ class TLSTests(TestCase):
                 break
             await deferLater(reactor, 0.01)
         self.assertEqual(self.hub.registry.reserved, 0)
-        again = await self.plain_connect(self.listeners[0].port.getHost().port)
+        again = await self.plain_connect(plain_port)
         self.assertEqual(await again.ask(b"PING", b"PONG"), b"PONG")
 
     async def test_certificate_name_beats_a_squatter(self) -> None:

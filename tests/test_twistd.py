@@ -107,7 +107,7 @@ class CommandLineTests(SynchronousTestCase):
         shown = " ".join(result.stdout.split())  # however the columns wrap
         for text in ("--port", "--max-line", "[default: 65536]", "--max-payload",
                      "--max-clients", "--max-subscriptions", "--no-auto-create",
-                     "--max-list", "--max-channels", "--max-subscriptions-total"):
+                     "--max-list", "--max-channels", "--max-subscriptions-all"):
             self.assertIn(text, shown)
 
     def test_bad_option_is_usage_error(self) -> None:

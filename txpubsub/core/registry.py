@@ -33,7 +33,7 @@ class ClientRecord:
         self.addressable = True  # raw feed/ingest connections take no direct messages
         self.name_locked = False  # a name from a TLS certificate cannot be changed
         self.inbox_last_id = 0
-        self.channels_created = 0  # by its PUB, SUB and CREATE, for --max-channels-per-client
+        self.channels_created = 0  # by its PUB, SUB and CREATE, for --max-client-channels
 
     def __repr__(self) -> str:
         return f"<ClientRecord {self.client_id} {self.name or '-'}>"
