@@ -65,9 +65,11 @@ class ServerService(MultiService):
                 text = reason.encode("utf-8", "replace")
                 if len(text) > STATUS_PIPE_TEXT:
                     text = text[:STATUS_PIPE_TEXT - 3] + b"..."
+                # The pid file goes first: once told, the parent exits, and a
+                # script that looks for the pid file then must not find it.
+                remove_own_pidfile(config.get("pidfile"))
                 os.write(pipe, b"1 " + text)
                 os.close(pipe)
-                remove_own_pidfile(config.get("pidfile"))
                 raise SystemExit(1)
             remove_own_pidfile(config.get("pidfile"))
         # In the foreground, twistd prints the message (to its log) and exits 1.
