@@ -48,7 +48,6 @@ class Authenticator:
         self.timeout = timeout
         self.failure_delay = failure_delay
         self.max_failures = max_failures
-        self.failures = 0  # failed AUTHs since the start (STATS auth_failures)
         self.table = table
         self.portal = make_portal(lambda: self.table, run_in_thread)
         hub.authorizer = RulesAuthorizer(table)

@@ -88,7 +88,7 @@ class Login:
         if not failure.check(UnauthorizedLogin):
             self._log.failure("checking a password failed", failure)
         self.failures += 1
-        self.auth.failures += 1
+        self.auth.hub.counters.auth_failures += 1
         self._log.warn("{client_id} from {address}: authentication as {user} failed "
                        "({failures} of {allowed})", client_id=self.client.client_id,
                        address=self.client.address, user=user, failures=self.failures,

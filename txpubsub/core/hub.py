@@ -714,5 +714,6 @@ class Hub(Service):
             "slow_consumers": c.slow_consumers,
             "connections_total": c.connections_total,
             "pacing_stalls": c.pacing_stalls,
+            "auth_failures": c.auth_failures,
             "store_errors": self.store.errors,
         }

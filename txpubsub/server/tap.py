@@ -146,6 +146,12 @@ class Options(usage.Options):
             "PUB/PUBB/SUB to a channel that does not exist get -ERR no-such-channel "
             "instead of creating it (CREATE still works).",
         ],
+        [
+            "allow-anonymous",
+            None,
+            "Without --users, let clients from other machines in (protected mode "
+            "answers them BYE protected-mode otherwise).",
+        ],
     ]
     optParameters = _naming_the_option([
         ["max-line", None, 65536, "Longest client line in bytes.", _int_at_least(64)],
@@ -270,6 +276,20 @@ class Options(usage.Options):
             _int_at_least(1),
         ],
         [
+            "users",
+            None,
+            None,
+            "A TOML file of users, password hashes and publish/subscribe rules "
+            "(docs/auth.md); re-read on SIGHUP and admin RELOAD.",
+        ],
+        [
+            "auth-timeout",
+            None,
+            10,
+            "Seconds a client has to AUTH when --users has no anonymous rules.",
+            _int_at_least(1),
+        ],
+        [
             "ping-interval",
             None,
             60,
@@ -358,6 +378,33 @@ class Options(usage.Options):
             raise usage.UsageError("--history: must not exceed --max-history")
 
 
+def _users(options: Options, hub: Hub) -> Any:
+    """The Authenticator for --users (None without), or SystemExit saying why not."""
+    path = options["users"]
+    if path is None:
+        return None
+    from txpubsub.auth.authenticator import Authenticator
+    from txpubsub.auth.users import UsersFileError
+
+    try:
+        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]))
+    except UsersFileError as e:
+        raise SystemExit(f"txpubsub: --users: {e}") from None
+
+
+def _check_raw_binding(auth: Any, feed: bool, channel: str, description: str) -> None:
+    """Feed and ingest connections cannot AUTH: they are anonymous, so the
+    anonymous rules must allow their channel, or the server does not start."""
+    rules = auth.table.rules_for(None)
+    allowed = rules.may_subscribe(channel) if feed else rules.may_publish(channel)
+    if not allowed:
+        option, verb = ("--feed", "subscribe") if feed else ("--ingest", "publish")
+        raise SystemExit(
+            f"txpubsub: {option} {channel}={description}: under --users its connections "
+            f"are anonymous, and the users file's [anonymous] rules do not let them "
+            f"{verb} to {channel}; add it to [anonymous] {verb} (docs/auth.md)")
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The hub and one listener per --port, as one service for twistd."""
     if reactor is None:
@@ -391,6 +438,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         raise SystemExit(f"txpubsub: --store {spec}: {e}") from None
     hub.setName("hub")
     hub.setServiceParent(top)
+    auth = _users(options, hub)
     SystemTicker(hub, time_interval=options["time-interval"]).setServiceParent(top)
     settings = DoorSettings(
         max_line=options["max-line"],
@@ -399,6 +447,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         max_stall=options["max-stall"] / 1000,
         tls_name_from=options["tls-name-from"],
         handshake_timeout=options["tls-handshake-timeout"],
+        # Protected mode: with no users, only this machine may connect unless told.
+        protected=auth is None and not options["allow-anonymous"],
     )
     # Only mtls: listeners ask for client certificates, so only they name clients by them.
     plain = dataclasses.replace(settings, tls_name_from="none")
@@ -412,8 +462,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                                       batcher=batcher, codec=lines))
         for description in options["ports"]
     ]
+    for _, factory in listeners:
+        factory.auth = auth
     for kind, bindings in ((FeedFactory, options["feeds"]), (IngestFactory, options["ingests"])):
         for channel, description in bindings:
+            if auth is not None:
+                _check_raw_binding(auth, kind is FeedFactory, channel, description)
             ensure_channel(hub, channel)
             listeners.append((description, kind(channel, hub, description, plain,
                                                  batcher=batcher, codec=bare)))
@@ -424,7 +478,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         services.extend(web_listeners(reactor, hub, options["ws"], tuple(options["ws-origins"]),
                                       plain, batcher))
-    lifecycle = Lifecycle(reactor, hub, list(services))
+    lifecycle = Lifecycle(reactor, hub, list(services), users=auth)
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
                                         AdminFactory(hub, lifecycle.shutdown, lifecycle.reload),
