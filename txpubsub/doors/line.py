@@ -66,8 +66,8 @@ class LineDoor(LineFramer):
     """One client connection speaking the line protocol; its session is the hub's."""
 
     _log = Logger()
-    __slots__ = ("_commands", "_login", "_pubb_channel", "_pubb_refusal", "_replies", "codec",
-                 "hub", "quiet", "session")
+    __slots__ = ("_auth", "_commands", "_login", "_pubb_channel", "_pubb_refusal", "_replies",
+                 "codec", "hub", "quiet", "session")
 
     def __init__(self, factory: LineDoorFactory) -> None:
         super().__init__()
@@ -81,13 +81,14 @@ class LineDoor(LineFramer):
         self._replies = ReplyQueue(self.session.send)
         self._commands = COMMANDS  # PRE_AUTH until a client that must authenticate has
         self._login: Login | None = None
+        self._auth = factory.auth
 
     # -- what the session asks of its door -----------------------------------
 
     def greet(self) -> None:
         client = self.session.client
         assert client is not None
-        auth = self.factory.auth
+        auth = self._auth
         if auth is not None:
             self._login = login = Login(auth, client)
             login.start(client.name if client.name_locked else None)
