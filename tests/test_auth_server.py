@@ -2,20 +2,27 @@
 real `twistd -n txpubsub --users FILE` over 127.0.0.1."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
 
 from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from txpubsub.auth.authenticator import Authenticator
 from txpubsub.auth.authorizer import RulesAuthorizer
 from txpubsub.auth.passwords import hash_password
+from txpubsub.core.hub import Hub
+from txpubsub.doors.line import LineDoorFactory
+from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import Options, makeService
 
 from .netclient import WAIT, connect
+from .test_tls import Certs
 from .test_twistd import ServerProcess, twistd
 
 
@@ -126,3 +133,40 @@ class UsersTwistdTests(TestCase):
         # The log names the address and the user, never a password.
         self.assertNotIn(b"Xyzzy-guess", server.output)
         self.assertNotIn(b"s3cret", server.output)
+
+
+class CertificateUserTLSTests(TestCase):
+    timeout = 60
+
+    async def test_certificate_maps_to_user(self) -> None:
+        """Over mtls: with --tls-name-from cn, a certificate named after a user is
+        that user from the start (INFO "user"); another certificate must AUTH."""
+
+        certs = Certs()
+        hub = Hub(reactor, epoch="itest")
+        auth = Authenticator.from_file(hub, users_file(USERS))
+        description = (f"mtls:0:interface=127.0.0.1:privateKey={certs.key_path}"
+                       f":certKey={certs.cert_path}:caCerts={certs.ca_path}")
+        factory = LineDoorFactory(hub, description, DoorSettings(tls_name_from="cn"))
+        factory.auth = auth
+        service = ListenerService(reactor, description, factory)
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = service.port.getHost().port
+        def endpoint(cn: str) -> object:
+            options = certs.client_options(certs.client("x.example", common_name=cn))
+            return wrapClientTLS(options, TCP4ClientEndpoint(reactor, "127.0.0.1", port))
+
+        alice = await connect(endpoint("alice"))
+        info = json.loads(alice.lines[0][5:])
+        self.assertEqual((info["user"], info["name"], info["auth_required"]),
+                         ("alice", "alice", False))
+        self.assertEqual(await alice.ask(b"PUB news.uk hi", b"+OK"), b"+OK 1")
+        other = await connect(endpoint("zed"))
+        info = json.loads(other.lines[0][5:])
+        self.assertNotIn("user", info)
+        self.assertTrue(info["auth_required"])
+        self.assertTrue((await other.ask(b"PUB news.uk hi", b"-ERR")).startswith(
+            b"-ERR auth-required"))
+        await alice.quit()
+        await other.quit()
