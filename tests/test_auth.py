@@ -114,7 +114,8 @@ class AuthRequiredTests(AuthCase):
         conn = self.conn()
         for line in ("SUB news.uk", "PUB news.uk hi", "NAME zed", "LIST", "WHO",
                      "CREATE x", "HISTORY news.uk", "UNSUB x", "QUIET on", "pub a b",
-                     "PUBB news.uk 2"):
+                     "PUBB news.uk 4\nPING"):
+            # A refused PUBB's payload is read, not taken for a command.
             self.assertTrue(conn.cmd(line).startswith("-ERR auth-required "), line)
         self.assertEqual(conn.cmd("PING"), "PONG\r\n")
         self.assertEqual(conn.cmd("PONG"), "")
@@ -359,6 +360,21 @@ class ReloadTests(AuthCase):
                          r"^\+OK reloaded 0 failed 1; users file not reloaded, old rules "
                          r"kept: .*users.toml: not valid TOML: .*\r\n$")
 
+    def test_kick_by_user(self) -> None:
+        """Admin KICK user:<user> closes every connection of that user."""
+        from twisted.internet.testing import StringTransport
+
+        first, second, bob = self.alice(), self.alice(), self.bob()
+        admin = AdminFactory(self.hub, lambda grace: None).buildProtocol(None)
+        transport = StringTransport()
+        admin.makeConnection(transport)
+        admin.dataReceived(b"KICK user:alice new password\r\nKICK user:zed\r\n")
+        self.assertEqual(transport.value(), b"+OK kicked c1 c2\r\n"
+                                            b"-ERR no-such-client no client is user zed\r\n")
+        self.assertTrue(first.take().endswith(b"BYE kicked new password\r\n"))
+        self.assertTrue(second.closed)
+        self.assertFalse(bob.closed)
+
     def test_user_removed(self) -> None:
         """A user taken out of the file keeps its connection but may do nothing."""
         bob = self.bob()
@@ -462,6 +478,19 @@ class PasswdTests(SynchronousTestCase):
         self.assertTrue(verify_password(stored, "pw"))
         self.assertFalse(verify_password(stored, "pW"))
         self.assertNotEqual(cheap("pw"), stored)  # salted
+
+    def test_python_scrypt(self) -> None:
+        """The scrypt PyPy uses (its hashlib has none) is RFC 7914's and hashlib's."""
+        from txpubsub.auth.passwords import scrypt_python
+
+        self.assertEqual(scrypt_python(b"", b"", 16, 1, 1, 64).hex(),
+                         "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442"
+                         "fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906")
+        if hasattr(__import__("hashlib"), "scrypt"):
+            import hashlib
+
+            self.assertEqual(scrypt_python(b"x y", b"saltsalt", 32, 3, 2, 33),
+                             hashlib.scrypt(b"x y", salt=b"saltsalt", n=32, r=3, p=2, dklen=33))
 
     def test_passwd_command(self) -> None:
         """`txpubsub passwd` reads a piped password and prints one line to paste."""

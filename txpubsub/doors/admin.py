@@ -33,6 +33,7 @@ HELP_LINES = (
     "CONNECTIONS [<n>]               past connections, newest first",
     "STATS                           the server's counters, one STAT line each",
     "KICK <id or name> [reason]      close a client with BYE kicked",
+    "KICK user:<user> [reason]       close every connection of a --users user",
     "DROP <channel>                  remove a channel; its subscribers get DROP",
     "PUB <channel> <text>            publish as $admin",
     "SHUTDOWN [grace-seconds]        BYE shutdown to every client (spread over grace), exit 0",
@@ -188,7 +189,16 @@ class AdminDoor(LineFramer):
         who, _, reason = rest.lstrip(b" ").partition(b" ")
         if not who:
             raise HubError("bad-args", "usage: KICK <id or name> [reason]")
-        client_id = self.hub.kick(who.decode(), reason.decode().strip())
+        target = who.decode()
+        if target.startswith("user:"):
+            # Every connection authenticated as that user (names have no colon).
+            user = target[len("user:"):]
+            ids = [self.hub.kick(c.client_id, reason.decode().strip())
+                   for c in self.hub.clients() if c.user == user]
+            if not ids:
+                raise HubError("no-such-client", f"no client is user {shorten(user)}")
+            return f"+OK kicked {' '.join(ids)}\r\n".encode()
+        client_id = self.hub.kick(target, reason.decode().strip())
         return f"+OK kicked {client_id}\r\n".encode()
 
     def do_drop(self, rest: bytes) -> bytes:

@@ -482,13 +482,29 @@ COMMANDS: dict[bytes, Callable[[LineDoor, bytes], None]] = {
 }
 
 
+_AUTH_REQUIRED = HubError("auth-required", "AUTH <user> <password> first")
+
+
 def _auth_required(door: LineDoor, rest: bytes) -> None:
-    raise HubError("auth-required", "AUTH <user> <password> first")
+    raise _AUTH_REQUIRED
+
+
+def _pubb_auth_required(door: LineDoor, rest: bytes) -> None:
+    # Refused, but its payload is still read (as for any refused PUBB), so
+    # that it cannot pass for commands.
+    try:
+        door.do_pubb(rest)
+    except HubError:
+        raise _AUTH_REQUIRED from None
+    if door.receiving_payload():
+        door._pubb_channel = None
+        door._pubb_refusal = _AUTH_REQUIRED.as_line()
 
 
 # Before a client that must authenticate has: only these work.
 PRE_AUTH: dict[bytes, Callable[[LineDoor, bytes], None]] = {
-    verb: (command if verb in (b"AUTH", b"PING", b"PONG", b"HELP", b"QUIT") else _auth_required)
+    verb: (command if verb in (b"AUTH", b"PING", b"PONG", b"HELP", b"QUIT")
+           else _pubb_auth_required if verb == b"PUBB" else _auth_required)
     for verb, command in COMMANDS.items()
 }
 
