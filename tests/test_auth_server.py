@@ -7,8 +7,10 @@ import os
 import signal
 import tempfile
 
+from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -21,7 +23,7 @@ from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import Options, makeService
 
-from .netclient import WAIT, connect
+from .netclient import WAIT, connect, port_of
 from .test_tls import Certs
 from .test_twistd import ServerProcess, twistd
 
@@ -44,7 +46,9 @@ subscribe = ["news.>"]
 def make(*args: str) -> list[object]:
     options = Options()
     options.parseOptions([*args, "--admin", "none"])
-    return list(makeService(options, MemoryReactorClock()))
+    top = makeService(options, MemoryReactorClock())
+    assert isinstance(top, MultiService)
+    return list(top)
 
 
 class UsersOptionTests(SynchronousTestCase):
@@ -152,8 +156,8 @@ class CertificateUserTLSTests(TestCase):
         service = ListenerService(reactor, description, factory)
         service.startService()
         self.addCleanup(service.stopService)
-        port = service.port.getHost().port
-        def endpoint(cn: str) -> object:
+        port = port_of(service)
+        def endpoint(cn: str) -> IStreamClientEndpoint:
             options = certs.client_options(certs.client("x.example", common_name=cn))
             return wrapClientTLS(options, TCP4ClientEndpoint(reactor, "127.0.0.1", port))
 

@@ -34,6 +34,13 @@ FAILURE_DELAY = 1.0
 MAX_FAILURES = 3
 
 
+def _avatar(result: tuple[Any, ...]) -> UserAvatar:
+    """The avatar of Portal.login's (interface, avatar, logout)."""
+    avatar = result[1]
+    assert isinstance(avatar, UserAvatar), avatar
+    return avatar
+
+
 class Authenticator:
     """Checks who a client is against the users file, through a twisted.cred Portal."""
 
@@ -66,7 +73,7 @@ class Authenticator:
         """The user's avatar if the password is right; fails with UnauthorizedLogin."""
         d = self.portal.login(UsernamePassword(user.encode(), password.encode()), None,
                               IPubSubUser)
-        return d.addCallback(lambda result: result[1])
+        return d.addCallback(_avatar)
 
     def certificate_user(self, name: str) -> UserAvatar | None:
         """The user a verified certificate name is (the same name in the users

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import ICredentials, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
@@ -33,7 +33,7 @@ def _decoy_hash() -> str:
 RunInThread = Callable[..., "Deferred[Any]"]
 
 
-class ICertificateIdentity(Interface):
+class ICertificateIdentity(ICredentials):
     """Credentials: the name a client's verified TLS certificate carries."""
 
     name = Attribute("the certificate's name (CN or SAN, per --tls-name-from)")
@@ -83,7 +83,7 @@ class PasswordHashChecker:
         self._table = table
         self._run = run_in_thread
 
-    def requestAvatarId(self, credentials: Any) -> Deferred[str]:
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
         username = credentials.username
         if isinstance(username, bytes):
             username = username.decode("utf-8", "replace")
@@ -94,9 +94,9 @@ class PasswordHashChecker:
         stored = user.password if user is not None else None
         d = self._run(verify_password, stored or _decoy_hash(), password)
 
-        def decided(ok: bool) -> str:
+        def decided(ok: bool) -> bytes:
             if ok and stored is not None:
-                return username  # type: ignore[no-any-return]
+                return str(username).encode()  # avatar ids are bytes in twisted.cred
             raise UnauthorizedLogin("wrong user or password")
 
         return d.addCallback(decided)
@@ -111,9 +111,9 @@ class CertificateChecker:
     def __init__(self, table: Callable[[], UserTable]) -> None:
         self._table = table
 
-    def requestAvatarId(self, credentials: Any) -> Deferred[str]:
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
         if credentials.name in self._table().users:
-            return succeed(credentials.name)
+            return succeed(str(credentials.name).encode())
         return fail(UnauthorizedLogin(f"no user {credentials.name} in the users file"))
 
 
@@ -127,7 +127,8 @@ class UsersRealm:
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
         if IPubSubUser not in interfaces:
             raise NotImplementedError("txpubsub users are IPubSubUser avatars")
-        avatar = UserAvatar(avatarId, self._table().rules_for(avatarId))
+        name = avatarId.decode() if isinstance(avatarId, bytes) else str(avatarId)
+        avatar = UserAvatar(name, self._table().rules_for(name))
         return IPubSubUser, avatar, lambda: None
 
 
