@@ -522,3 +522,57 @@ class NoUsersTests(SynchronousTestCase):
     def test_hub_skips_authorizer_without_users(self) -> None:
         hub: Hub = make_hub()
         self.assertFalse(hub._restricted)
+
+
+class WebSocketAuthTests(AuthCase):
+    """The same rules through the JSON WebSocket door's auth op."""
+
+    def ws(self) -> Any:
+        from txpubsub.doors.websocket import JsonDoorFactory, JsonSocketFactory
+
+        from .wsframes import WsConn
+
+        doors = JsonDoorFactory(self.hub, "ws:test", DoorSettings())
+        doors.auth = self.auth
+        return WsConn(self.hub, factory=JsonSocketFactory(doors))
+
+    def test_auth_required_then_auth(self) -> None:
+        ws = self.ws()
+        self.assertIs(ws.greeting[0]["auth_required"], True)
+        self.assertEqual(ws.ask({"op": "sub", "pattern": "news.uk", "ref": 1})[0]["code"],
+                         "auth-required")
+        self.assertEqual(ws.ask({"op": "ping", "ref": 2}), [{"type": "pong", "ref": 2}])
+        self.assertEqual(ws.ask({"op": "auth", "user": "bob", "password": "bob-pw", "ref": 3}),
+                         [{"type": "ok", "ref": 3, "user": "bob"}])
+        self.assertEqual(ws.ask({"op": "pub", "channel": "news.uk", "data": "x", "ref": 4}),
+                         [{"type": "ok", "ref": 4, "id": 1}])
+        self.assertEqual(ws.ask({"op": "pub", "channel": "news.fr", "data": "x"})[0]["code"],
+                         "forbidden")
+        ws.lose()
+
+    def test_failure_delay_and_requests_behind_it(self) -> None:
+        """A wrong password is answered a second later; requests sent behind it wait."""
+        ws = self.ws()
+        self.assertEqual(ws.ask({"op": "auth", "user": "bob", "password": "no", "ref": 1}), [])
+        self.assertEqual(ws.ask({"op": "ping", "ref": 2}), [])
+        self.clock.advance(1)
+        self.assertEqual(ws.take(), [
+            {"type": "err", "ref": 1, "code": "auth-failed", "text": "wrong user or password"},
+            {"type": "pong", "ref": 2}])
+        ws.lose()
+
+    def test_third_failure_and_timeout_close(self) -> None:
+        ws = self.ws()
+        for _ in range(3):
+            ws.ask({"op": "auth", "user": "bob", "password": "no"})
+            self.clock.advance(1)
+        frames = ws.frames()
+        self.assertEqual(frames[-1][0], 8)
+        self.assertEqual(frames[-1][1][2:], b"auth-failed")
+        other = self.ws()
+        self.clock.advance(10)
+        frames = other.frames()
+        self.assertEqual((int.from_bytes(frames[-1][1][:2], "big"), frames[-1][1][2:]),
+                         (1008, b"auth-timeout"))
+        ws.lose()
+        other.lose()

@@ -477,7 +477,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from txpubsub.server.web import web_listeners
 
         services.extend(web_listeners(reactor, hub, options["ws"], tuple(options["ws-origins"]),
-                                      plain, batcher))
+                                      plain, batcher, auth))
     lifecycle = Lifecycle(reactor, hub, list(services), users=auth)
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
