@@ -576,3 +576,37 @@ class WebSocketAuthTests(AuthCase):
                          (1008, b"auth-timeout"))
         ws.lose()
         other.lose()
+
+
+class RawDoorTests(AuthCase):
+    extra = ANONYMOUS
+
+    def test_ingest_follows_the_anonymous_rules(self) -> None:
+        """Ingest lines are anonymous publishes: refused ones reach no subscriber."""
+        from txpubsub.doors.feeds import IngestFactory
+
+        reader = self.conn()
+        reader.cmd("SUB news.>")
+        ingest = Conn(self.hub, IngestFactory("news.anon", self.hub, "tcp:ingest"))
+        ingest.send(b"first\n")
+        self.assertEqual(reader.take(), b"MSG news.anon 1 c2 first\r\n")
+        self.write(USERS + ANONYMOUS.replace('publish = ["news.anon"]', ""))
+        Lifecycle(self.clock, self.hub, [], handle_signals=False, users=self.auth).reload()
+        ingest.send(b"second\n")
+        self.assertEqual(reader.take(), b"")
+        self.assertFalse(ingest.closed)
+
+    def test_feed_refused_after_reload(self) -> None:
+        """A new feed connection whose channel the anonymous rules no longer cover is
+        closed; a line subscriber's forbidden SUB receives nothing."""
+        from txpubsub.doors.feeds import FeedFactory
+
+        self.write(USERS + ANONYMOUS.replace('subscribe = ["news.>"]', 'subscribe = ["x"]'))
+        Lifecycle(self.clock, self.hub, [], handle_signals=False, users=self.auth).reload()
+        feed = Conn(self.hub, FeedFactory("news.>", self.hub, "tcp:feed"))
+        self.assertTrue(feed.closed)
+        reader = self.conn()
+        self.assertTrue(reader.cmd("SUB news.>").startswith("-ERR forbidden "))
+        self.alice().cmd("PUB news.uk x")  # alice may not; bob may
+        self.bob().cmd("PUB news.uk x")
+        self.assertEqual(reader.take(), b"")
