@@ -21,7 +21,7 @@ from txpubsub.core.hub import Hub
 from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings
 from txpubsub.server.listeners import ListenerService
-from txpubsub.server.tap import Options, makeService
+from txpubsub.server.tap import Options, beyond_loopback, makeService
 
 from .netclient import WAIT, connect, port_of
 from .test_tls import Certs
@@ -72,6 +72,21 @@ class UsersOptionTests(SynchronousTestCase):
         self.assertIsNone(factory.auth)  # type: ignore[attr-defined]
         [factory] = self.factories(make("--port", "tcp:1234", "--allow-anonymous"))
         self.assertFalse(factory.settings.protected)  # type: ignore[attr-defined]
+
+    def test_protected_mode_said_at_start(self) -> None:
+        """A listener beyond loopback in protected mode gets one startup line saying so."""
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        make("--port", "tcp:1234", "--port", "tcp:1235:interface=127.0.0.1",
+             "--port", "tcp6:1236:interface=\\:\\:1", "--port", "unix:/tmp/x.sock")
+        said = [e["listener"] for e in events if "protected mode" in e["log_format"]]
+        self.assertEqual(said, ["tcp:1234"])
+        self.assertEqual(beyond_loopback("tcp:1:interface=0.0.0.0"), True)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        make("--port", "tcp:1234", "--allow-anonymous")
+        self.assertEqual([e for e in events if "protected mode" in e["log_format"]], [])
 
     def test_bad_users_file_stops_the_start(self) -> None:
         """A users file that cannot be used stops the server with one line saying why."""

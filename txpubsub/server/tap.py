@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import stat
 import sys
 from typing import Any, Callable
@@ -405,6 +406,30 @@ def _check_raw_binding(auth: Any, feed: bool, channel: str, description: str) ->
             f"{verb} to {channel}; add it to [anonymous] {verb} (docs/auth.md)")
 
 
+def beyond_loopback(description: str) -> bool:
+    """Whether a listener may take connections from other machines (an IP
+    listener not bound to a loopback interface)."""
+    if description.startswith("unix:"):
+        return False
+    for part in re.split(r"(?<!\\):", description):  # colons escaped as \: are data
+        if part.startswith("interface="):
+            interface = part[len("interface="):].replace("\\:", ":")
+            return not (interface.startswith("127.") or interface in ("::1", "localhost"))
+    return True
+
+
+def _say_protected(descriptions: list[str]) -> None:
+    """One startup line per listener that protected mode will guard."""
+    from twisted.logger import Logger
+
+    for description in descriptions:
+        if beyond_loopback(description):
+            Logger().warn(
+                "protected mode: {listener} listens beyond loopback, but without --users only "
+                "clients on this machine are let in (others get BYE protected-mode); give "
+                "--users FILE (docs/auth.md) or --allow-anonymous", listener=description)
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The hub and one listener per --port, as one service for twistd."""
     if reactor is None:
@@ -478,6 +503,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         services.extend(web_listeners(reactor, hub, options["ws"], tuple(options["ws-origins"]),
                                       plain, batcher, auth))
+    if settings.protected:
+        _say_protected([s.description for s in services])
     lifecycle = Lifecycle(reactor, hub, list(services), users=auth)
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
