@@ -78,13 +78,13 @@ class UsersOptionTests(SynchronousTestCase):
         from twisted.internet.testing import EventLoggingObserver
         from twisted.logger import globalLogPublisher
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
         make("--port", "tcp:1234", "--port", "tcp:1235:interface=127.0.0.1",
              "--port", "tcp6:1236:interface=\\:\\:1", "--port", "unix:/tmp/x.sock")
         said = [e["listener"] for e in events if "protected mode" in e["log_format"]]
         self.assertEqual(said, ["tcp:1234"])
         self.assertEqual(beyond_loopback("tcp:1:interface=0.0.0.0"), True)
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
         make("--port", "tcp:1234", "--allow-anonymous")
         self.assertEqual([e for e in events if "protected mode" in e["log_format"]], [])
 
