@@ -465,6 +465,19 @@ class UsersFileTests(SynchronousTestCase):
                 parse_users(text, "users.toml")
             self.assertIn(expected, str(caught.exception), text)
 
+    def test_docs_example(self) -> None:
+        """The complete example in docs/auth.md is a users file the server takes."""
+        import re
+
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "auth.md")
+        with open(path) as f:
+            found = re.search(r"```toml\n(.*?)```", f.read(), re.S)
+        assert found is not None
+        table = parse_users(found.group(1), "docs/auth.md")
+        self.assertEqual(sorted(table.users), ["alice", "auditor", "newsroom", "sensor-7"])
+        self.assertFalse(table.users["alice"].rules.may_subscribe("chat.>"))
+        self.assertIsNone(table.users["sensor-7"].password)
+
     def test_missing_file(self) -> None:
         with self.assertRaises(UsersFileError) as caught:
             load_users("/nonexistent/users.toml")
