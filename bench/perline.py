@@ -8,6 +8,7 @@ compare two versions of the code, or what keeping history costs:
 
     PYTHONPATH=/path/to/version python bench/perline.py LABEL
     python bench/perline.py "no history" --history 0
+    python bench/perline.py "users" --users    # the publisher checked by a users file's rules
 
 Run each side several times, alternating, and compare medians: on PyPy a
 single run moves by ±30% (garbage collection and JIT decisions).
@@ -48,12 +49,22 @@ def setup(history: int = 100, wildcard: bool = False
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("label", nargs="?", default="this version")
+    parser.add_argument("--users", action="store_true",
+                        help="the publisher is a user of a users file with a few rules")
     parser.add_argument("--history", type=int, default=100,
                         help="messages each channel keeps (the server's default: 100)")
     parser.add_argument("--wildcard", action="store_true",
                         help="subscribe with ch<n>.* and publish to ch<n>.x")
     args = parser.parse_args()
-    _, publisher, readers = setup(args.history, args.wildcard)
+    hub, publisher, readers = setup(args.history, args.wildcard)
+    if args.users:
+        from txpubsub.auth.authorizer import RulesAuthorizer
+        from txpubsub.auth.users import parse_users
+
+        hub.authorizer = RulesAuthorizer(parse_users(
+            '[users.bench]\npublish = ["news.>", "@*", "*", "*.x"]\n'
+            'deny_publish = ["secret", "news.secret"]\nsubscribe = [">"]\n'))
+        publisher.session.client.user = "bench"  # type: ignore[union-attr]
     batcher = publisher.factory.batcher
     payload = b"hello world payload 64 bytes " + b"x" * 31
     suffix = b".x" if args.wildcard else b""

@@ -67,13 +67,14 @@ class AdminCommandTests(SynchronousTestCase):
 
     def test_clients(self) -> None:
         """CLIENT id name address listener connected-at subscriptions in out buffered
-        seconds-connected: how long each client has been connected comes last."""
+        seconds-connected user: how long each client has been connected, then its
+        --users user (- for none)."""
         self.clock.advance(2.5)
         self.assertEqual(self.admin.cmd("CLIENTS").decode().splitlines(), [
             f"CLIENT c1 alice 127.0.0.1:{self.alice.transport.getPeer().port} tcp:test "
-            "2025-11-23T02:44:26Z 2 0 1 21 7",  # alice has not read her MSG yet
+            "2025-11-23T02:44:26Z 2 0 1 21 7 -",  # alice has not read her MSG yet
             f"CLIENT c2 - 127.0.0.1:{self.bob.transport.getPeer().port} tcp:test "
-            "2025-11-23T02:44:26Z 0 1 0 0 7",
+            "2025-11-23T02:44:26Z 0 1 0 0 7 -",
             "+OK 2",
         ])
 
@@ -220,7 +221,7 @@ class AdminProcessTests(TestCase):
         clients = await self.admin(workdir, b"CLIENTS")
         self.assertEqual(clients[-1], b"+OK 3")
         self.assertRegex(clients[0], rb"^CLIENT c1 alice 127\.0\.0\.1:\d+ tcp:0:interface=127"
-                                     rb"\.0\.0\.1 " + ISO + rb" 1 0 0 0 \d+$")
+                                     rb"\.0\.0\.1 " + ISO + rb" 1 0 0 0 \d+ -$")
         self.assertEqual(await self.admin(workdir, b"DROP news"), [b"+OK dropped news"])
         await alice.wait_line(b"DROP news")
         await carol.wait_line(b"DROP news")
@@ -261,7 +262,7 @@ class AdminProcessTests(TestCase):
         self.assertEqual(reason.exitCode, 1)
         self.assertIn(b"another server is running on this socket", second.output)
         self.assertNotIn(b"Traceback", second.output)
-        self.assertEqual((await self.admin(workdir, b"STATS"))[-1], b"+OK 12")
+        self.assertEqual((await self.admin(workdir, b"STATS"))[-1], b"+OK 13")
         process.signalProcess(signal.SIGTERM)
         await server.ended.addTimeout(WAIT, reactor)
 
@@ -366,13 +367,13 @@ class AdminSocketTests(TestCase):
         """printf 'STATS\\nCLIENTS\\n' | nc -U -N prints both replies and exits."""
         reply = await deferToThread(ask_and_half_close, self.path, b"STATS\nCLIENTS\n")
         self.assertIn(b"STAT uptime_s ", reply)
-        self.assertTrue(reply.endswith(b"+OK 12\r\n+OK 0\r\n"), reply)
+        self.assertTrue(reply.endswith(b"+OK 13\r\n+OK 0\r\n"), reply)
 
     async def test_last_line_without_line_end_is_answered(self) -> None:
         """printf 'STATS' (no newline) | nc -U -N still gets the STATS reply."""
         reply = await deferToThread(ask_and_half_close, self.path, b"HELP\r\nSTATS")
         self.assertTrue(reply.startswith(b"HELP CLIENTS"), reply)
-        self.assertTrue(reply.endswith(b"+OK 12\r\n"), reply)
+        self.assertTrue(reply.endswith(b"+OK 13\r\n"), reply)
 
 
 class AdminPathTests(SynchronousTestCase):

@@ -31,6 +31,13 @@ class LayoutTests(SynchronousTestCase):
         loaded = loaded_after("import txpubsub.cli.main, txpubsub.cli.chat, txpubsub.cli.bench")
         self.assertEqual([m for m in loaded if m.startswith(SERVER_SIDE)], [])
 
+    def test_passwd_loads_nothing_of_the_server(self) -> None:
+        """`txpubsub passwd` needs only the standard library's scrypt."""
+        loaded = loaded_after("import txpubsub.cli.passwd, txpubsub.auth.passwords")
+        self.assertEqual([m for m in loaded if m.startswith(SERVER_SIDE)], [])
+        self.assertEqual([m for m in loaded if m.startswith("txpubsub.auth")],
+                         ["txpubsub.auth", "txpubsub.auth.passwords"])
+
     def test_core_loads_no_door_and_no_server(self) -> None:
         loaded = loaded_after("import txpubsub.core.hub, txpubsub.core.system")
         self.assertIn("txpubsub.core.hub", loaded)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import ModuleType
 
 from txpubsub import __version__
-from txpubsub.cli import admin, bench, chat, manhole, pub, sub
+from txpubsub.cli import admin, bench, chat, manhole, passwd, pub, sub
 from txpubsub.cli.connect import check_server_options
 from txpubsub.cli.console import Console, Failed, run_twisted
 
@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "admin": (admin, "one admin command, or an admin prompt"),
     "manhole": (manhole, "the Python prompt inside the server"),
     "bench": (bench, "measure the server's speed"),
+    "passwd": (passwd, "a password hash for the server's --users file"),
 }
 TWISTED = ("sub", "pub", "chat")  # the subcommands that run on the reactor
 
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(manhole.run(args))
         if args.cmd == "bench":
             sys.exit(bench.main(args))
+        if args.cmd == "passwd":
+            sys.exit(passwd.run(args))
         if args.cmd == "chat" and sys.stdin.isatty():
             from twisted.internet import asyncioreactor
 

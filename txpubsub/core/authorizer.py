@@ -12,7 +12,12 @@ if TYPE_CHECKING:
 
 
 class Authorizer(Protocol):
-    """Answers for one server's rules; the hub raises ``forbidden`` on False."""
+    """Answers for one server's rules; the hub raises ``forbidden`` on False.
+
+    An authorizer may also have ``may_name(client, name) -> bool`` (NAME;
+    False is ``name-taken``): txpubsub.auth reserves each user's user name
+    for that user. The hub asks it only if it is there.
+    """
 
     def may_publish(self, client: ClientRecord, channel: str) -> bool:
         """Publish to (or CREATE) ``channel``; ``@name`` for direct messages."""

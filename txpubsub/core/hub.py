@@ -145,6 +145,7 @@ class Hub(Service):
         self._authorizer = authorizer
         # A publish skips the call when everything is allowed anyway.
         self._restricted = not isinstance(authorizer, AllowAll)
+        self._may_name = getattr(authorizer, "may_name", None)  # optional (see Authorizer)
 
     @property
     def max_clients(self) -> int:
@@ -259,6 +260,11 @@ class Hub(Service):
         """Give a client a name (or a new one); HubError bad-args or name-taken."""
         if client.name_locked:
             raise HubError("forbidden", "your name comes from your certificate")
+        if self._may_name is not None and not self._may_name(client, check_name(name)):
+            raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        return self._rename(client, name)
+
+    def _rename(self, client: ClientRecord, name: str) -> str:
         if self.registry.rename(client, name):
             self._announce("$sys.clients", f"name {client.client_id} {name}")
         return name
@@ -277,7 +283,9 @@ class Hub(Service):
                 raise HubError("auth-failed", f"{name} is connected already")
             self.registry.unname(holder)
             holder.session.close(CloseReason.KICKED, "that name belongs to a certificate")
-        self.set_name(client, name)
+        # Not set_name: the certificate vouches for the name (a users file
+        # maps it to its user when the door greets).
+        self._rename(client, name)
         client.name_locked = True
 
     def clients(self) -> list[ClientRecord]:
@@ -706,5 +714,6 @@ class Hub(Service):
             "slow_consumers": c.slow_consumers,
             "connections_total": c.connections_total,
             "pacing_stalls": c.pacing_stalls,
+            "auth_failures": c.auth_failures,
             "store_errors": self.store.errors,
         }

@@ -14,6 +14,7 @@ class Counters:
     connections_total: int = 0
     slow_consumers: int = 0
     pacing_stalls: int = 0
+    auth_failures: int = 0  # wrong AUTH user or password (--users)
 
 
 @dataclass

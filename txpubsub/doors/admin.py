@@ -9,7 +9,7 @@ read before the end of input is answered, then the connection closes.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -33,10 +33,11 @@ HELP_LINES = (
     "CONNECTIONS [<n>]               past connections, newest first",
     "STATS                           the server's counters, one STAT line each",
     "KICK <id or name> [reason]      close a client with BYE kicked",
+    "KICK user:<user> [reason]       close every connection of a --users user",
     "DROP <channel>                  remove a channel; its subscribers get DROP",
     "PUB <channel> <text>            publish as $admin",
     "SHUTDOWN [grace-seconds]        BYE shutdown to every client (spread over grace), exit 0",
-    "RELOAD                          read the mtls: listeners' certificate files again",
+    "RELOAD                          read certificate files and the --users file again",
     "QUIT                            close this admin connection",
     "HELP                            this text",
 )
@@ -57,7 +58,7 @@ class AdminDoor(LineFramer):
     _log = Logger()
 
     def __init__(self, hub: Hub, shutdown: Callable[[float], object],
-                 reload: Callable[[], tuple[int, int]]) -> None:
+                 reload: Callable[[], tuple[Any, ...]]) -> None:
         super().__init__()
         self.hub = hub
         self.shutdown = shutdown
@@ -148,7 +149,7 @@ class AdminDoor(LineFramer):
             f"CLIENT {c.client_id} {c.name or '-'} {c.address} {c.listener} "
             f"{iso_utc(c.connected_at)} {len(c.patterns)} {c.session.msgs_in} "
             f"{c.session.msgs_out} {c.session.pending_bytes()} "
-            f"{max(0, int(now - c.connected_at))}"
+            f"{max(0, int(now - c.connected_at))} {c.user or '-'}"
             for c in self.hub.clients()
         ])
 
@@ -188,7 +189,16 @@ class AdminDoor(LineFramer):
         who, _, reason = rest.lstrip(b" ").partition(b" ")
         if not who:
             raise HubError("bad-args", "usage: KICK <id or name> [reason]")
-        client_id = self.hub.kick(who.decode(), reason.decode().strip())
+        target = who.decode()
+        if target.startswith("user:"):
+            # Every connection authenticated as that user (names have no colon).
+            user = target[len("user:"):]
+            ids = [self.hub.kick(c.client_id, reason.decode().strip())
+                   for c in self.hub.clients() if c.user == user]
+            if not ids:
+                raise HubError("no-such-client", f"no client is user {shorten(user)}")
+            return f"+OK kicked {' '.join(ids)}\r\n".encode()
+        client_id = self.hub.kick(target, reason.decode().strip())
         return f"+OK kicked {client_id}\r\n".encode()
 
     def do_drop(self, rest: bytes) -> bytes:
@@ -218,8 +228,11 @@ class AdminDoor(LineFramer):
         return b"+OK shutting down\r\n"
 
     def do_reload(self, rest: bytes) -> bytes:
-        done, failed = self.reload()
-        return b"+OK reloaded %d failed %d\r\n" % (done, failed)
+        # (reloaded, failed) and, if the users file could not be used, why.
+        result = self.reload()
+        done, failed = result[0], result[1]
+        why = f"; {result[2]}" if len(result) > 2 and result[2] else ""
+        return f"+OK reloaded {done} failed {failed}{why}\r\n".encode()
 
     def do_quit(self, rest: bytes) -> bytes:
         return b"+OK bye\r\n"  # lineReceived closes once it is written
@@ -251,7 +264,7 @@ class AdminFactory(Factory):
     noisy = False
 
     def __init__(self, hub: Hub, shutdown: Callable[[float], object],
-                 reload: Callable[[], tuple[int, int]] = lambda: (0, 0)) -> None:
+                 reload: Callable[[], tuple[Any, ...]] = lambda: (0, 0)) -> None:
         self.hub = hub
         self.shutdown = shutdown
         self.reload = reload

@@ -25,6 +25,8 @@ class DoorFactory(Factory):
     kind: ClassVar[str] = "line"  # the door's name in the counters
     protocol: Callable[[Any], Protocol]  # the door class: built with its factory
     make_codec: ClassVar[Callable[[], Codec]]
+    # The server's Authenticator (txpubsub.auth) when it has --users, else None.
+    auth: Any = None
 
     def __init__(
         self, hub: Hub, listener: str = "-", settings: DoorSettings | None = None, *,

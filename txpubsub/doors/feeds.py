@@ -86,10 +86,20 @@ class RawDoor(LineFramer):
 class FeedDoor(RawDoor):
     """A reader that only listens: bare payload lines, input ignored."""
 
+    _log = Logger()
+
     def greet(self) -> None:
         super().greet()
         assert self.session.client is not None  # greeted once attached
-        self.hub.subscribe(self.session.client, self.channel)
+        try:
+            self.hub.subscribe(self.session.client, self.channel)
+        except HubError as e:
+            # Under --users a feed reader is anonymous; a reload may have taken
+            # the channel away from the anonymous rules.
+            self._log.warn("feed {client!r} on {channel}: {code} {text}",
+                           client=self.session.client, channel=self.channel, code=e.code,
+                           text=e.text)
+            self.session.close(CloseReason.ERROR)
 
     def dataReceived(self, data: bytes) -> None:
         """Whatever a feed reader types is dropped."""

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txpubsub import __version__
+from txpubsub.auth.login import Login
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import LIST_WORK, Session
 from txpubsub.doors.codecs import line_codec
@@ -27,6 +28,7 @@ from txpubsub.wire.names import channel_kind, is_client_id, parse_number, split_
 LISTING_BATCH = 64
 
 HELP_LINES = (
+    "AUTH <user> <password>           log in as a user of the server (--users)",
     "NAME <name>                      set or change your name",
     "CREATE <channel> [history=<n>]   create a channel keeping the last n messages",
     "SUB <pattern>                    subscribe; * is one token, > the rest (news.>)",
@@ -64,8 +66,8 @@ class LineDoor(LineFramer):
     """One client connection speaking the line protocol; its session is the hub's."""
 
     _log = Logger()
-    __slots__ = ("_pubb_channel", "_pubb_refusal", "_replies", "codec", "hub", "quiet",
-                 "session")
+    __slots__ = ("_auth", "_commands", "_login", "_pubb_channel", "_pubb_refusal", "_replies",
+                 "codec", "hub", "quiet", "session")
 
     def __init__(self, factory: LineDoorFactory) -> None:
         super().__init__()
@@ -77,12 +79,21 @@ class LineDoor(LineFramer):
         self._pubb_channel: str | None = None
         self._pubb_refusal = b""
         self._replies = ReplyQueue(self.session.send)
+        self._commands = COMMANDS  # PRE_AUTH until a client that must authenticate has
+        self._login: Login | None = None
+        self._auth = factory.auth
 
     # -- what the session asks of its door -----------------------------------
 
     def greet(self) -> None:
         client = self.session.client
         assert client is not None
+        auth = self._auth
+        if auth is not None:
+            self._login = login = Login(auth, client)
+            login.start(client.name if client.name_locked else None)
+            if login.must_authenticate:
+                self._commands = PRE_AUTH
         info = {
             "server": "txpubsub",
             "version": __version__,
@@ -91,9 +102,11 @@ class LineDoor(LineFramer):
             "max_line": self.MAX_LENGTH,
             "max_payload": self.hub.max_payload,
             "tls": ISSLTransport.providedBy(self.transport),
-            "auth_required": False,
+            "auth_required": self._commands is PRE_AUTH,
             "epoch": self.hub.epoch,
         }
+        if client.user is not None:
+            info["user"] = client.user  # from the client's TLS certificate
         if client.name_locked:
             info["name"] = client.name  # from the client's TLS certificate
         self.session.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
@@ -116,7 +129,14 @@ class LineDoor(LineFramer):
         self.session.handshake_completed()
 
     def connectionLost(self, reason: object = None) -> None:
+        if self._login is not None:
+            self._login.stop()
         self.session.connection_lost(reason)
+
+    def release_input(self) -> None:
+        # Pacing must not let input through while an AUTH is being checked.
+        if self._login is None or not self._login.pending:
+            super().release_input()
 
     # A peer that sends its last commands and shuts down its side
     # (printf ... | nc -N) still gets every reply.
@@ -158,7 +178,8 @@ class LineDoor(LineFramer):
             except UnicodeDecodeError:
                 self._bad_encoding(verb, rest)
                 return
-        command = COMMANDS.get(verb) or COMMANDS.get(verb.upper())
+        commands = self._commands
+        command = commands.get(verb) or commands.get(verb.upper())
         try:
             if command is None:
                 raise HubError(
@@ -402,6 +423,36 @@ class LineDoor(LineFramer):
         # The reply itself may have been one too many (then it closed already).
         self.session.finish(CloseReason.QUIT)
 
+    def do_auth(self, rest: bytes) -> None:
+        user, sep, password = rest.lstrip(b" ").partition(b" ")
+        if not user or not sep:
+            raise HubError("bad-args", "usage: AUTH <user> <password>")
+        if self._login is None:
+            raise HubError("auth-failed", "this server has no users (no --users)")
+        # Nothing more is read until the check is done, so commands pipelined
+        # after AUTH run as the user it makes this client.
+        self.hold_input()
+        try:
+            d = self._login.attempt(user.decode(), password.decode())
+        except HubError:
+            self.release_input()
+            raise
+        self._replies.send(d.addCallbacks(self._authenticated, self._not_authenticated))
+
+    def _authenticated(self, user: str | None) -> bytes:
+        if user is None:
+            return b""  # the last failure: the connection is closing with BYE auth-failed
+        self._commands = COMMANDS
+        self.release_input()
+        return f"+OK {user}\r\n".encode()
+
+    def _not_authenticated(self, failure: Failure) -> bytes:
+        self.release_input()
+        if failure.check(HubError):
+            return failure.value.as_line()  # type: ignore[union-attr]
+        self._log.failure("AUTH from {client!r} failed", failure, client=self.session.client)
+        return ReplyQueue.INTERNAL_ERROR
+
     def do_history(self, rest: bytes) -> None:
         args = split_args(rest)
         if not 1 <= len(args) <= 2:
@@ -427,6 +478,34 @@ COMMANDS: dict[bytes, Callable[[LineDoor, bytes], None]] = {
     b"HELP": LineDoor.do_help,
     b"QUIT": LineDoor.do_quit,
     b"HISTORY": LineDoor.do_history,
+    b"AUTH": LineDoor.do_auth,
+}
+
+
+_AUTH_REQUIRED = HubError("auth-required", "AUTH <user> <password> first")
+
+
+def _auth_required(door: LineDoor, rest: bytes) -> None:
+    raise _AUTH_REQUIRED
+
+
+def _pubb_auth_required(door: LineDoor, rest: bytes) -> None:
+    # Refused, but its payload is still read (as for any refused PUBB), so
+    # that it cannot pass for commands.
+    try:
+        door.do_pubb(rest)
+    except HubError:
+        raise _AUTH_REQUIRED from None
+    if door.receiving_payload():
+        door._pubb_channel = None
+        door._pubb_refusal = _AUTH_REQUIRED.as_line()
+
+
+# Before a client that must authenticate has: only these work.
+PRE_AUTH: dict[bytes, Callable[[LineDoor, bytes], None]] = {
+    verb: (command if verb in (b"AUTH", b"PING", b"PONG", b"HELP", b"QUIT")
+           else _pubb_auth_required if verb == b"PUBB" else _auth_required)
+    for verb, command in COMMANDS.items()
 }
 
 

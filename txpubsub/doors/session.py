@@ -11,6 +11,7 @@ below.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +49,24 @@ def describe_address(address: IAddress) -> tuple[str, str]:
     return f"unix:{name.decode() if isinstance(name, bytes) else name or '-'}", "unix"
 
 
+# What a peer refused by protected mode reads (and the log says): how to let it in.
+PROTECTED_MODE_TEXT = ("this server has no --users and only lets in clients on its own "
+                       "machine; start it with --users FILE (docs/auth.md) or --allow-anonymous")
+
+
+def is_local(address: IAddress) -> bool:
+    """Whether a peer is on this machine: a loopback address or a Unix socket."""
+    host = getattr(address, "host", None)
+    if host is None:
+        return True  # a Unix socket
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 @dataclass(frozen=True)
 class DoorSettings:
     """Per-connection limits and settings, from the command line (docs/operations.md)."""
@@ -58,6 +77,7 @@ class DoorSettings:
     max_stall: float = 0.1
     tls_name_from: str = "none"  # none, cn or san: a TLS client's name from its certificate
     handshake_timeout: float = 10.0
+    protected: bool = False  # protected mode: refuse peers not on this machine
 
 
 class Door(Protocol):
@@ -144,6 +164,12 @@ class Session:
         """The door's connectionMade: join the hub now, or after a TLS handshake."""
         self.transport = transport
         self.address, self.family = describe_address(transport.getPeer())
+        if self.settings.protected and not is_local(transport.getPeer()):
+            self._log.warn("refused {address} ({listener}): protected mode: "
+                           "{text}", address=self.address, listener=self.listener,
+                           text=PROTECTED_MODE_TEXT)
+            self.close(CloseReason.PROTECTED_MODE, PROTECTED_MODE_TEXT)
+            return
         if ISSLTransport.providedBy(transport):
             # Not a client until its handshake is done: nothing can be sent to
             # it, and its certificate (and so its name) is known then. It

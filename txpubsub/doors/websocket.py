@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txpubsub import __version__
+from txpubsub.auth.login import Login
 from txpubsub.core.hub import Hub
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
@@ -101,6 +102,9 @@ class JsonDoor(WebSocketServerProtocol):
         self.session: Session | None = None
         self.quiet = False
         self._replies: _Replies | None = None
+        self._login: Login | None = None  # with --users: this connection's way in
+        self._gated = False  # must authenticate: only auth and ping until then
+        self._waiting: list[tuple[bytes, bool]] | None = None  # frames behind an auth
 
     # -- the opening handshake (autobahn) ----------------------------------
 
@@ -143,6 +147,14 @@ class JsonDoor(WebSocketServerProtocol):
             "auth_required": False,
             "epoch": self.hub.epoch,
         }
+        auth = self.factory.doors.auth
+        if auth is not None:
+            client = session.client
+            self._login = login = Login(auth, client)
+            login.start(client.name if client.name_locked else None)
+            self._gated = info["auth_required"] = login.must_authenticate
+            if client.user is not None:
+                info["user"] = client.user  # from the client's TLS certificate
         session.send(text_frame(info))
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
@@ -179,6 +191,8 @@ class JsonDoor(WebSocketServerProtocol):
             self.session.after_read()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._login is not None:
+            self._login.stop()
         super().connectionLost(reason)
         if self.session is not None:
             self.session.connection_lost(reason)
@@ -216,6 +230,10 @@ class JsonDoor(WebSocketServerProtocol):
         if session is None or session.client is None or session.close_reason is not None:
             return
         session.heard = True
+        if self._waiting is not None:
+            # An auth is being checked: what follows it runs once it is answered.
+            self._waiting.append((payload, isBinary))
+            return
         if isBinary:
             self._error(_NO_REF, "bad-encoding", "send JSON objects in text frames")
             return
@@ -236,6 +254,9 @@ class JsonDoor(WebSocketServerProtocol):
             if handler is None:
                 what = 'no "op"' if op is None else f"unknown op {shorten(str(op))!r}"
                 raise HubError("unknown-command", f"{what}; see docs/websocket.md")
+            if self._gated and op not in ("auth", "ping"):
+                raise HubError("auth-required", 'send {"op":"auth","user":...,"password":...} '
+                                                "first")
             handler(self, request, ref)
         except HubError as e:
             self._error(ref, e.code, e.text)
@@ -389,9 +410,45 @@ class JsonDoor(WebSocketServerProtocol):
         self._replies.send(text_frame(self._with_ref("pong", ref)))  # type: ignore[union-attr]
 
     def do_auth(self, request: dict[str, Any], ref: Ref) -> None:
-        _string(request, "user")
-        _string(request, "password")
-        raise HubError("auth-failed", "this server has no users")
+        user = _string(request, "user")
+        password = _string(request, "password")
+        if self._login is None:
+            raise HubError("auth-failed", "this server has no users")
+        assert user is not None and password is not None
+        d = self._login.attempt(user, password)
+        if not d.called:
+            self._waiting = []
+        reply = d.addCallbacks(self._authenticated, self._not_authenticated,
+                               callbackArgs=(ref,), errbackArgs=(ref,))
+        self._replies.send(reply)  # type: ignore[union-attr]
+
+    def _authenticated(self, user: str | None, ref: Ref) -> bytes:
+        if user is None:
+            return b""  # the last failure: the socket is closing with auth-failed
+        self._gated = False
+        reply = self._with_ref("ok", ref)
+        reply["user"] = user
+        # The replies of what waited go after this one: its slot is first in line.
+        self._go_on()
+        return text_frame(reply)
+
+    def _not_authenticated(self, failure: Failure, ref: Ref) -> bytes:
+        self._go_on()
+        if failure.check(HubError):
+            error = failure.value
+            assert isinstance(error, HubError)
+            reply = self._with_ref("err", ref)
+            reply["code"], reply["text"] = error.code, error.text
+            return text_frame(reply)
+        self._log.failure("auth from {client!r} failed", failure,
+                          client=self.session.client if self.session else None)
+        return _Replies.INTERNAL_ERROR
+
+    def _go_on(self) -> None:
+        """Run the frames that arrived while an auth was being checked."""
+        waiting, self._waiting = self._waiting, None
+        for payload, binary in waiting or ():
+            self.onMessage(payload, binary)
 
 
 OPS: dict[str, Callable[[JsonDoor, dict[str, Any], Ref], None]] = {

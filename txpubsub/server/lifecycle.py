@@ -1,4 +1,5 @@
-"""Graceful stop of the whole server: admin SHUTDOWN, SIGTERM and SIGINT.
+"""Graceful stop of the whole server (admin SHUTDOWN, SIGTERM and SIGINT), and
+reloading certificates and the users file (admin RELOAD, SIGHUP).
 
 Stop accepting, tell every client ``BYE shutdown`` (spread over a grace
 period if asked, as NATS's lame-duck mode does, so they do not all come back
@@ -38,8 +39,9 @@ class Lifecycle(Service):
     _log = Logger()
 
     def __init__(self, reactor: Any, hub: Hub, listeners: list[ListenerService],
-                 handle_signals: bool = True) -> None:
+                 handle_signals: bool = True, users: Any = None) -> None:
         self.reactor = reactor
+        self.users = users  # the Authenticator (txpubsub.auth) with --users, else None
         self.hub = hub
         self.listeners = listeners
         self.handle_signals = handle_signals
@@ -71,9 +73,16 @@ class Lifecycle(Service):
             self._log.info("signal {signum} again: stopping now", signum=signum)
             self.reactor.stop()
 
-    def reload(self) -> tuple[int, int]:
-        """SIGHUP and admin RELOAD: read certificate files again (reloaded, failed)."""
-        return reload_certificates(self.listeners)
+    def reload(self) -> tuple[int, int, str]:
+        """SIGHUP and admin RELOAD: read certificate files and the users file
+        again: (reloaded, failed, why the users file failed or "")."""
+        done, failed = reload_certificates(self.listeners)
+        if self.users is None:
+            return done, failed, ""
+        why = self.users.reload()
+        if why is None:
+            return done + 1, failed, ""
+        return done, failed + 1, f"users file not reloaded, old rules kept: {why}"
 
     def shutdown(self, grace: float = 0.0) -> Deferred[None]:
         """Stop listening, close every client over ``grace`` seconds, stop the reactor."""

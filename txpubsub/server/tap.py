@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import stat
 import sys
 from typing import Any, Callable
@@ -146,6 +147,12 @@ class Options(usage.Options):
             "PUB/PUBB/SUB to a channel that does not exist get -ERR no-such-channel "
             "instead of creating it (CREATE still works).",
         ],
+        [
+            "allow-anonymous",
+            None,
+            "Without --users, let clients from other machines in (protected mode "
+            "answers them BYE protected-mode otherwise).",
+        ],
     ]
     optParameters = _naming_the_option([
         ["max-line", None, 65536, "Longest client line in bytes.", _int_at_least(64)],
@@ -270,6 +277,20 @@ class Options(usage.Options):
             _int_at_least(1),
         ],
         [
+            "users",
+            None,
+            None,
+            "A TOML file of users, password hashes and publish/subscribe rules "
+            "(docs/auth.md); re-read on SIGHUP and admin RELOAD.",
+        ],
+        [
+            "auth-timeout",
+            None,
+            10,
+            "Seconds a client has to AUTH when --users has no anonymous rules.",
+            _int_at_least(1),
+        ],
+        [
             "ping-interval",
             None,
             60,
@@ -358,6 +379,57 @@ class Options(usage.Options):
             raise usage.UsageError("--history: must not exceed --max-history")
 
 
+def _users(options: Options, hub: Hub) -> Any:
+    """The Authenticator for --users (None without), or SystemExit saying why not."""
+    path = options["users"]
+    if path is None:
+        return None
+    from txpubsub.auth.authenticator import Authenticator
+    from txpubsub.auth.users import UsersFileError
+
+    try:
+        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]))
+    except UsersFileError as e:
+        raise SystemExit(f"txpubsub: --users: {e}") from None
+
+
+def _check_raw_binding(auth: Any, feed: bool, channel: str, description: str) -> None:
+    """Feed and ingest connections cannot AUTH: they are anonymous, so the
+    anonymous rules must allow their channel, or the server does not start."""
+    rules = auth.table.rules_for(None)
+    allowed = rules.may_subscribe(channel) if feed else rules.may_publish(channel)
+    if not allowed:
+        option, verb = ("--feed", "subscribe") if feed else ("--ingest", "publish")
+        raise SystemExit(
+            f"txpubsub: {option} {channel}={description}: under --users its connections "
+            f"are anonymous, and the users file's [anonymous] rules do not let them "
+            f"{verb} to {channel}; add it to [anonymous] {verb} (docs/auth.md)")
+
+
+def beyond_loopback(description: str) -> bool:
+    """Whether a listener may take connections from other machines (an IP
+    listener not bound to a loopback interface)."""
+    if description.startswith("unix:"):
+        return False
+    for part in re.split(r"(?<!\\):", description):  # colons escaped as \: are data
+        if part.startswith("interface="):
+            interface = part[len("interface="):].replace("\\:", ":")
+            return not (interface.startswith("127.") or interface in ("::1", "localhost"))
+    return True
+
+
+def _say_protected(descriptions: list[str]) -> None:
+    """One startup line per listener that protected mode will guard."""
+    from twisted.logger import Logger
+
+    for description in descriptions:
+        if beyond_loopback(description):
+            Logger().warn(
+                "protected mode: {listener} listens beyond loopback, but without --users only "
+                "clients on this machine are let in (others get BYE protected-mode); give "
+                "--users FILE (docs/auth.md) or --allow-anonymous", listener=description)
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The hub and one listener per --port, as one service for twistd."""
     if reactor is None:
@@ -391,6 +463,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         raise SystemExit(f"txpubsub: --store {spec}: {e}") from None
     hub.setName("hub")
     hub.setServiceParent(top)
+    auth = _users(options, hub)
     SystemTicker(hub, time_interval=options["time-interval"]).setServiceParent(top)
     settings = DoorSettings(
         max_line=options["max-line"],
@@ -399,6 +472,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         max_stall=options["max-stall"] / 1000,
         tls_name_from=options["tls-name-from"],
         handshake_timeout=options["tls-handshake-timeout"],
+        # Protected mode: with no users, only this machine may connect unless told.
+        protected=auth is None and not options["allow-anonymous"],
     )
     # Only mtls: listeners ask for client certificates, so only they name clients by them.
     plain = dataclasses.replace(settings, tls_name_from="none")
@@ -412,8 +487,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                                       batcher=batcher, codec=lines))
         for description in options["ports"]
     ]
+    for _, factory in listeners:
+        factory.auth = auth
     for kind, bindings in ((FeedFactory, options["feeds"]), (IngestFactory, options["ingests"])):
         for channel, description in bindings:
+            if auth is not None:
+                _check_raw_binding(auth, kind is FeedFactory, channel, description)
             ensure_channel(hub, channel)
             listeners.append((description, kind(channel, hub, description, plain,
                                                  batcher=batcher, codec=bare)))
@@ -423,8 +502,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from txpubsub.server.web import web_listeners
 
         services.extend(web_listeners(reactor, hub, options["ws"], tuple(options["ws-origins"]),
-                                      plain, batcher))
-    lifecycle = Lifecycle(reactor, hub, list(services))
+                                      plain, batcher, auth))
+    if settings.protected:
+        _say_protected([s.description for s in services])
+    lifecycle = Lifecycle(reactor, hub, list(services), users=auth)
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
                                         AdminFactory(hub, lifecycle.shutdown, lifecycle.reload),

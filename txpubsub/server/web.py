@@ -12,12 +12,16 @@ from txpubsub.server.listeners import ListenerService
 
 
 def web_listeners(reactor: Any, hub: Hub, descriptions: list[str], origins: tuple[str, ...],
-                  settings: DoorSettings, batcher: Batcher) -> list[ListenerService]:
+                  settings: DoorSettings, batcher: Batcher,
+                  auth: Any = None) -> list[ListenerService]:
     """One Site per ``--ws`` endpoint; all of them share one JSON codec, so a
-    message is encoded once for every WebSocket subscriber."""
+    message is encoded once for every WebSocket subscriber. ``auth``: the
+    Authenticator with --users."""
     codec = json_codec()
-    return [
-        ListenerService(reactor, description, console_site(json_socket_factory(
-            hub, description, settings, origins, batcher=batcher, codec=codec)))
-        for description in descriptions
-    ]
+    listeners = []
+    for description in descriptions:
+        sockets = json_socket_factory(hub, description, settings, origins, batcher=batcher,
+                                      codec=codec)
+        sockets.doors.auth = auth
+        listeners.append(ListenerService(reactor, description, console_site(sockets)))
+    return listeners

@@ -66,7 +66,9 @@ class CloseReason(str, Enum):
     TOO_LARGE = "too-large"
     BAD_FRAME = "bad-frame"
     TOO_MANY_CLIENTS = "too-many-clients"
-    AUTH_FAILED = "auth-failed"  # our extension: a TLS certificate's name cannot be used
+    AUTH_FAILED = "auth-failed"  # the last AUTH failure, or a certificate's name cannot be used
+    AUTH_TIMEOUT = "auth-timeout"
+    PROTECTED_MODE = "protected-mode"
     ERROR = "error"
 
 

@@ -1,0 +1,115 @@
+"""The door-neutral authentication API: one per server, shared by every door.
+
+A door asks ``authenticate(user, password)`` (a Deferred of the avatar, or
+UnauthorizedLogin), ``certificate_user(name)`` for a verified TLS name, and
+makes a ``Login`` per connection for the timeout and failure rules. The
+Authenticator also owns the users file: ``reload()`` reads it again and
+gives the hub a new authorizer, so connected clients keep their sessions and
+get the new rules.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from txpubsub.auth.authorizer import RulesAuthorizer
+from txpubsub.auth.cred import (
+    CertificateIdentity,
+    IPubSubUser,
+    RunInThread,
+    UserAvatar,
+    make_portal,
+)
+from txpubsub.auth.users import UsersFileError, UserTable, load_users
+from txpubsub.core.hub import Hub
+from txpubsub.wire.errors import HubError
+
+AUTH_TIMEOUT = 10.0
+FAILURE_DELAY = 1.0
+MAX_FAILURES = 3
+
+
+def _avatar(result: tuple[Any, ...]) -> UserAvatar:
+    """The avatar of Portal.login's (interface, avatar, logout)."""
+    avatar = result[1]
+    assert isinstance(avatar, UserAvatar), avatar
+    return avatar
+
+
+class Authenticator:
+    """Checks who a client is against the users file, through a twisted.cred Portal."""
+
+    _log = Logger()
+
+    def __init__(self, hub: Hub, table: UserTable, *, path: str | None = None,
+                 timeout: float = AUTH_TIMEOUT, failure_delay: float = FAILURE_DELAY,
+                 max_failures: int = MAX_FAILURES,
+                 run_in_thread: RunInThread = deferToThread) -> None:
+        self.hub = hub
+        self.path = path
+        self.timeout = timeout
+        self.failure_delay = failure_delay
+        self.max_failures = max_failures
+        self.table = table
+        self.portal = make_portal(lambda: self.table, run_in_thread)
+        hub.authorizer = RulesAuthorizer(table)
+
+    @classmethod
+    def from_file(cls, hub: Hub, path: str, **kwargs: Any) -> Authenticator:
+        """Read ``path`` (UsersFileError if it cannot be used); take charge of the rules."""
+        return cls(hub, load_users(path), path=path, **kwargs)
+
+    @property
+    def auth_required(self) -> bool:
+        """No anonymous rules: a client must authenticate before anything else."""
+        return self.table.anonymous is None
+
+    def authenticate(self, user: str, password: str) -> Deferred[UserAvatar]:
+        """The user's avatar if the password is right; fails with UnauthorizedLogin."""
+        d = self.portal.login(UsernamePassword(user.encode(), password.encode()), None,
+                              IPubSubUser)
+        return d.addCallback(_avatar)
+
+    def certificate_user(self, name: str) -> UserAvatar | None:
+        """The user a verified certificate name is (the same name in the users
+        file), or None. Decided at once: the TLS handshake did the checking."""
+        found: list[UserAvatar] = []
+        d = self.portal.login(CertificateIdentity(name), None, IPubSubUser)
+        d.addCallbacks(lambda result: found.append(result[1]),
+                       lambda failure: failure.trap(UnauthorizedLogin))
+        return found[0] if found else None
+
+    def reload(self) -> str | None:
+        """Read the users file again; None if done, else why the old rules stay."""
+        if self.path is None:
+            return None
+        try:
+            table = load_users(self.path)
+        except UsersFileError as e:
+            self._log.error("users file not reloaded, the old rules stay: {why}", why=str(e))
+            return str(e)
+        self.table = table
+        self.hub.authorizer = authorizer = RulesAuthorizer(table)
+        revoked = 0
+        for client in self.hub.clients():
+            for pattern in sorted(client.patterns):
+                if not authorizer.may_subscribe(client, pattern):
+                    # The new rules no longer cover it: the subscription goes,
+                    # and the client is told as for an admin DROP.
+                    try:
+                        self.hub.unsubscribe(client, pattern)
+                    except HubError:
+                        continue
+                    client.session.channel_dropped(pattern)
+                    revoked += 1
+        self._log.info("users file {path} reloaded: {users} users, anonymous {anonymous}, "
+                       "{revoked} subscriptions revoked", path=self.path,
+                       users=len(table.users),
+                       anonymous="rules" if table.anonymous is not None else "none",
+                       revoked=revoked)
+        return None
