@@ -244,6 +244,13 @@ class BadInputTests(SynchronousTestCase):
         self.assertEqual(self.error(b'{"op":"ping","ref":{"a":1}}'), {
             "type": "err", "code": "bad-args", "text": '"ref" must be a string or a number'})
 
+    def test_number_too_big_for_a_float_is_not_echoed_as_infinity(self) -> None:
+        """1e400 is Infinity to Python: echoed in a ref, no browser could parse the reply."""
+        self.assertEqual(self.error(b'{"op":"ping","ref":1e400}')["code"], "bad-encoding")
+        self.assertEqual(self.error(b'{"op":"ping","ref":-1e400}')["code"], "bad-encoding")
+        self.assertEqual(self.error(b'{"op":"ping","ref":1.5e300}'),
+                         {"type": "pong", "ref": 1.5e300})
+
     def test_bad_channel(self) -> None:
         self.assertEqual(self.error(b'{"op":"pub","channel":"a b","data":"x"}')["code"],
                          "bad-channel")

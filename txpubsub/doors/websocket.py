@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -66,6 +67,14 @@ def _not_json(constant: str) -> None:
     """NaN and Infinity are Python's extensions, not JSON: echoed in a ref they
     would make a reply no browser can parse."""
     raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number too big for a float (1e400) would be echoed as Infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{shorten(text)} is too big")
+    return value
 
 
 def _string(request: dict[str, Any], key: str, required: bool = True) -> str | None:
@@ -220,7 +229,7 @@ class JsonDoor(WebSocketServerProtocol):
             self._error(_NO_REF, "bad-encoding", "send JSON objects in text frames")
             return
         try:
-            request = json.loads(payload, parse_constant=_not_json)
+            request = json.loads(payload, parse_constant=_not_json, parse_float=_finite)
         except (ValueError, RecursionError):
             request = None
         if not isinstance(request, dict):
