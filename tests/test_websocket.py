@@ -251,6 +251,15 @@ class BadInputTests(SynchronousTestCase):
         self.assertEqual(self.error(b'{"op":"ping","ref":1.5e300}'),
                          {"type": "pong", "ref": 1.5e300})
 
+    def test_ref_with_a_lone_surrogate_gets_an_error_and_keeps_the_socket(self) -> None:
+        """"\ud800" parses, but cannot be written back as UTF-8: it was an
+        unhandled error that dropped the connection."""
+        self.assertEqual(self.error(b'{"op":"ping","ref":"\\ud800"}'), {
+            "type": "err", "code": "bad-args", "text": '"ref" must be a string or a number'})
+        self.assertEqual(self.error(b'{"op":"nope","ref":"a\\udfff"}')["code"], "bad-args")
+        self.assertEqual(self.error(b'{"op":"ping","ref":"\\ud83d\\ude00"}'),
+                         {"type": "pong", "ref": "\U0001f600"})
+
     def test_bad_channel(self) -> None:
         self.assertEqual(self.error(b'{"op":"pub","channel":"a b","data":"x"}')["code"],
                          "bad-channel")

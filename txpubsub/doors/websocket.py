@@ -95,6 +95,18 @@ def _count(request: dict[str, Any], key: str) -> int | None:
     return value
 
 
+def _readable_ref(ref: object) -> bool:
+    """A string or a number that can be written back: a lone surrogate
+    ("\\ud800") parses, but is not UTF-8."""
+    if isinstance(ref, str):
+        try:
+            ref.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    return isinstance(ref, (int, float)) and not isinstance(ref, bool)
+
+
 class JsonDoor(WebSocketServerProtocol):
     """One browser (or other WebSocket client) speaking the JSON form."""
 
@@ -236,7 +248,7 @@ class JsonDoor(WebSocketServerProtocol):
             self._error(_NO_REF, "bad-encoding", "each frame must be one JSON object")
             return
         ref: Any = request.get("ref", _NO_REF)
-        if ref is not _NO_REF and (isinstance(ref, bool) or not isinstance(ref, (str, int, float))):
+        if ref is not _NO_REF and not _readable_ref(ref):
             self._error(_NO_REF, "bad-args", '"ref" must be a string or a number')
             return
         op = request.get("op")
