@@ -72,8 +72,14 @@ def console_root(sockets: JsonSocketFactory, directory: str = CONSOLE) -> resour
 
 
 def console_site(sockets: JsonSocketFactory) -> Site:
-    """The Site for one ``--ws`` listener."""
-    site = Site(console_root(sockets))
+    """The Site for one ``--ws`` listener.
+
+    A connection idle for the handshake timeout is dropped: twisted.web's own
+    60 s would let unfinished upgrade requests hold sockets (they are not
+    clients yet, so --max-clients does not count them), and autobahn's
+    openHandshakeTimeout never runs under a Site.
+    """
+    site = Site(console_root(sockets), timeout=sockets.doors.settings.handshake_timeout)
     site.noisy = False
     site.displayTracebacks = False
     return site
