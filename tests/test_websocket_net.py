@@ -180,6 +180,13 @@ class WebSocketServerTests(TestCase):
         await connectProtocol(endpoint, Half())
         self.assertLess(await gone.addTimeout(WAIT, reactor) - began, 5)
 
+    async def test_nul_in_a_path_is_not_found_not_a_server_error(self) -> None:
+        """/%00 reached the file system (ValueError: embedded null byte): a 500 and a
+        traceback in the log for anyone who asks."""
+        self.assertEqual((await self.get("/%00"))[0], 404)
+        self.assertEqual((await self.get("/console.js%00.html"))[0], 404)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     async def test_no_subprotocol_offered_still_json(self) -> None:
         web = await self.ws(protocols=[])
         self.assertEqual(await web.ask({"op": "ping"}), {"type": "pong", "ref": "r1"})

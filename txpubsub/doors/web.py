@@ -25,13 +25,13 @@ _HEADERS = {
 
 
 class ConsoleFiles(static.File):
-    """The console's static files: no directory listings, no dot files."""
+    """The console's static files: no directory listings, no dot files, no NULs."""
 
     def directoryListing(self) -> resource.IResource:
         return pages.notFound()
 
     def getChild(self, path: bytes, request: Request) -> Any:
-        if path.startswith(b"."):
+        if path.startswith(b".") or b"\0" in path:  # a NUL would reach os.stat
             return pages.notFound()
         return super().getChild(path, request)
 
