@@ -370,6 +370,18 @@ class OriginTests(SynchronousTestCase):
         self.assertIn(b"101", ws.response)
         ws.lose()
 
+    def test_page_opened_from_a_file_allowed_with_any_origin(self) -> None:
+        """A page opened from disk sends "Origin: null" (docs/websocket.md: "Save this
+        as a file"); --ws-origin '*' allows any page, so that one too."""
+        ws = WsConn(make_hub(), origins=("*",), headers=b"Origin: null\r\n")
+        self.assertIn(b"101", ws.response)
+        ws.lose()
+
+    def test_null_origin_refused_with_403_by_default(self) -> None:
+        ws = WsConn(make_hub(), headers=b"Origin: null\r\n")
+        self.assertIn(b"403", ws.response.split(b"\r\n")[0])
+        self.assertEqual(ws.greeting, [])
+
 
 class CrossDoorTests(SynchronousTestCase):
     def test_line_and_websocket_see_each_other(self) -> None:

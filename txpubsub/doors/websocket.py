@@ -467,6 +467,13 @@ class JsonSocketFactory(WebSocketServerFactory):
             webStatus=False,
         )
 
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        # "Origin: null" (a page opened from a file) is for origin_allowed to
+        # decide: 403 by default, allowed by --ws-origin '*'. autobahn refuses it
+        # with 400 otherwise, and resets allowNullOrigin on every call omitting it.
+        options.setdefault("allowNullOrigin", True)
+        super().setProtocolOptions(**options)
+
     def origin_allowed(self, origin: str, host: str, secure: bool) -> bool:
         """The page's own origin (scheme and the request's Host), or one of --ws-origin."""
         key = _origin_key(origin)
