@@ -28,12 +28,14 @@ WAIT_MS = 15000
 SCREENSHOTS = os.environ.get("TXPUBSUB_SCREENSHOTS")  # a folder to keep the page's pictures in
 
 
-def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], int, int]:
-    """twistd with a line listener and a --ws listener on free ports: (process, line, web);
-    its admin socket is tmp/admin.sock."""
+def start_server(tmp: str, line_port: int = 0,
+                 web_port: int = 0) -> tuple[subprocess.Popen[bytes], int, int]:
+    """twistd with a line listener and a --ws listener on free ports (or these):
+    (process, line, web); its admin socket is tmp/admin.sock."""
     proc = subprocess.Popen(
         [*twistd(), "-n", "--pidfile=", "txpubsub", "--admin", os.path.join(tmp, "admin.sock"),
-         "--port", "tcp:0:interface=127.0.0.1", "--ws", "tcp:0:interface=127.0.0.1:backlog=64"],
+         "--port", f"tcp:{line_port}:interface=127.0.0.1",
+         "--ws", f"tcp:{web_port}:interface=127.0.0.1:backlog=64"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp)
     assert proc.stdout is not None
     output = b""
@@ -195,3 +197,24 @@ class ConsoleBrowserTests(SynchronousTestCase):
         page.wait_for_selector("#me:has-text('browser')")
         self.assertEqual(page.locator("#messages li:has-text('before')").count(), 1)
         self.screenshot(page, "console-resumed.png")
+
+    def test_messages_after_a_server_restart_are_shown(self) -> None:
+        """The server restarts without its history (a new epoch, ids from 1 again):
+        the page comes back and shows the new messages, not only ones with ids
+        above those it saw before the restart."""
+        tcp = self.line_client()
+        page = self.open_page()
+        page.fill("#pattern", "lobby")
+        page.click("#join-form button[type=submit]")
+        page.wait_for_selector(".chip:has-text('lobby')")
+        for i in range(3):
+            tcp.publish("lobby", f"before {i}")
+        page.wait_for_selector("#messages li:has-text('before 2')")
+
+        self.stop_server()
+        page.wait_for_selector("#status.down")
+        self.proc, _, _ = start_server(self.tmp, self.line_port, self.web_port)
+        page.wait_for_selector("#status.up:has-text('connected again')", timeout=30000)
+        page.wait_for_selector("#messages li.note:has-text('without its history')")
+        self.line_client().publish("lobby", "after the restart")
+        page.wait_for_selector("#messages li:has-text('after the restart')")

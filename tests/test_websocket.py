@@ -244,6 +244,22 @@ class BadInputTests(SynchronousTestCase):
         self.assertEqual(self.error(b'{"op":"ping","ref":{"a":1}}'), {
             "type": "err", "code": "bad-args", "text": '"ref" must be a string or a number'})
 
+    def test_number_too_big_for_a_float_is_not_echoed_as_infinity(self) -> None:
+        """1e400 is Infinity to Python: echoed in a ref, no browser could parse the reply."""
+        self.assertEqual(self.error(b'{"op":"ping","ref":1e400}')["code"], "bad-encoding")
+        self.assertEqual(self.error(b'{"op":"ping","ref":-1e400}')["code"], "bad-encoding")
+        self.assertEqual(self.error(b'{"op":"ping","ref":1.5e300}'),
+                         {"type": "pong", "ref": 1.5e300})
+
+    def test_ref_with_a_lone_surrogate_gets_an_error_and_keeps_the_socket(self) -> None:
+        """"\ud800" parses, but cannot be written back as UTF-8: it was an
+        unhandled error that dropped the connection."""
+        self.assertEqual(self.error(b'{"op":"ping","ref":"\\ud800"}'), {
+            "type": "err", "code": "bad-args", "text": '"ref" must be a string or a number'})
+        self.assertEqual(self.error(b'{"op":"nope","ref":"a\\udfff"}')["code"], "bad-args")
+        self.assertEqual(self.error(b'{"op":"ping","ref":"\\ud83d\\ude00"}'),
+                         {"type": "pong", "ref": "\U0001f600"})
+
     def test_bad_channel(self) -> None:
         self.assertEqual(self.error(b'{"op":"pub","channel":"a b","data":"x"}')["code"],
                          "bad-channel")
@@ -353,6 +369,18 @@ class OriginTests(SynchronousTestCase):
                     headers=b"Origin: https://app.example\r\n")
         self.assertIn(b"101", ws.response)
         ws.lose()
+
+    def test_page_opened_from_a_file_allowed_with_any_origin(self) -> None:
+        """A page opened from disk sends "Origin: null" (docs/websocket.md: "Save this
+        as a file"); --ws-origin '*' allows any page, so that one too."""
+        ws = WsConn(make_hub(), origins=("*",), headers=b"Origin: null\r\n")
+        self.assertIn(b"101", ws.response)
+        ws.lose()
+
+    def test_null_origin_refused_with_403_by_default(self) -> None:
+        ws = WsConn(make_hub(), headers=b"Origin: null\r\n")
+        self.assertIn(b"403", ws.response.split(b"\r\n")[0])
+        self.assertEqual(ws.greeting, [])
 
 
 class CrossDoorTests(SynchronousTestCase):

@@ -6,6 +6,8 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
@@ -157,6 +159,33 @@ class WebSocketServerTests(TestCase):
         self.assertEqual((await self.get("/nothing-here"))[0], 404)
         self.assertEqual((await self.get("/../../etc/passwd"))[0], 404)
         self.assertEqual((await self.get("/ws"))[0], 426)
+
+    async def test_half_sent_upgrade_request_is_dropped_after_the_handshake_timeout(self) -> None:
+        """A client that starts the HTTP request and never finishes it holds a
+        socket outside --max-clients: it is dropped after the handshake timeout
+        (autobahn's openHandshakeTimeout never runs under the Site), not after
+        twisted.web's 60 s."""
+        self.start(DoorSettings(handshake_timeout=1))
+        gone: Deferred[float] = Deferred()
+
+        class Half(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # type: ignore[union-attr]
+
+            def connectionLost(self, reason: object = None) -> None:
+                gone.callback(reactor.seconds())
+
+        began = reactor.seconds()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
+        await connectProtocol(endpoint, Half())
+        self.assertLess(await gone.addTimeout(WAIT, reactor) - began, 5)
+
+    async def test_nul_in_a_path_is_not_found_not_a_server_error(self) -> None:
+        """/%00 reached the file system (ValueError: embedded null byte): a 500 and a
+        traceback in the log for anyone who asks."""
+        self.assertEqual((await self.get("/%00"))[0], 404)
+        self.assertEqual((await self.get("/console.js%00.html"))[0], 404)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     async def test_no_subprotocol_offered_still_json(self) -> None:
         web = await self.ws(protocols=[])

@@ -25,13 +25,13 @@ _HEADERS = {
 
 
 class ConsoleFiles(static.File):
-    """The console's static files: no directory listings, no dot files."""
+    """The console's static files: no directory listings, no dot files, no NULs."""
 
     def directoryListing(self) -> resource.IResource:
         return pages.notFound()
 
     def getChild(self, path: bytes, request: Request) -> Any:
-        if path.startswith(b"."):
+        if path.startswith(b".") or b"\0" in path:  # a NUL would reach os.stat
             return pages.notFound()
         return super().getChild(path, request)
 
@@ -72,8 +72,14 @@ def console_root(sockets: JsonSocketFactory, directory: str = CONSOLE) -> resour
 
 
 def console_site(sockets: JsonSocketFactory) -> Site:
-    """The Site for one ``--ws`` listener."""
-    site = Site(console_root(sockets))
+    """The Site for one ``--ws`` listener.
+
+    A connection idle for the handshake timeout is dropped: twisted.web's own
+    60 s would let unfinished upgrade requests hold sockets (they are not
+    clients yet, so --max-clients does not count them), and autobahn's
+    openHandshakeTimeout never runs under a Site.
+    """
+    site = Site(console_root(sockets), timeout=sockets.doors.settings.handshake_timeout)
     site.noisy = False
     site.displayTracebacks = False
     return site

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -69,6 +70,14 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
 
+def _finite(text: str) -> float:
+    """A JSON number too big for a float (1e400) would be echoed as Infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{shorten(text)} is too big")
+    return value
+
+
 def _string(request: dict[str, Any], key: str, required: bool = True) -> str | None:
     value = request.get(key)
     if value is None and not required:
@@ -85,6 +94,18 @@ def _count(request: dict[str, Any], key: str) -> int | None:
     if type(value) is not int or value < 0:
         raise HubError("bad-args", f'"{key}" must be a whole number, at least 0')
     return value
+
+
+def _readable_ref(ref: object) -> bool:
+    """A string or a number that can be written back: a lone surrogate
+    ("\\ud800") parses, but is not UTF-8."""
+    if isinstance(ref, str):
+        try:
+            ref.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    return isinstance(ref, (int, float)) and not isinstance(ref, bool)
 
 
 class JsonDoor(WebSocketServerProtocol):
@@ -238,14 +259,14 @@ class JsonDoor(WebSocketServerProtocol):
             self._error(_NO_REF, "bad-encoding", "send JSON objects in text frames")
             return
         try:
-            request = json.loads(payload, parse_constant=_not_json)
+            request = json.loads(payload, parse_constant=_not_json, parse_float=_finite)
         except (ValueError, RecursionError):
             request = None
         if not isinstance(request, dict):
             self._error(_NO_REF, "bad-encoding", "each frame must be one JSON object")
             return
         ref: Any = request.get("ref", _NO_REF)
-        if ref is not _NO_REF and (isinstance(ref, bool) or not isinstance(ref, (str, int, float))):
+        if ref is not _NO_REF and not _readable_ref(ref):
             self._error(_NO_REF, "bad-args", '"ref" must be a string or a number')
             return
         op = request.get("op")
@@ -502,6 +523,13 @@ class JsonSocketFactory(WebSocketServerFactory):
             autoPingInterval=0,
             webStatus=False,
         )
+
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        # "Origin: null" (a page opened from a file) is for origin_allowed to
+        # decide: 403 by default, allowed by --ws-origin '*'. autobahn refuses it
+        # with 400 otherwise, and resets allowNullOrigin on every call omitting it.
+        options.setdefault("allowNullOrigin", True)
+        super().setProtocolOptions(**options)
 
     def origin_allowed(self, origin: str, host: str, secure: bool) -> bool:
         """The page's own origin (scheme and the request's Host), or one of --ws-origin."""

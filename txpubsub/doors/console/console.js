@@ -76,7 +76,11 @@
     if (resumed) note("back online" + (sameEpoch ? "" : " (the server restarted without its history)"));
     if (myName) await setName(myName, true);
     showMe();
-    for (const pattern of patterns) await subscribe(pattern, true);
+    // A new epoch numbers every channel from 1 again: the ids seen before only
+    // tell since= where to start (with the old epoch, it replays all kept).
+    const seen = new Map(lastIds);
+    if (!sameEpoch) lastIds.clear();
+    for (const pattern of patterns) await subscribe(pattern, true, false, seen);
     epoch = info.epoch;
     if (!patterns.includes("$sys.stats")) await subscribeStats();
     refresh();
@@ -114,9 +118,9 @@
 
   // Subscribe; on a reconnect, replay what was missed: since= for a channel,
   // and the kept history after the last seen id for channels under a pattern.
-  async function subscribe(pattern, resuming, hidden) {
+  async function subscribe(pattern, resuming, hidden, seen) {
     const fields = { pattern: pattern };
-    const last = lastIds.get(pattern);
+    const last = (seen || lastIds).get(pattern);
     if (resuming && isConcrete(pattern) && last !== undefined) {
       fields.since = last;
       fields.epoch = epoch;
