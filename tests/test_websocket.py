@@ -377,6 +377,26 @@ class OriginTests(SynchronousTestCase):
         self.assertIn(b"101", ws.response)
         ws.lose()
 
+    def test_loopback_listener_refuses_pages_from_other_host_names(self) -> None:
+        """DNS rebinding: a page from evil.test whose name now points at 127.0.0.1
+        is its "own origin", but a loopback listener only serves pages that name
+        it by a loopback address or localhost."""
+        ws = WsConn(make_hub(), listening_on="127.0.0.1", host=b"evil.test:8080",
+                    headers=b"Origin: http://evil.test:8080\r\n")
+        self.assertIn(b"403", ws.response.split(b"\r\n")[0])
+        for host in (b"127.0.0.1:8080", b"localhost:8080", b"[::1]:8080"):
+            ok = WsConn(make_hub(), listening_on="127.0.0.1", host=host,
+                        headers=b"Origin: http://" + host + b"\r\n")
+            self.assertIn(b"101", ok.response, host)
+            ok.lose()
+
+    def test_loopback_listener_serves_listed_origins_under_any_name(self) -> None:
+        ws = WsConn(make_hub(), listening_on="127.0.0.1", host=b"app.example:8080",
+                    origins=("http://app.example:8080",),
+                    headers=b"Origin: http://app.example:8080\r\n")
+        self.assertIn(b"101", ws.response)
+        ws.lose()
+
     def test_null_origin_refused_with_403_by_default(self) -> None:
         ws = WsConn(make_hub(), headers=b"Origin: null\r\n")
         self.assertIn(b"403", ws.response.split(b"\r\n")[0])

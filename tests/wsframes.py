@@ -74,17 +74,20 @@ class WsConn:
 
     def __init__(self, hub: Hub, settings: DoorSettings | None = None,
                  origins: tuple[str, ...] = (), headers: bytes = b"",
-                 factory: JsonSocketFactory | None = None) -> None:
+                 factory: JsonSocketFactory | None = None, listening_on: str = "10.0.0.1",
+                 host: bytes = b"example.test:8080") -> None:
         WsConn._port += 1
-        self.transport = SocketTransport(peerAddress=IPv4Address("TCP", "127.0.0.1",
-                                                                   WsConn._port))
+        self.transport = SocketTransport(
+            peerAddress=IPv4Address("TCP", "127.0.0.1", WsConn._port),
+            hostAddress=IPv4Address("TCP", listening_on, 8080))
         if factory is None:
             factory = JsonSocketFactory(JsonDoorFactory(hub, "ws:test", settings), origins)
         factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
         self.factory = factory
         self.proto: JsonDoor = factory.buildProtocol(None)  # type: ignore[assignment]
         self.proto.makeConnection(self.transport)
-        self.proto.dataReceived(HANDSHAKE + headers + b"\r\n")
+        self.proto.dataReceived(
+            HANDSHAKE.replace(b"Host: example.test:8080", b"Host: " + host) + headers + b"\r\n")
         self.flush()
         head, _, rest = self.transport.drain().partition(b"\r\n\r\n")
         self.response = head

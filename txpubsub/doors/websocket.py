@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import math
 from typing import Any, Callable
@@ -28,7 +29,7 @@ from txpubsub.core.hub import Hub
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
-from txpubsub.doors.session import DoorSettings, Session, fit
+from txpubsub.doors.session import DoorSettings, Session, fit, is_local
 from txpubsub.wire.errors import CloseReason, HubError, shorten
 from txpubsub.wire.websocket import (
     OP_TEXT,
@@ -133,7 +134,9 @@ class JsonDoor(WebSocketServerProtocol):
         origin = request.headers.get("origin")
         if origin is not None:
             secure = ISSLTransport.providedBy(self.transport)
-            if not self.factory.origin_allowed(origin, request.headers.get("host", ""), secure):
+            loopback = is_local(self.transport.getHost())
+            if not self.factory.origin_allowed(origin, request.headers.get("host", ""), secure,
+                                               loopback):
                 self._log.info("refused a WebSocket from origin {origin!r}", origin=origin)
                 raise ConnectionDeny(403, "origin not allowed")
         # JSON is spoken either way; the subprotocol is named only if offered.
@@ -498,6 +501,18 @@ class JsonDoorFactory(DoorFactory):
         self.bodies = _body_codec()
 
 
+def _names_this_machine(host: str) -> bool:
+    """Whether a Host header (``name[:port]``, ``[v6]:port``) is localhost or a
+    loopback address."""
+    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _origin_key(origin: str) -> str:
     return origin.strip().rstrip("/").lower()
 
@@ -531,11 +546,21 @@ class JsonSocketFactory(WebSocketServerFactory):
         options.setdefault("allowNullOrigin", True)
         super().setProtocolOptions(**options)
 
-    def origin_allowed(self, origin: str, host: str, secure: bool) -> bool:
-        """The page's own origin (scheme and the request's Host), or one of --ws-origin."""
+    def origin_allowed(self, origin: str, host: str, secure: bool,
+                       loopback: bool = False) -> bool:
+        """The page's own origin (scheme and the request's Host), or one of --ws-origin.
+
+        On a loopback listener the page's own origin counts only when the Host
+        names this machine (a loopback address or localhost): a page whose host
+        name was rebound to 127.0.0.1 (DNS rebinding) is its own origin too.
+        """
         key = _origin_key(origin)
-        own = ("https://" if secure else "http://") + host.strip().lower()
-        return key == own or key in self.origins or "*" in self.origins
+        if key in self.origins or "*" in self.origins:
+            return True
+        host = host.strip().lower()
+        if loopback and not _names_this_machine(host):
+            return False
+        return key == ("https://" if secure else "http://") + host
 
 
 def json_socket_factory(hub: Any, listener: str, settings: DoorSettings,
