@@ -99,6 +99,18 @@ class SessionBehaviour(_Base):
         self.assertGreater(written, 0)
         self.assertEqual(self.hub.stats()["bytes_out"] - before, written)
 
+    def test_goodbye_counts_in_bytes_out(self) -> None:
+        """A kicked client's last line (BYE for the line door) is a byte the
+        server wrote: STATS bytes_out counts it like every other."""
+        conn = self.connect()
+        written = len(conn.greeting)
+        before = self.hub.stats()["bytes_out"] - written
+        client = conn.proto.session.client
+        assert client is not None
+        self.hub.kick(client.client_id, "maintenance")
+        written += len(conn.take())
+        self.assertEqual(self.hub.stats()["bytes_out"] - before, written)
+
 
 class LineSessionTests(SessionBehaviour, SynchronousTestCase):
     def door(self, settings: DoorSettings) -> DoorFactory:

@@ -287,6 +287,7 @@ class Session:
             self.flush()
         goodbye = self._door.goodbye(reason, text)
         if goodbye:
+            self._counters.bytes_out += len(goodbye)
             self.transport.write(goodbye)
         self.end()
 
