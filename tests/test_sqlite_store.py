@@ -73,6 +73,23 @@ class SqliteStoreTests(TestCase):
         self.addCleanup(again.close)
         self.assertEqual(again.epoch, "first")
 
+    async def test_a_store_in_use_is_refused_by_another_path_to_it(self) -> None:
+        """A symlink (or a symlinked directory) to a store in use names the same
+        file: the second server is refused there too, not let in to hand out
+        the same ids through a lock file of its own beside the link."""
+        hub, _conn = self.start()
+        link = self.path + "-link"
+        os.symlink(os.path.basename(self.path), link)
+        try:
+            second = open_store(link, threads, "second")
+        except StoreError as e:
+            self.assertIn("in use by another server", str(e))
+        else:
+            await second.close()
+            self.fail(f"a second server opened {link}, a link to the store in use")
+        await hub.store.close()
+        self.assertFalse(os.path.exists(link + ".lock"))
+
     async def test_only_the_window_is_kept_on_disk(self) -> None:
         hub, conn = self.start(history=2)
         for _ in range(10):

@@ -54,7 +54,10 @@ class StoreLock:
     """
 
     def __init__(self, store_path: str) -> None:
-        self.path = store_path + ".lock"
+        # Beside the file itself, not a link to it: every path to one store
+        # (a symlink, a symlinked directory) must meet the same lock.
+        real = os.path.realpath(store_path)
+        self.path = (store_path if real == os.path.abspath(store_path) else real) + ".lock"
         self._fd: int | None = None
 
     def acquire(self) -> None:
