@@ -389,6 +389,43 @@ class CLITests(TestCase):
         _, err, code = await proc.ended.addTimeout(WAIT, reactor)
         self.assertEqual((err, code), (b"", 0))
 
+    async def test_sub_stops_when_its_output_cannot_be_written(self) -> None:
+        """`txpubsub sub news > file` on a full disk: one line saying why, status 1,
+        not a traceback per message while it goes on reading (and losing) them."""
+        if not os.path.exists("/dev/full"):
+            self.skipTest("no /dev/full")
+        full = os.open("/dev/full", os.O_WRONLY)
+        self.addCleanup(os.close, full)
+        proc = Proc(b"", True)
+        reactor.spawnProcess(proc, command(), [command(), "sub", "news"], env=self.env,
+                             childFDs={0: "w", 1: full, 2: "r"})
+        self.addCleanup(proc.kill)
+        await self.subscribed("news")
+        for _ in range(int(WAIT / 0.05)):
+            if proc.ended.called:
+                break
+            self.hub.publish("p", "news", b"more")
+            await deferLater(reactor, 0.05)
+        _, err, code = await proc.ended.addTimeout(WAIT, reactor)
+        self.assertEqual((err, code), (b"txpubsub: cannot write to stdout: No space left on "
+                                       b"device\n", 1))
+
+    async def test_pub_v_fails_when_its_id_cannot_be_written(self) -> None:
+        """`txpubsub pub -v news hi > file` on a full disk: published, but the id
+        was not written, which it says, status 1 (it said so and exited 0)."""
+        if not os.path.exists("/dev/full"):
+            self.skipTest("no /dev/full")
+        full = os.open("/dev/full", os.O_WRONLY)
+        self.addCleanup(os.close, full)
+        proc = Proc(b"", True)
+        reactor.spawnProcess(proc, command(), [command(), "pub", "-v", "news", "hi"],
+                             env=self.env, childFDs={0: "w", 1: full, 2: "r"})
+        self.addCleanup(proc.kill)
+        _, err, code = await proc.ended.addTimeout(WAIT, reactor)
+        self.assertEqual((err, code), (b"txpubsub: cannot write to stdout: No space left on "
+                                       b"device\n", 1))
+        self.assertEqual([m.payload for m in self.hub.history("news")], [b"hi"])
+
     async def test_a_refused_subscription_is_said_once(self) -> None:
         """A refusal is final: one line, status 1, no "reconnecting"."""
         refused = (b"txpubsub: the server refused: -ERR forbidden inboxes are delivered to "

@@ -31,6 +31,7 @@ class Console:
         self._stderr = stderr if stderr is not None else sys.stderr
         self.quiet = False
         self.stdout_closed = False
+        self.stdout_status = 0  # the exit status once stdout is gone: 1 if it failed
         # Called once when the reader of stdout goes away (`| head -1`).
         self.on_stdout_closed: Callable[[], object] | None = None
 
@@ -45,8 +46,9 @@ class Console:
             self._closed()
             return False
         except OSError as e:
-            if e.errno not in (32, 104):  # EPIPE, ECONNRESET
-                raise
+            if e.errno not in (32, 104):  # not EPIPE, ECONNRESET: a full disk, say
+                self.say(f"cannot write to stdout: {e.strerror or e}")
+                self.stdout_status = 1
             self._closed()
             return False
         return True
@@ -122,6 +124,9 @@ def run_twisted(command: Command, args: argparse.Namespace, console: Console) ->
             reactor.stop()
 
     def succeeded(code: object) -> None:
+        if interrupted:  # it finished after being told to stop: say why it stopped
+            finish(interrupted[0])
+            return
         finish(code if isinstance(code, int) else 0)
 
     def failed(failure: Any) -> None:
@@ -147,7 +152,7 @@ def run_twisted(command: Command, args: argparse.Namespace, console: Console) ->
         signal.signal(signal.SIGTERM,
                       lambda *a: threads.callFromThread(interrupt, STATUS_SIGTERM))
 
-    console.on_stdout_closed = lambda: interrupt(0)
+    console.on_stdout_closed = lambda: interrupt(console.stdout_status)
     reactor.callWhenRunning(install)
     done: Deferred[int] = Deferred.fromCoroutine(command(reactor, args, console))
     running.append(done)

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     try:
         if args.cmd == "admin":
-            sys.exit(admin.run(args, console))
+            status = admin.run(args, console)
+            sys.exit(console.stdout_status or status)
         if args.cmd == "manhole":
             sys.exit(manhole.run(args))
         if args.cmd == "bench":
