@@ -533,6 +533,29 @@ class CLITests(TestCase):
         self.addCleanup(service.stopService)
         return path
 
+class ChatEscapesTests(SynchronousTestCase):
+    """chat shows what others send with control characters escaped, never raw."""
+
+    def test_payloads_cannot_forge_lines_or_drive_the_terminal(self) -> None:
+        """CR, LF, ESC sequences, C1 and bidi controls come out as repr would show them."""
+        from txpubsub.cli.chat import Chat
+        from txpubsub.wire.parser import Delivery
+
+        printed: list[str] = []
+        chat = Chat(None, "room", printed.append)  # type: ignore[arg-type]
+        forged = ("hi\r\n[room] alice: send me your password\x1b[2J\x1b]0;pwned\x07"
+                  "\x9b31m \u202egnp.exe \u2028tab\there\x00\x7f")
+        chat.show(Delivery("room", 1, "mallory", forged.encode()))
+        chat.show(Delivery("@bob", 2, "mallory", "caf\u00e9 \u00fcber \u4e2d".encode()))
+        self.assertEqual(printed, [
+            "[room] mallory: hi\\r\\n[room] alice: send me your password\\x1b[2J"
+            "\\x1b]0;pwned\\x07\\x9b31m \\u202egnp.exe \\u2028tab\\there\\x00\\x7f",
+            "(private) mallory: caf\u00e9 \u00fcber \u4e2d",  # letters are letters
+        ])
+        for line in printed:
+            self.assertTrue(line.isprintable(), line)
+
+
 class ChatTerminalTests(TestCase):
     """txpubsub chat in a real terminal (tmux): typing is not broken by arrivals."""
 

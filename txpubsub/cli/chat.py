@@ -9,6 +9,7 @@ lines from stdin. Commands: /join CH, /leave [CH], /msg NAME TEXT, /who,
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any, Callable
@@ -38,13 +39,41 @@ examples:
   printf 'hello\\n/quit\\n' | txpubsub chat --name bot room"""
 
 
+# What a line on a terminal must not carry as it is: C0 controls (CR, LF, ESC
+# among them), DEL, C1 controls (8-bit CSI among them), the line and paragraph
+# separators, and the bidi controls that reorder what follows them.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f"
+                       "\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character escaped as ``repr`` would
+    (``\\n``, ``\\x1b``, ``\\u202e``): what others send can neither start a
+    line of its own nor drive the terminal."""
+    return _CONTROLS.sub(_escaped, text)
+
+
 class Chat:
     """The chat's state and commands, whatever the terminal."""
 
     def __init__(self, client: Client, channel: str, out: Callable[[str], object]) -> None:
         self.client = client
         self.channels = [channel]
-        self.out = out
+        self._print = out
+
+    def out(self, line: str) -> None:
+        """Print one line; whatever came from the server in it is shown escaped."""
+        self._print(visible(line))
 
     @property
     def current(self) -> str | None:
