@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.core.hub import Hub
-from txpubsub.store.sqlite import SqliteStore, StoreError, _pragmas, open_store
+from txpubsub.store.sqlite import SCHEMA, SqliteStore, StoreError, _pragmas, open_store
 
 from .helpers import Conn, kept
 from .netclient import WAIT, connect
@@ -208,6 +208,106 @@ class BadStoreFileTests(SynchronousTestCase):
         output = result.stdout + result.stderr
         self.assertEqual(result.returncode, 1, output)
         self.assertIn(f"txpubsub: --store sqlite:{self.path}: file is not a database", output)
+        self.assertNotIn("Traceback", output)
+
+
+class StoreFileModeTests(TestCase):
+    timeout = 30
+
+    async def test_store_files_are_private(self) -> None:
+        """The database, its -wal and -shm and its lock file are 0600, whatever the umask."""
+        path = os.path.join(tempfile.mkdtemp(), "h.db")
+        old = os.umask(0o022)
+        try:
+            hub = Hub(reactor, store=open_store(path, threads, "e"))
+        finally:
+            os.umask(old)
+        self.addCleanup(hub.store.close)
+        Conn(hub, ping_interval=0).cmd("PUB news secret")
+        assert isinstance(hub.store, SqliteStore)
+        await hub.store.flush()
+        for name in (path, path + "-wal", path + "-shm", path + ".lock"):
+            self.assertEqual(oct(os.stat(name).st_mode & 0o777), oct(0o600), name)
+
+
+def forged_store(path: str, channels: list[tuple[Any, ...]],
+                 messages: list[tuple[Any, ...]]) -> None:
+    """A store file as an editor (or an attacker) could leave it."""
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)
+        db.executemany("INSERT INTO txpubsub_meta VALUES (?, ?)",
+                       [("schema", "1"), ("epoch", "e"), ("clean", "1")])
+        db.executemany("INSERT INTO channels VALUES (?, ?, ?, ?, ?)", channels)
+        db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", messages)
+    db.close()
+
+
+class BadRowTests(SynchronousTestCase):
+    """A store whose rows the server would not have written is refused at load, with one line."""
+
+    def setUp(self) -> None:
+        self.path = os.path.join(tempfile.mkdtemp(), "x.db")
+
+    def load_error(self, channels: list[tuple[Any, ...]],
+                   messages: list[tuple[Any, ...]]) -> str:
+        forged_store(self.path, channels, messages)
+        store = SqliteStore(self.path, reactor, "new")  # type: ignore[arg-type]
+        try:
+            e = self.assertRaises(StoreError, store.load)
+        finally:
+            store._lock.release()
+            store._pool.close()
+        text = str(e)
+        self.assertTrue(text.isprintable(), text)
+        return text
+
+    def test_good_rows_load(self) -> None:
+        forged_store(self.path, [("news", 10, 3, 1.0, 0)],
+                     [("news", i, s, b"x", 2.0) for i, s in ((1, "alice"), (2, "c7"),
+                                                              (3, "$admin"))])
+        store = SqliteStore(self.path, reactor, "new")  # type: ignore[arg-type]
+        self.addCleanup(store._lock.release)
+        self.addCleanup(store._pool.close)
+        [news] = store.load()
+        self.assertEqual([(m.msg_id, m.sender) for m in news.messages],
+                         [(1, "alice"), (2, "c7"), (3, "$admin")])
+
+    def test_each_bad_row_is_named(self) -> None:
+        news = ("news", 10, 3, 1.0, 0)
+        cases: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], str]] = [
+            ([news], [("news", 1, "alice\r\nMSG news 9 bob forged", b"x", 1.0)],
+             "bad row in the store: channel news message 1: sender 'alice\\r\\nMSG news 9 "
+             "bob forged'"),
+            ([news], [("news", 1, "alice", "text, not a blob", 1.0)],
+             "channel news message 1: payload (not a BLOB) 'text, not a blob'"),
+            ([news], [("news", 1, "alice", b"x", 1.0), ("news", 5, "alice", b"x", 1.0)],
+             "channel news: message id (after 1, up to 3) 5"),
+            ([news], [("news", 1, "alice", b"x", "yesterday")],
+             "channel news message 1: published_at 'yesterday'"),
+            ([("bad name\x1b[2J", 1, 1, 1.0, 0)], [], "channel name 'bad name\\x1b[2J'"),
+            ([("$sys.time", 1, 1, 1.0, 0)], [], "channel name '$sys.time'"),
+            ([("news", -1, 1, 1.0, 0)], [], "channel news: keep -1"),
+            ([("news", 1, "seven", 1.0, 0)], [], "channel news: last_id 'seven'"),
+            ([("news", 1, 1, 1.0, 2)], [], "channel news: retired 2"),
+        ]
+        for channels, messages, said in cases:
+            self.path = os.path.join(tempfile.mkdtemp(), "x.db")
+            self.assertIn(said, self.load_error(channels, messages))
+
+    def test_twistd_says_one_line(self) -> None:
+        """A sender with CRLF in the file: one line, status 1, no traceback, nothing replayed."""
+        import subprocess
+
+        forged_store(self.path, [("news", 10, 1, 1.0, 0)],
+                     [("news", 1, "alice\r\nMSG news 2 bob forged", b"x", 1.0)])
+        result = subprocess.run(
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+             "--store", f"sqlite:{self.path}", "--admin", "none"],
+            capture_output=True, text=True, timeout=60, cwd=os.path.dirname(self.path))
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertIn(f"txpubsub: --store sqlite:{self.path}: bad row in the store: channel "
+                      "news message 1: sender 'alice\\r\\nMSG news 2 bob forged'", output)
         self.assertNotIn("Traceback", output)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sqlite3
 from typing import Any
 
@@ -20,8 +21,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
+from txpubsub.core.hub import ADMIN_SENDER
 from txpubsub.core.message import Message
 from txpubsub.core.store import SavedChannel
+from txpubsub.wire.errors import HubError
+from txpubsub.wire.names import PLAIN, channel_kind
 
 _log = Logger()
 
@@ -99,6 +103,84 @@ class StoreLock:
         os.close(fd)
 
 
+def _create_private(path: str) -> None:
+    """Create the store file 0600 if it is not there yet.
+
+    SQLite gives the ``-wal`` and ``-shm`` files it makes later the mode of
+    the database file, so they are 0600 too: other local users cannot read
+    the history. An existing file keeps the mode its owner gave it.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise StoreError(f"cannot create it: {e.strerror}") from None
+    os.close(fd)
+
+
+def _bad_row(what: str, value: object) -> StoreError:
+    # repr, shortened: whatever the file holds, the error is one printable line.
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return StoreError(f"bad row in the store: {what} {text}; "
+                      "was the file changed by something other than txpubsub?")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checked_channel(row: tuple[Any, ...]) -> SavedChannel:
+    """A channels row as a SavedChannel, or StoreError naming what is wrong."""
+    name, keep, last_id, created_at, retired = row
+    try:
+        ok = isinstance(name, str) and channel_kind(name) == PLAIN
+    except HubError:
+        ok = False
+    if not ok:
+        raise _bad_row("channel name", name)
+    for what, value in (("keep", keep), ("last_id", last_id)):
+        if not isinstance(value, int) or value < 0:
+            raise _bad_row(f"channel {name}: {what}", value)
+    if not _is_number(created_at):
+        raise _bad_row(f"channel {name}: created_at", created_at)
+    if retired not in (0, 1):
+        raise _bad_row(f"channel {name}: retired", retired)
+    return SavedChannel(name, keep, last_id, float(created_at), bool(retired))
+
+
+def _is_sender(value: object) -> bool:
+    # What the hub publishes as: a client's name or id, or the admin.
+    return isinstance(value, str) and (
+        value == ADMIN_SENDER or _SENDER.fullmatch(value) is not None)
+
+
+_SENDER = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,31}")
+
+
+def _checked_messages(ch: SavedChannel, rows: Any) -> list[Message]:
+    """A channel's kept messages, in increasing id order up to its last id, or StoreError."""
+    messages: list[Message] = []
+    previous = 0
+    for msg_id, sender, payload, at in rows:
+        where = f"channel {ch.name}"
+        if not isinstance(msg_id, int) or not previous < msg_id <= ch.last_id:
+            raise _bad_row(f"{where}: message id (after {previous}, up to {ch.last_id})",
+                           msg_id)
+        where = f"channel {ch.name} message {msg_id}"
+        if not _is_sender(sender):
+            raise _bad_row(f"{where}: sender", sender)
+        if not isinstance(payload, bytes):
+            raise _bad_row(f"{where}: payload (not a BLOB)", payload)
+        if not _is_number(at):
+            raise _bad_row(f"{where}: published_at", at)
+        messages.append(Message(ch.name, msg_id, sender, payload, float(at)))
+        previous = msg_id
+    return messages
+
+
 def _pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -138,6 +220,7 @@ class SqliteStore:
 
     def _open(self, new_epoch: str) -> str:
         """Check (or create) the file; return its epoch. Raises StoreError."""
+        _create_private(self.path)
         try:
             conn = sqlite3.connect(self.path)
         except sqlite3.Error as e:
@@ -172,22 +255,25 @@ class SqliteStore:
             conn.close()
 
     def load(self) -> list[SavedChannel]:
-        """Every channel with its last id and kept messages, read at start."""
+        """Every channel with its last id and kept messages, read at start.
+
+        Rows are checked as they are read (the file may have been edited, or
+        written by someone else): a bad one is a StoreError naming it, so the
+        server says one line and exits rather than replaying a forged line or
+        failing with a traceback later.
+        """
         saved = []
         try:
             conn = sqlite3.connect(self.path)
             try:
-                for name, keep, last_id, created_at, retired in conn.execute(
+                for row in conn.execute(
                         "SELECT name, keep, last_id, created_at, retired FROM channels"):
-                    ch = SavedChannel(name, keep, last_id, created_at, bool(retired))
-                    if keep and not retired:
-                        ch.messages = [
-                            Message(name, msg_id, sender, payload, at)
-                            for msg_id, sender, payload, at in conn.execute(
-                                "SELECT id, sender, payload, published_at FROM messages "
-                                "WHERE channel = ? AND id > ? ORDER BY id",
-                                (name, last_id - keep))
-                        ]
+                    ch = _checked_channel(row)
+                    if ch.keep and not ch.retired:
+                        ch.messages = _checked_messages(ch, conn.execute(
+                            "SELECT id, sender, payload, published_at FROM messages "
+                            "WHERE channel = ? AND id > ? ORDER BY id",
+                            (ch.name, ch.last_id - ch.keep)))
                     saved.append(ch)
             finally:
                 conn.close()
