@@ -404,6 +404,22 @@ class AdminPathTests(SynchronousTestCase):
         self.assertNotIn("Traceback", output)
         self.assertEqual(sorted(os.listdir(workdir)), ["notes.txt"])
 
+    def test_twistd_refuses_a_directory_others_may_write(self) -> None:
+        """The default admin socket in a directory anyone may write to: exit 1,
+        one line naming --admin and the directory, nothing created there."""
+        workdir = tempfile.mkdtemp()
+        os.chmod(workdir, 0o777)
+        result = subprocess.run(
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=60, cwd=workdir)
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertTrue(output.splitlines()[-1].endswith(
+            f"--admin: directory . ({workdir}) is writable by other users, who could take the "
+            "socket's place; give a path in a directory only you can write to"), output)
+        self.assertNotIn("Traceback", output)
+        self.assertEqual(os.listdir(workdir), [])
+
     def test_twistd_names_a_missing_directory(self) -> None:
         """--admin /nonexistent/dir/a.sock: a line naming the missing directory."""
         result = subprocess.run(

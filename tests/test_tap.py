@@ -82,6 +82,31 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(self.parse("--admin", os.path.join(workdir, "a.sock"))["admin"],
                          os.path.join(workdir, "a.sock"))
 
+    def test_socket_directory_writable_by_others_refused(self) -> None:
+        """--admin/--manhole in a directory others may write to (where they could
+        plant the lock or the socket) are refused with one line; a sticky one of
+        ours is allowed."""
+        for option in ("--admin", "--manhole"):
+            shared = tempfile.mkdtemp()
+            os.chmod(shared, 0o777)
+            path = os.path.join(shared, "a.sock")
+            e = self.assertRaises(usage.UsageError, self.parse, option, path)
+            self.assertEqual(str(e), f"{option}: directory {shared} is writable by other users, "
+                             "who could take the socket's place; give a path in a directory "
+                             "only you can write to")
+            os.chmod(shared, 0o1777)  # sticky and ours: nobody else can move our files
+            self.assertEqual(self.parse(option, path)[option[2:]], path)
+            os.chmod(shared, 0o700)
+            self.assertEqual(self.parse(option, path)[option[2:]], path)
+        cwd = os.getcwd()
+        os.chdir(shared)
+        self.addCleanup(os.chdir, cwd)
+        os.chmod(shared, 0o777)
+        e = self.assertRaises(usage.UsageError, self.parse)  # the default, relative path
+        self.assertEqual(str(e), f"--admin: directory . ({shared}) is writable by other users, "
+                         "who could take the socket's place; give a path in a directory only "
+                         "you can write to")
+
     def test_time_interval(self) -> None:
         """--time-interval sets $sys.time's period; fractions of a second allowed."""
         self.assertEqual(self.parse()["time-interval"], 1.0)

@@ -73,6 +73,7 @@ def _socket_path(value: str) -> str:
     directory = os.path.dirname(value) or "."
     if not os.path.isdir(directory):
         raise ValueError(f"no directory {directory}")
+    _check_private_directory(directory)
     try:
         mode = os.lstat(value).st_mode
     except FileNotFoundError:
@@ -85,6 +86,24 @@ def _socket_path(value: str) -> str:
 
 
 _socket_path.coerceDoc = ""  # type: ignore[attr-defined]
+
+
+def _check_private_directory(directory: str) -> None:
+    """Refuse a directory other users may write to (ValueError saying so).
+
+    There another user could plant the socket's ``.lock`` (blocking the
+    start) or put their own socket at the path. A sticky directory of ours
+    is allowed: others cannot remove or rename what we make in it.
+    """
+    try:
+        info = os.stat(directory)
+    except OSError as e:
+        raise ValueError(f"{directory}: {e.strerror}") from None
+    sticky_ours = info.st_mode & stat.S_ISVTX and info.st_uid == os.getuid()
+    if info.st_mode & stat.S_IWOTH and not sticky_ours:
+        shown = directory if directory != "." else f". ({os.path.abspath(directory)})"
+        raise ValueError(f"directory {shown} is writable by other users, who could take the "
+                         "socket's place; give a path in a directory only you can write to")
 
 
 def _naming_the_option(parameters: list[list[Any]]) -> list[list[Any]]:
