@@ -251,7 +251,7 @@ class BadRowTests(SynchronousTestCase):
     def load_error(self, channels: list[tuple[Any, ...]],
                    messages: list[tuple[Any, ...]]) -> str:
         forged_store(self.path, channels, messages)
-        store = SqliteStore(self.path, reactor, "new")  # type: ignore[arg-type]
+        store = SqliteStore(self.path, reactor, "new")
         try:
             e = self.assertRaises(StoreError, store.load)
         finally:
@@ -265,7 +265,7 @@ class BadRowTests(SynchronousTestCase):
         forged_store(self.path, [("news", 10, 3, 1.0, 0)],
                      [("news", i, s, b"x", 2.0) for i, s in ((1, "alice"), (2, "c7"),
                                                               (3, "$admin"))])
-        store = SqliteStore(self.path, reactor, "new")  # type: ignore[arg-type]
+        store = SqliteStore(self.path, reactor, "new")
         self.addCleanup(store._lock.release)
         self.addCleanup(store._pool.close)
         [news] = store.load()
