@@ -258,3 +258,67 @@ class MemoryBudgetTests(SynchronousTestCase):
         for name, last_id in last.items():
             reply = conn.cmd(f"PUB {name} again")
             self.assertGreater(int(reply.split()[1]), last_id, name)
+
+
+class PublishRateTests(SynchronousTestCase):
+    def test_message_rate_holds_then_refills(self) -> None:
+        """Past --max-publish-rate (a second's worth at once), PUB gets
+        -ERR rate-limited and nothing is kept; another client's PING is answered;
+        the budget comes back with time."""
+        clock = Clock()
+        hub = make_hub(clock, max_publish_rate=100)
+        attacker, other = Conn(hub), Conn(hub)
+        replies = attacker.send(b"".join(b"PUB flood x%d\n" % n for n in range(1000)))
+        self.assertEqual(replies.count(b"+OK "), 100)
+        self.assertEqual(replies.count(b"-ERR rate-limited over 100 messages a second; "
+                                       b"slow down\r\n"), 900)
+        self.assertEqual(len(hub.history("flood")), 100)
+        self.assertEqual(other.cmd("PING"), "PONG\r\n")
+        self.assertEqual(other.cmd("PUB flood mine"), "+OK 101\r\n")  # its own budget
+        clock.advance(0.5)
+        replies = attacker.send(b"PUB flood again\n" * 60)
+        self.assertEqual(replies.count(b"+OK "), 50)
+        self.assertEqual(replies.count(b"-ERR rate-limited "), 10)
+
+    def test_direct_message_flood_refused_before_the_reader_is_cut(self) -> None:
+        """A flood of 64 KiB PUBB @alice stops at --max-publish-bytes; alice,
+        who reads nothing meanwhile, is not cut off and answers PING after."""
+        clock = Clock()
+        hub = make_hub(clock, max_publish_bytes_rate=1024 * 1024, max_payload=65536)
+        alice = Conn(hub, max_buffer=4 * 1024 * 1024, max_stall=0)  # no pacing to help
+        alice.cmd("NAME alice")
+        attacker = Conn(hub, max_buffer=4 * 1024 * 1024)
+        blob = b"\xff" * 65536
+        replies = attacker.send(b"".join(b"PUBB @alice 65536\r\n" + blob + b"\r\n"
+                                         for _ in range(200)))
+        self.assertEqual(replies.count(b"+OK "), 16)  # 1 MiB, the bucket's second
+        self.assertEqual(replies.count(b"-ERR rate-limited over 1048576 bytes a second; "
+                                       b"slow down\r\n"), 184)
+        self.assertFalse(alice.closed)
+        self.assertEqual(attacker.cmd("PING"), "PONG\r\n")
+        received = alice.send(b"PING\n")
+        self.assertEqual(received.count(b"MSGB @alice "), 16)
+        self.assertTrue(received.endswith(b"PONG\r\n"))
+
+    def test_without_the_limit_the_flood_cuts_the_reader(self) -> None:
+        """What the limit prevents: the same flood unlimited cuts alice off."""
+        hub = make_hub(max_publish_bytes_rate=0, max_payload=65536)
+        alice = Conn(hub, max_buffer=4 * 1024 * 1024, max_stall=0)
+        alice.cmd("NAME alice")
+        attacker = Conn(hub, max_buffer=4 * 1024 * 1024)
+        blob = b"\xff" * 65536
+        attacker.send(b"".join(b"PUBB @alice 65536\r\n" + blob + b"\r\n" for _ in range(200)))
+        self.assertTrue(alice.closed)
+
+    def test_a_payload_as_large_as_allowed_always_fits(self) -> None:
+        """The byte bucket holds at least one largest payload, whatever the rate."""
+        hub = make_hub(max_publish_bytes_rate=10, max_payload=1000)
+        conn = Conn(hub)
+        self.assertEqual(conn.send(b"PUBB big 1000\r\n" + b"x" * 1000 + b"\r\n"), b"+OK 1\r\n")
+        self.assertTrue(conn.cmd("PUB big y").startswith("-ERR rate-limited "))
+
+    def test_zero_means_no_limit(self) -> None:
+        hub = make_hub(max_publish_rate=0, max_publish_bytes_rate=0)
+        conn = Conn(hub)
+        replies = conn.send(b"PUB a x\n" * 30000)
+        self.assertEqual(replies.count(b"+OK "), 30000)

@@ -25,6 +25,7 @@ from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
 from txpubsub.core.channel import Channel
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
+from txpubsub.core.rate import UNLIMITED, PublishBudget
 from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection
 from txpubsub.core.session import Session
 from txpubsub.core.stats import Counters, DoorCounters
@@ -85,6 +86,8 @@ class Hub(Service):
         max_channels_per_client: int = 10_000,
         max_subscriptions_total: int = 1_000_000,
         max_retired: int = 100_000,
+        max_publish_rate: int = 20_000,
+        max_publish_bytes_rate: int = 4 * 1024 * 1024,
         connection_log: int = 10000,
         store: Store | None = None,
         epoch: str | None = None,
@@ -103,6 +106,9 @@ class Hub(Service):
         self.max_channels_per_client = max_channels_per_client
         self.max_subscriptions_total = max_subscriptions_total
         self.max_retired = max_retired
+        # Per connection, 0 = no limit (--max-publish-rate, --max-publish-bytes-rate).
+        self.max_publish_rate = max_publish_rate
+        self.max_publish_bytes_rate = max_publish_bytes_rate
         self._subscriptions = 0
         self._plain_channels = 0
         # Where forgotten retired names' last ids went (see _new_channel).
@@ -227,6 +233,10 @@ class Hub(Service):
         """Register a new connection; ServerFull past --max-clients (BYE too-many-clients)."""
         client = self.registry.add(session, self.clock.seconds(), address, listener)
         self._record_of[session] = client
+        if self.max_publish_rate or self.max_publish_bytes_rate:
+            client.publish_budget = PublishBudget(
+                self.max_publish_rate or UNLIMITED, self.max_publish_bytes_rate or UNLIMITED,
+                client.connected_at, self.max_payload)
         self.counters.connections_total += 1
         self._log.info(
             "{client_id} connected from {address} on {listener}",
@@ -579,6 +589,8 @@ class Hub(Service):
         """
         if len(payload) > self.max_payload:
             raise HubError("too-large", f"payload over {self.max_payload} bytes")
+        if client is not None and client.publish_budget is not None:
+            client.publish_budget.take(len(payload), self.clock.seconds())  # rate-limited
         ch = self._channels.get(channel)
         if ch is None:
             kind = channel_kind(channel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from txpubsub.core.rate import PublishBudget
 from txpubsub.core.session import Session
 from txpubsub.wire.errors import HubError, ServerFull, shorten
 from txpubsub.wire.names import check_name, is_client_id
@@ -14,8 +15,8 @@ class ClientRecord:
     """The hub's record of one connection: its id, name, subscriptions, session."""
 
     __slots__ = ("address", "addressable", "channels_created", "client_id", "connected_at",
-                 "inbox_last_id", "listener", "name", "name_locked", "patterns", "sender",
-                 "session", "user")
+                 "inbox_last_id", "listener", "name", "name_locked", "patterns",
+                 "publish_budget", "sender", "session", "user")
 
     def __init__(
         self, client_id: str, session: Session, connected_at: float, address: str,
@@ -34,6 +35,7 @@ class ClientRecord:
         self.name_locked = False  # a name from a TLS certificate cannot be changed
         self.inbox_last_id = 0
         self.channels_created = 0  # by its PUB, SUB and CREATE, for --max-client-channels
+        self.publish_budget: PublishBudget | None = None  # --max-publish-rate; None: no limit
 
     def __repr__(self) -> str:
         return f"<ClientRecord {self.client_id} {self.name or '-'}>"

@@ -237,6 +237,22 @@ class Options(usage.Options):
             _int_at_least(0),
         ],
         [
+            "max-publish-rate",
+            None,
+            20000,
+            "Messages a second one connection may publish, direct ones too, then -ERR "
+            "rate-limited (a second's worth at once). 0: no limit.",
+            _int_at_least(0),
+        ],
+        [
+            "max-publish-bytes",
+            None,
+            4194304,
+            "Payload bytes a second one connection may publish, then -ERR rate-limited "
+            "(a second's worth at once, never less than one largest payload). 0: no limit.",
+            _int_at_least(0),
+        ],
+        [
             "store",
             None,
             "memory",
@@ -475,6 +491,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             max_channels_per_client=options["max-client-channels"],
             max_subscriptions_total=options["max-subscriptions-all"],
             max_retired=options["max-retired"],
+            max_publish_rate=options["max-publish-rate"],
+            max_publish_bytes_rate=options["max-publish-bytes"],
             connection_log=options["connection-log"],
             store=store,
         )
