@@ -34,6 +34,7 @@ def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], int, int]:
     log = open(log_path, "wb")  # a file, not a pipe: a full pipe would stall the server
     proc = subprocess.Popen(
         [twistd, "-n", "--pidfile=", "txpubsub", "--admin", "none",
+         "--max-publish-rate", "0", "--max-publish-bytes", "0",
          "--port", "tcp:0:interface=127.0.0.1:backlog=1024",
          "--ws", "tcp:0:interface=127.0.0.1:backlog=1023"],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp)

@@ -43,6 +43,7 @@ class ProtectionTests(TestCase):
     async def test_non_reader_cut_off_during_flood(self) -> None:
         """One subscriber stops reading: it is cut off; the reader gets every
         message once and in order; a third client's PING is answered meanwhile."""
+        self.hub.max_publish_bytes_rate = 0  # 12 MB at once: this is about the reader
         address = self.listen(LineDoorFactory(self.hub, "tcp", DoorSettings(max_buffer=256 * 1024)))
         reader = await self.connect(address)
         await reader.ask(b"SUB flood", b"+OK")
