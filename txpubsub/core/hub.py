@@ -25,7 +25,7 @@ from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
 from txpubsub.core.channel import Channel
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
-from txpubsub.core.rate import UNLIMITED, PublishBudget
+from txpubsub.core.rate import PublishBudget
 from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection
 from txpubsub.core.session import Session
 from txpubsub.core.stats import Counters, DoorCounters
@@ -235,8 +235,8 @@ class Hub(Service):
         self._record_of[session] = client
         if self.max_publish_rate or self.max_publish_bytes_rate:
             client.publish_budget = PublishBudget(
-                self.max_publish_rate or UNLIMITED, self.max_publish_bytes_rate or UNLIMITED,
-                client.connected_at, self.max_payload)
+                self.max_publish_rate, self.max_publish_bytes_rate, client.connected_at,
+                self.max_payload)
         self.counters.connections_total += 1
         self._log.info(
             "{client_id} connected from {address} on {listener}",

@@ -1,54 +1,57 @@
-"""Per-connection publish rates: a token bucket for messages and one for bytes.
+"""Per-connection publish rates: messages a second and payload bytes a second.
 
 Checked once per publish (direct messages included) against the hub's
 clock: past the rate, the publish is refused with ``-ERR rate-limited`` and
-nothing is kept or delivered. Each bucket holds one second's worth, so a
-connection that was quiet may send that much at once (its burst).
+nothing is kept or delivered. Each limit is a token bucket holding one
+second's worth, so a connection that was quiet may send that much at once
+(its burst). Written as GCRA (the "virtual scheduling" form of a token
+bucket): one time per limit, the moment the connection's budget would be
+whole again, so a publish costs two additions and two comparisons.
 """
 from __future__ import annotations
 
 from txpubsub.wire.errors import HubError
 
-# A rate that is off (0 in the options) as a bucket that never runs dry.
-UNLIMITED = 1e18
-
 
 class PublishBudget:
-    """What one connection may still publish now; refilled as time passes.
+    """What one connection may still publish now.
 
-    ``rate`` is messages a second and ``byte_rate`` bytes a second
-    (UNLIMITED for either turns that one off).
+    ``rate`` is messages a second and ``byte_rate`` bytes a second (0 turns
+    either off). ``largest`` is the largest payload allowed: the byte bucket
+    holds at least that much, so any allowed message can be sent.
     """
 
-    __slots__ = ("at", "burst", "byte_burst", "byte_rate", "bytes", "messages", "rate")
+    __slots__ = (
+        "byte_cost",
+        "byte_rate",
+        "byte_window",
+        "bytes_due",
+        "cost",
+        "due",
+        "rate",
+        "window",
+    )
 
     def __init__(self, rate: float, byte_rate: float, now: float, largest: int = 0) -> None:
         self.rate = rate
         self.byte_rate = byte_rate
-        self.burst = max(rate, 1.0)
-        # A message of the largest allowed size must fit in a full bucket.
-        self.byte_burst = max(byte_rate, float(largest))
-        self.messages = self.burst
-        self.bytes = self.byte_burst
-        self.at = now
+        # Seconds of budget one message, and one byte, use up.
+        self.cost = 1.0 / rate if rate else 0.0
+        self.byte_cost = 1.0 / byte_rate if byte_rate else 0.0
+        # How far ahead of now the budget may be spent: a second's worth
+        # (a little more, so that float rounding never refuses the last one).
+        self.window = 1.0 + self.cost / 2
+        self.byte_window = max(1.0, largest * self.byte_cost) + 1e-9
+        # When the budget is whole again; now or earlier: it is whole now.
+        self.due = self.bytes_due = now
 
     def take(self, size: int, now: float) -> None:
         """Spend one message of ``size`` bytes, or raise HubError rate-limited."""
-        elapsed = now - self.at
-        if elapsed < 0.0:
-            elapsed = 0.0  # the wall clock went back: refill nothing, take nothing away
-        self.at = now
-        messages = self.messages + elapsed * self.rate
-        if messages > self.burst:
-            messages = self.burst
-        nbytes = self.bytes + elapsed * self.byte_rate
-        if nbytes > self.byte_burst:
-            nbytes = self.byte_burst
-        if messages < 1.0 or nbytes < size:
-            self.messages, self.bytes = messages, nbytes
-            if messages < 1.0:
-                raise HubError("rate-limited",
-                               f"over {self.rate:.0f} messages a second; slow down")
+        due = (self.due if self.due > now else now) + self.cost
+        bytes_due = (self.bytes_due if self.bytes_due > now else now) + size * self.byte_cost
+        if due - now > self.window:
+            raise HubError("rate-limited", f"over {self.rate:.0f} messages a second; slow down")
+        if bytes_due - now > self.byte_window:
             raise HubError("rate-limited", f"over {self.byte_rate:.0f} bytes a second; slow down")
-        self.messages = messages - 1.0
-        self.bytes = nbytes - size
+        self.due = due
+        self.bytes_due = bytes_due
