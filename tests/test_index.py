@@ -66,6 +66,27 @@ class PatternIndexTests(SynchronousTestCase):
         self.assertEqual(len(index), 0)
         self.assertTrue(index._root.is_empty())
 
+    def test_deep_pattern_makes_no_empty_parts(self) -> None:
+        """A deep pattern's nodes hold one child each and no dict or set until
+        they need one (memory per subscription: docs/operations.md); a second
+        child makes a dict, and removing it goes back to one."""
+        index: PatternIndex[str] = PatternIndex()
+        pattern = ".".join(["a", "*"] * 32)
+        index.add(pattern, "x")
+        node, nodes = index._root, 0
+        while node.only is not None:
+            self.assertEqual((node.children, node.exact, node.rest), (None, None, None))
+            node, nodes = node.only, nodes + 1
+        self.assertEqual((nodes, node.exact), (64, {"x"}))
+        index.add("a.b", "y")
+        first = index._root.only
+        assert first is not None
+        self.assertEqual(sorted(first.children or {}), ["*", "b"])
+        self.assertEqual(self.matched(index, "a.b"), {"y"})
+        index.remove("a.b", "y")
+        self.assertEqual((first.children, first.only_token), (None, "*"))
+        self.assertEqual(self.matched(index, ".".join(["a", "z"] * 32)), {"x"})
+
     @settings(max_examples=300, deadline=None)
     @given(
         st.lists(st.tuples(st.integers(0, 5), patterns), max_size=25),

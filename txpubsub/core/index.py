@@ -17,15 +17,56 @@ CACHE_REFERENCES = 1 << 18
 
 
 class _Node(Generic[T]):
-    __slots__ = ("children", "exact", "rest")
+    """One token of the trie. Each part is made only when first needed, and
+    a node with one child holds it without a dict: an empty dict and two
+    empty sets were ~500 of a node's ~570 bytes, and most nodes of a deep
+    pattern have one child and no subscriber of their own."""
+
+    __slots__ = ("children", "exact", "only", "only_token", "rest")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node[T]] = {}  # token or "*" -> node
-        self.exact: set[T] = set()  # patterns that end here
-        self.rest: set[T] = set()  # patterns that end here with ".>"
+        self.only: _Node[T] | None = None  # the child, while there is just one
+        self.only_token = ""  # its token
+        self.children: dict[str, _Node[T]] | None = None  # token or "*" -> node, 2 or more
+        self.exact: set[T] | None = None  # patterns that end here
+        self.rest: set[T] | None = None  # patterns that end here with ".>"
+
+    def get(self, token: str) -> _Node[T] | None:
+        """The child for ``token``, if any."""
+        if self.only is not None:
+            return self.only if self.only_token == token else None
+        if self.children is not None:
+            return self.children.get(token)
+        return None
+
+    def child(self, token: str) -> _Node[T]:
+        """The child for ``token``, made if it is not there."""
+        node = self.get(token)
+        if node is not None:
+            return node
+        node = _Node()
+        if self.only is not None:
+            self.children = {self.only_token: self.only, token: node}
+            self.only, self.only_token = None, ""
+        elif self.children is not None:
+            self.children[token] = node
+        else:
+            self.only, self.only_token = node, token
+        return node
+
+    def drop(self, token: str) -> None:
+        """Forget the child for ``token`` (it is there)."""
+        if self.only is not None:
+            self.only, self.only_token = None, ""
+            return
+        assert self.children is not None
+        del self.children[token]
+        if len(self.children) == 1:
+            [(self.only_token, self.only)] = self.children.items()
+            self.children = None
 
     def is_empty(self) -> bool:
-        return not (self.children or self.exact or self.rest)
+        return self.only is None and not (self.children or self.exact or self.rest)
 
 
 class PatternIndex(Generic[T]):
@@ -51,11 +92,16 @@ class PatternIndex(Generic[T]):
         tokens = pattern.split(".")
         last = tokens.pop()
         for token in tokens:
-            node = node.children.setdefault(token, _Node())
+            node = node.child(token)
         if last == ">":
             slot = node.rest
+            if slot is None:
+                slot = node.rest = set()
         else:
-            slot = node.children.setdefault(last, _Node()).exact
+            node = node.child(last)
+            slot = node.exact
+            if slot is None:
+                slot = node.exact = set()
         if subscriber not in slot:
             slot.add(subscriber)
             self._count += 1
@@ -69,20 +115,28 @@ class PatternIndex(Generic[T]):
         if rest:
             tokens.pop()
         for token in tokens:
-            child = path[-1].children.get(token)
+            child = path[-1].get(token)
             if child is None:
                 return
             path.append(child)
-        slot = path[-1].rest if rest else path[-1].exact
-        if subscriber not in slot:
+        end = path[-1]
+        slot = end.rest if rest else end.exact
+        if slot is None or subscriber not in slot:
             return
         slot.discard(subscriber)
+        if not slot:
+            # Let go of the empty set (the cache, which may share it, is
+            # cleared below).
+            if rest:
+                end.rest = None
+            else:
+                end.exact = None
         self._count -= 1
         self._forget_matches()
         for depth in range(len(tokens), 0, -1):
             if not path[depth].is_empty():
                 break
-            del path[depth - 1].children[tokens[depth - 1]]
+            path[depth - 1].drop(tokens[depth - 1])
 
     def _forget_matches(self) -> None:
         if self._cache:
@@ -130,11 +184,20 @@ class PatternIndex(Generic[T]):
         guarded = channel[:1] in ("$", "@")
         for depth, token in enumerate(tokens):
             following = []
+            wild = not (guarded and depth == 0)
             for node in nodes:
+                if wild and node.rest:
+                    found.append(node.rest)
+                only = node.only
+                if only is not None:
+                    only_token = node.only_token
+                    if only_token == token or (wild and only_token == "*"):
+                        following.append(only)
+                    continue
                 children = node.children
-                if not (guarded and depth == 0):
-                    if node.rest:
-                        found.append(node.rest)
+                if children is None:
+                    continue
+                if wild:
                     star = children.get("*")
                     if star is not None:
                         following.append(star)
