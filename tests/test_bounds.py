@@ -322,3 +322,73 @@ class PublishRateTests(SynchronousTestCase):
         conn = Conn(hub)
         replies = conn.send(b"PUB a x\n" * 30000)
         self.assertEqual(replies.count(b"+OK "), 30000)
+
+
+class HistoryBytesTests(SynchronousTestCase):
+    def test_server_wide_history_bytes_hold(self) -> None:
+        """Payloads pile up in many channels: kept bytes never pass
+        --max-history-bytes, the largest channel loses its oldest first, since=
+        from before says partial, and another client's PING is answered."""
+        hub = make_hub(max_history_bytes=100_000, max_payload=10_000, history=1000)
+        attacker, other = Conn(hub), Conn(hub)
+        other.cmd("PUB small keep-me")
+        blob = b"x" * 1000
+        # One big channel (hog) and nine smaller ones, 30 times the limit in all.
+        evictions = 0
+        for n in range(1500):
+            channel = b"hog" if n % 2 else b"ch.%d" % (n % 9)
+            attacker.send(b"PUBB " + channel + b" 1000\r\n" + blob + b"\r\n")
+            self.assertLessEqual(hub.history_bytes, 100_000)
+            if hub.counters.history_evictions > evictions:
+                if not evictions:
+                    # The first time, the hog alone loses messages.
+                    hog = hub.channel("hog")
+                    assert hog is not None
+                    self.assertLess(hog.kept, hog.last_id)
+                    for ch in hub._channels.values():
+                        if ch.name.startswith("ch."):
+                            self.assertEqual(ch.kept, ch.last_id)
+                evictions = hub.counters.history_evictions
+                self.assertLessEqual(hub.history_bytes, 87_500)  # down to 7/8 of the limit
+        self.assertGreater(evictions, 10)
+        self.assertEqual(other.cmd("PING"), "PONG\r\n")
+        self.assertEqual(hub.history_bytes, sum(ch.kept_bytes for ch in hub._channels.values()))
+        hog = hub.channel("hog")
+        assert hog is not None
+        self.assertEqual(other.cmd("HISTORY small"), "MSG small 1 c2 keep-me\r\n+OK 1\r\n")
+        kept = hog.kept
+        reply = other.cmd("SUB hog since=0")
+        self.assertTrue(reply.endswith(f"+OK subscribed hog {kept} partial\r\n"), reply[-60:])
+        self.assertEqual(reply.count("MSG hog "), kept)
+
+    def test_one_channel_bounded_by_bytes_whatever_its_history(self) -> None:
+        """CREATE x history=10000 keeps at most --max-channel-bytes of payload;
+        the newest messages stay, ids go on."""
+        hub = make_hub(max_channel_bytes=10_000, max_payload=4000)
+        conn = Conn(hub)
+        self.assertEqual(conn.cmd("CREATE big history=10000"), "+OK created big\r\n")
+        for _ in range(100):
+            conn.send(b"PUBB big 3000\r\n" + b"y" * 3000 + b"\r\n")
+        big = hub.channel("big")
+        assert big is not None
+        self.assertEqual((big.kept, big.kept_bytes, big.last_id), (3, 9000, 100))
+        self.assertEqual([m.msg_id for m in hub.history("big")], [98, 99, 100])
+        self.assertEqual(hub.history_bytes, 9000)
+        hub.drop("big")
+        self.assertEqual(hub.history_bytes, 0)
+
+    def test_ring_history_drops_oldest_in_order(self) -> None:
+        """PyPy's ring keeps the same promises when its oldest are let go of."""
+        from txpubsub.core.history import RingHistory
+        from txpubsub.core.message import Message
+
+        ring = RingHistory("r", 4)
+        for i in range(1, 7):  # wrapped: 3 4 5 6
+            ring.append(Message("r", i, "s", b"p" * i, 0.0))
+        self.assertEqual(ring.oldest_size(), 3)
+        self.assertEqual(ring.drop_oldest(5), 7)  # 3 and 4
+        self.assertEqual([m.msg_id for m in ring.newest(10)], [5, 6])
+        ring.append(Message("r", 7, "s", b"p", 0.0))
+        ring.append(Message("r", 8, "s", b"p", 0.0))
+        ring.append(Message("r", 9, "s", b"p", 0.0))
+        self.assertEqual([m.msg_id for m in ring.newest(10)], [6, 7, 8, 9])

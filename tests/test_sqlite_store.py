@@ -60,6 +60,21 @@ class SqliteStoreTests(TestCase):
         conn.take()
         self.assertEqual(conn.cmd("PUB news next"), "MSG news 6 c1 next\r\n+OK 6\r\n")
 
+    async def test_history_loaded_within_its_byte_limits(self) -> None:
+        """A restart with smaller --max-history-bytes/--max-channel-bytes keeps
+        only the newest messages that fit; since= from before says partial."""
+        hub, conn = self.start()
+        for i in range(20):
+            conn.cmd(f"PUB big {i:04d}" + "x" * 96)  # 100-byte payloads
+            conn.cmd(f"PUB small {i}")
+        hub, conn = await self.restart(hub, max_history_bytes=1000, max_channel_bytes=600)
+        big = hub.channel("big")
+        assert big is not None
+        self.assertEqual((big.kept, big.kept_bytes), (6, 600))
+        self.assertLessEqual(hub.history_bytes, 1000)
+        self.assertEqual(hub.history_bytes, 600 + 10 * 1 + 10 * 2)
+        self.assertTrue(conn.cmd("SUB big since=0").endswith("+OK subscribed big 6 partial\r\n"))
+
     async def test_a_store_in_use_is_refused(self) -> None:
         """A second server on a store in use is refused with a clear reason (two
         would hand out the same ids); once the first has closed it, it opens."""

@@ -24,7 +24,9 @@ class Channel(Generic[T]):
     __slots__ = (
         "_keep",
         "_kept",
+        "byte_cap",
         "created_at",
+        "kept_bytes",
         "last_id",
         "last_publish_at",
         "name",
@@ -40,9 +42,12 @@ class Channel(Generic[T]):
         created_at: float,
         last_id: int = 0,
         system: bool = False,
+        byte_cap: int = 1 << 62,
     ) -> None:
         self.name = name
         self._keep = keep
+        self.byte_cap = byte_cap  # most payload bytes kept (--max-channel-bytes)
+        self.kept_bytes = 0  # payload bytes kept now
         self._kept: DequeHistory | RingHistory | None = None  # made at the first message kept
         self.last_id = last_id
         self.published = 0
@@ -65,27 +70,55 @@ class Channel(Generic[T]):
         """The newest ``count`` kept messages (at most all), oldest first."""
         return self._kept.newest(count) if self._kept is not None else []
 
-    def record(self, msg: Message) -> None:
-        """Count a new message (numbered by the backplane) and keep it."""
+    def record(self, msg: Message) -> int:
+        """Count a new message (numbered by the backplane) and keep it;
+        returns how many payload bytes more (or fewer) the channel keeps."""
         self.last_id = msg.msg_id
         self.published += 1
         self.last_publish_at = msg.published_at
         kept = self._kept
         if kept is None:
             if not self._keep:
-                return
+                return 0
             kept = self._kept = History(self.name, self._keep)
+        size = len(msg.payload)
+        if len(kept) == self._keep:
+            size -= kept.oldest_size()  # append lets go of the oldest
         kept.append(msg)
+        kept_bytes = self.kept_bytes = self.kept_bytes + size
+        if kept_bytes > self.byte_cap:
+            size -= self.drop_oldest(kept_bytes - self.byte_cap)
+        return size
 
-    def restore(self, messages: Iterable[Message]) -> None:
-        """Put back kept messages (oldest first), as a store loads them at start."""
+    def drop_oldest(self, nbytes: int) -> int:
+        """Forget the oldest kept messages until ``nbytes`` payload bytes are
+        gone (or nothing is kept); returns the bytes freed."""
+        if self._kept is None:
+            return 0
+        freed = self._kept.drop_oldest(nbytes)
+        self.kept_bytes -= freed
+        return freed
+
+    def restore(self, messages: Iterable[Message]) -> int:
+        """Put back kept messages (oldest first), as a store loads them at
+        start; returns the payload bytes kept."""
+        before = self.kept_bytes
         for msg in messages:
-            if self._kept is None:
+            kept = self._kept
+            if kept is None:
                 if not self._keep:
-                    return
-                self._kept = History(self.name, self._keep)
-            self._kept.append(msg)
+                    break
+                kept = self._kept = History(self.name, self._keep)
+            if len(kept) == self._keep:
+                self.kept_bytes -= kept.oldest_size()
+            kept.append(msg)
+            self.kept_bytes += len(msg.payload)
+        if self.kept_bytes > self.byte_cap:
+            self.drop_oldest(self.kept_bytes - self.byte_cap)
+        return self.kept_bytes - before
 
-    def clear_history(self) -> None:
-        """Forget every kept message."""
+    def clear_history(self) -> int:
+        """Forget every kept message; returns the payload bytes freed."""
+        freed, self.kept_bytes = self.kept_bytes, 0
         self._kept = None
+        return freed

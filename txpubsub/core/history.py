@@ -35,6 +35,18 @@ class DequeHistory(deque):
         kept = len(self)
         return list(islice(self, kept - min(count, kept), kept))
 
+    def oldest_size(self) -> int:
+        """The payload size of the oldest kept message (there is one)."""
+        return len(self[0].payload)
+
+    def drop_oldest(self, nbytes: int) -> int:
+        """Forget the oldest messages until ``nbytes`` payload bytes are gone
+        (or none is left); returns the bytes freed."""
+        freed = 0
+        while freed < nbytes and self:
+            freed += len(self.popleft().payload)
+        return freed
+
 
 class RingHistory:
     """The last ``keep`` messages of one channel, oldest first, as four rings.
@@ -84,6 +96,30 @@ class RingHistory:
             Message(channel, ids[j], senders[j], payloads[j], times[j])
             for j in (k % kept for k in range(first, first + count))
         ]
+
+    def oldest_size(self) -> int:
+        """The payload size of the oldest kept message (there is one)."""
+        return len(self._payloads[self._start])
+
+    def drop_oldest(self, nbytes: int) -> int:
+        """Forget the oldest messages until ``nbytes`` payload bytes are gone
+        (or none is left); returns the bytes freed. The rings are laid out
+        again oldest first (eviction is rare and batched)."""
+        kept = len(self._ids)
+        start = self._start
+        order = [*range(start, kept), *range(start)]
+        freed, dropped = 0, 0
+        payloads = self._payloads
+        while freed < nbytes and dropped < kept:
+            freed += len(payloads[order[dropped]])
+            dropped += 1
+        order = order[dropped:]
+        self._ids = [self._ids[j] for j in order]
+        self._times = [self._times[j] for j in order]
+        self._senders = [self._senders[j] for j in order]
+        self._payloads = [payloads[j] for j in order]
+        self._start = 0
+        return freed
 
 
 History: type[DequeHistory | RingHistory] = (

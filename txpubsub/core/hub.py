@@ -88,6 +88,8 @@ class Hub(Service):
         max_retired: int = 100_000,
         max_publish_rate: int = 20_000,
         max_publish_bytes_rate: int = 4 * 1024 * 1024,
+        max_history_bytes: int = 1 << 30,
+        max_channel_bytes: int = 64 << 20,
         connection_log: int = 10000,
         store: Store | None = None,
         epoch: str | None = None,
@@ -109,6 +111,11 @@ class Hub(Service):
         # Per connection, 0 = no limit (--max-publish-rate, --max-publish-bytes-rate).
         self.max_publish_rate = max_publish_rate
         self.max_publish_bytes_rate = max_publish_bytes_rate
+        # Payload bytes kept in history, in all and per channel (--max-history-bytes,
+        # --max-channel-bytes); past the first, the largest channels' oldest go.
+        self.max_history_bytes = max_history_bytes
+        self.max_channel_bytes = max_channel_bytes
+        self._history_bytes = 0
         self._subscriptions = 0
         self._plain_channels = 0
         # Where forgotten retired names' last ids went (see _new_channel).
@@ -137,9 +144,11 @@ class Hub(Service):
                 self._remember_retired(saved.name, saved.last_id)
                 continue
             ch: Channel[Session] = Channel(saved.name, saved.keep, saved.created_at,
-                                           saved.last_id)
-            ch.restore(saved.messages)
+                                           saved.last_id, byte_cap=max_channel_bytes)
+            self._history_bytes += ch.restore(saved.messages)
             self._add_channel(ch)
+        if self._history_bytes > self.max_history_bytes:
+            self._evict_history()
 
     @property
     def authorizer(self) -> Authorizer:
@@ -220,7 +229,7 @@ class Hub(Service):
             self._subscriptions -= 1
             session.channel_dropped(channel)
         ch.subscribers.clear()
-        ch.clear_history()
+        self._history_bytes -= ch.clear_history()
         self._retire(ch)
         self._log.info("channel {channel} dropped", channel=channel)
         self._announce("$sys.channels", f"drop {channel}")
@@ -350,7 +359,8 @@ class Hub(Service):
         if start is None:
             start = (self._retired_floors.get(zlib.crc32(name.encode()) % RETIRED_BUCKETS, 0)
                      if self._retired_floors else 0)
-        ch: Channel[Session] = Channel(name, keep, self.clock.seconds(), start)
+        ch: Channel[Session] = Channel(name, keep, self.clock.seconds(), start,
+                                       byte_cap=self.max_channel_bytes)
         self._add_channel(ch)
         self.store.channel_created(name, keep, ch.created_at, ch.last_id)
         self._announce("$sys.channels", f"create {name}")
@@ -646,7 +656,9 @@ class Hub(Service):
 
         The backplane calls this; ``publisher`` is paced if a reader is behind.
         """
-        ch.record(msg)
+        self._history_bytes += ch.record(msg)
+        if self._history_bytes > self.max_history_bytes:
+            self._evict_history()
         if self.store.durable and not ch.system:
             self.store.message_added(msg, ch.keep)
         readers: Iterable[Session] = ch.subscribers
@@ -658,6 +670,35 @@ class Hub(Service):
         behind = self._deliver(msg, readers)
         if behind and publisher is not None:
             self._pace(publisher.session, behind)
+
+    def _evict_history(self) -> None:
+        """History holds more than --max-history-bytes: forget the oldest kept
+        messages of the largest channels first, down to 7/8 of the limit, so
+        that the scan of every channel here is paid once per eighth of the
+        limit published, not per publish. A replay with since= from before
+        then says partial, as for any message no longer kept."""
+        target = self.max_history_bytes - self.max_history_bytes // 8
+        largest = [(-ch.kept_bytes, name) for name, ch in self._channels.items()
+                   if ch.kept_bytes]
+        heapq.heapify(largest)
+        while self._history_bytes > target and largest:
+            _, name = heapq.heappop(largest)
+            ch = self._channels[name]
+            # Down to the next largest channel (or the target): at least one message.
+            runner_up = -largest[0][0] if largest else 0
+            want = min(ch.kept_bytes - runner_up, self._history_bytes - target)
+            self._history_bytes -= ch.drop_oldest(max(want, 1))
+            if ch.kept_bytes:
+                heapq.heappush(largest, (-ch.kept_bytes, name))
+        self.counters.history_evictions += 1
+        self._log.info("history over {limit} bytes: oldest messages let go of, "
+                       "{held} bytes kept", limit=self.max_history_bytes,
+                       held=self._history_bytes)
+
+    @property
+    def history_bytes(self) -> int:
+        """Payload bytes kept in every channel's history now."""
+        return self._history_bytes
 
     def _pace(self, publisher: Session, behind: list[Session]) -> None:
         if publisher.pace():

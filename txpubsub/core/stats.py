@@ -15,6 +15,7 @@ class Counters:
     slow_consumers: int = 0
     pacing_stalls: int = 0
     auth_failures: int = 0  # wrong AUTH user or password (--users)
+    history_evictions: int = 0  # times --max-history-bytes let go of old messages
 
 
 @dataclass

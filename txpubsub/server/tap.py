@@ -237,6 +237,22 @@ class Options(usage.Options):
             _int_at_least(0),
         ],
         [
+            "max-history-bytes",
+            None,
+            1073741824,
+            "Payload bytes all channels' history keeps; past it the oldest messages of "
+            "the largest channels go first.",
+            _int_at_least(1),
+        ],
+        [
+            "max-channel-bytes",
+            None,
+            67108864,
+            "Payload bytes one channel's history keeps, whatever its history=; past it "
+            "its oldest go.",
+            _int_at_least(1),
+        ],
+        [
             "max-publish-rate",
             None,
             20000,
@@ -493,6 +509,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             max_retired=options["max-retired"],
             max_publish_rate=options["max-publish-rate"],
             max_publish_bytes_rate=options["max-publish-bytes"],
+            max_history_bytes=options["max-history-bytes"],
+            max_channel_bytes=options["max-channel-bytes"],
             connection_log=options["connection-log"],
             store=store,
         )
