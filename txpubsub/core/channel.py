@@ -30,6 +30,7 @@ class Channel(Generic[T]):
         "last_id",
         "last_publish_at",
         "name",
+        "pending_id",
         "published",
         "subscribers",
         "system",
@@ -50,6 +51,9 @@ class Channel(Generic[T]):
         self.kept_bytes = 0  # payload bytes kept now
         self._kept: DequeHistory | RingHistory | None = None  # made at the first message kept
         self.last_id = last_id
+        # With a durable store: the newest id handed out, committed or not
+        # (last_id and history only advance once the commit has finished).
+        self.pending_id = last_id
         self.published = 0
         self.subscribers: set[T] = set()
         self.created_at = created_at

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txpubsub.core.authorizer import AllowAll, Authorizer
 from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
@@ -123,7 +124,14 @@ class Hub(Service):
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
         self.backplane: Backplane = backplane or LocalBackplane(self)
-        self._local = type(self.backplane) is LocalBackplane
+        local = type(self.backplane) is LocalBackplane
+        # Three publish paths: in memory, numbered and delivered at once (kept
+        # free of any extra call); with a durable store, acknowledged and
+        # delivered after the commit (_publish_durable); through another
+        # backplane, which numbers elsewhere and tells the store on arrival.
+        self._local = local and not self.store.durable
+        self._durable = local and self.store.durable
+        self._store_on_fan_out = self.store.durable and not local
         self.authorizer = authorizer or AllowAll()
         self.started_at = clock.seconds()
         self.counters = Counters()
@@ -374,7 +382,7 @@ class Hub(Service):
         cutoff = self.clock.seconds() - IDLE_CHANNEL
         idle = [
             ch for ch in self._channels.values()
-            if not (ch.system or ch.subscribers or ch.kept)
+            if not (ch.system or ch.subscribers or ch.kept or ch.pending_id > ch.last_id)
             and (ch.last_publish_at or ch.created_at) <= cutoff
         ]
         for ch in idle:
@@ -411,9 +419,11 @@ class Hub(Service):
         del named[ch.name]
         if not named:
             del self._by_head[head]
-        if ch.last_id:  # a channel that never had a message has nothing to go on from
-            self._remember_retired(ch.name, ch.last_id)
-        self.store.channel_retired(ch.name, ch.last_id)
+        # Ids still being committed count: they will be acknowledged.
+        last_id = max(ch.last_id, ch.pending_id)
+        if last_id:  # a channel that never had a message has nothing to go on from
+            self._remember_retired(ch.name, last_id)
+        self.store.channel_retired(ch.name, last_id)
 
     def channel(self, name: str) -> Channel[Session] | None:
         """The channel of that exact name, if it exists."""
@@ -621,7 +631,39 @@ class Hub(Service):
             msg = Message(ch.name, ch.last_id + 1, sender, payload, self.clock.seconds())
             self.fan_out(ch, msg, client)
             return msg.msg_id
+        if self._durable:
+            return self._publish_durable(ch, sender, payload, client)
         return self.backplane.publish(ch, sender, payload, client)
+
+    def _publish_durable(
+        self, ch: Channel[Session], sender: str, payload: bytes, client: ClientRecord | None
+    ) -> Deferred[int]:
+        """Number a message, have the store commit it, and only then keep it in
+        memory, deliver it and acknowledge it: nobody sees an id a crash could
+        take back. Commits finish in order, so deliveries stay in id order."""
+        ch.pending_id += 1
+        msg = Message(ch.name, ch.pending_id, sender, payload, self.clock.seconds())
+        committed = self.store.append(msg, ch.keep)
+        return committed.addCallbacks(
+            self._committed, self._not_committed,
+            callbackArgs=(ch, msg, client), errbackArgs=(ch, msg))
+
+    def _committed(
+        self, _: object, ch: Channel[Session], msg: Message, client: ClientRecord | None
+    ) -> int:
+        # A channel dropped (or forgotten) meanwhile has no history or readers
+        # left to give it to; its last id already counts this one (_retire).
+        if self._channels.get(ch.name) is ch:
+            self.fan_out(ch, msg, client)
+        return msg.msg_id
+
+    @staticmethod
+    def _not_committed(failure: Failure, ch: Channel[Session], msg: Message) -> Failure:
+        # The store fails everything queued after a failed message too, so
+        # handing this id out again leaves no gap, and nobody has seen it.
+        if ch.pending_id >= msg.msg_id:
+            ch.pending_id = msg.msg_id - 1
+        return failure
 
     def publish_system(self, channel: str, payload: bytes) -> int:
         """Publish on a system channel (the server's own voice, this server only)."""
@@ -659,8 +701,8 @@ class Hub(Service):
         self._history_bytes += ch.record(msg)
         if self._history_bytes > self.max_history_bytes:
             self._evict_history()
-        if self.store.durable and not ch.system:
-            self.store.message_added(msg, ch.keep)
+        if self._store_on_fan_out and not ch.system:
+            self.store.append(msg, ch.keep).addErrback(self._not_stored, msg)
         readers: Iterable[Session] = ch.subscribers
         if len(self._patterns):
             # One copy per connection, however many subscriptions match.
@@ -699,6 +741,10 @@ class Hub(Service):
     def history_bytes(self) -> int:
         """Payload bytes kept in every channel's history now."""
         return self._history_bytes
+
+    def _not_stored(self, failure: Failure, msg: Message) -> None:
+        # Numbered and delivered elsewhere already: the store logged and counted it.
+        failure.trap(HubError)
 
     def _pace(self, publisher: Session, behind: list[Session]) -> None:
         if publisher.pace():

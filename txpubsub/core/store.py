@@ -30,7 +30,7 @@ class SavedChannel:
 class Store(Protocol):
     """What the hub tells a store, and what it asks of it at start and stop."""
 
-    durable: bool
+    durable: bool  # True: publishes are acknowledged after ``append`` fires
     epoch: str
     errors: int  # failed writes since start (admin STATS: store_errors)
 
@@ -38,7 +38,10 @@ class Store(Protocol):
 
     def channel_created(self, name: str, keep: int, created_at: float, last_id: int) -> None: ...
 
-    def message_added(self, msg: Message, keep: int) -> None: ...
+    def append(self, msg: Message, keep: int) -> Deferred[None]:
+        """Keep a numbered message (its history row if ``keep``, and its
+        channel's last id); fires once that is committed, or fails with
+        HubError unavailable. Successes fire in the order of the calls."""
 
     def channel_retired(self, name: str, last_id: int) -> None: ...
 
@@ -60,8 +63,8 @@ class MemoryStore:
     def channel_created(self, name: str, keep: int, created_at: float, last_id: int) -> None:
         pass
 
-    def message_added(self, msg: Message, keep: int) -> None:
-        pass
+    def append(self, msg: Message, keep: int) -> Deferred[None]:
+        return succeed(None)
 
     def channel_retired(self, name: str, last_id: int) -> None:
         pass

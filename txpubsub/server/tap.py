@@ -28,7 +28,7 @@ from txpubsub.doors.session import DoorSettings
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.startup import ServerService
-from txpubsub.store.sqlite import StoreError, open_store
+from txpubsub.store.sqlite import SYNC_MODES, StoreError, open_store
 
 DEFAULT_PORT = "tcp:23400:interface=127.0.0.1"
 
@@ -147,6 +147,15 @@ def _store_spec(value: str) -> str:
 
 
 _store_spec.coerceDoc = "memory or sqlite:PATH."  # type: ignore[attr-defined]
+
+
+def _sync_mode(value: str) -> str:
+    if value not in SYNC_MODES:
+        raise ValueError(f"expected normal or full, got {value!r}")
+    return value
+
+
+_sync_mode.coerceDoc = "normal or full."  # type: ignore[attr-defined]
 
 
 class Options(usage.Options):
@@ -275,6 +284,14 @@ class Options(usage.Options):
             "Where history lives: memory (lost at restart, new epoch each start) or "
             "sqlite:PATH (kept, ids and epoch go on).",
             _store_spec,
+        ],
+        [
+            "store-sync",
+            None,
+            "normal",
+            "With sqlite: normal (a killed process loses nothing acknowledged) or full "
+            "(fsync per commit: a power cut neither).",
+            _sync_mode,
         ],
         [
             "admin",
@@ -492,7 +509,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     try:
         if spec.startswith("sqlite:"):
             # A new file starts a new epoch; an existing one keeps its own.
-            store = open_store(spec[len("sqlite:"):], reactor, new_epoch())
+            store = open_store(spec[len("sqlite:"):], reactor, new_epoch(),
+                               options["store-sync"])
         hub = Hub(
             reactor,
             history=options["history"],

@@ -1,12 +1,14 @@
-"""Durable history in SQLite: batched writes on one writer thread.
+"""Durable history in SQLite: group commit on one writer thread.
 
-``+OK <id>`` is sent when the hub has the message in memory, before it is
-on disk: the hub hands each message to this store, which commits what
-arrived every FLUSH_INTERVAL seconds in one transaction on its own thread
-(an adbapi pool of one connection), so the reactor never waits for the
-disk. A process killed with SIGKILL loses at most the last FLUSH_INTERVAL
-seconds of acknowledged messages; with WAL and synchronous=NORMAL an OS
-crash or power cut may also lose the commits since the last checkpoint.
+``+OK <id>`` is sent, and the message delivered, only once the transaction
+holding it has committed: the hub hands each message to ``append``, whose
+Deferred fires after the commit. One writer thread (an adbapi pool of one
+connection) commits whatever arrived as soon as the previous commit ends,
+so the reactor never waits for the disk, an idle server answers in about
+one commit's time and a busy one puts many publishes in one transaction.
+WAL with ``synchronous=NORMAL`` (``--store-sync normal``) survives a killed
+process; ``synchronous=FULL`` (``--store-sync full``) fsyncs every commit
+and survives a power cut too (docs/operations.md).
 """
 from __future__ import annotations
 
@@ -17,21 +19,26 @@ import sqlite3
 from typing import Any
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txpubsub.core.hub import ADMIN_SENDER
 from txpubsub.core.message import Message
 from txpubsub.core.store import SavedChannel
-from txpubsub.wire.errors import HubError
+from txpubsub.wire.errors import HubError, shorten
 from txpubsub.wire.names import PLAIN, channel_kind
 
 _log = Logger()
 
-FLUSH_INTERVAL = 0.5
-# Unwritten message bytes beyond this (a stalled disk) are dropped and counted.
+# Past this many bytes waiting for the disk (payloads and ROW_OVERHEAD each),
+# publishes to durable channels are refused at once: memory stays bounded.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+ROW_OVERHEAD = 100
+# After a failed write with no publish waiting, channel changes are tried again.
+RETRY_INTERVAL = 1.0
+SYNC_MODES = ("normal", "full")
 SCHEMA_VERSION = "1"
 SCHEMA = """
 CREATE TABLE txpubsub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -181,9 +188,11 @@ def _checked_messages(ch: SavedChannel, rows: Any) -> list[Message]:
     return messages
 
 
-def _pragmas(conn: sqlite3.Connection) -> None:
+def _pragmas(conn: sqlite3.Connection, sync: str = "normal") -> None:
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    # NORMAL under WAL: a commit is in the OS's hands (a killed process loses
+    # nothing); FULL: also fsynced before the commit returns (a power cut too).
+    conn.execute("PRAGMA synchronous=FULL" if sync == "full" else "PRAGMA synchronous=NORMAL")
 
 
 class SqliteStore:
@@ -192,11 +201,14 @@ class SqliteStore:
     durable = True
     _log = Logger()
 
-    def __init__(self, path: str, reactor: IReactorTime, new_epoch: str) -> None:
+    def __init__(self, path: str, reactor: IReactorTime, new_epoch: str,
+                 sync: str = "normal") -> None:
+        if sync not in SYNC_MODES:
+            raise StoreError(f"unknown sync mode {sync!r} (normal or full)")
         self.path = path
         self.reactor = reactor
-        self.errors = 0
-        self.lost = 0  # messages acknowledged but never written (disk trouble)
+        self.sync = sync
+        self.errors = 0  # failed commits, and publishes refused at the bound
         self._lock = StoreLock(path)
         self._lock.acquire()
         try:
@@ -204,15 +216,20 @@ class SqliteStore:
         except BaseException:
             self._lock.release()
             raise
-        self._rows: list[tuple[str, int, str, bytes, float]] = []
-        self._rows_bytes = 0
+        self.max_pending_bytes = MAX_PENDING_BYTES
+        self._queue: list[tuple[Message, int, Deferred[None]]] = []
+        self._pending_bytes = 0  # of messages queued or being written
+        self._behind: int | None = None  # refusing at the bound since this many bytes
+        self._trouble: str | None = None  # why the last write failed, until one works
         self._state: dict[str, list[Any]] = {}  # name -> [keep, last_id, created_at, retired]
         self._clear: dict[str, int] = {}  # name -> delete its messages up to this id
         self._scheduled: Any = None
+        self._retry: Any = None
         self._writing: Deferred[None] | None = None
         self._closed = False
         self._pool = adbapi.ConnectionPool(
-            "sqlite3", path, check_same_thread=False, cp_min=1, cp_max=1, cp_openfun=_pragmas,
+            "sqlite3", path, check_same_thread=False, cp_min=1, cp_max=1,
+            cp_openfun=lambda conn: _pragmas(conn, sync),
             cp_reactor=reactor,
         )
 
@@ -239,11 +256,10 @@ class SqliteStore:
                 if meta.get("schema") != SCHEMA_VERSION or "epoch" not in meta:
                     raise StoreError(f"unknown store schema {meta.get('schema')!r}")
                 if meta.get("clean") == "0":
-                    # The last run did not stop cleanly: ids it acknowledged may not
-                    # have been written and may be handed out again. A new epoch
-                    # tells resuming clients so (they are told partial).
-                    _log.warn("{path} was not closed cleanly: new epoch", path=self.path)
-                    meta["epoch"] = new_epoch
+                    # Nothing acknowledged or delivered was left uncommitted, so
+                    # the epoch stands: ids go on from the last committed ones.
+                    _log.info("{path} was not closed cleanly; ids go on from its last "
+                              "commit", path=self.path)
             meta["clean"] = "0"  # until close() has written everything
             with conn:
                 conn.executemany("INSERT OR REPLACE INTO txpubsub_meta VALUES (?, ?)",
@@ -287,18 +303,28 @@ class SqliteStore:
         self._state[name] = [keep, last_id, created_at, 0]
         self._soon()
 
-    def message_added(self, msg: Message, keep: int) -> None:
-        state = self._state.get(msg.channel)
-        if state is None:
-            state = self._state[msg.channel] = [keep, msg.msg_id, msg.published_at, 0]
-        state[1] = msg.msg_id
-        if keep:
-            self._rows.append((msg.channel, msg.msg_id, msg.sender, msg.payload,
-                               msg.published_at))
-            self._rows_bytes += len(msg.payload)
-            if self._rows_bytes > MAX_PENDING_BYTES:
-                self._shed()
+    def append(self, msg: Message, keep: int) -> Deferred[None]:
+        """Queue a message for the next commit; fires once that commit has
+        finished, or fails with HubError unavailable (the disk failed, or too
+        much already waits for it: then at once)."""
+        size = len(msg.payload) + ROW_OVERHEAD
+        if self._closed:
+            return fail(HubError("unavailable", "the server is stopping"))
+        if self._pending_bytes and self._pending_bytes + size > self.max_pending_bytes:
+            self.errors += 1
+            if self._behind is None:
+                self._behind = self._pending_bytes
+                self._log.error(
+                    "history store {path} is behind: {size} bytes wait for the disk; "
+                    "refusing publishes to durable channels until it catches up",
+                    path=self.path, size=self._pending_bytes)
+            return fail(HubError(
+                "unavailable", "the history store is behind (too much waits for the disk)"))
+        waiter: Deferred[None] = Deferred()
+        self._queue.append((msg, keep, waiter))
+        self._pending_bytes += size
         self._soon()
+        return waiter
 
     def channel_retired(self, name: str, last_id: int) -> None:
         state = self._state.setdefault(name, [0, last_id, 0.0, 1])
@@ -309,40 +335,47 @@ class SqliteStore:
     # -- writing ---------------------------------------------------------
 
     def _soon(self) -> None:
+        # Group commit: the next batch starts as soon as the one on the disk
+        # ends (_written); when idle, at the end of this reactor turn, so that
+        # what one read of the socket brought goes in one transaction.
         if self._scheduled is None and self._writing is None and not self._closed:
-            self._scheduled = self.reactor.callLater(FLUSH_INTERVAL, self.flush)
-
-    def _shed(self) -> None:
-        # The disk is not keeping up: let go of the oldest unwritten half.
-        half = len(self._rows) // 2
-        self.lost += half
-        self.errors += 1
-        self._log.error("history store {path} is behind: {n} messages not written",
-                        path=self.path, n=half)
-        del self._rows[:half]
-        self._rows_bytes = sum(len(row[3]) for row in self._rows)
+            self._scheduled = self.reactor.callLater(0, self.flush)
 
     def flush(self) -> Deferred[None]:
-        """Write everything pending in one transaction (one batch at a time)."""
-        if self._scheduled is not None and self._scheduled.active():
-            self._scheduled.cancel()
-        self._scheduled = None
+        """Commit everything pending in one transaction (one batch at a time)."""
+        for call in (self._scheduled, self._retry):
+            if call is not None and call.active():
+                call.cancel()
+        self._scheduled = self._retry = None
         if self._writing is not None:
             return self._writing
-        if not (self._rows or self._state or self._clear):
+        if not (self._queue or self._state or self._clear):
             return succeed(None)
+        queue, self._queue = self._queue, []
         state, self._state = self._state, {}
         clear, self._clear = self._clear, {}
+        # The channels' last ids go in the same transaction as their messages;
+        # ``state`` itself stays as it was, to be written again if this fails.
+        batch = {name: list(values) for name, values in state.items()}
+        rows = []
+        for msg, keep, _ in queue:
+            values = batch.get(msg.channel)
+            if values is None:
+                batch[msg.channel] = [keep, msg.msg_id, msg.published_at, 0]
+            elif msg.msg_id > values[1]:
+                values[1] = msg.msg_id
+            if keep:
+                rows.append((msg.channel, msg.msg_id, msg.sender, msg.payload,
+                             msg.published_at))
         # Skip rows that would be deleted at once: out of their channel's
         # window, or of a channel dropped (up to the drop) in this batch.
-        rows = [row for row in self._rows
-                if row[1] > state[row[0]][1] - state[row[0]][0]
-                and row[1] > clear.get(row[0], 0) and not state[row[0]][3]]
-        self._rows, self._rows_bytes = [], 0
-        self._writing = self._pool.runInteraction(self._write, rows, state, clear)
-        self._writing.addCallbacks(self._written, self._failed,
-                                   errbackArgs=(len(rows), state, clear))
-        return self._writing
+        rows = [row for row in rows
+                if row[1] > batch[row[0]][1] - batch[row[0]][0]
+                and row[1] > clear.get(row[0], 0) and not batch[row[0]][3]]
+        writing = self._writing = self._pool.runInteraction(self._write, rows, batch, clear)
+        writing.addCallbacks(self._written, self._failed, callbackArgs=(queue,),
+                             errbackArgs=(queue, state, clear))
+        return writing
 
     @staticmethod
     def _write(txn: Any, rows: list[tuple[Any, ...]], state: dict[str, list[Any]],
@@ -367,42 +400,65 @@ class SqliteStore:
              if keep and not retired],
         )
 
-    def _written(self, _: object) -> None:
+    def _written(self, _: object, queue: list[tuple[Message, int, Deferred[None]]]) -> None:
         self._writing = None
-        if self._rows or self._state or self._clear:
-            self._soon()
+        if self._trouble is not None:
+            self._log.info("history store {path} writes again", path=self.path)
+            self._trouble = None
+        self._pending_bytes -= sum(len(msg.payload) + ROW_OVERHEAD for msg, _, _ in queue)
+        if self._behind is not None and self._pending_bytes <= self._behind // 2:
+            self._log.info("history store {path} has caught up", path=self.path)
+            self._behind = None
+        # The disk gets the next batch before the reactor delivers this one.
+        if self._queue or self._state or self._clear:
+            self.flush()
+        for _, _, waiter in queue:
+            waiter.callback(None)
 
-    def _failed(self, failure: Any, count: int, state: dict[str, list[Any]],
-                clear: dict[str, int]) -> None:
+    def _failed(self, failure: Failure, queue: list[tuple[Message, int, Deferred[None]]],
+                state: dict[str, list[Any]], clear: dict[str, int]) -> None:
+        self._writing = None
         self.errors += 1
-        self.lost += count
-        self._log.failure(
-            "could not write history to {path}: {count} messages lost; still serving",
-            failure, path=self.path, count=count,
-        )
-        # The messages are let go of, but never a channel's last id or a drop:
-        # they go out with the next batch (newer news of a channel wins).
+        why = str(failure.value) or failure.type.__name__  # type: ignore[union-attr]
+        if self._trouble is None:
+            self._trouble = why
+            self._log.failure(
+                "could not write history to {path}: publishes to durable channels are "
+                "refused (-ERR unavailable) until it can; still serving",
+                failure, path=self.path)
+        # What waited behind this batch fails too: committing it would leave
+        # a gap in its channels' ids. Nothing of it was acknowledged or seen.
+        queue, self._queue = queue + self._queue, []
+        self._pending_bytes = 0
+        self._behind = None
+        # Channels' creations and drops are kept (newer news of a channel
+        # wins) and tried again with the next batch, or after RETRY_INTERVAL.
         for name, channel_state in state.items():
             self._state.setdefault(name, channel_state)
         for name, upto in clear.items():
             self._clear[name] = max(upto, self._clear.get(name, 0))
-        self._written(None)
+        if (self._state or self._clear) and not self._closed:
+            self._retry = self.reactor.callLater(RETRY_INTERVAL, self.flush)
+        refusal = HubError("unavailable", f"the history store cannot write: {shorten(why, 80)}")
+        for _, _, waiter in queue:
+            waiter.errback(refusal)
 
     def close(self) -> Deferred[None]:
         """Write what is pending, checkpoint the WAL, and let go of the file."""
         if self._closed:
             return succeed(None)
-        self._closed = True
-        if self._scheduled is not None and self._scheduled.active():
-            self._scheduled.cancel()
-        self._scheduled = None
+        self._closed = True  # from now on append refuses
 
         async def finish() -> None:
-            if self._writing is not None:
+            while self._writing is not None:
                 await self._writing
             await self.flush()
+            while self._writing is not None:
+                await self._writing
+            if self._retry is not None and self._retry.active():
+                self._retry.cancel()
             try:
-                if not self._rows and not self._state and not self.errors:
+                if not (self._queue or self._state or self._clear):
                     await self._pool.runOperation(
                         "INSERT OR REPLACE INTO txpubsub_meta VALUES ('clean', '1')")
                 await self._pool.runOperation("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -414,9 +470,10 @@ class SqliteStore:
         return Deferred.fromCoroutine(finish())
 
 
-def open_store(path: str, reactor: IReactorThreads, new_epoch: str) -> SqliteStore:
+def open_store(path: str, reactor: IReactorThreads, new_epoch: str,
+               sync: str = "normal") -> SqliteStore:
     """A SqliteStore for ``path``, with a StoreError naming what is wrong."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise StoreError(f"no directory {directory}")
-    return SqliteStore(path, reactor, new_epoch)  # type: ignore[arg-type]
+    return SqliteStore(path, reactor, new_epoch, sync)  # type: ignore[arg-type]

@@ -20,6 +20,9 @@ ERROR_CODES = frozenset(
         "auth-required",
         "auth-failed",
         "rate-limited",
+        # Our extension: a durable store cannot take the message now (disk
+        # failing, full, or too far behind); nothing was acknowledged.
+        "unavailable",
         # Our extensions (docs/protocol.md): a bug in the server, logged there;
         # a server-wide or per-connection channel limit reached.
         "internal-error",
