@@ -38,6 +38,9 @@ class LaterStore:
     def channel_retired(self, name: str, last_id: int) -> None:
         self.retired[name] = last_id
 
+    def drain(self) -> Deferred[None]:
+        return succeed(None)
+
     def close(self) -> Deferred[None]:
         return succeed(None)
 

@@ -187,15 +187,18 @@ class Hub(Service):
         self._sweeper.start(SWEEP_INTERVAL, now=False)
 
     def stopService(self) -> Deferred[None]:
-        """Say ``BYE shutdown`` to every client, wait until they are gone (each
-        is let go of within seconds), then let the store finish writing.
+        """Answer the publishes a durable store is committing, say ``BYE
+        shutdown`` to every client, wait until they are gone (each is let go
+        of within seconds), then let the store finish writing.
 
         Listeners stop before the hub does, so nobody new arrives meanwhile.
         """
         Service.stopService(self)
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
-        d = self.close_all()
+        # Publishes being committed are answered and delivered before BYE.
+        d = self.store.drain()
+        d.addBoth(lambda _: self.close_all())
         d.addBoth(lambda _: self.store.close())
         return d
 

@@ -45,6 +45,9 @@ class Store(Protocol):
 
     def channel_retired(self, name: str, last_id: int) -> None: ...
 
+    def drain(self) -> Deferred[None]:
+        """Fires once every message appended so far is committed or refused."""
+
     def close(self) -> Deferred[None]: ...
 
 
@@ -68,6 +71,9 @@ class MemoryStore:
 
     def channel_retired(self, name: str, last_id: int) -> None:
         pass
+
+    def drain(self) -> Deferred[None]:
+        return succeed(None)
 
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -443,6 +443,23 @@ class SqliteStore:
         for _, _, waiter in queue:
             waiter.errback(refusal)
 
+    def drain(self) -> Deferred[None]:
+        """Fires once every message appended so far is committed or refused."""
+        if self._queue:
+            last: Deferred[Any] = self._queue[-1][2]
+        elif self._writing is not None:
+            last = self._writing
+        else:
+            return succeed(None)
+        drained: Deferred[None] = Deferred()
+
+        def passed(result: object) -> object:
+            drained.callback(None)
+            return result
+
+        last.addBoth(passed)
+        return drained
+
     def close(self) -> Deferred[None]:
         """Write what is pending, checkpoint the WAL, and let go of the file."""
         if self._closed:
