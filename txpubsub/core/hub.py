@@ -608,7 +608,9 @@ class Hub(Service):
         ``sender`` is the name shown to readers; ``client``, the connection
         that published (None for the server's own voice), is checked by the
         authorizer and paced if a reader is falling behind. Returns the id,
-        or a Deferred of it if the backplane numbers messages elsewhere.
+        or a Deferred of it if the backplane numbers messages elsewhere or a
+        durable store must commit the message first (then it fails with
+        HubError unavailable if the store cannot).
         """
         if len(payload) > self.max_payload:
             raise HubError("too-large", f"payload over {self.max_payload} bytes")
@@ -657,6 +659,9 @@ class Hub(Service):
         # A channel dropped (or forgotten) meanwhile has no history or readers
         # left to give it to; its last id already counts this one (_retire).
         if self._channels.get(ch.name) is ch:
+            # A publisher gone meanwhile is not paced.
+            if client is not None and self._record_of.get(client.session) is not client:
+                client = None
             self.fan_out(ch, msg, client)
         return msg.msg_id
 
