@@ -2,6 +2,8 @@
 its commit has finished (issue 15), whenever that is."""
 from __future__ import annotations
 
+from typing import Callable
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,8 +23,9 @@ class LaterStore:
     errors = 0
 
     def __init__(self) -> None:
-        self.waiting: list[tuple[Message, Deferred[None]]] = []
+        self.waiting: list[Message] = []
         self.retired: dict[str, int] = {}
+        self.bound = 100  # messages that may wait
 
     def load(self) -> list[SavedChannel]:
         return []
@@ -30,10 +33,15 @@ class LaterStore:
     def channel_created(self, name: str, keep: int, created_at: float, last_id: int) -> None:
         pass
 
-    def append(self, msg: Message, keep: int) -> Deferred[None]:
-        committed: Deferred[None] = Deferred()
-        self.waiting.append((msg, committed))
-        return committed
+    def listen(
+        self, committed: Callable[[int], None], refused: Callable[[int, HubError], None]
+    ) -> None:
+        self.committed, self.refused = committed, refused
+
+    def append(self, msg: Message, keep: int) -> None:
+        if len(self.waiting) >= self.bound:
+            raise HubError("unavailable", "too much waits")
+        self.waiting.append(msg)
 
     def channel_retired(self, name: str, last_id: int) -> None:
         self.retired[name] = last_id
@@ -48,14 +56,12 @@ class LaterStore:
         """The next ``count`` messages (all if None) are committed, in order."""
         done = self.waiting[:count]
         del self.waiting[:len(done)]
-        for _, committed in done:
-            committed.callback(None)
+        self.committed(len(done))
 
     def fail(self) -> None:
         """The commit fails: it and everything waiting behind it (as SqliteStore)."""
         done, self.waiting = self.waiting, []
-        for _, committed in done:
-            committed.errback(HubError("unavailable", "the history store cannot write: full"))
+        self.refused(len(done), HubError("unavailable", "the history store cannot write: full"))
 
 
 class AcknowledgeAfterCommitTests(SynchronousTestCase):
@@ -115,6 +121,19 @@ class AcknowledgeAfterCommitTests(SynchronousTestCase):
         conn.send(b"PUB t c\n")
         self.store.commit()
         self.assertEqual(conn.take(), b"+OK 3\r\n")
+
+
+    def test_past_the_bound_a_publish_is_refused_at_once_in_order(self) -> None:
+        """Past what may wait for the disk: -ERR unavailable at once, after the
+        replies before it; its id goes to the next publish."""
+        self.store.bound = 1
+        conn = Conn(self.hub)
+        self.assertEqual(conn.send(b"PUB t a\nPUB t b\nPING\n"), b"")
+        self.store.commit()
+        self.assertEqual(conn.take(), b"+OK 1\r\n-ERR unavailable too much waits\r\nPONG\r\n")
+        conn.send(b"PUB t c\n")
+        self.store.commit()
+        self.assertEqual(conn.take(), b"+OK 2\r\n")
 
 
 class MemoryStoreTests(SynchronousTestCase):

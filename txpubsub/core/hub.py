@@ -19,7 +19,6 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from txpubsub.core.authorizer import AllowAll, Authorizer
 from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
@@ -132,6 +131,13 @@ class Hub(Service):
         self._local = local and not self.store.durable
         self._durable = local and self.store.durable
         self._store_on_fan_out = self.store.durable and not local
+        # Messages appended to a durable store, oldest first, until it says
+        # they are committed (None: one stored after its delivery).
+        self._uncommitted: deque[
+            tuple[Channel[Session], Message, ClientRecord | None, Deferred[int]] | None
+        ] = deque()
+        if self.store.durable:
+            self.store.listen(self._committed, self._refused)
         self.authorizer = authorizer or AllowAll()
         self.started_at = clock.seconds()
         self.counters = Counters()
@@ -646,32 +652,45 @@ class Hub(Service):
         """Number a message, have the store commit it, and only then keep it in
         memory, deliver it and acknowledge it: nobody sees an id a crash could
         take back. Commits finish in order, so deliveries stay in id order."""
+        msg = Message(ch.name, ch.pending_id + 1, sender, payload, self.clock.seconds())
+        self.store.append(msg, ch.keep)  # HubError unavailable: refused at once
         ch.pending_id += 1
-        msg = Message(ch.name, ch.pending_id, sender, payload, self.clock.seconds())
-        committed = self.store.append(msg, ch.keep)
-        return committed.addCallbacks(
-            self._committed, self._not_committed,
-            callbackArgs=(ch, msg, client), errbackArgs=(ch, msg))
+        acked: Deferred[int] = Deferred()
+        self._uncommitted.append((ch, msg, client, acked))
+        return acked
 
-    def _committed(
-        self, _: object, ch: Channel[Session], msg: Message, client: ClientRecord | None
-    ) -> int:
-        # A channel dropped (or forgotten) meanwhile has no history or readers
-        # left to give it to; its last id already counts this one (_retire).
-        if self._channels.get(ch.name) is ch:
-            # A publisher gone meanwhile is not paced.
-            if client is not None and self._record_of.get(client.session) is not client:
-                client = None
-            self.fan_out(ch, msg, client)
-        return msg.msg_id
+    def _committed(self, count: int) -> None:
+        """The store committed the next ``count`` messages: deliver, acknowledge."""
+        uncommitted = self._uncommitted
+        channels = self._channels
+        for _ in range(count):
+            entry = uncommitted.popleft()
+            if entry is None:  # stored after delivery (another backplane)
+                continue
+            ch, msg, client, acked = entry
+            # A channel dropped (or forgotten) meanwhile has no history or readers
+            # left to give it to; its last id already counts this one (_retire).
+            if channels.get(ch.name) is ch:
+                # A publisher gone meanwhile is not paced.
+                if client is not None and self._record_of.get(client.session) is not client:
+                    client = None
+                self.fan_out(ch, msg, client)
+            acked.callback(msg.msg_id)
 
-    @staticmethod
-    def _not_committed(failure: Failure, ch: Channel[Session], msg: Message) -> Failure:
-        # The store fails everything queued after a failed message too, so
-        # handing this id out again leaves no gap, and nobody has seen it.
-        if ch.pending_id >= msg.msg_id:
-            ch.pending_id = msg.msg_id - 1
-        return failure
+    def _refused(self, count: int, error: HubError) -> None:
+        """The store could not commit the next ``count`` messages: refuse them.
+
+        The store refuses everything appended after a failure too, so the ids
+        go back to before the first of them (nobody saw any) with no gap."""
+        uncommitted = self._uncommitted
+        for _ in range(count):
+            entry = uncommitted.popleft()
+            if entry is None:
+                continue
+            ch, msg, _, acked = entry
+            if ch.pending_id >= msg.msg_id:
+                ch.pending_id = msg.msg_id - 1
+            acked.errback(error)
 
     def publish_system(self, channel: str, payload: bytes) -> int:
         """Publish on a system channel (the server's own voice, this server only)."""
@@ -710,7 +729,7 @@ class Hub(Service):
         if self._history_bytes > self.max_history_bytes:
             self._evict_history()
         if self._store_on_fan_out and not ch.system:
-            self.store.append(msg, ch.keep).addErrback(self._not_stored, msg)
+            self._store_delivered(ch, msg)
         readers: Iterable[Session] = ch.subscribers
         if len(self._patterns):
             # One copy per connection, however many subscriptions match.
@@ -750,9 +769,14 @@ class Hub(Service):
         """Payload bytes kept in every channel's history now."""
         return self._history_bytes
 
-    def _not_stored(self, failure: Failure, msg: Message) -> None:
-        # Numbered and delivered elsewhere already: the store logged and counted it.
-        failure.trap(HubError)
+    def _store_delivered(self, ch: Channel[Session], msg: Message) -> None:
+        # Numbered and delivered elsewhere already: stored without waiting (a
+        # refusal is logged and counted by the store).
+        try:
+            self.store.append(msg, ch.keep)
+        except HubError:
+            return
+        self._uncommitted.append(None)
 
     def _pace(self, publisher: Session, behind: list[Session]) -> None:
         if publisher.pace():

@@ -8,11 +8,12 @@ nothing, so each start is a new epoch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
 from txpubsub.core.message import Message
+from txpubsub.wire.errors import HubError
 
 
 @dataclass
@@ -30,7 +31,7 @@ class SavedChannel:
 class Store(Protocol):
     """What the hub tells a store, and what it asks of it at start and stop."""
 
-    durable: bool  # True: publishes are acknowledged after ``append`` fires
+    durable: bool  # True: publishes are acknowledged once ``append``ed ones are committed
     epoch: str
     errors: int  # failed writes since start (admin STATS: store_errors)
 
@@ -38,10 +39,17 @@ class Store(Protocol):
 
     def channel_created(self, name: str, keep: int, created_at: float, last_id: int) -> None: ...
 
-    def append(self, msg: Message, keep: int) -> Deferred[None]:
-        """Keep a numbered message (its history row if ``keep``, and its
-        channel's last id); fires once that is committed, or fails with
-        HubError unavailable. Successes fire in the order of the calls."""
+    def append(self, msg: Message, keep: int) -> None:
+        """Queue a numbered message for the next commit (its history row if
+        ``keep``, and its channel's last id). Raises HubError unavailable at
+        once if too much already waits for the disk. What became of it is told,
+        in the order of the calls, to the functions given to ``listen``."""
+
+    def listen(
+        self, committed: Callable[[int], None], refused: Callable[[int, HubError], None]
+    ) -> None:
+        """``committed(n)``: the oldest n messages appended and not yet told of
+        are committed; ``refused(n, error)``: they are not stored (nor will be)."""
 
     def channel_retired(self, name: str, last_id: int) -> None: ...
 
@@ -66,8 +74,13 @@ class MemoryStore:
     def channel_created(self, name: str, keep: int, created_at: float, last_id: int) -> None:
         pass
 
-    def append(self, msg: Message, keep: int) -> Deferred[None]:
-        return succeed(None)
+    def append(self, msg: Message, keep: int) -> None:
+        pass
+
+    def listen(
+        self, committed: Callable[[int], None], refused: Callable[[int, HubError], None]
+    ) -> None:
+        pass
 
     def channel_retired(self, name: str, last_id: int) -> None:
         pass

@@ -1,8 +1,8 @@
 """Durable history in SQLite: group commit on one writer thread.
 
 ``+OK <id>`` is sent, and the message delivered, only once the transaction
-holding it has committed: the hub hands each message to ``append``, whose
-Deferred fires after the commit. One writer thread (an adbapi pool of one
+holding it has committed: the hub hands each message to ``append`` and is
+told (``listen``) once that commit has finished. One writer thread (an adbapi pool of one
 connection) commits whatever arrived as soon as the previous commit ends,
 so the reactor never waits for the disk, an idle server answers in about
 one commit's time and a busy one puts many publishes in one transaction.
@@ -16,10 +16,10 @@ import fcntl
 import os
 import re
 import sqlite3
-from typing import Any
+from typing import Any, Callable
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -217,7 +217,12 @@ class SqliteStore:
             self._lock.release()
             raise
         self.max_pending_bytes = MAX_PENDING_BYTES
-        self._queue: list[tuple[Message, int, Deferred[None]]] = []
+        self._queue: list[tuple[Message, int]] = []
+        self._appended = 0  # messages appended since start
+        self._done = 0  # of which committed or refused (told to the listener)
+        self._drained: list[tuple[int, Deferred[None]]] = []  # drain() until _done reaches
+        self._committed: Callable[[int], None] = lambda count: None
+        self._refused: Callable[[int, HubError], None] = lambda count, error: None
         self._pending_bytes = 0  # of messages queued or being written
         self._behind: int | None = None  # refusing at the bound since this many bytes
         self._trouble: str | None = None  # why the last write failed, until one works
@@ -303,13 +308,19 @@ class SqliteStore:
         self._state[name] = [keep, last_id, created_at, 0]
         self._soon()
 
-    def append(self, msg: Message, keep: int) -> Deferred[None]:
-        """Queue a message for the next commit; fires once that commit has
-        finished, or fails with HubError unavailable (the disk failed, or too
-        much already waits for it: then at once)."""
+    def listen(
+        self, committed: Callable[[int], None], refused: Callable[[int, HubError], None]
+    ) -> None:
+        """Who is told, in order, what became of the messages appended."""
+        self._committed = committed
+        self._refused = refused
+
+    def append(self, msg: Message, keep: int) -> None:
+        """Queue a message for the next commit; HubError unavailable at once
+        if too much already waits for the disk (memory stays bounded)."""
         size = len(msg.payload) + ROW_OVERHEAD
         if self._closed:
-            return fail(HubError("unavailable", "the server is stopping"))
+            raise HubError("unavailable", "the server is stopping")
         if self._pending_bytes and self._pending_bytes + size > self.max_pending_bytes:
             self.errors += 1
             if self._behind is None:
@@ -318,13 +329,13 @@ class SqliteStore:
                     "history store {path} is behind: {size} bytes wait for the disk; "
                     "refusing publishes to durable channels until it catches up",
                     path=self.path, size=self._pending_bytes)
-            return fail(HubError(
-                "unavailable", "the history store is behind (too much waits for the disk)"))
-        waiter: Deferred[None] = Deferred()
-        self._queue.append((msg, keep, waiter))
+            raise HubError(
+                "unavailable", "the history store is behind (too much waits for the disk)")
+        self._queue.append((msg, keep))
+        self._appended += 1
         self._pending_bytes += size
-        self._soon()
-        return waiter
+        if self._scheduled is None and self._writing is None:
+            self._scheduled = self.reactor.callLater(0, self.flush)
 
     def channel_retired(self, name: str, last_id: int) -> None:
         state = self._state.setdefault(name, [0, last_id, 0.0, 1])
@@ -358,7 +369,7 @@ class SqliteStore:
         # ``state`` itself stays as it was, to be written again if this fails.
         batch = {name: list(values) for name, values in state.items()}
         rows = []
-        for msg, keep, _ in queue:
+        for msg, keep in queue:
             values = batch.get(msg.channel)
             if values is None:
                 batch[msg.channel] = [keep, msg.msg_id, msg.published_at, 0]
@@ -400,22 +411,22 @@ class SqliteStore:
              if keep and not retired],
         )
 
-    def _written(self, _: object, queue: list[tuple[Message, int, Deferred[None]]]) -> None:
+    def _written(self, _: object, queue: list[tuple[Message, int]]) -> None:
         self._writing = None
         if self._trouble is not None:
             self._log.info("history store {path} writes again", path=self.path)
             self._trouble = None
-        self._pending_bytes -= sum(len(msg.payload) + ROW_OVERHEAD for msg, _, _ in queue)
+        self._pending_bytes -= sum(len(msg.payload) for msg, _ in queue) + ROW_OVERHEAD * len(queue)
         if self._behind is not None and self._pending_bytes <= self._behind // 2:
             self._log.info("history store {path} has caught up", path=self.path)
             self._behind = None
         # The disk gets the next batch before the reactor delivers this one.
         if self._queue or self._state or self._clear:
             self.flush()
-        for _, _, waiter in queue:
-            waiter.callback(None)
+        self._committed(len(queue))
+        self._told(len(queue))
 
-    def _failed(self, failure: Failure, queue: list[tuple[Message, int, Deferred[None]]],
+    def _failed(self, failure: Failure, queue: list[tuple[Message, int]],
                 state: dict[str, list[Any]], clear: dict[str, int]) -> None:
         self._writing = None
         self.errors += 1
@@ -428,7 +439,8 @@ class SqliteStore:
                 failure, path=self.path)
         # What waited behind this batch fails too: committing it would leave
         # a gap in its channels' ids. Nothing of it was acknowledged or seen.
-        queue, self._queue = queue + self._queue, []
+        count = len(queue) + len(self._queue)
+        self._queue = []
         self._pending_bytes = 0
         self._behind = None
         # Channels' creations and drops are kept (newer news of a channel
@@ -439,25 +451,22 @@ class SqliteStore:
             self._clear[name] = max(upto, self._clear.get(name, 0))
         if (self._state or self._clear) and not self._closed:
             self._retry = self.reactor.callLater(RETRY_INTERVAL, self.flush)
-        refusal = HubError("unavailable", f"the history store cannot write: {shorten(why, 80)}")
-        for _, _, waiter in queue:
-            waiter.errback(refusal)
+        self._refused(count, HubError(
+            "unavailable", f"the history store cannot write: {shorten(why, 80)}"))
+        self._told(count)
+
+    def _told(self, count: int) -> None:
+        # After the listener: drain() fires once the hub has answered them.
+        self._done += count
+        while self._drained and self._drained[0][0] <= self._done:
+            self._drained.pop(0)[1].callback(None)
 
     def drain(self) -> Deferred[None]:
         """Fires once every message appended so far is committed or refused."""
-        if self._queue:
-            last: Deferred[Any] = self._queue[-1][2]
-        elif self._writing is not None:
-            last = self._writing
-        else:
+        if self._done >= self._appended:
             return succeed(None)
         drained: Deferred[None] = Deferred()
-
-        def passed(result: object) -> object:
-            drained.callback(None)
-            return result
-
-        last.addBoth(passed)
+        self._drained.append((self._appended, drained))
         return drained
 
     def close(self) -> Deferred[None]:
