@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.core.hub import Hub
-from txpubsub.store.sqlite import SCHEMA, SqliteStore, StoreError, _pragmas, open_store
+from txpubsub.store.sqlite import SCHEMA, SqliteStore, StoreError, open_store
 from txpubsub.wire.errors import HubError
 
 from .helpers import Conn, kept
