@@ -13,6 +13,7 @@ import string
 import zlib
 from collections import deque
 from collections.abc import Iterable
+from typing import Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -56,7 +57,12 @@ LIST_WORK = 100_000
 RETIRED_BUCKETS = 65536
 
 __all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "ClientRecord", "ClosedConnection",
-           "Hub", "Session", "new_epoch"]
+           "Hub", "Session", "Subscribed", "new_epoch"]
+
+
+# What subscribe returns: the replay and whether it is partial, or a Deferred of
+# them when a shared backplane must first bring the channel up to date.
+Subscribed = Union[tuple[list[Message], bool], "Deferred[tuple[list[Message], bool]]"]
 
 
 def new_epoch() -> str:
@@ -122,8 +128,7 @@ class Hub(Service):
         self._retired_floors: dict[int, int] = {}
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
-        self.backplane: Backplane = backplane or LocalBackplane(self)
-        self._local = type(self.backplane) is LocalBackplane
+        self.set_backplane(backplane or LocalBackplane(self))
         self.authorizer = authorizer or AllowAll()
         self.started_at = clock.seconds()
         self.counters = Counters()
@@ -149,6 +154,32 @@ class Hub(Service):
             self._add_channel(ch)
         if self._history_bytes > self.max_history_bytes:
             self._evict_history()
+
+    def set_backplane(self, backplane: Backplane) -> None:
+        """Number and carry messages through ``backplane`` (made with this hub).
+
+        A shared backplane may also offer ``interest(pattern, delta)``, told of
+        every local subscription made (+1) and gone (-1), and
+        ``current(channel)``: None when this server's copy of a channel is up
+        to date, else a Deferred firing once it is (txpubsub.backplane.redis).
+        """
+        self.backplane = backplane
+        self._local = type(backplane) is LocalBackplane
+        self._interest = getattr(backplane, "interest", None)
+        self._current = getattr(backplane, "current", None)
+
+    def restart_ids(self, epoch: str) -> None:
+        """A new epoch from elsewhere (a shared backplane lost its data): ids
+        start again, so what this server kept of the old id space goes."""
+        self._log.warn("new epoch {epoch} (was {old}): ids start again", epoch=epoch,
+                       old=self.epoch)
+        self.epoch = epoch
+        for ch in self._channels.values():
+            if not ch.system:
+                ch.last_id = 0
+                ch.clear_history()
+        self._retired.clear()
+        self._retired_floors.clear()
 
     @property
     def authorizer(self) -> Authorizer:
@@ -227,6 +258,8 @@ class Hub(Service):
         for session in list(ch.subscribers):
             self._record_of[session].patterns.discard(channel)
             self._subscriptions -= 1
+            if self._interest is not None:
+                self._interest(channel, -1)
             session.channel_dropped(channel)
         ch.subscribers.clear()
         self._history_bytes -= ch.clear_history()
@@ -472,7 +505,7 @@ class Hub(Service):
         last: int | None = None,
         since: int | None = None,
         epoch: str | None = None,
-    ) -> tuple[list[Message], bool]:
+    ) -> Subscribed:
         """Subscribe a client to a pattern; returns (messages to replay, partial).
 
         ``last``/``since`` (concrete channels only) ask for a replay from
@@ -486,6 +519,11 @@ class Hub(Service):
         Subscribing again to a pattern it holds changes nothing (as Redis
         SUBSCRIBE). A concrete channel is created if it does not exist,
         unless auto-create is off.
+
+        With a shared backplane, the first local subscription to a concrete
+        channel waits (a Deferred of the same result) until this server's
+        copy of the channel is current, so that the replay is taken from a
+        complete history and the live stream follows it with no gap.
         """
         kind = pattern_kind(pattern)
         if kind == INBOX:
@@ -498,6 +536,11 @@ class Hub(Service):
         self._check(authorizer.may_subscribe(client, pattern), pattern)
         if replay:
             self._check(authorizer.may_read(client, pattern), pattern)
+        if self._current is not None and not wildcard and kind == PLAIN:
+            pending = self._current(pattern)
+            if pending is not None:
+                return pending.addCallback(self._subscribe_current, client, pattern, last,
+                                           since, epoch)
         if pattern not in client.patterns:
             if len(client.patterns) >= self.max_subscriptions:
                 raise HubError(
@@ -518,9 +561,19 @@ class Hub(Service):
                 ch.subscribers.add(client.session)
             client.patterns.add(pattern)
             self._subscriptions += 1
+            if self._interest is not None:
+                self._interest(pattern, 1)
         if not replay:
             return [], False
         return self._replay(self._channels[pattern], last, since, epoch)
+
+    def _subscribe_current(
+        self, _: object, client: ClientRecord, pattern: str, last: int | None,
+        since: int | None, epoch: str | None,
+    ) -> Subscribed:
+        if self._record_of.get(client.session) is not client:
+            return [], False  # gone meanwhile: nothing to subscribe, nobody to answer
+        return self.subscribe(client, pattern, last, since, epoch)
 
     def _replay(
         self, ch: Channel[Session], last: int | None, since: int | None, epoch: str | None
@@ -567,6 +620,8 @@ class Hub(Service):
         self._forget_subscription(client.session, pattern)
 
     def _forget_subscription(self, session: Session, pattern: str) -> None:
+        if self._interest is not None:
+            self._interest(pattern, -1)
         if is_wildcard(pattern):
             self._patterns.remove(pattern, session)
         else:

@@ -5,6 +5,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Callable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -14,6 +15,7 @@ from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import LIST_WORK, Session
+from txpubsub.core.message import Message
 from txpubsub.doors.codecs import line_codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.framing import LineFramer
@@ -287,25 +289,32 @@ class LineDoor(LineFramer):
             raise HubError("bad-args", "epoch= goes with since=")
         last = options.get("last")
         since = options.get("since")
-        replay, partial = self.hub.subscribe(
+        result = self.hub.subscribe(
             self.session.client,  # type: ignore[arg-type]
             args[0],
             last=None if last is None else parse_number(last, "last="),
             since=None if since is None else parse_number(since, "since="),
             epoch=options.get("epoch"),
         )
+        if isinstance(result, Deferred):
+            # A shared backplane is bringing the channel up to date first.
+            self._replies.send(result.addCallbacks(self._subscribed, self._refused,
+                                                   (args[0], last is None)))
+        else:
+            self._replies.send(self._subscribed(result, args[0], last is None))
+
+    def _subscribed(self, result: tuple[list[Message], bool], pattern: str,
+                    since: bool) -> bytes:
+        replay, partial = result
         # A replay never outgrows --max-buffer; cutting a since= replay short
         # leaves a gap, which the client is told about.
         lines = fit(replay, self.codec, self.session.room())
-        if len(lines) < len(replay) and last is None:
+        if len(lines) < len(replay) and since:
             partial = True
         # Replay and reply go out together, right after the subscription was
         # made; nothing live can come in between (see Hub.subscribe).
         tail = " partial" if partial else ""
-        self._replies.send(
-            b"".join(lines)
-            + f"+OK subscribed {args[0]} {len(lines)}{tail}\r\n".encode()
-        )
+        return b"".join(lines) + f"+OK subscribed {pattern} {len(lines)}{tail}\r\n".encode()
 
     def do_unsub(self, rest: bytes) -> None:
         args = split_args(rest)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,6 +27,7 @@ from twisted.python.failure import Failure
 from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.hub import Hub
+from txpubsub.core.message import Message
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
@@ -329,15 +331,28 @@ class JsonDoor(WebSocketServerProtocol):
             raise HubError("bad-args", '"epoch" goes with "since"')
         session = self.session
         assert session is not None
-        replay, partial = self.hub.subscribe(session.client, pattern, last=last,  # type: ignore[arg-type]
-                                             since=since, epoch=epoch)
+        result = self.hub.subscribe(session.client, pattern, last=last,  # type: ignore[arg-type]
+                                    since=since, epoch=epoch)
+        if isinstance(result, Deferred):
+            # A shared backplane is bringing the channel up to date first.
+            self._replies.send(result.addCallbacks(  # type: ignore[union-attr]
+                self._subscribed, self._refused, callbackArgs=(pattern, last is None, ref),
+                errbackArgs=(ref,)))
+        else:
+            self._replies.send(self._subscribed(result, pattern, last is None, ref))  # type: ignore[union-attr]
+
+    def _subscribed(self, result: tuple[list[Message], bool], pattern: str | None, since: bool,
+                    ref: Ref) -> bytes:
+        replay, partial = result
+        session = self.session
+        assert session is not None
         frames = fit(replay, self.codec, session.room())
-        if len(frames) < len(replay) and last is None:
+        if len(frames) < len(replay) and since:
             partial = True
         reply = self._with_ref("ok", ref)
         reply.update(pattern=pattern, replayed=len(frames), partial=bool(partial))
         # Replay and reply together, as on the line door: nothing live between.
-        self._replies.send(b"".join(frames) + text_frame(reply))  # type: ignore[union-attr]
+        return b"".join(frames) + text_frame(reply)
 
     def do_unsub(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern")

@@ -1,0 +1,236 @@
+"""Several servers sharing one real Redis (--redis): one id space, one epoch,
+every message to every server's subscribers once, and Redis trouble."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+from txpubsub.backplane.address import RedisAddress
+from txpubsub.core.hub import ClientRecord, Hub
+from txpubsub.core.message import Message
+from txpubsub.wire.errors import CloseReason, HubError
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A redis-server of the test's own on 127.0.0.1, nothing kept on disk."""
+
+    def __init__(self) -> None:
+        if not shutil.which(REDIS):
+            raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+class Reader:
+    """A session that keeps what it is handed."""
+
+    msgs_in = 0
+    msgs_out = 0
+
+    def __init__(self) -> None:
+        self.got: list[Message] = []
+
+    def deliver(self, msg: Message) -> bool:
+        self.got.append(msg)
+        return False
+
+    def pace(self) -> bool:
+        return False
+
+    def charge_stall(self) -> None:
+        pass
+
+    def channel_dropped(self, channel: str) -> None:
+        pass
+
+    def close(self, reason: CloseReason, text: str = "") -> None:
+        pass
+
+    def pending_bytes(self) -> int:
+        return 0
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> Deferred[None]:
+    """Fires once ``check()`` is true; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+
+    @inlineCallbacks
+    def poll() -> Any:
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {check}")
+            yield deferLater(reactor, 0.01)
+
+    return poll()
+
+
+def ids(reader: Reader) -> list[int]:
+    return [m.msg_id for m in reader.got]
+
+
+class AddressTests(SynchronousTestCase):
+    def test_urls(self) -> None:
+        """--redis takes host, port, db and password from the URL."""
+        a = RedisAddress.parse("redis://:s%40cret@example.org:6380/3")
+        self.assertEqual((a.scheme, a.host, a.port, a.db, a.password),
+                         ("redis", "example.org", 6380, 3, "s@cret"))
+        self.assertEqual(RedisAddress.parse("rediss://h").port, 6379)
+        u = RedisAddress.parse("unix:///run/redis.sock?db=2&password=pw")
+        self.assertEqual((u.path, u.db, u.password), ("/run/redis.sock", 2, "pw"))
+        for bad in ("http://h", "redis://h/x", "unix://", "redis://h:99999"):
+            self.assertRaises(ValueError, RedisAddress.parse, bad)
+
+
+class TwoServersTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]
+        self.redis = RedisProcess()
+        self.addCleanup(self.redis.stop)
+        self.hubs = [self.server(), self.server()]
+        return wait_until(lambda: all(self.connected(h) for h in self.hubs))
+
+    def server(self) -> Hub:
+        from txpubsub.backplane.redis import RedisBackplane
+
+        hub = Hub(reactor, history=100)
+        backplane = RedisBackplane(hub, RedisAddress.parse(self.redis.url), reactor)
+        hub.set_backplane(backplane)
+        backplane.startService()
+        self.addCleanup(backplane.stopService)
+        return hub
+
+    @staticmethod
+    def connected(hub: Hub) -> bool:
+        bp: Any = hub.backplane
+        return bp._conn is not None and bp._listener is not None
+
+    def client(self, hub: Hub) -> tuple[ClientRecord, Reader]:
+        reader = Reader()
+        return hub.attach(reader), reader
+
+    @inlineCallbacks
+    def subscribe(self, hub: Hub, client: ClientRecord, pattern: str, **replay: Any) -> Any:
+        result = yield hub.subscribe(client, pattern, **replay)
+        return result
+
+    @inlineCallbacks
+    def test_every_message_everywhere_same_ids(self) -> Any:
+        """A client of either server sees every message published on both, with
+        the same ids, once each; the epoch is the same on both."""
+        a, b = self.hubs
+        self.assertEqual(a.epoch, b.epoch)
+        ca, ra = self.client(a)
+        cb, rb = self.client(b)
+        yield self.subscribe(a, ca, "news")
+        yield self.subscribe(b, cb, "news")
+        # A second subscription matching the same channel: still once.
+        yield self.subscribe(b, cb, "news.>")
+        yield self.subscribe(b, cb, "*")
+        replies = []
+        for i in range(20):
+            replies.append((yield (a if i % 2 else b).publish("x", "news", b"m%d" % i)))
+        self.assertEqual(replies, list(range(1, 21)))
+        yield wait_until(lambda: len(ra.got) == 20 and len(rb.got) == 20)
+        yield deferLater(reactor, 0.1)
+        self.assertEqual(ids(ra), list(range(1, 21)))
+        self.assertEqual(ids(rb), list(range(1, 21)))
+        self.assertEqual([m.payload for m in ra.got], [b"m%d" % i for i in range(20)])
+
+    @inlineCallbacks
+    def test_wildcards_through_globs(self) -> Any:
+        """A wildcard subscription gets what matches it from every server, and
+        only that (Redis's glob is wider; the hub's matcher decides)."""
+        a, b = self.hubs
+        cb, rb = self.client(b)
+        yield self.subscribe(b, cb, "news.*")
+        yield wait_until(lambda: bool(b.backplane._globs))  # type: ignore[attr-defined]
+        yield deferLater(reactor, 0.1)  # PSUBSCRIBE has no reply to wait for here
+        yield a.publish("x", "news.uk", b"1")
+        yield a.publish("x", "news.uk.london", b"2")
+        yield a.publish("x", "sport", b"3")
+        yield a.publish("x", "news.fr", b"4")
+        yield wait_until(lambda: len(rb.got) == 2)
+        yield deferLater(reactor, 0.1)
+        self.assertEqual([(m.channel, m.payload) for m in rb.got],
+                         [("news.uk", b"1"), ("news.fr", b"4")])
+
+    @inlineCallbacks
+    def test_resume_on_another_server(self) -> Any:
+        """A client moving to a server with no reader of its channel resumes
+        with since= from the shared Stream and loses nothing; HISTORY too."""
+        a, b = self.hubs
+        for i in range(5):
+            yield a.publish("x", "log", b"%d" % i)
+        cb, rb = self.client(b)
+        replay, partial = yield self.subscribe(b, cb, "log", since=2, epoch=a.epoch)
+        self.assertEqual(([m.msg_id for m in replay], partial), ([3, 4, 5], False))
+        yield a.publish("x", "log", b"5")
+        yield wait_until(lambda: ids(rb) == [6])
+
+    @inlineCallbacks
+    def test_redis_down_and_back(self) -> Any:
+        """Redis down: a publish is refused at once with unavailable, never +OK;
+        subscriptions stay, and messages flow again once Redis is back."""
+        a, b = self.hubs
+        cb, rb = self.client(b)
+        yield self.subscribe(b, cb, "news")
+        yield a.publish("x", "news", b"before")
+        yield wait_until(lambda: len(rb.got) == 1)
+        old_epoch = a.epoch
+        self.redis.stop()
+        yield wait_until(lambda: not self.connected(a))
+        started = time.monotonic()
+        with self.assertRaises(HubError) as caught:
+            a.publish("x", "news", b"lost")
+        self.assertEqual(caught.exception.code, "unavailable")
+        self.assertLess(time.monotonic() - started, 0.5)
+        self.redis.start()
+        yield wait_until(lambda: all(self.connected(h) for h in self.hubs))
+        msg_id = yield a.publish("x", "news", b"after")
+        yield wait_until(lambda: [m.payload for m in rb.got] == [b"before", b"after"])
+        # Redis kept nothing: a new epoch, the same on both servers, ids anew.
+        self.assertNotEqual(a.epoch, old_epoch)
+        self.assertEqual(a.epoch, b.epoch)
+        self.assertEqual(msg_id, 1)
