@@ -11,7 +11,9 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from txpubsub.backplane.address import RedisAddress
@@ -234,3 +236,37 @@ class TwoServersTests(TestCase):
         self.assertNotEqual(a.epoch, old_epoch)
         self.assertEqual(a.epoch, b.epoch)
         self.assertEqual(msg_id, 1)
+
+    @inlineCallbacks
+    def test_line_clients(self) -> Any:
+        """What line clients read: +OK with the shared id, HISTORY and SUB since=
+        on a server where nobody read the channel, -ERR unavailable with Redis
+        down, and no traceback anywhere."""
+        from .helpers import Conn
+
+        a, b = self.hubs
+        alice, bob = Conn(a), Conn(b)
+        for conn in (alice, bob):
+            self.addCleanup(conn.proto.connectionLost, Failure(ConnectionDone()))
+        read = {alice: b"", bob: b""}
+
+        def until(conn: Conn, ending: bytes) -> Deferred[None]:
+            def check() -> bool:
+                read[conn] += conn.take()
+                return read[conn].endswith(ending)
+            return wait_until(check, timeout=5)
+
+        alice.proto.dataReceived(b"PUB log one\r\nPUB log two\r\nPUB log three\r\n")
+        yield until(alice, b"+OK 3\r\n")
+        self.assertEqual(read[alice], b"+OK 1\r\n+OK 2\r\n+OK 3\r\n")
+        bob.proto.dataReceived(b"HISTORY log 2\r\nSUB log since=1\r\n")
+        yield until(bob, b"+OK subscribed log 2\r\n")
+        replay = b"MSG log 2 c1 two\r\nMSG log 3 c1 three\r\n"
+        self.assertEqual(read[bob], replay + b"+OK 2\r\n" + replay + b"+OK subscribed log 2\r\n")
+        alice.proto.dataReceived(b"PUB log four\r\n")
+        yield until(bob, b"MSG log 4 c1 four\r\n")
+        yield until(alice, b"+OK 4\r\n")
+        self.redis.stop()
+        yield wait_until(lambda: not self.connected(a))
+        self.assertEqual(alice.send(b"PUB log five\r\n"),
+                         b"-ERR unavailable redis cannot be reached; not published\r\n")

@@ -610,6 +610,18 @@ class Hub(Service):
         kept = ch.kept
         return ch.newest(min(kept if n is None else n, kept, self.max_replay))
 
+    def read_history(
+        self, channel: str, n: int | None = None, client: ClientRecord | None = None
+    ) -> list[Message] | Deferred[list[Message]]:
+        """``history``, for a client's HISTORY: with a shared backplane, a channel
+        nobody here reads is first brought up to date (a Deferred then)."""
+        if self._current is not None and channel_kind(channel) == PLAIN:
+            self._check(client is None or self.authorizer.may_read(client, channel), channel)
+            pending = self._current(channel)
+            if pending is not None:
+                return pending.addCallback(lambda _: self.history(channel, n, client))
+        return self.history(channel, n, client)
+
     def unsubscribe(self, client: ClientRecord, pattern: str) -> None:
         """Drop one of a client's subscriptions; HubError not-subscribed if absent."""
         pattern_kind(pattern)

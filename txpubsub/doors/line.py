@@ -467,9 +467,15 @@ class LineDoor(LineFramer):
         if not 1 <= len(args) <= 2:
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
-        kept = fit(self.hub.history(args[0], n, self.session.client), self.codec,
-                   self.session.room())
-        self._replies.send(b"".join(kept) + b"+OK %d\r\n" % len(kept))
+        found = self.hub.read_history(args[0], n, self.session.client)
+        if isinstance(found, Deferred):
+            self._replies.send(found.addCallbacks(self._history, self._refused))
+        else:
+            self._replies.send(self._history(found))
+
+    def _history(self, found: list[Message]) -> bytes:
+        kept = fit(found, self.codec, self.session.room())
+        return b"".join(kept) + b"+OK %d\r\n" % len(kept)
 
 
 COMMANDS: dict[bytes, Callable[[LineDoor, bytes], None]] = {

@@ -411,11 +411,20 @@ class JsonDoor(WebSocketServerProtocol):
         channel = _string(request, "channel")
         session = self.session
         assert session is not None
-        kept = fit(self.hub.history(channel, _count(request, "n"), session.client),  # type: ignore[arg-type]
-                   self.bodies, session.room())
+        found = self.hub.read_history(channel, _count(request, "n"), session.client)  # type: ignore[arg-type]
+        if isinstance(found, Deferred):
+            self._replies.send(found.addCallbacks(  # type: ignore[union-attr]
+                self._history, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+        else:
+            self._replies.send(self._history(found, ref))  # type: ignore[union-attr]
+
+    def _history(self, found: list[Message], ref: Ref) -> bytes:
+        session = self.session
+        assert session is not None
+        kept = fit(found, self.bodies, session.room())
         head = dumps(self._with_ref("ok", ref))[:-1]  # the object without its "}"
         body = head + b',"messages":[' + b",".join(kept) + b"]}"
-        self._replies.send(encode_frame(OP_TEXT, body))  # type: ignore[union-attr]
+        return encode_frame(OP_TEXT, body)
 
     def do_list(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern", required=False) or ">"
