@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from txpubsub.backplane.address import RedisAddress
-from txpubsub.core.hub import ClientRecord, Hub
+from txpubsub.core.hub import ClientRecord, Hub, Subscribed
 from txpubsub.core.message import Message
 from txpubsub.wire.errors import CloseReason, HubError
 
@@ -270,3 +270,97 @@ class TwoServersTests(TestCase):
         yield wait_until(lambda: not self.connected(a))
         self.assertEqual(alice.send(b"PUB log five\r\n"),
                          b"-ERR unavailable redis cannot be reached; not published\r\n")
+
+
+class FakeRedis:
+    """Both connections of a RedisBackplane, answering from memory."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.streams: dict[str, list[Any]] = {}
+
+    def _answer(self, result: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        d.callback(result)
+        return d
+
+    def subscribe(self, channel: str) -> Deferred[Any]:
+        self.sent.append(("SUBSCRIBE", channel))
+        return self._answer(None)
+
+    def unsubscribe(self, channel: str) -> Deferred[Any]:
+        self.sent.append(("UNSUBSCRIBE", channel))
+        return self._answer(None)
+
+    def psubscribe(self, glob: str) -> Deferred[Any]:
+        self.sent.append(("PSUBSCRIBE", glob))
+        return self._answer(None)
+
+    def punsubscribe(self, glob: str) -> Deferred[Any]:
+        self.sent.append(("PUNSUBSCRIBE", glob))
+        return self._answer(None)
+
+    def execute_command(self, *args: Any) -> Deferred[Any]:
+        self.sent.append(args)
+        if args[0] == "XRANGE":
+            return self._answer(self.streams.get(args[1], []))
+        raise AssertionError(args)
+
+
+class InterestTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        from txpubsub.backplane.redis import RedisBackplane
+
+        from .helpers import make_hub
+
+        self.hub = make_hub()
+        self.backplane = RedisBackplane(self.hub, RedisAddress.parse("redis://127.0.0.1:1"),
+                                        clock=self.hub.clock)
+        self.hub.set_backplane(self.backplane)
+        self.redis = FakeRedis()
+        self.backplane._conn = self.backplane._listener = self.redis
+
+    def settled(self, result: Subscribed) -> tuple[list[Message], bool]:
+        return self.successResultOf(result) if isinstance(result, Deferred) else result
+
+    def test_once_per_channel_and_glob(self) -> None:
+        """Many local subscribers of a channel or of patterns with the same glob
+        are one Redis subscription, dropped with the last of them."""
+        readers = [Reader() for _ in range(3)]
+        clients = [self.hub.attach(r) for r in readers]
+        for c in clients:
+            self.settled(self.hub.subscribe(c, "news"))
+            self.hub.subscribe(c, "news.*")
+            self.hub.subscribe(c, "news.>")
+        self.assertEqual([s for s in self.redis.sent if s[0] != "XRANGE"], [
+            ("SUBSCRIBE", "txpubsub:m:news"), ("PSUBSCRIBE", "txpubsub:m:news.*")])
+        self.hub.clock.advance(0)  # type: ignore[attr-defined]
+        self.redis.sent.clear()
+        for c in clients:
+            self.hub.detach(c, CloseReason.QUIT)
+        self.assertEqual(sorted(self.redis.sent), [
+            ("PUNSUBSCRIBE", "txpubsub:m:news.*"), ("UNSUBSCRIBE", "txpubsub:m:news")])
+
+    def test_first_subscriber_waits_for_the_stream(self) -> None:
+        """The first SUB since= of a channel replays what the Stream holds
+        beyond this server's copy; what pub/sub brought meanwhile comes once."""
+        self.redis.streams["txpubsub:s:log"] = [
+            [b"%d-0" % i, [b"s", b"x", b"t", b"1.5", b"p", b"m%d" % i]] for i in (1, 2, 3)]
+        client = self.hub.attach(Reader())
+        replay, partial = self.settled(self.hub.subscribe(client, "log", since=1))
+        self.assertEqual(([m.payload for m in replay], partial), ([b"m2", b"m3"], False))
+        self.backplane.received(b"txpubsub:m:log", b"3 1.5 x m3")  # a duplicate
+        self.backplane.received(b"txpubsub:m:log", b"4 1.6 y m 4")
+        reader: Any = client.session
+        self.assertEqual([(m.msg_id, m.sender, m.payload) for m in reader.got],
+                         [(4, "y", b"m 4")])
+
+    def test_unavailable(self) -> None:
+        """With Redis away, a publish and a first SUB are refused, not queued."""
+        self.backplane._conn = self.backplane._listener = None
+        client = self.hub.attach(Reader())
+        for call in (lambda: self.hub.publish("x", "news", b"1"),
+                     lambda: self.hub.subscribe(client, "news")):
+            with self.assertRaises(HubError) as caught:
+                call()
+            self.assertEqual(caught.exception.code, "unavailable")

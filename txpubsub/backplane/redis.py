@@ -351,7 +351,9 @@ class RedisBackplane(Service):
             for d in waiters:
                 if not d.called:
                     d.callback(None)  # the hub subscribes its waiting clients now
-                    self.interest(channel, -1)
+                # Held one turn more: the hub may take its own interest after
+                # this returns (when the catch-up was immediate).
+                self._clock.callLater(0, self.interest, channel, -1)
 
     def _release(self, channel: str) -> bool:
         """End a catch-up: what pub/sub brought meanwhile goes on its way."""
