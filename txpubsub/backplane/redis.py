@@ -27,6 +27,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -36,13 +37,64 @@ from txpubsub.core.hub import Hub, new_epoch
 from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord
 from txpubsub.core.session import Session
-from txpubsub.wire.errors import HubError
-from txpubsub.wire.names import is_wildcard
+from txpubsub.wire.errors import HubError, shorten
+from txpubsub.wire.names import is_client_id, is_wildcard
 
 PREFIX = "txpubsub:"
 EPOCH_KEY = PREFIX + "epoch"
 # Publishes waiting for Redis at once; past this a publish is refused.
 MAX_PENDING = 10000
+
+# Names and client ids of a server that stops refreshing them are freed this
+# many seconds later; they are refreshed every HEARTBEAT seconds.
+NAME_TTL = 30
+HEARTBEAT = 10.0
+# Client numbers are taken from Redis this many at a time.
+ID_BLOCK = 1000
+
+# KEYS[1] the name; ARGV[1] "<server> <client id>", ARGV[2] the TTL. 1 if ours now.
+CLAIM_SCRIPT = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+# KEYS: names and client keys; ARGV[i]: what each should hold. Deletes those still ours.
+RELEASE_SCRIPT = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then redis.call('DEL', key) end
+end
+return 1
+"""
+# KEYS: names and client keys; ARGV[1] the TTL, ARGV[i + 1] what each holds.
+# Renews those still ours (or free again); returns the names lost to others.
+REFRESH_SCRIPT = """
+local lost = {}
+for i, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if held and held ~= ARGV[i + 1] then
+    table.insert(lost, key)
+  else
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+  end
+end
+return lost
+"""
+# KEYS[1] the recipient's name or client key; ARGV: sender, payload, TTL.
+# Numbers the message in the recipient's inbox and sends it to its server.
+DIRECT_SCRIPT = """
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local server, client = string.match(held, '^(%S+) (%S+)$')
+local inbox = 'txpubsub:inbox:' .. client
+local id = redis.call('INCR', inbox)
+redis.call('EXPIRE', inbox, 86400)
+local now = redis.call('TIME')
+local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
+redis.call('PUBLISH', 'txpubsub:srv:' .. server,
+           client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+return id
+"""
 
 PUBLISH_SCRIPT = """
 local epoch = redis.call('GET', KEYS[1])
@@ -130,6 +182,13 @@ class RedisBackplane(Service):
         self._current: set[str] = set()  # subscribed in Redis and caught up
         self._held: dict[str, list[Message]] = {}  # live messages held during a catch-up
         self._waiters: dict[str, list[Deferred[None]]] = {}
+        self.server_id = new_epoch()  # this server, among those sharing Redis
+        self._block = (0, 0)  # client numbers to hand out: [next, end)
+        self._spare_block: tuple[int, int] | None = None
+        self._fetching_block = False
+        hub.registry.next_number = self._next_client_number
+        self._heartbeat = LoopingCall(self._refresh)
+        self._heartbeat.clock = self._clock
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         endpoint = address.endpoint(reactor)
         self._commands = ClientService(endpoint, _Factory(txredisapi.RedisProtocol, address, self),
@@ -145,9 +204,12 @@ class RedisBackplane(Service):
         Service.startService(self)
         self._commands.startService()
         self._pubsub.startService()
+        self._heartbeat.start(HEARTBEAT, now=False)
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
+        if self._heartbeat.running:
+            self._heartbeat.stop()
         return DeferredList([self._commands.stopService(), self._pubsub.stopService()])
 
     def _commands_ready(self, conn: Any) -> Deferred[None]:
@@ -163,6 +225,8 @@ class RedisBackplane(Service):
         self._sha = sha.decode()
         self._conn = conn
         self._log.info("redis: connected")
+        self._fetch_block()
+        self._refresh()
         # ClientService hands over a proxy; the protocol reports itself.
         conn.whenDisconnected().addCallback(lambda _: self._commands_lost(conn))
         # Channels whose catch-up failed while this connection was down.
@@ -194,6 +258,7 @@ class RedisBackplane(Service):
     def _listening(self, _: object, listener: Any) -> None:
         self._listener = listener
         listener.whenDisconnected().addCallback(lambda _: self._listener_lost(listener))
+        listener.subscribe(PREFIX + "srv:" + self.server_id).addErrback(self._ignore)
         for glob in self._globs:
             listener.psubscribe(glob).addErrback(self._ignore)
         for channel in self._channels:
@@ -245,19 +310,158 @@ class RedisBackplane(Service):
     def direct(
         self, recipient: ClientRecord, sender: str, payload: bytes,
         publisher: ClientRecord | None,
-    ) -> int:
-        """Direct messages stay on this server (names are per server for now)."""
-        recipient.inbox_last_id += 1
+    ) -> Deferred[int]:
+        """A direct message to a client of this server: numbered in Redis too,
+        so an inbox has one id space wherever its messages come from."""
+        return self.direct_elsewhere(recipient.client_id, sender, payload)
+
+    def direct_elsewhere(self, recipient: str, sender: str, payload: bytes) -> Deferred[int]:
+        """A direct message to a name or client id held on any server."""
+        conn = self._conn
+        if conn is None:
+            raise HubError("unavailable", "redis cannot be reached; not sent")
+        key = PREFIX + ("client:" if is_client_id(recipient) else "name:") + recipient
+        d = conn.execute_command("EVAL", DIRECT_SCRIPT, 1, key, sender, payload, NAME_TTL)
+        return d.addCallbacks(self._sent, self._not_sent, (recipient,))
+
+    @staticmethod
+    def _sent(msg_id: int, recipient: str) -> int:
+        if not msg_id:
+            raise HubError("no-such-client", f"no client called {shorten(recipient)}")
+        return int(msg_id)
+
+    def _not_sent(self, failure: Failure) -> None:
+        self._log.warn("redis: direct message failed: {why}", why=failure.value)
+        raise HubError("unavailable", "redis did not take it; not acknowledged")
+
+    def _direct_received(self, data: bytes) -> None:
+        client_id, msg_id, at, sender, payload = data.split(b" ", 4)
         hub = self._hub
-        msg = Message("@" + recipient.sender, recipient.inbox_last_id, sender, payload,
-                      hub.clock.seconds())
-        hub.deliver_direct(recipient, msg, publisher)
-        return msg.msg_id
+        target = hub.find_client(client_id.decode())
+        if target is None or not target.addressable:
+            return  # gone since Redis looked it up
+        target.inbox_last_id = int(msg_id)
+        hub.deliver_direct(target, Message("@" + target.sender, int(msg_id), sender.decode(),
+                                           payload, float(at)), None)
+
+    # -- names and client ids across servers -------------------------------------
+
+    def _holder(self, client: ClientRecord) -> str:
+        return f"{self.server_id} {client.client_id}"
+
+    def claim_name(self, client: ClientRecord, name: str) -> Deferred[None]:
+        """Take ``name`` for ``client`` on every server (HubError name-taken)."""
+        conn = self._conn
+        if conn is None:
+            raise HubError("unavailable", "redis cannot be reached; names are shared there")
+        old = client.name
+        d = conn.execute_command("EVAL", CLAIM_SCRIPT, 1, PREFIX + "name:" + name,
+                                 self._holder(client), NAME_TTL)
+        return d.addCallbacks(self._claimed, self._not_claimed, (client, name, old))
+
+    def _claimed(self, ok: int, client: ClientRecord, name: str, old: str | None) -> None:
+        if not ok:
+            raise HubError("name-taken", f"{name} is taken by another client")
+        if old is not None:
+            self._let_go([PREFIX + "name:" + old], [self._holder(client)])
+        if self._hub.find_client(client.client_id) is not client:
+            self._let_go([PREFIX + "name:" + name], [self._holder(client)])
+
+    def _not_claimed(self, failure: Failure) -> None:
+        self._log.warn("redis: NAME failed: {why}", why=failure.value)
+        raise HubError("unavailable", "redis did not answer; no name taken")
+
+    def client_joined(self, client: ClientRecord) -> None:
+        """A new local client: reachable by id from every server (after this
+        reactor turn, when its door has said whether it takes direct messages)."""
+        self._clock.callLater(0, self._announce_client, client)
+
+    def _announce_client(self, client: ClientRecord) -> None:
+        conn = self._conn
+        if conn is not None and client.addressable and \
+                self._hub.find_client(client.client_id) is client:
+            conn.execute_command("SET", PREFIX + "client:" + client.client_id,
+                                 self._holder(client), "EX", NAME_TTL).addErrback(self._ignore)
+
+    def client_left(self, client: ClientRecord, name: str | None) -> None:
+        """A local client is gone: its id and name are free on every server."""
+        keys = [PREFIX + "client:" + client.client_id]
+        if name is not None:
+            keys.append(PREFIX + "name:" + name)
+        self._let_go(keys, [self._holder(client)] * len(keys))
+
+    def _let_go(self, keys: list[str], values: list[str]) -> None:
+        conn = self._conn
+        if conn is not None:
+            conn.execute_command("EVAL", RELEASE_SCRIPT, len(keys), *keys,
+                                 *values).addErrback(self._ignore)
+
+    def _refresh(self) -> None:
+        """The heartbeat: this server's names and client ids stay held."""
+        conn = self._conn
+        if conn is None:
+            return
+        keys, values = [], []
+        for client in self._hub.clients():
+            if client.addressable:
+                holder = self._holder(client)
+                keys.append(PREFIX + "client:" + client.client_id)
+                values.append(holder)
+                if client.name is not None:
+                    keys.append(PREFIX + "name:" + client.name)
+                    values.append(holder)
+        if keys:
+            d = conn.execute_command("EVAL", REFRESH_SCRIPT, len(keys), *keys, NAME_TTL,
+                                     *values)
+            d.addCallbacks(self._lost_names, self._ignore)
+
+    def _lost_names(self, lost: list[bytes]) -> None:
+        for key in lost:
+            # Redis was away longer than NAME_TTL and another server's client
+            # took the name meanwhile: both hold it until one lets go.
+            self._log.warn("redis: {key} is held by another server now", key=key.decode())
+
+    def _next_client_number(self, last: int) -> int:
+        start, end = self._block
+        if start >= end and self._spare_block is not None:
+            (start, end), self._spare_block = self._spare_block, None
+        if start < end:
+            self._block = (start + 1, end)
+            if end - start < ID_BLOCK // 2:
+                self._fetch_block()
+            return start
+        # No numbers from Redis yet (it has not been reached): local ones,
+        # unique on this server only until it has.
+        self._fetch_block()
+        return last + 1
+
+    def _fetch_block(self) -> None:
+        conn = self._conn
+        if conn is None or self._fetching_block or self._spare_block is not None:
+            return
+        self._fetching_block = True
+        d = conn.execute_command("INCRBY", PREFIX + "client-ids", ID_BLOCK)
+        d.addCallbacks(self._block_fetched, self._block_failed)
+
+    def _block_fetched(self, end: int) -> None:
+        self._fetching_block = False
+        end = int(end) + 1
+        block = (end - ID_BLOCK, end)
+        if self._block[0] >= self._block[1]:
+            self._block = block
+        else:
+            self._spare_block = block
+
+    def _block_failed(self, failure: Failure) -> None:
+        self._fetching_block = False
 
     # -- receiving ---------------------------------------------------------------
 
     def received(self, redis_channel: bytes, data: bytes) -> None:
         """A message from Redis pub/sub (any server's, ours included)."""
+        if redis_channel.startswith(b"txpubsub:srv:"):
+            self._direct_received(data)
+            return
         channel = redis_channel.decode()[len(PREFIX) + 2:]
         msg_id, at, sender, payload = data.split(b" ", 3)
         msg = Message(channel, int(msg_id), sender.decode(), payload, float(at))

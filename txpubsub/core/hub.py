@@ -167,6 +167,13 @@ class Hub(Service):
         self._local = type(backplane) is LocalBackplane
         self._interest = getattr(backplane, "interest", None)
         self._current = getattr(backplane, "current", None)
+        # Names and clients across servers: claim_name(client, name) -> Deferred,
+        # client_joined(client), client_left(client, name), and
+        # direct_elsewhere(recipient, sender, payload) -> Deferred[int].
+        self._claim_name = getattr(backplane, "claim_name", None)
+        self._joined = getattr(backplane, "client_joined", None)
+        self._left = getattr(backplane, "client_left", None)
+        self._direct_elsewhere = getattr(backplane, "direct_elsewhere", None)
 
     def restart_ids(self, epoch: str) -> None:
         """A new epoch from elsewhere (a shared backplane lost its data): ids
@@ -285,6 +292,8 @@ class Hub(Service):
             client_id=client.client_id, address=address, listener=listener,
         )
         self._announce("$sys.clients", f"connect {client.client_id} {family}")
+        if self._joined is not None:
+            self._joined(client)
         return client
 
     def detach(self, client: ClientRecord, reason: CloseReason) -> None:
@@ -303,17 +312,33 @@ class Hub(Service):
             client_id=client.client_id, name=name or "-", reason=reason.value,
         )
         self._announce("$sys.clients", f"disconnect {client.client_id} {reason.value}")
+        if self._left is not None:
+            self._left(client, name)
         if not len(self.registry):
             waiting, self._all_gone = self._all_gone, []
             for gone in waiting:
                 gone.callback(None)
 
-    def set_name(self, client: ClientRecord, name: str) -> str:
-        """Give a client a name (or a new one); HubError bad-args or name-taken."""
+    def set_name(self, client: ClientRecord, name: str) -> str | Deferred[str]:
+        """Give a client a name (or a new one); HubError bad-args or name-taken.
+
+        With a shared backplane, the name is first claimed on every server
+        (a Deferred of the name, or of the failure).
+        """
         if client.name_locked:
             raise HubError("forbidden", "your name comes from your certificate")
         if self._may_name is not None and not self._may_name(client, check_name(name)):
             raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        if self._claim_name is not None and client.name != check_name(name):
+            holder = self.registry.by_name(name)
+            if holder is not None:
+                raise HubError("name-taken", f"{name} is taken by another client")
+            return self._claim_name(client, name).addCallback(self._named, client, name)
+        return self._rename(client, name)
+
+    def _named(self, _: object, client: ClientRecord, name: str) -> str:
+        if self._record_of.get(client.session) is not client:
+            return name  # gone meanwhile; the backplane lets the name go
         return self._rename(client, name)
 
     def _rename(self, client: ClientRecord, name: str) -> str:
@@ -777,6 +802,11 @@ class Hub(Service):
         self, sender: str, recipient: str, payload: bytes, client: ClientRecord | None
     ) -> MessageId:
         target = self.registry.find(recipient)
+        if target is None and self._direct_elsewhere is not None:
+            if client is not None:
+                self._check(self.authorizer.may_publish(client, "@" + recipient),
+                            "@" + recipient)
+            return self._direct_elsewhere(recipient, sender, payload)
         if target is None or not target.addressable:
             raise HubError("no-such-client", f"no client called {shorten(recipient)}")
         if client is not None:

@@ -328,7 +328,11 @@ class LineDoor(LineFramer):
         if len(args) != 1:
             raise HubError("bad-args", "usage: NAME <name>")
         name = self.hub.set_name(self.session.client, args[0])  # type: ignore[arg-type]
-        self._replies.send(f"+OK {name}\r\n".encode())
+        if isinstance(name, Deferred):  # claimed on every server first
+            self._replies.send(name.addCallbacks(lambda n: f"+OK {n}\r\n".encode(),
+                                                 self._refused))
+        else:
+            self._replies.send(f"+OK {name}\r\n".encode())
 
     def do_create(self, rest: bytes) -> None:
         args = split_args(rest)

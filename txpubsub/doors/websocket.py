@@ -314,7 +314,16 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_name(self, request: dict[str, Any], ref: Ref) -> None:
         name = self.hub.set_name(self.session.client, _string(request, "name"))  # type: ignore[union-attr,arg-type]
-        self._ok(ref, name=name)
+        if isinstance(name, Deferred):  # claimed on every server first
+            self._replies.send(name.addCallbacks(  # type: ignore[union-attr]
+                self._named, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+        else:
+            self._ok(ref, name=name)
+
+    def _named(self, name: str, ref: Ref) -> bytes:
+        reply = self._with_ref("ok", ref)
+        reply["name"] = name
+        return text_frame(reply)
 
     def do_create(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel")
