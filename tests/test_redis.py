@@ -402,6 +402,25 @@ class NamesTests(TwoServers):
         yield wait_until(lambda: not self.redis_get("txpubsub:name:alice"))
         self.assertEqual((yield b.set_name(cb, "alice")), "alice")
 
+    @inlineCallbacks
+    def test_who_lists_every_server(self) -> Any:
+        """WHO lists the clients of every server, by id, with their names."""
+        a, b = self.hubs
+        ca, _ = self.client(a)
+        cb, _ = self.client(b)
+        yield b.set_name(cb, "bob")
+        yield deferLater(reactor, 0.05)  # the joins are announced a turn later
+        everyone = yield a.everyone()
+        self.assertEqual(sorted((m.client_id, m.name) for m in everyone),
+                         sorted([(ca.client_id, None), (cb.client_id, "bob")]))
+        b.detach(cb, CloseReason.QUIT)
+        for _ in range(100):
+            everyone = yield a.everyone()
+            if len(everyone) == 1:
+                break
+            yield deferLater(reactor, 0.01)
+        self.assertEqual([m.client_id for m in everyone], [ca.client_id])
+
     def redis_get(self, key: str) -> bytes:
         return subprocess.run(["redis-cli", "-p", str(self.redis.port), "GET", key],
                               capture_output=True, check=True).stdout.strip()

@@ -35,7 +35,7 @@ from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import Hub, new_epoch
 from txpubsub.core.message import Message
-from txpubsub.core.registry import ClientRecord
+from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.core.session import Session
 from txpubsub.wire.errors import HubError, shorten
 from txpubsub.wire.names import is_client_id, is_wildcard
@@ -94,6 +94,33 @@ local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
 redis.call('PUBLISH', 'txpubsub:srv:' .. server,
            client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
 return id
+"""
+
+# KEYS[1] the servers' sorted set, KEYS[2] this server's client list;
+# ARGV[1] this server, ARGV[2] the TTL, then client id, "name connected_at" pairs.
+# The heartbeat: this server is alive, and these are its clients.
+SERVER_SCRIPT = """
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[1], now[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+if #ARGV > 2 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"""
+# KEYS[1] the servers' sorted set; ARGV[1] the TTL. Every live server's clients,
+# as client id, "name connected_at" pairs.
+WHO_SCRIPT = """
+local now = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now[1] - ARGV[1]))
+local found = {}
+for _, server in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  for _, item in ipairs(redis.call('HGETALL', 'txpubsub:who:' .. server)) do
+    table.insert(found, item)
+  end
+end
+return found
 """
 
 PUBLISH_SCRIPT = """
@@ -366,6 +393,8 @@ class RedisBackplane(Service):
             self._let_go([PREFIX + "name:" + old], [self._holder(client)])
         if self._hub.find_client(client.client_id) is not client:
             self._let_go([PREFIX + "name:" + name], [self._holder(client)])
+        elif client.addressable:
+            self._list(client, name)
 
     def _not_claimed(self, failure: Failure) -> None:
         self._log.warn("redis: NAME failed: {why}", why=failure.value)
@@ -382,6 +411,40 @@ class RedisBackplane(Service):
                 self._hub.find_client(client.client_id) is client:
             conn.execute_command("SET", PREFIX + "client:" + client.client_id,
                                  self._holder(client), "EX", NAME_TTL).addErrback(self._ignore)
+            self._list(client, client.name)
+
+    def _list(self, client: ClientRecord, name: str | None) -> None:
+        """Show ``client`` in every server's WHO."""
+        conn = self._conn
+        if conn is not None:
+            conn.execute_command("HSET", self._who_key, client.client_id,
+                                 f"{name or '-'} {client.connected_at!r}").addErrback(self._ignore)
+
+    @property
+    def _who_key(self) -> str:
+        return PREFIX + "who:" + self.server_id
+
+    def everyone(self) -> Deferred[list[Member]]:
+        """Every client of every live server sharing Redis, by id number."""
+        conn = self._conn
+        if conn is None:
+            raise HubError("unavailable", "redis cannot be reached; WHO lists every server's")
+        d = conn.execute_command("EVAL", WHO_SCRIPT, 1, PREFIX + "servers", NAME_TTL)
+        return d.addCallbacks(self._members, self._not_listed)
+
+    @staticmethod
+    def _members(found: list[bytes]) -> list[Member]:
+        members = []
+        for client_id, value in zip(found[::2], found[1::2]):
+            name, _, connected_at = value.decode().partition(" ")
+            members.append(Member(client_id.decode(), None if name == "-" else name,
+                                  float(connected_at)))
+        members.sort(key=lambda m: int(m.client_id[1:]))
+        return members
+
+    def _not_listed(self, failure: Failure) -> None:
+        self._log.warn("redis: WHO failed: {why}", why=failure.value)
+        raise HubError("unavailable", "redis did not answer")
 
     def client_left(self, client: ClientRecord, name: str | None) -> None:
         """A local client is gone: its id and name are free on every server."""
@@ -389,6 +452,9 @@ class RedisBackplane(Service):
         if name is not None:
             keys.append(PREFIX + "name:" + name)
         self._let_go(keys, [self._holder(client)] * len(keys))
+        conn = self._conn
+        if conn is not None:
+            conn.execute_command("HDEL", self._who_key, client.client_id).addErrback(self._ignore)
 
     def _let_go(self, keys: list[str], values: list[str]) -> None:
         conn = self._conn
@@ -401,15 +467,18 @@ class RedisBackplane(Service):
         conn = self._conn
         if conn is None:
             return
-        keys, values = [], []
+        keys, values, listed = [], [], []
         for client in self._hub.clients():
             if client.addressable:
+                listed += [client.client_id, f"{client.name or '-'} {client.connected_at!r}"]
                 holder = self._holder(client)
                 keys.append(PREFIX + "client:" + client.client_id)
                 values.append(holder)
                 if client.name is not None:
                     keys.append(PREFIX + "name:" + client.name)
                     values.append(holder)
+        conn.execute_command("EVAL", SERVER_SCRIPT, 2, PREFIX + "servers", self._who_key,
+                             self.server_id, NAME_TTL, *listed).addErrback(self._ignore)
         if keys:
             d = conn.execute_command("EVAL", REFRESH_SCRIPT, len(keys), *keys, NAME_TTL,
                                      *values)

@@ -27,7 +27,7 @@ from txpubsub.core.channel import Channel
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
 from txpubsub.core.rate import PublishBudget
-from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection
+from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection, Member
 from txpubsub.core.session import Session
 from txpubsub.core.stats import Counters, DoorCounters
 from txpubsub.core.store import MemoryStore, Store
@@ -174,6 +174,7 @@ class Hub(Service):
         self._joined = getattr(backplane, "client_joined", None)
         self._left = getattr(backplane, "client_left", None)
         self._direct_elsewhere = getattr(backplane, "direct_elsewhere", None)
+        self._everyone = getattr(backplane, "everyone", None)  # () -> Deferred[list[Member]]
 
     def restart_ids(self, epoch: str) -> None:
         """A new epoch from elsewhere (a shared backplane lost its data): ids
@@ -367,6 +368,13 @@ class Hub(Service):
 
     def clients(self) -> list[ClientRecord]:
         """Every connected client, oldest connection first."""
+        return self.registry.all()
+
+    def everyone(self) -> list[ClientRecord] | Deferred[list[Member]]:
+        """Every client, by id: this server's, or with a shared backplane,
+        every server's (a Deferred then)."""
+        if self._everyone is not None:
+            return self._everyone()
         return self.registry.all()
 
     def find_client(self, name_or_id: str) -> ClientRecord | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from txpubsub.core.rate import PublishBudget
 from txpubsub.core.session import Session
@@ -52,6 +53,14 @@ class ClosedConnection:
     connected_at: float
     disconnected_at: float
     reason: str
+
+
+class Member(NamedTuple):
+    """A client as WHO lists it, on this server or another."""
+
+    client_id: str
+    name: str | None
+    connected_at: float
 
 
 def _plus_one(last: int) -> int:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Callable
 
 from twisted.internet.defer import Deferred
@@ -16,6 +16,7 @@ from txpubsub.auth.login import Login
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import LIST_WORK, Session
 from txpubsub.core.message import Message
+from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import line_codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.framing import LineFramer
@@ -403,17 +404,32 @@ class LineDoor(LineFramer):
         args, after = self._page(rest, "usage: WHO [<channel>] [after=<id>]")
         if after is not None and not is_client_id(after):
             raise HubError("bad-args", "after= takes a client id")
+        clients: Sequence[ClientRecord | Member]
         if args:
             clients = self.hub.clients_of(self.hub.subscribers_of(args[0]))
         else:
-            clients = self.hub.clients()
+            found = self.hub.everyone()
+            if isinstance(found, Deferred):  # every server's, from Redis
+                self._replies.send(found.addCallbacks(self._who, self._refused, (after,)))
+                return
+            clients = found
+        lines, more = self._who_lines(clients, after)
+        self._stream(lines, more)
+
+    def _who_lines(self, clients: Sequence[ClientRecord | Member],
+                   after: str | None) -> tuple[list[str], bool]:
         if after is not None:
             start = int(after[1:])
             clients = [c for c in clients if int(c.client_id[1:]) > start]
         limit = self.hub.max_list
         now = self.hub.clock.seconds()
-        self._stream((f"CLIENT {c.client_id} {c.name or '-'} {int(now - c.connected_at)}\r\n"
-                      for c in clients[:limit]), len(clients) > limit)
+        return ([f"CLIENT {c.client_id} {c.name or '-'} {int(now - c.connected_at)}\r\n"
+                 for c in clients[:limit]], len(clients) > limit)
+
+    def _who(self, clients: list[Member], after: str | None) -> bytes:
+        lines, more = self._who_lines(clients, after)
+        lines.append(f"+OK {len(lines)} more\r\n" if more else f"+OK {len(lines)}\r\n")
+        return "".join(lines).encode()
 
     def do_quiet(self, rest: bytes) -> None:
         args = split_args(rest)

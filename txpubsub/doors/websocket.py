@@ -14,6 +14,7 @@ import binascii
 import ipaddress
 import json
 import math
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -28,6 +29,7 @@ from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.hub import Hub
 from txpubsub.core.message import Message
+from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
@@ -446,15 +448,26 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_who(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel", required=False)
+        clients: Sequence[ClientRecord | Member]
         if channel is not None:
             clients = self.hub.clients_of(self.hub.subscribers_of(channel))
         else:
-            clients = self.hub.clients()
+            found = self.hub.everyone()
+            if isinstance(found, Deferred):  # every server's, from Redis
+                self._replies.send(found.addCallbacks(  # type: ignore[union-attr]
+                    self._who, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+                return
+            clients = found
+        self._replies.send(self._who(clients, ref))  # type: ignore[union-attr]
+
+    def _who(self, clients: Sequence[ClientRecord | Member], ref: Ref) -> bytes:
         now = self.hub.clock.seconds()
-        self._ok(ref, clients=[
+        reply = self._with_ref("ok", ref)
+        reply["clients"] = [
             {"id": c.client_id, "name": c.name, "connected_s": int(now - c.connected_at)}
             for c in clients
-        ])
+        ]
+        return text_frame(reply)
 
     def do_quiet(self, request: dict[str, Any], ref: Ref) -> None:
         on = request.get("on")
