@@ -2,9 +2,12 @@
 every message to every server's subscribers once, and Redis trouble."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -435,3 +438,73 @@ class NamesTests(TwoServers):
         ttl = subprocess.run(["redis-cli", "-p", str(self.redis.port), "TTL",
                               "txpubsub:name:carol"], capture_output=True, check=True).stdout
         self.assertTrue(0 < int(ttl) <= 30, ttl)
+
+
+class TwistdClusterTests(TestCase):
+    """Real `twistd -n txpubsub --redis` servers, as a user starts them."""
+
+    timeout = 60
+
+    async def start(self, url: str) -> tuple[Any, int]:
+        from .test_twistd import ServerProcess, twistd
+
+        server = ServerProcess()
+        process = reactor.spawnProcess(
+            server, twistd()[0],
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+             "--admin", "none", "--redis", url],
+            env=os.environ.copy(), path=tempfile.mkdtemp())
+
+        def stop() -> Deferred[object]:
+            if not server.ended.called:
+                process.signalProcess("KILL")
+            return server.ended
+
+        self.addCleanup(stop)
+        port = await server.listening.addTimeout(30, reactor)
+        await server.wait_for(b"redis: connected")
+        return server, port
+
+    async def test_two_servers(self) -> None:
+        """A client of either server sees every message published on both, with
+        the same ids and epoch; names and direct messages cross; with Redis
+        down a publish is refused, and service comes back with Redis."""
+        from .netclient import connect
+
+        redis = RedisProcess()
+        self.addCleanup(redis.stop)
+        (server_a, port_a), (server_b, port_b) = [await self.start(redis.url)
+                                                  for _ in range(2)]
+        a = await connect(f"tcp:127.0.0.1:{port_a}")
+        b = await connect(f"tcp:127.0.0.1:{port_b}")
+        for client in (a, b):
+            self.addCleanup(client.transport.abortConnection)
+        epochs = [json.loads(c.lines[0].split(b" ", 1)[1])["epoch"] for c in (a, b)]
+        self.assertEqual(epochs[0], epochs[1])
+        await a.ask(b"SUB news", b"+OK subscribed")
+        await b.ask(b"SUB news", b"+OK subscribed")
+        self.assertEqual(await a.ask(b"PUB news from-a", b"+OK"), b"+OK 1")
+        self.assertEqual(await b.ask(b"PUB news from-b", b"+OK"), b"+OK 2")
+        for client in (a, b):
+            await client.wait(lambda lines: b"MSG news 2" in b"\n".join(lines))
+            self.assertEqual([x for x in client.lines if x.startswith(b"MSG")],
+                             [x for x in a.lines if x.startswith(b"MSG")])
+        await a.ask(b"NAME alice", b"+OK")
+        self.assertEqual(await b.ask(b"NAME alice", b"-ERR"),
+                         b"-ERR name-taken alice is taken by another client")
+        await b.ask(b"NAME bob", b"+OK")
+        self.assertEqual(await a.ask(b"PUB @bob hello", b"+OK"), b"+OK 1")
+        await b.wait(lambda lines: b"MSG @bob 1 alice hello" in b"\n".join(lines))
+        redis.stop()
+        await deferLater(reactor, 0.3)
+        self.assertEqual(await a.ask(b"PUB news lost", b"-ERR"),
+                         b"-ERR unavailable redis cannot be reached; not published")
+        redis.start()
+        for _ in range(100):
+            reply = await a.ask(b"PUB news back", b"")
+            if reply.startswith(b"+OK"):
+                break
+            await deferLater(reactor, 0.1)
+        await b.wait(lambda lines: b"back" in b"\n".join(lines))
+        for server in (server_a, server_b):
+            self.assertNotIn(b"Traceback", server.output)
