@@ -508,3 +508,29 @@ class TwistdClusterTests(TestCase):
         await b.wait(lambda lines: b"back" in b"\n".join(lines))
         for server in (server_a, server_b):
             self.assertNotIn(b"Traceback", server.output)
+
+
+class RepliesTests(SynchronousTestCase):
+    def test_every_chunk_size(self) -> None:
+        """Replies are read whole however the bytes are split, in one pass."""
+        from txpubsub.backplane.redis import _FastReplies
+
+        class Replies(_FastReplies):
+            def __init__(self) -> None:
+                self.got: list[Any] = []
+
+            def replyReceived(self, reply: Any) -> None:
+                self.got.append(reply)
+
+        wire = (b"+OK\r\n:42\r\n$-1\r\n$5\r\nhe\r\no\r\n-ERR no\r\n*0\r\n"
+                b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$0\r\n\r\n"
+                b"*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\np\r\n$2\r\nab\r\n:7\r\n")
+        for size in range(1, len(wire) + 1):
+            replies = Replies()
+            for i in range(0, len(wire), size):
+                replies.dataReceived(wire[i:i + size])
+            got = replies.got
+            self.assertEqual(got[:4], ["OK", 42, None, b"he\r\no"], size)
+            self.assertEqual(str(got[4]), "no")
+            self.assertEqual(got[5:], [[], [b"message", b"c", b""],
+                                       [[b"1-0", [b"p", b"ab"]], 7]])

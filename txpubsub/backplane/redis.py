@@ -143,7 +143,75 @@ return {id, epoch}
 """
 
 
-class _Listener(txredisapi.SubscriberProtocol):
+_INCOMPLETE = object()
+
+
+def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One RESP2 reply at ``pos``: (value, next position), or (_INCOMPLETE, pos).
+
+    Values as txredisapi gives them with charset=None, convertNumbers=False:
+    bulk strings as bytes, status replies as str, errors as ResponseError.
+    """
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return _INCOMPLETE, pos
+    kind = buf[pos]
+    after = end + 2
+    if kind == 36:  # $ bulk string
+        size = int(buf[pos + 1:end])
+        if size < 0:
+            return None, after
+        if len(buf) < after + size + 2:
+            return _INCOMPLETE, pos
+        return buf[after:after + size], after + size + 2
+    if kind == 42:  # * array
+        count = int(buf[pos + 1:end])
+        if count < 0:
+            return None, after
+        items = []
+        for _ in range(count):
+            item, after = _parse(buf, after)
+            if item is _INCOMPLETE:
+                return _INCOMPLETE, pos
+            items.append(item)
+        return items, after
+    if kind == 58:  # : integer
+        return int(buf[pos + 1:end]), after
+    text = buf[pos + 1:end].decode(errors="replace")
+    if kind == 45:  # - error
+        return txredisapi.ResponseError(text[4:] if text[:4] == "ERR " else text), after
+    return text, after  # + status
+
+
+class _FastReplies:
+    """Reads replies in one pass per read.
+
+    txredisapi's own reader gives every bulk string a reactor turn of its own
+    (pausing and resuming the socket) and copies its buffer at every line:
+    measured, about 2,300 messages/s through pub/sub. This hands the same
+    values to its ``replyReceived``.
+    """
+
+    _unread = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        buf = self._unread + data if self._unread else data
+        pos = 0
+        size = len(buf)
+        while pos < size:
+            reply, end = _parse(buf, pos)
+            if reply is _INCOMPLETE:
+                break
+            pos = end
+            self.replyReceived(reply)  # type: ignore[attr-defined]
+        self._unread = buf[pos:]
+
+
+class _Commands(_FastReplies, txredisapi.RedisProtocol):
+    """The command connection."""
+
+
+class _Listener(_FastReplies, txredisapi.SubscriberProtocol):
     """The pub/sub connection: every message goes to the backplane."""
 
     def messageReceived(self, pattern: bytes | None, channel: bytes, message: bytes) -> None:
@@ -154,6 +222,7 @@ class _Factory(Factory):
     """txredisapi protocols that keep bytes as bytes (ECOSYSTEM.md section 1)."""
 
     isLazy = False
+    noisy = False
     _log = Logger()
 
     def __init__(self, protocol: type, address: RedisAddress, backplane: RedisBackplane) -> None:
@@ -218,7 +287,7 @@ class RedisBackplane(Service):
         self._heartbeat.clock = self._clock
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         endpoint = address.endpoint(reactor)
-        self._commands = ClientService(endpoint, _Factory(txredisapi.RedisProtocol, address, self),
+        self._commands = ClientService(endpoint, _Factory(_Commands, address, self),
                                        retryPolicy=retry, clock=self._clock,
                                        prepareConnection=self._commands_ready)
         self._pubsub = ClientService(endpoint, _Factory(_Listener, address, self),
