@@ -534,3 +534,10 @@ class RepliesTests(SynchronousTestCase):
             self.assertEqual(str(got[4]), "no")
             self.assertEqual(got[5:], [[], [b"message", b"c", b""],
                                        [[b"1-0", [b"p", b"ab"]], 7]])
+
+    def test_commands(self) -> None:
+        """Commands go out as RESP arrays of bulk strings."""
+        from txpubsub.backplane.redis import _command
+
+        self.assertEqual(_command("SET", b"k\r\n", 5, 1.5),
+                         b"*4\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$1\r\n5\r\n$8\r\n1.500000\r\n")

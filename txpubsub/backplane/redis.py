@@ -183,8 +183,25 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
     return text, after  # + status
 
 
+def _command(*args: Any, **options: Any) -> bytes:
+    """A command in RESP, in one join (txredisapi's builder makes two calls per
+    argument: a third of a publish's CPU)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        elif not isinstance(arg, bytes):
+            arg = format(arg, "f").encode() if isinstance(arg, float) else bytes(arg)
+        parts.append(b"$%d\r\n" % len(arg))
+        parts.append(arg)
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
 class _FastReplies:
-    """Reads replies in one pass per read.
+    """Reads replies in one pass per read, and writes commands in one join.
 
     txredisapi's own reader gives every bulk string a reactor turn of its own
     (pausing and resuming the socket) and copies its buffer at every line:
@@ -193,6 +210,7 @@ class _FastReplies:
     """
 
     _unread = b""
+    _build_command = staticmethod(_command)
 
     def dataReceived(self, data: bytes) -> None:
         buf = self._unread + data if self._unread else data
