@@ -326,7 +326,15 @@ class RedisBackplane(Service):
             self._heartbeat.stop()
         return DeferredList([self._commands.stopService(), self._pubsub.stopService()])
 
+    @staticmethod
+    def _no_delay(conn: Any) -> None:
+        # A publish is one small write waiting for its answer: no Nagle delay.
+        set_no_delay = getattr(conn.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+
     def _commands_ready(self, conn: Any) -> Deferred[None]:
+        self._no_delay(conn)
         d = conn.whenConnected()
         d.addCallback(lambda _: conn.execute_command("SET", EPOCH_KEY, self._candidate, "NX"))
         d.addCallback(lambda _: conn.execute_command("GET", EPOCH_KEY))
@@ -365,6 +373,7 @@ class RedisBackplane(Service):
             self._hub.restart_ids(epoch)  # Redis lost its data: ids start again
 
     def _listener_ready(self, listener: Any) -> Deferred[None]:
+        self._no_delay(listener)
         d = listener.whenConnected()
         d.addCallback(self._listening, listener)
         return d
