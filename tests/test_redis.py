@@ -364,6 +364,16 @@ class InterestTests(SynchronousTestCase):
         self.assertEqual([(m.msg_id, m.sender, m.payload) for m in reader.got],
                          [(4, "y", b"m 4")])
 
+    def test_glob_wider_than_pattern(self) -> None:
+        """What a glob brings that no local pattern matches makes no channel here."""
+        client = self.hub.attach(Reader())
+        self.hub.subscribe(client, "news.*")
+        self.backplane.received(b"txpubsub:m:news.uk.london", b"1 1.5 x deep")
+        self.backplane.received(b"txpubsub:m:news.uk", b"1 1.5 x shallow")
+        self.assertIsNone(self.hub.channel("news.uk.london"))
+        reader: Any = client.session
+        self.assertEqual([m.payload for m in reader.got], [b"shallow"])
+
     def test_unavailable(self) -> None:
         """With Redis away, a publish and a first SUB are refused, not queued."""
         self.backplane._conn = self.backplane._listener = None

@@ -637,11 +637,17 @@ class RedisBackplane(Service):
             self._arrive(msg)
 
     def _arrive(self, msg: Message) -> None:
-        ch = self._hub.channel(msg.channel)
-        # Each message once: a channel and a glob may both bring it, and a
-        # catch-up may overlap what pub/sub brings.
-        if ch is None or msg.msg_id > ch.last_id:
-            self._hub.arrived(msg)
+        hub = self._hub
+        ch = hub.channel(msg.channel)
+        if ch is None:
+            # A glob is wider than the patterns it covers: a channel none of
+            # them matches (and no one here waits for) is not made here.
+            if msg.channel in self._channels or hub.has_readers(msg.channel):
+                hub.arrived(msg)
+        elif msg.msg_id > ch.last_id:
+            # Each message once: a channel and a glob may both bring it, and
+            # a catch-up may overlap what pub/sub brings.
+            hub.arrived(msg)
 
     # -- interest ------------------------------------------------------------------
 
