@@ -185,7 +185,7 @@ class Hub(Service):
         for ch in self._channels.values():
             if not ch.system:
                 ch.last_id = 0
-                ch.clear_history()
+                self._history_bytes -= ch.clear_history()
         self._retired.clear()
         self._retired_floors.clear()
 
