@@ -44,3 +44,13 @@ class LayoutTests(SynchronousTestCase):
         others = ("txpubsub.doors", "txpubsub.server", "txpubsub.store", "txpubsub.client",
                   "txpubsub.cli")
         self.assertEqual([m for m in loaded if m.startswith(others)], [])
+
+    def test_no_redis_without_the_option(self) -> None:
+        """Without --redis, a whole server is made and nothing of Redis is imported."""
+        code = ("import sys, json; from txpubsub.server.tap import Options, makeService; "
+                "o = Options(); o.parseOptions(['--admin', 'none']); makeService(o); "
+                "print(json.dumps(sorted(m for m in sys.modules "
+                "if 'redis' in m or m.startswith('txpubsub.backplane'))))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                             timeout=60).stdout
+        self.assertEqual(json.loads(out.splitlines()[-1]), [])

@@ -13,6 +13,7 @@ import string
 import zlib
 from collections import deque
 from collections.abc import Iterable
+from typing import Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -26,7 +27,7 @@ from txpubsub.core.channel import Channel
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
 from txpubsub.core.rate import PublishBudget
-from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection
+from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection, Member
 from txpubsub.core.session import Session
 from txpubsub.core.stats import Counters, DoorCounters
 from txpubsub.core.store import MemoryStore, Store
@@ -56,7 +57,12 @@ LIST_WORK = 100_000
 RETIRED_BUCKETS = 65536
 
 __all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "ClientRecord", "ClosedConnection",
-           "Hub", "Session", "new_epoch"]
+           "Hub", "Session", "Subscribed", "new_epoch"]
+
+
+# What subscribe returns: the replay and whether it is partial, or a Deferred of
+# them when a shared backplane must first bring the channel up to date.
+Subscribed = Union[tuple[list[Message], bool], "Deferred[tuple[list[Message], bool]]"]
 
 
 def new_epoch() -> str:
@@ -122,15 +128,7 @@ class Hub(Service):
         self._retired_floors: dict[int, int] = {}
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
-        self.backplane: Backplane = backplane or LocalBackplane(self)
-        local = type(self.backplane) is LocalBackplane
-        # Three publish paths: in memory, numbered and delivered at once (kept
-        # free of any extra call); with a durable store, acknowledged and
-        # delivered after the commit (_publish_durable); through another
-        # backplane, which numbers elsewhere and tells the store on arrival.
-        self._local = local and not self.store.durable
-        self._durable = local and self.store.durable
-        self._store_on_fan_out = self.store.durable and not local
+        self.set_backplane(backplane or LocalBackplane(self))
         # Messages appended to a durable store, oldest first, until it says
         # they are committed (None: one stored after its delivery).
         self._uncommitted: deque[
@@ -163,6 +161,47 @@ class Hub(Service):
             self._add_channel(ch)
         if self._history_bytes > self.max_history_bytes:
             self._evict_history()
+
+    def set_backplane(self, backplane: Backplane) -> None:
+        """Number and carry messages through ``backplane`` (made with this hub).
+
+        A shared backplane may also offer ``interest(pattern, delta)``, told of
+        every local subscription made (+1) and gone (-1), and
+        ``current(channel)``: None when this server's copy of a channel is up
+        to date, else a Deferred firing once it is (txpubsub.backplane.redis).
+        """
+        self.backplane = backplane
+        local = type(backplane) is LocalBackplane
+        # Three publish paths: in memory, numbered and delivered at once (kept
+        # free of any extra call); with a durable store, acknowledged and
+        # delivered after the commit (_publish_durable); through another
+        # backplane, which numbers elsewhere and tells the store on arrival.
+        self._local = local and not self.store.durable
+        self._durable = local and self.store.durable
+        self._store_on_fan_out = self.store.durable and not local
+        self._interest = getattr(backplane, "interest", None)
+        self._current = getattr(backplane, "current", None)
+        # Names and clients across servers: claim_name(client, name) -> Deferred,
+        # client_joined(client), client_left(client, name), and
+        # direct_elsewhere(recipient, sender, payload) -> Deferred[int].
+        self._claim_name = getattr(backplane, "claim_name", None)
+        self._joined = getattr(backplane, "client_joined", None)
+        self._left = getattr(backplane, "client_left", None)
+        self._direct_elsewhere = getattr(backplane, "direct_elsewhere", None)
+        self._everyone = getattr(backplane, "everyone", None)  # () -> Deferred[list[Member]]
+
+    def restart_ids(self, epoch: str) -> None:
+        """A new epoch from elsewhere (a shared backplane lost its data): ids
+        start again, so what this server kept of the old id space goes."""
+        self._log.warn("new epoch {epoch} (was {old}): ids start again", epoch=epoch,
+                       old=self.epoch)
+        self.epoch = epoch
+        for ch in self._channels.values():
+            if not ch.system:
+                ch.last_id = 0
+                self._history_bytes -= ch.clear_history()
+        self._retired.clear()
+        self._retired_floors.clear()
 
     @property
     def authorizer(self) -> Authorizer:
@@ -244,6 +283,8 @@ class Hub(Service):
         for session in list(ch.subscribers):
             self._record_of[session].patterns.discard(channel)
             self._subscriptions -= 1
+            if self._interest is not None:
+                self._interest(channel, -1)
             session.channel_dropped(channel)
         ch.subscribers.clear()
         self._history_bytes -= ch.clear_history()
@@ -269,6 +310,8 @@ class Hub(Service):
             client_id=client.client_id, address=address, listener=listener,
         )
         self._announce("$sys.clients", f"connect {client.client_id} {family}")
+        if self._joined is not None:
+            self._joined(client)
         return client
 
     def detach(self, client: ClientRecord, reason: CloseReason) -> None:
@@ -287,17 +330,33 @@ class Hub(Service):
             client_id=client.client_id, name=name or "-", reason=reason.value,
         )
         self._announce("$sys.clients", f"disconnect {client.client_id} {reason.value}")
+        if self._left is not None:
+            self._left(client, name)
         if not len(self.registry):
             waiting, self._all_gone = self._all_gone, []
             for gone in waiting:
                 gone.callback(None)
 
-    def set_name(self, client: ClientRecord, name: str) -> str:
-        """Give a client a name (or a new one); HubError bad-args or name-taken."""
+    def set_name(self, client: ClientRecord, name: str) -> str | Deferred[str]:
+        """Give a client a name (or a new one); HubError bad-args or name-taken.
+
+        With a shared backplane, the name is first claimed on every server
+        (a Deferred of the name, or of the failure).
+        """
         if client.name_locked:
             raise HubError("forbidden", "your name comes from your certificate")
         if self._may_name is not None and not self._may_name(client, check_name(name)):
             raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        if self._claim_name is not None and client.name != check_name(name):
+            holder = self.registry.by_name(name)
+            if holder is not None:
+                raise HubError("name-taken", f"{name} is taken by another client")
+            return self._claim_name(client, name).addCallback(self._named, client, name)
+        return self._rename(client, name)
+
+    def _named(self, _: object, client: ClientRecord, name: str) -> str:
+        if self._record_of.get(client.session) is not client:
+            return name  # gone meanwhile; the backplane lets the name go
         return self._rename(client, name)
 
     def _rename(self, client: ClientRecord, name: str) -> str:
@@ -326,6 +385,13 @@ class Hub(Service):
 
     def clients(self) -> list[ClientRecord]:
         """Every connected client, oldest connection first."""
+        return self.registry.all()
+
+    def everyone(self) -> list[ClientRecord] | Deferred[list[Member]]:
+        """Every client, by id: this server's, or with a shared backplane,
+        every server's (a Deferred then)."""
+        if self._everyone is not None:
+            return self._everyone()
         return self.registry.all()
 
     def find_client(self, name_or_id: str) -> ClientRecord | None:
@@ -491,7 +557,7 @@ class Hub(Service):
         last: int | None = None,
         since: int | None = None,
         epoch: str | None = None,
-    ) -> tuple[list[Message], bool]:
+    ) -> Subscribed:
         """Subscribe a client to a pattern; returns (messages to replay, partial).
 
         ``last``/``since`` (concrete channels only) ask for a replay from
@@ -505,6 +571,11 @@ class Hub(Service):
         Subscribing again to a pattern it holds changes nothing (as Redis
         SUBSCRIBE). A concrete channel is created if it does not exist,
         unless auto-create is off.
+
+        With a shared backplane, the first local subscription to a concrete
+        channel waits (a Deferred of the same result) until this server's
+        copy of the channel is current, so that the replay is taken from a
+        complete history and the live stream follows it with no gap.
         """
         kind = pattern_kind(pattern)
         if kind == INBOX:
@@ -517,6 +588,11 @@ class Hub(Service):
         self._check(authorizer.may_subscribe(client, pattern), pattern)
         if replay:
             self._check(authorizer.may_read(client, pattern), pattern)
+        if self._current is not None and not wildcard and kind == PLAIN:
+            pending = self._current(pattern)
+            if pending is not None:
+                return pending.addCallback(self._subscribe_current, client, pattern, last,
+                                           since, epoch)
         if pattern not in client.patterns:
             if len(client.patterns) >= self.max_subscriptions:
                 raise HubError(
@@ -537,9 +613,19 @@ class Hub(Service):
                 ch.subscribers.add(client.session)
             client.patterns.add(pattern)
             self._subscriptions += 1
+            if self._interest is not None:
+                self._interest(pattern, 1)
         if not replay:
             return [], False
         return self._replay(self._channels[pattern], last, since, epoch)
+
+    def _subscribe_current(
+        self, _: object, client: ClientRecord, pattern: str, last: int | None,
+        since: int | None, epoch: str | None,
+    ) -> Subscribed:
+        if self._record_of.get(client.session) is not client:
+            return [], False  # gone meanwhile: nothing to subscribe, nobody to answer
+        return self.subscribe(client, pattern, last, since, epoch)
 
     def _replay(
         self, ch: Channel[Session], last: int | None, since: int | None, epoch: str | None
@@ -576,6 +662,18 @@ class Hub(Service):
         kept = ch.kept
         return ch.newest(min(kept if n is None else n, kept, self.max_replay))
 
+    def read_history(
+        self, channel: str, n: int | None = None, client: ClientRecord | None = None
+    ) -> list[Message] | Deferred[list[Message]]:
+        """``history``, for a client's HISTORY: with a shared backplane, a channel
+        nobody here reads is first brought up to date (a Deferred then)."""
+        if self._current is not None and channel_kind(channel) == PLAIN:
+            self._check(client is None or self.authorizer.may_read(client, channel), channel)
+            pending = self._current(channel)
+            if pending is not None:
+                return pending.addCallback(lambda _: self.history(channel, n, client))
+        return self.history(channel, n, client)
+
     def unsubscribe(self, client: ClientRecord, pattern: str) -> None:
         """Drop one of a client's subscriptions; HubError not-subscribed if absent."""
         pattern_kind(pattern)
@@ -586,6 +684,8 @@ class Hub(Service):
         self._forget_subscription(client.session, pattern)
 
     def _forget_subscription(self, session: Session, pattern: str) -> None:
+        if self._interest is not None:
+            self._interest(pattern, -1)
         if is_wildcard(pattern):
             self._patterns.remove(pattern, session)
         else:
@@ -788,6 +888,11 @@ class Hub(Service):
         self, sender: str, recipient: str, payload: bytes, client: ClientRecord | None
     ) -> MessageId:
         target = self.registry.find(recipient)
+        if target is None and self._direct_elsewhere is not None:
+            if client is not None:
+                self._check(self.authorizer.may_publish(client, "@" + recipient),
+                            "@" + recipient)
+            return self._direct_elsewhere(recipient, sender, payload)
         if target is None or not target.addressable:
             raise HubError("no-such-client", f"no client called {shorten(recipient)}")
         if client is not None:

@@ -3,7 +3,9 @@ past connections."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from txpubsub.core.rate import PublishBudget
 from txpubsub.core.session import Session
@@ -53,6 +55,18 @@ class ClosedConnection:
     reason: str
 
 
+class Member(NamedTuple):
+    """A client as WHO lists it, on this server or another."""
+
+    client_id: str
+    name: str | None
+    connected_at: float
+
+
+def _plus_one(last: int) -> int:
+    return last + 1
+
+
 class ClientRegistry:
     """Connected clients, unique names, and the last ``log_size`` disconnections."""
 
@@ -61,6 +75,9 @@ class ClientRegistry:
         self._by_id: dict[str, ClientRecord] = {}  # in connection order
         self._by_name: dict[str, ClientRecord] = {}
         self._last_number = 0
+        # The number of the next client id after the last one (a shared
+        # backplane hands out numbers unique across servers).
+        self.next_number: Callable[[int], int] = _plus_one
         self.reserved = 0  # connections not yet clients (TLS handshakes) that count
         self.connection_log: deque[ClosedConnection] = deque(maxlen=log_size)
 
@@ -83,7 +100,7 @@ class ClientRegistry:
         """A record with a new id; ServerFull past ``max_clients`` (counting reserved places)."""
         if len(self._by_id) + self.reserved >= self.max_clients:
             raise ServerFull(f"the server is full ({self.max_clients} clients)")
-        self._last_number += 1
+        self._last_number = self.next_number(self._last_number)
         client = ClientRecord(f"c{self._last_number}", session, now, address, listener)
         self._by_id[client.client_id] = client
         return client

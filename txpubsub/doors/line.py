@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Callable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -14,6 +15,8 @@ from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import LIST_WORK, Session
+from txpubsub.core.message import Message
+from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import line_codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.framing import LineFramer
@@ -287,25 +290,32 @@ class LineDoor(LineFramer):
             raise HubError("bad-args", "epoch= goes with since=")
         last = options.get("last")
         since = options.get("since")
-        replay, partial = self.hub.subscribe(
+        result = self.hub.subscribe(
             self.session.client,  # type: ignore[arg-type]
             args[0],
             last=None if last is None else parse_number(last, "last="),
             since=None if since is None else parse_number(since, "since="),
             epoch=options.get("epoch"),
         )
+        if isinstance(result, Deferred):
+            # A shared backplane is bringing the channel up to date first.
+            self._replies.send(result.addCallbacks(self._subscribed, self._refused,
+                                                   (args[0], last is None)))
+        else:
+            self._replies.send(self._subscribed(result, args[0], last is None))
+
+    def _subscribed(self, result: tuple[list[Message], bool], pattern: str,
+                    since: bool) -> bytes:
+        replay, partial = result
         # A replay never outgrows --max-buffer; cutting a since= replay short
         # leaves a gap, which the client is told about.
         lines = fit(replay, self.codec, self.session.room())
-        if len(lines) < len(replay) and last is None:
+        if len(lines) < len(replay) and since:
             partial = True
         # Replay and reply go out together, right after the subscription was
         # made; nothing live can come in between (see Hub.subscribe).
         tail = " partial" if partial else ""
-        self._replies.send(
-            b"".join(lines)
-            + f"+OK subscribed {args[0]} {len(lines)}{tail}\r\n".encode()
-        )
+        return b"".join(lines) + f"+OK subscribed {pattern} {len(lines)}{tail}\r\n".encode()
 
     def do_unsub(self, rest: bytes) -> None:
         args = split_args(rest)
@@ -319,7 +329,11 @@ class LineDoor(LineFramer):
         if len(args) != 1:
             raise HubError("bad-args", "usage: NAME <name>")
         name = self.hub.set_name(self.session.client, args[0])  # type: ignore[arg-type]
-        self._replies.send(f"+OK {name}\r\n".encode())
+        if isinstance(name, Deferred):  # claimed on every server first
+            self._replies.send(name.addCallbacks(lambda n: f"+OK {n}\r\n".encode(),
+                                                 self._refused))
+        else:
+            self._replies.send(f"+OK {name}\r\n".encode())
 
     def do_create(self, rest: bytes) -> None:
         args = split_args(rest)
@@ -390,17 +404,32 @@ class LineDoor(LineFramer):
         args, after = self._page(rest, "usage: WHO [<channel>] [after=<id>]")
         if after is not None and not is_client_id(after):
             raise HubError("bad-args", "after= takes a client id")
+        clients: Sequence[ClientRecord | Member]
         if args:
             clients = self.hub.clients_of(self.hub.subscribers_of(args[0]))
         else:
-            clients = self.hub.clients()
+            found = self.hub.everyone()
+            if isinstance(found, Deferred):  # every server's, from Redis
+                self._replies.send(found.addCallbacks(self._who, self._refused, (after,)))
+                return
+            clients = found
+        lines, more = self._who_lines(clients, after)
+        self._stream(lines, more)
+
+    def _who_lines(self, clients: Sequence[ClientRecord | Member],
+                   after: str | None) -> tuple[list[str], bool]:
         if after is not None:
             start = int(after[1:])
             clients = [c for c in clients if int(c.client_id[1:]) > start]
         limit = self.hub.max_list
         now = self.hub.clock.seconds()
-        self._stream((f"CLIENT {c.client_id} {c.name or '-'} {int(now - c.connected_at)}\r\n"
-                      for c in clients[:limit]), len(clients) > limit)
+        return ([f"CLIENT {c.client_id} {c.name or '-'} {int(now - c.connected_at)}\r\n"
+                 for c in clients[:limit]], len(clients) > limit)
+
+    def _who(self, clients: list[Member], after: str | None) -> bytes:
+        lines, more = self._who_lines(clients, after)
+        lines.append(f"+OK {len(lines)} more\r\n" if more else f"+OK {len(lines)}\r\n")
+        return "".join(lines).encode()
 
     def do_quiet(self, rest: bytes) -> None:
         args = split_args(rest)
@@ -458,9 +487,15 @@ class LineDoor(LineFramer):
         if not 1 <= len(args) <= 2:
             raise HubError("bad-args", "usage: HISTORY <channel> [<n>]")
         n = parse_number(args[1], "<n>") if len(args) == 2 else None
-        kept = fit(self.hub.history(args[0], n, self.session.client), self.codec,
-                   self.session.room())
-        self._replies.send(b"".join(kept) + b"+OK %d\r\n" % len(kept))
+        found = self.hub.read_history(args[0], n, self.session.client)
+        if isinstance(found, Deferred):
+            self._replies.send(found.addCallbacks(self._history, self._refused))
+        else:
+            self._replies.send(self._history(found))
+
+    def _history(self, found: list[Message]) -> bytes:
+        kept = fit(found, self.codec, self.session.room())
+        return b"".join(kept) + b"+OK %d\r\n" % len(kept)
 
 
 COMMANDS: dict[bytes, Callable[[LineDoor, bytes], None]] = {

@@ -14,11 +14,13 @@ import binascii
 import ipaddress
 import json
 import math
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,6 +28,8 @@ from twisted.python.failure import Failure
 from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.hub import Hub
+from txpubsub.core.message import Message
+from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
@@ -312,7 +316,16 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_name(self, request: dict[str, Any], ref: Ref) -> None:
         name = self.hub.set_name(self.session.client, _string(request, "name"))  # type: ignore[union-attr,arg-type]
-        self._ok(ref, name=name)
+        if isinstance(name, Deferred):  # claimed on every server first
+            self._replies.send(name.addCallbacks(  # type: ignore[union-attr]
+                self._named, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+        else:
+            self._ok(ref, name=name)
+
+    def _named(self, name: str, ref: Ref) -> bytes:
+        reply = self._with_ref("ok", ref)
+        reply["name"] = name
+        return text_frame(reply)
 
     def do_create(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel")
@@ -329,15 +342,28 @@ class JsonDoor(WebSocketServerProtocol):
             raise HubError("bad-args", '"epoch" goes with "since"')
         session = self.session
         assert session is not None
-        replay, partial = self.hub.subscribe(session.client, pattern, last=last,  # type: ignore[arg-type]
-                                             since=since, epoch=epoch)
+        result = self.hub.subscribe(session.client, pattern, last=last,  # type: ignore[arg-type]
+                                    since=since, epoch=epoch)
+        if isinstance(result, Deferred):
+            # A shared backplane is bringing the channel up to date first.
+            self._replies.send(result.addCallbacks(  # type: ignore[union-attr]
+                self._subscribed, self._refused, callbackArgs=(pattern, last is None, ref),
+                errbackArgs=(ref,)))
+        else:
+            self._replies.send(self._subscribed(result, pattern, last is None, ref))  # type: ignore[union-attr]
+
+    def _subscribed(self, result: tuple[list[Message], bool], pattern: str | None, since: bool,
+                    ref: Ref) -> bytes:
+        replay, partial = result
+        session = self.session
+        assert session is not None
         frames = fit(replay, self.codec, session.room())
-        if len(frames) < len(replay) and last is None:
+        if len(frames) < len(replay) and since:
             partial = True
         reply = self._with_ref("ok", ref)
         reply.update(pattern=pattern, replayed=len(frames), partial=bool(partial))
         # Replay and reply together, as on the line door: nothing live between.
-        self._replies.send(b"".join(frames) + text_frame(reply))  # type: ignore[union-attr]
+        return b"".join(frames) + text_frame(reply)
 
     def do_unsub(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern")
@@ -396,11 +422,20 @@ class JsonDoor(WebSocketServerProtocol):
         channel = _string(request, "channel")
         session = self.session
         assert session is not None
-        kept = fit(self.hub.history(channel, _count(request, "n"), session.client),  # type: ignore[arg-type]
-                   self.bodies, session.room())
+        found = self.hub.read_history(channel, _count(request, "n"), session.client)  # type: ignore[arg-type]
+        if isinstance(found, Deferred):
+            self._replies.send(found.addCallbacks(  # type: ignore[union-attr]
+                self._history, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+        else:
+            self._replies.send(self._history(found, ref))  # type: ignore[union-attr]
+
+    def _history(self, found: list[Message], ref: Ref) -> bytes:
+        session = self.session
+        assert session is not None
+        kept = fit(found, self.bodies, session.room())
         head = dumps(self._with_ref("ok", ref))[:-1]  # the object without its "}"
         body = head + b',"messages":[' + b",".join(kept) + b"]}"
-        self._replies.send(encode_frame(OP_TEXT, body))  # type: ignore[union-attr]
+        return encode_frame(OP_TEXT, body)
 
     def do_list(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern", required=False) or ">"
@@ -413,15 +448,26 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_who(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel", required=False)
+        clients: Sequence[ClientRecord | Member]
         if channel is not None:
             clients = self.hub.clients_of(self.hub.subscribers_of(channel))
         else:
-            clients = self.hub.clients()
+            found = self.hub.everyone()
+            if isinstance(found, Deferred):  # every server's, from Redis
+                self._replies.send(found.addCallbacks(  # type: ignore[union-attr]
+                    self._who, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+                return
+            clients = found
+        self._replies.send(self._who(clients, ref))  # type: ignore[union-attr]
+
+    def _who(self, clients: Sequence[ClientRecord | Member], ref: Ref) -> bytes:
         now = self.hub.clock.seconds()
-        self._ok(ref, clients=[
+        reply = self._with_ref("ok", ref)
+        reply["clients"] = [
             {"id": c.client_id, "name": c.name, "connected_s": int(now - c.connected_at)}
             for c in clients
-        ])
+        ]
+        return text_frame(reply)
 
     def do_quiet(self, request: dict[str, Any], ref: Ref) -> None:
         on = request.get("on")

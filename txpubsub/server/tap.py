@@ -156,6 +156,18 @@ def _sync_mode(value: str) -> str:
 
 
 _sync_mode.coerceDoc = "normal or full."  # type: ignore[attr-defined]
+def _redis_url(value: str) -> str:
+    from txpubsub.backplane.address import RedisAddress
+
+    RedisAddress.parse(value)
+    try:
+        import txredisapi  # noqa: F401
+    except ImportError:
+        raise ValueError("needs txredisapi: pip install 'txpubsub[redis]'") from None
+    return value
+
+
+_redis_url.coerceDoc = ""  # type: ignore[attr-defined]
 
 
 class Options(usage.Options):
@@ -292,6 +304,14 @@ class Options(usage.Options):
             "With sqlite: normal (a killed process loses nothing acknowledged) or full "
             "(fsync per commit: a power cut neither).",
             _sync_mode,
+        ],
+        [
+            "redis",
+            None,
+            None,
+            "Share channels with the servers using this Redis: redis://[:PASSWORD@]HOST"
+            "[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N] (docs/cluster.md).",
+            _redis_url,
         ],
         [
             "admin",
@@ -535,6 +555,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     except StoreError as e:
         raise SystemExit(f"txpubsub: --store {spec}: {e}") from None
     hub.setName("hub")
+    if options["redis"]:
+        from txpubsub.backplane.address import RedisAddress
+        from txpubsub.backplane.redis import RedisBackplane
+
+        backplane = RedisBackplane(hub, RedisAddress.parse(options["redis"]), reactor)
+        hub.set_backplane(backplane)
+        backplane.setServiceParent(top)
     hub.setServiceParent(top)
     auth = _users(options, hub)
     SystemTicker(hub, time_interval=options["time-interval"]).setServiceParent(top)

@@ -27,6 +27,8 @@ ERROR_CODES = frozenset(
         # a server-wide or per-connection channel limit reached.
         "internal-error",
         "too-many-channels",
+        # A store or backplane the request needs cannot take it now (Redis down).
+        "unavailable",
     }
 )
 

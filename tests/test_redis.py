@@ -1,0 +1,553 @@
+"""Several servers sharing one real Redis (--redis): one id space, one epoch,
+every message to every server's subscribers once, and Redis trouble."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+from txpubsub.backplane.address import RedisAddress
+from txpubsub.core.hub import ClientRecord, Hub, Subscribed
+from txpubsub.core.message import Message
+from txpubsub.wire.errors import CloseReason, HubError
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A redis-server of the test's own on 127.0.0.1, nothing kept on disk."""
+
+    def __init__(self) -> None:
+        if not shutil.which(REDIS):
+            raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+class Reader:
+    """A session that keeps what it is handed."""
+
+    msgs_in = 0
+    msgs_out = 0
+
+    def __init__(self) -> None:
+        self.got: list[Message] = []
+
+    def deliver(self, msg: Message) -> bool:
+        self.got.append(msg)
+        return False
+
+    def pace(self) -> bool:
+        return False
+
+    def charge_stall(self) -> None:
+        pass
+
+    def channel_dropped(self, channel: str) -> None:
+        pass
+
+    def close(self, reason: CloseReason, text: str = "") -> None:
+        pass
+
+    def pending_bytes(self) -> int:
+        return 0
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> Deferred[None]:
+    """Fires once ``check()`` is true; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+
+    @inlineCallbacks
+    def poll() -> Any:
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {check}")
+            yield deferLater(reactor, 0.01)
+
+    return poll()
+
+
+def ids(reader: Reader) -> list[int]:
+    return [m.msg_id for m in reader.got]
+
+
+class AddressTests(SynchronousTestCase):
+    def test_urls(self) -> None:
+        """--redis takes host, port, db and password from the URL."""
+        a = RedisAddress.parse("redis://:s%40cret@example.org:6380/3")
+        self.assertEqual((a.scheme, a.host, a.port, a.db, a.password),
+                         ("redis", "example.org", 6380, 3, "s@cret"))
+        self.assertEqual(RedisAddress.parse("rediss://h").port, 6379)
+        u = RedisAddress.parse("unix:///run/redis.sock?db=2&password=pw")
+        self.assertEqual((u.path, u.db, u.password), ("/run/redis.sock", 2, "pw"))
+        for bad in ("http://h", "redis://h/x", "unix://", "redis://h:99999"):
+            self.assertRaises(ValueError, RedisAddress.parse, bad)
+
+
+class TwoServers(TestCase):
+    """Two hubs sharing a redis-server of the test's own."""
+
+    timeout = 60
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]
+        self.redis = RedisProcess()
+        self.addCleanup(self.redis.stop)
+        self.hubs = [self.server(), self.server()]
+        # Connected, and holding client numbers from Redis.
+        return wait_until(lambda: all(self.connected(h) and h.backplane._block[1]  # type: ignore[attr-defined]
+                                      for h in self.hubs))
+
+    def server(self) -> Hub:
+        from txpubsub.backplane.redis import RedisBackplane
+
+        hub = Hub(reactor, history=100)
+        backplane = RedisBackplane(hub, RedisAddress.parse(self.redis.url), reactor)
+        hub.set_backplane(backplane)
+        backplane.startService()
+        self.addCleanup(backplane.stopService)
+        return hub
+
+    @staticmethod
+    def connected(hub: Hub) -> bool:
+        bp: Any = hub.backplane
+        return bp._conn is not None and bp._listener is not None
+
+    def client(self, hub: Hub) -> tuple[ClientRecord, Reader]:
+        reader = Reader()
+        return hub.attach(reader), reader
+
+    @inlineCallbacks
+    def subscribe(self, hub: Hub, client: ClientRecord, pattern: str, **replay: Any) -> Any:
+        result = yield hub.subscribe(client, pattern, **replay)
+        return result
+
+
+class TwoServersTests(TwoServers):
+    @inlineCallbacks
+    def test_every_message_everywhere_same_ids(self) -> Any:
+        """A client of either server sees every message published on both, with
+        the same ids, once each; the epoch is the same on both."""
+        a, b = self.hubs
+        self.assertEqual(a.epoch, b.epoch)
+        ca, ra = self.client(a)
+        cb, rb = self.client(b)
+        yield self.subscribe(a, ca, "news")
+        yield self.subscribe(b, cb, "news")
+        # A second subscription matching the same channel: still once.
+        yield self.subscribe(b, cb, "news.>")
+        yield self.subscribe(b, cb, "*")
+        replies = []
+        for i in range(20):
+            replies.append((yield (a if i % 2 else b).publish("x", "news", b"m%d" % i)))
+        self.assertEqual(replies, list(range(1, 21)))
+        yield wait_until(lambda: len(ra.got) == 20 and len(rb.got) == 20)
+        yield deferLater(reactor, 0.1)
+        self.assertEqual(ids(ra), list(range(1, 21)))
+        self.assertEqual(ids(rb), list(range(1, 21)))
+        self.assertEqual([m.payload for m in ra.got], [b"m%d" % i for i in range(20)])
+
+    @inlineCallbacks
+    def test_wildcards_through_globs(self) -> Any:
+        """A wildcard subscription gets what matches it from every server, and
+        only that (Redis's glob is wider; the hub's matcher decides)."""
+        a, b = self.hubs
+        cb, rb = self.client(b)
+        yield self.subscribe(b, cb, "news.*")
+        yield wait_until(lambda: bool(b.backplane._globs))  # type: ignore[attr-defined]
+        yield deferLater(reactor, 0.1)  # PSUBSCRIBE has no reply to wait for here
+        yield a.publish("x", "news.uk", b"1")
+        yield a.publish("x", "news.uk.london", b"2")
+        yield a.publish("x", "sport", b"3")
+        yield a.publish("x", "news.fr", b"4")
+        yield wait_until(lambda: len(rb.got) == 2)
+        yield deferLater(reactor, 0.1)
+        self.assertEqual([(m.channel, m.payload) for m in rb.got],
+                         [("news.uk", b"1"), ("news.fr", b"4")])
+
+    @inlineCallbacks
+    def test_resume_on_another_server(self) -> Any:
+        """A client moving to a server with no reader of its channel resumes
+        with since= from the shared Stream and loses nothing; HISTORY too."""
+        a, b = self.hubs
+        for i in range(5):
+            yield a.publish("x", "log", b"%d" % i)
+        cb, rb = self.client(b)
+        replay, partial = yield self.subscribe(b, cb, "log", since=2, epoch=a.epoch)
+        self.assertEqual(([m.msg_id for m in replay], partial), ([3, 4, 5], False))
+        yield a.publish("x", "log", b"5")
+        yield wait_until(lambda: ids(rb) == [6])
+
+    @inlineCallbacks
+    def test_redis_down_and_back(self) -> Any:
+        """Redis down: a publish is refused at once with unavailable, never +OK;
+        subscriptions stay, and messages flow again once Redis is back."""
+        a, b = self.hubs
+        cb, rb = self.client(b)
+        yield self.subscribe(b, cb, "news")
+        yield a.publish("x", "news", b"before")
+        yield wait_until(lambda: len(rb.got) == 1)
+        old_epoch = a.epoch
+        self.redis.stop()
+        yield wait_until(lambda: not self.connected(a))
+        started = time.monotonic()
+        with self.assertRaises(HubError) as caught:
+            a.publish("x", "news", b"lost")
+        self.assertEqual(caught.exception.code, "unavailable")
+        self.assertLess(time.monotonic() - started, 0.5)
+        self.redis.start()
+        yield wait_until(lambda: all(self.connected(h) for h in self.hubs))
+        msg_id = yield a.publish("x", "news", b"after")
+        yield wait_until(lambda: [m.payload for m in rb.got] == [b"before", b"after"])
+        # Redis kept nothing: a new epoch, the same on both servers, ids anew.
+        self.assertNotEqual(a.epoch, old_epoch)
+        self.assertEqual(a.epoch, b.epoch)
+        self.assertEqual(msg_id, 1)
+
+    @inlineCallbacks
+    def test_line_clients(self) -> Any:
+        """What line clients read: +OK with the shared id, HISTORY and SUB since=
+        on a server where nobody read the channel, -ERR unavailable with Redis
+        down, and no traceback anywhere."""
+        from .helpers import Conn
+
+        a, b = self.hubs
+        alice, bob = Conn(a), Conn(b)
+        for conn in (alice, bob):
+            self.addCleanup(conn.proto.connectionLost, Failure(ConnectionDone()))
+        read = {alice: b"", bob: b""}
+
+        def until(conn: Conn, ending: bytes) -> Deferred[None]:
+            def check() -> bool:
+                read[conn] += conn.take()
+                return read[conn].endswith(ending)
+            return wait_until(check, timeout=5)
+
+        alice.proto.dataReceived(b"PUB log one\r\nPUB log two\r\nPUB log three\r\n")
+        yield until(alice, b"+OK 3\r\n")
+        self.assertEqual(read[alice], b"+OK 1\r\n+OK 2\r\n+OK 3\r\n")
+        bob.proto.dataReceived(b"HISTORY log 2\r\nSUB log since=1\r\n")
+        yield until(bob, b"+OK subscribed log 2\r\n")
+        replay = b"MSG log 2 c1 two\r\nMSG log 3 c1 three\r\n"
+        self.assertEqual(read[bob], replay + b"+OK 2\r\n" + replay + b"+OK subscribed log 2\r\n")
+        alice.proto.dataReceived(b"PUB log four\r\n")
+        yield until(bob, b"MSG log 4 c1 four\r\n")
+        yield until(alice, b"+OK 4\r\n")
+        self.redis.stop()
+        yield wait_until(lambda: not self.connected(a))
+        self.assertEqual(alice.send(b"PUB log five\r\n"),
+                         b"-ERR unavailable redis cannot be reached; not published\r\n")
+
+
+class FakeRedis:
+    """Both connections of a RedisBackplane, answering from memory."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.streams: dict[str, list[Any]] = {}
+
+    def _answer(self, result: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        d.callback(result)
+        return d
+
+    def subscribe(self, channel: str) -> Deferred[Any]:
+        self.sent.append(("SUBSCRIBE", channel))
+        return self._answer(None)
+
+    def unsubscribe(self, channel: str) -> Deferred[Any]:
+        self.sent.append(("UNSUBSCRIBE", channel))
+        return self._answer(None)
+
+    def psubscribe(self, glob: str) -> Deferred[Any]:
+        self.sent.append(("PSUBSCRIBE", glob))
+        return self._answer(None)
+
+    def punsubscribe(self, glob: str) -> Deferred[Any]:
+        self.sent.append(("PUNSUBSCRIBE", glob))
+        return self._answer(None)
+
+    def execute_command(self, *args: Any) -> Deferred[Any]:
+        self.sent.append(args)
+        if args[0] == "XRANGE":
+            return self._answer(self.streams.get(args[1], []))
+        return Deferred()  # no answer (client ids, names: not what these tests look at)
+
+
+class InterestTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        from txpubsub.backplane.redis import RedisBackplane
+
+        from .helpers import make_hub
+
+        self.hub = make_hub()
+        self.backplane = RedisBackplane(self.hub, RedisAddress.parse("redis://127.0.0.1:1"),
+                                        clock=self.hub.clock)
+        self.hub.set_backplane(self.backplane)
+        self.redis = FakeRedis()
+        self.backplane._conn = self.backplane._listener = self.redis
+
+    def settled(self, result: Subscribed) -> tuple[list[Message], bool]:
+        return self.successResultOf(result) if isinstance(result, Deferred) else result
+
+    def test_once_per_channel_and_glob(self) -> None:
+        """Many local subscribers of a channel or of patterns with the same glob
+        are one Redis subscription, dropped with the last of them."""
+        readers = [Reader() for _ in range(3)]
+        clients = [self.hub.attach(r) for r in readers]
+        for c in clients:
+            self.settled(self.hub.subscribe(c, "news"))
+            self.hub.subscribe(c, "news.*")
+            self.hub.subscribe(c, "news.>")
+        self.assertEqual([s for s in self.redis.sent if "SUBSCRIBE" in s[0]], [
+            ("SUBSCRIBE", "txpubsub:m:news"), ("PSUBSCRIBE", "txpubsub:m:news.*")])
+        self.hub.clock.advance(0)  # type: ignore[attr-defined]
+        self.redis.sent.clear()
+        for c in clients:
+            self.hub.detach(c, CloseReason.QUIT)
+        self.assertEqual(sorted(s for s in self.redis.sent if "SUBSCRIBE" in s[0]), [
+            ("PUNSUBSCRIBE", "txpubsub:m:news.*"), ("UNSUBSCRIBE", "txpubsub:m:news")])
+
+    def test_first_subscriber_waits_for_the_stream(self) -> None:
+        """The first SUB since= of a channel replays what the Stream holds
+        beyond this server's copy; what pub/sub brought meanwhile comes once."""
+        self.redis.streams["txpubsub:s:log"] = [
+            [b"%d-0" % i, [b"s", b"x", b"t", b"1.5", b"p", b"m%d" % i]] for i in (1, 2, 3)]
+        client = self.hub.attach(Reader())
+        replay, partial = self.settled(self.hub.subscribe(client, "log", since=1))
+        self.assertEqual(([m.payload for m in replay], partial), ([b"m2", b"m3"], False))
+        self.backplane.received(b"txpubsub:m:log", b"3 1.5 x m3")  # a duplicate
+        self.backplane.received(b"txpubsub:m:log", b"4 1.6 y m 4")
+        reader: Any = client.session
+        self.assertEqual([(m.msg_id, m.sender, m.payload) for m in reader.got],
+                         [(4, "y", b"m 4")])
+
+    def test_glob_wider_than_pattern(self) -> None:
+        """What a glob brings that no local pattern matches makes no channel here."""
+        client = self.hub.attach(Reader())
+        self.hub.subscribe(client, "news.*")
+        self.backplane.received(b"txpubsub:m:news.uk.london", b"1 1.5 x deep")
+        self.backplane.received(b"txpubsub:m:news.uk", b"1 1.5 x shallow")
+        self.assertIsNone(self.hub.channel("news.uk.london"))
+        reader: Any = client.session
+        self.assertEqual([m.payload for m in reader.got], [b"shallow"])
+
+    def test_unavailable(self) -> None:
+        """With Redis away, a publish and a first SUB are refused, not queued."""
+        self.backplane._conn = self.backplane._listener = None
+        client = self.hub.attach(Reader())
+        for call in (lambda: self.hub.publish("x", "news", b"1"),
+                     lambda: self.hub.subscribe(client, "news")):
+            with self.assertRaises(HubError) as caught:
+                call()
+            self.assertEqual(caught.exception.code, "unavailable")
+
+
+class NamesTests(TwoServers):
+    """Names, client ids and direct messages across servers."""
+
+    @inlineCallbacks
+    def test_names_ids_and_direct_messages(self) -> Any:
+        """A name is unique across servers, a client id too, and a direct message
+        to a name or id held on another server arrives there, numbered in its
+        inbox; a name is free again once its holder leaves."""
+        a, b = self.hubs
+        ca, ra = self.client(a)
+        cb, rb = self.client(b)
+        self.assertNotEqual(ca.client_id, cb.client_id)
+        self.assertEqual((yield a.set_name(ca, "alice")), "alice")
+        with self.assertRaises(HubError) as caught:
+            yield b.set_name(cb, "alice")
+        self.assertEqual(caught.exception.code, "name-taken")
+        yield b.set_name(cb, "bob")
+        self.assertEqual((yield a.publish("alice", "@bob", b"hi bob")), 1)
+        self.assertEqual((yield a.publish("alice", "@" + cb.client_id, b"again")), 2)
+        self.assertEqual((yield b.publish("bob", "@alice", b"hi alice")), 1)
+        yield wait_until(lambda: len(rb.got) == 2 and len(ra.got) == 1)
+        self.assertEqual([(m.channel, m.msg_id, m.sender, m.payload) for m in rb.got],
+                         [("@bob", 1, "alice", b"hi bob"), ("@bob", 2, "alice", b"again")])
+        with self.assertRaises(HubError) as caught:
+            yield a.publish("alice", "@nobody", b"?")
+        self.assertEqual(caught.exception.code, "no-such-client")
+        a.detach(ca, CloseReason.QUIT)
+        yield wait_until(lambda: not self.redis_get("txpubsub:name:alice"))
+        self.assertEqual((yield b.set_name(cb, "alice")), "alice")
+
+    @inlineCallbacks
+    def test_who_lists_every_server(self) -> Any:
+        """WHO lists the clients of every server, by id, with their names."""
+        a, b = self.hubs
+        ca, _ = self.client(a)
+        cb, _ = self.client(b)
+        yield b.set_name(cb, "bob")
+        yield deferLater(reactor, 0.05)  # the joins are announced a turn later
+        everyone = yield a.everyone()
+        self.assertEqual(sorted((m.client_id, m.name) for m in everyone),
+                         sorted([(ca.client_id, None), (cb.client_id, "bob")]))
+        b.detach(cb, CloseReason.QUIT)
+        for _ in range(100):
+            everyone = yield a.everyone()
+            if len(everyone) == 1:
+                break
+            yield deferLater(reactor, 0.01)
+        self.assertEqual([m.client_id for m in everyone], [ca.client_id])
+
+    def redis_get(self, key: str) -> bytes:
+        return subprocess.run(["redis-cli", "-p", str(self.redis.port), "GET", key],
+                              capture_output=True, check=True).stdout.strip()
+
+    @inlineCallbacks
+    def test_dead_server_names_freed(self) -> Any:
+        """A server that stops refreshing its names (killed) loses them within
+        the TTL: its keys carry one."""
+        a, _ = self.hubs
+        ca, _ = self.client(a)
+        yield a.set_name(ca, "carol")
+        ttl = subprocess.run(["redis-cli", "-p", str(self.redis.port), "TTL",
+                              "txpubsub:name:carol"], capture_output=True, check=True).stdout
+        self.assertTrue(0 < int(ttl) <= 30, ttl)
+
+
+class TwistdClusterTests(TestCase):
+    """Real `twistd -n txpubsub --redis` servers, as a user starts them."""
+
+    timeout = 60
+
+    async def start(self, url: str) -> tuple[Any, int]:
+        from .test_twistd import ServerProcess, twistd
+
+        server = ServerProcess()
+        process = reactor.spawnProcess(
+            server, twistd()[0],
+            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+             "--admin", "none", "--redis", url],
+            env=os.environ.copy(), path=tempfile.mkdtemp())
+
+        def stop() -> Deferred[object]:
+            if not server.ended.called:
+                process.signalProcess("KILL")
+            return server.ended
+
+        self.addCleanup(stop)
+        port = await server.listening.addTimeout(30, reactor)
+        await server.wait_for(b"redis: connected")
+        return server, port
+
+    async def test_two_servers(self) -> None:
+        """A client of either server sees every message published on both, with
+        the same ids and epoch; names and direct messages cross; with Redis
+        down a publish is refused, and service comes back with Redis."""
+        from .netclient import connect
+
+        redis = RedisProcess()
+        self.addCleanup(redis.stop)
+        (server_a, port_a), (server_b, port_b) = [await self.start(redis.url)
+                                                  for _ in range(2)]
+        a = await connect(f"tcp:127.0.0.1:{port_a}")
+        b = await connect(f"tcp:127.0.0.1:{port_b}")
+        for client in (a, b):
+            self.addCleanup(client.transport.abortConnection)
+        epochs = [json.loads(c.lines[0].split(b" ", 1)[1])["epoch"] for c in (a, b)]
+        self.assertEqual(epochs[0], epochs[1])
+        await a.ask(b"SUB news", b"+OK subscribed")
+        await b.ask(b"SUB news", b"+OK subscribed")
+        self.assertEqual(await a.ask(b"PUB news from-a", b"+OK"), b"+OK 1")
+        self.assertEqual(await b.ask(b"PUB news from-b", b"+OK"), b"+OK 2")
+        for client in (a, b):
+            await client.wait(lambda lines: b"MSG news 2" in b"\n".join(lines))
+            self.assertEqual([x for x in client.lines if x.startswith(b"MSG")],
+                             [x for x in a.lines if x.startswith(b"MSG")])
+        await a.ask(b"NAME alice", b"+OK")
+        self.assertEqual(await b.ask(b"NAME alice", b"-ERR"),
+                         b"-ERR name-taken alice is taken by another client")
+        await b.ask(b"NAME bob", b"+OK")
+        self.assertEqual(await a.ask(b"PUB @bob hello", b"+OK"), b"+OK 1")
+        await b.wait(lambda lines: b"MSG @bob 1 alice hello" in b"\n".join(lines))
+        redis.stop()
+        await deferLater(reactor, 0.3)
+        self.assertEqual(await a.ask(b"PUB news lost", b"-ERR"),
+                         b"-ERR unavailable redis cannot be reached; not published")
+        redis.start()
+        for _ in range(100):
+            reply = await a.ask(b"PUB news back", b"")
+            if reply.startswith(b"+OK"):
+                break
+            await deferLater(reactor, 0.1)
+        await b.wait(lambda lines: b"back" in b"\n".join(lines))
+        for server in (server_a, server_b):
+            self.assertNotIn(b"Traceback", server.output)
+
+
+class RepliesTests(SynchronousTestCase):
+    def test_every_chunk_size(self) -> None:
+        """Replies are read whole however the bytes are split, in one pass."""
+        from txpubsub.backplane.redis import _FastReplies
+
+        class Replies(_FastReplies):
+            def __init__(self) -> None:
+                self.got: list[Any] = []
+
+            def replyReceived(self, reply: Any) -> None:
+                self.got.append(reply)
+
+        wire = (b"+OK\r\n:42\r\n$-1\r\n$5\r\nhe\r\no\r\n-ERR no\r\n*0\r\n"
+                b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$0\r\n\r\n"
+                b"*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\np\r\n$2\r\nab\r\n:7\r\n")
+        for size in range(1, len(wire) + 1):
+            replies = Replies()
+            for i in range(0, len(wire), size):
+                replies.dataReceived(wire[i:i + size])
+            got = replies.got
+            self.assertEqual(got[:4], ["OK", 42, None, b"he\r\no"], size)
+            self.assertEqual(str(got[4]), "no")
+            self.assertEqual(got[5:], [[], [b"message", b"c", b""],
+                                       [[b"1-0", [b"p", b"ab"]], 7]])
+
+    def test_commands(self) -> None:
+        """Commands go out as RESP arrays of bulk strings."""
+        from txpubsub.backplane.redis import _command
+
+        self.assertEqual(_command("SET", b"k\r\n", 5, 1.5),
+                         b"*4\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$1\r\n5\r\n$8\r\n1.500000\r\n")

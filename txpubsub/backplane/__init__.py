@@ -1,0 +1,1 @@
+"""Backplanes that share channels between servers (--redis)."""
