@@ -158,6 +158,12 @@ class Session:
     def __repr__(self) -> str:
         return f"<Session {self.client!r} on {self.listener}>"
 
+    def update_settings(self, settings: DoorSettings) -> None:
+        """New limits from a reload: this connection follows them from now on."""
+        self.settings = settings
+        self.max_buffer = settings.max_buffer
+        self._early = max(65536, settings.max_buffer // 8)
+
     # -- joining and leaving -------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:

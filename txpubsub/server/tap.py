@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import sys
+from functools import partial
 from typing import Any, Callable
 
 from twisted.application.service import IService
@@ -25,8 +26,10 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.manhole import manhole_factory
 from txpubsub.doors.output import Batcher
 from txpubsub.doors.session import DoorSettings
+from txpubsub.server.config import file_arguments, find_config
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
+from txpubsub.server.live import LiveSettings
 from txpubsub.server.startup import ServerService
 from txpubsub.store.sqlite import StoreError, open_store
 
@@ -355,6 +358,13 @@ class Options(usage.Options):
             "Seconds between two $sys.time messages.",
             _positive_seconds,
         ],
+        [
+            "config",
+            None,
+            None,
+            "A TOML file of these options (examples/txpubsub.toml); the command line "
+            "wins. Re-read on SIGHUP and admin RELOAD.",
+        ],
     ])
 
     def __init__(self) -> None:
@@ -364,6 +374,19 @@ class Options(usage.Options):
         self["ingests"] = []
         self["ws"] = []
         self["ws-origins"] = []
+        # --config: what the file's repeatable options set, and the arguments
+        # given (a reload parses them again with the file as it is then).
+        self.from_file: dict[str, Any] = {}
+        self.arguments: list[str] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        arguments = sys.argv[1:] if options is None else list(options)
+        self.arguments = arguments
+        path = find_config(self, arguments)
+        if path is not None:
+            single, self.from_file = file_arguments(Options, path)
+            arguments = single + arguments
+        super().parseOptions(arguments)
 
     def opt_feed(self, binding: str) -> None:
         """CHANNEL=ENDPOINT: every connection there receives CHANNEL's payloads as bare lines (repeatable)"""  # noqa: E501
@@ -422,6 +445,10 @@ class Options(usage.Options):
         self["ws-origins"].append(origin)
 
     def postOptions(self) -> None:
+        defaults = Options()
+        for key, value in self.from_file.items():
+            if self[key] == defaults[key]:  # not given on the command line
+                self[key] = value
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
         # Defaults are not coerced: check the default admin path too.
@@ -479,6 +506,13 @@ def _say_protected(descriptions: list[str]) -> None:
                 "protected mode: {listener} listens beyond loopback, but without --users only "
                 "clients on this machine are let in (others get BYE protected-mode); give "
                 "--users FILE (docs/auth.md) or --allow-anonymous", listener=description)
+
+
+def _parse(arguments: list[str]) -> Options:
+    """The options given by ``arguments`` (and the --config file among them, as it is now)."""
+    options = Options()
+    options.parseOptions(arguments)
+    return options
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -560,7 +594,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                                       plain, batcher, auth))
     if settings.protected:
         _say_protected([s.description for s in services])
-    lifecycle = Lifecycle(reactor, hub, list(services), users=auth)
+    reread = None
+    if options["config"] is not None:
+        factories = [f for _, f in listeners] + [f for f in (getattr(
+            s, "doors", None) for s in services) if isinstance(f, DoorFactory)]
+        reread = partial(LiveSettings(options, hub, factories, auth).reload, _parse)
+    lifecycle = Lifecycle(reactor, hub, list(services), users=auth, reread=reread)
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
                                         AdminFactory(hub, lifecycle.shutdown, lifecycle.reload),
