@@ -71,6 +71,7 @@ def non_defaults(directory: str) -> dict[str, Any]:
         "port": ["tcp:23413:interface=127.0.0.1", f"unix:{directory}/client.sock"],
         "ws": ["tcp:23414:interface=127.0.0.1"],
         "ws-origin": ["https://app.example", "*"],
+        "http": "tcp:23415:interface=127.0.0.1",
     }
 
 

@@ -259,6 +259,8 @@ class Hub(Service):
         name = client.name
         if not self.registry.remove(client, reason.value, self.clock.seconds()):
             return
+        closes = self.counters.closes
+        closes[reason.value] = closes.get(reason.value, 0) + 1
         session = client.session
         del self._record_of[session]
         for pattern in client.patterns:
@@ -418,6 +420,10 @@ class Hub(Service):
     def channel(self, name: str) -> Channel[Session] | None:
         """The channel of that exact name, if it exists."""
         return self._channels.get(name)
+
+    def kept_messages(self) -> int:
+        """Messages kept in every channel's history (walks all channels: for scrapes)."""
+        return sum(ch.kept for ch in self._channels.values())
 
     def channels(
         self, pattern: str = ">", after: str | None = None, limit: int | None = None

@@ -109,6 +109,21 @@ def _check_private_directory(directory: str) -> None:
                          "socket's place; give a path in a directory only you can write to")
 
 
+def _http_endpoint(value: str) -> str:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ValueError("needs prometheus_client: pip install 'txpubsub[metrics]'") from None
+    try:
+        serverFromString(None, value)
+    except Exception as e:  # a bad string, a missing key file
+        raise ValueError(f"bad endpoint {value!r}: {e}") from None
+    return value
+
+
+_http_endpoint.coerceDoc = ""  # type: ignore[attr-defined]
+
+
 def _naming_the_option(parameters: list[list[Any]]) -> list[list[Any]]:
     """``optParameters`` whose bad values are reported as ``--NAME: why``.
 
@@ -359,6 +374,14 @@ class Options(usage.Options):
             _positive_seconds,
         ],
         [
+            "http",
+            None,
+            None,
+            "Endpoint for operations: Prometheus /metrics, /healthz, /readyz (needs "
+            "txpubsub[metrics]); off unless given.",
+            _http_endpoint,
+        ],
+        [
             "config",
             None,
             None,
@@ -600,6 +623,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             s, "doors", None) for s in services) if isinstance(f, DoorFactory)]
         reread = partial(LiveSettings(options, hub, factories, auth).reload, _parse)
     lifecycle = Lifecycle(reactor, hub, list(services), users=auth, reread=reread)
+    if options["http"] is not None:
+        from txpubsub.server.http import Readiness, ops_site
+
+        readiness = Readiness(reactor, list(services), hub.store,
+                              lambda: lifecycle.stopping is not None)
+        services.append(ListenerService(reactor, options["http"], ops_site(hub, readiness)))
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
                                         AdminFactory(hub, lifecycle.shutdown, lifecycle.reload),

@@ -17,7 +17,7 @@ import sqlite3
 from typing import Any
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
@@ -387,6 +387,13 @@ class SqliteStore:
         for name, upto in clear.items():
             self._clear[name] = max(upto, self._clear.get(name, 0))
         self._written(None)
+
+    def ping(self) -> Deferred[None]:
+        """Fires once the database answers a query on the writer's thread
+        (behind any write in progress); fails if it cannot (--http /readyz)."""
+        if self._closed:
+            return fail(StoreError("closed"))
+        return self._pool.runQuery("SELECT 1").addCallback(lambda _: None)
 
     def close(self) -> Deferred[None]:
         """Write what is pending, checkpoint the WAL, and let go of the file."""
