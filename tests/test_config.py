@@ -72,6 +72,8 @@ def non_defaults(directory: str) -> dict[str, Any]:
         "ws": ["tcp:23414:interface=127.0.0.1"],
         "ws-origin": ["https://app.example", "*"],
         "http": "tcp:23415:interface=127.0.0.1",
+        "log-format": "json",
+        "log-level": "info,txpubsub.connections=warn",
     }
 
 

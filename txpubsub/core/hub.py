@@ -59,6 +59,12 @@ __all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "ClientRecord", "Clos
            "Hub", "Session", "new_epoch"]
 
 
+# Each client's connect and disconnect lines, apart (not a class attribute: a
+# Logger there takes the class's name): --log-level txpubsub.connections=warn
+# turns them off on busy servers.
+_connections = Logger(namespace="txpubsub.connections")
+
+
 def new_epoch() -> str:
     """A fresh epoch: names an id space that starts at this server start."""
     alphabet = string.ascii_lowercase + string.digits
@@ -247,7 +253,7 @@ class Hub(Service):
                 self.max_publish_rate, self.max_publish_bytes_rate, client.connected_at,
                 self.max_payload)
         self.counters.connections_total += 1
-        self._log.info(
+        _connections.info(
             "{client_id} connected from {address} on {listener}",
             client_id=client.client_id, address=address, listener=listener,
         )
@@ -267,7 +273,7 @@ class Hub(Service):
             self._forget_subscription(session, pattern)
         self._subscriptions -= len(client.patterns)
         client.patterns.clear()
-        self._log.info(
+        _connections.info(
             "{client_id} ({name}) disconnected: {reason}",
             client_id=client.client_id, name=name or "-", reason=reason.value,
         )

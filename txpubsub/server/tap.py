@@ -30,6 +30,7 @@ from txpubsub.server.config import file_arguments, find_config
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.live import LiveSettings
+from txpubsub.server.logs import check_levels, observer_for
 from txpubsub.server.startup import ServerService
 from txpubsub.store.sqlite import StoreError, open_store
 
@@ -382,6 +383,21 @@ class Options(usage.Options):
             _http_endpoint,
         ],
         [
+            "log-format",
+            None,
+            "text",
+            "text (twistd's log) or json (one JSON object a line, for log shippers).",
+            _choice("text", "json"),
+        ],
+        [
+            "log-level",
+            None,
+            "info",
+            "Least level logged: debug, info, warn, error, critical; NAMESPACE=LEVEL "
+            "for part (info,txpubsub.connections=warn: no connection lines).",
+            check_levels,
+        ],
+        [
             "config",
             None,
             None,
@@ -543,7 +559,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     # twistd's own options (its pid file, its daemon's status pipe), when run by twistd.
-    top = ServerService(getattr(options, "parent", None))
+    twistd_config = getattr(options, "parent", None)
+    top = ServerService(twistd_config)
+    if twistd_config is not None:
+        top.make_log_observer = partial(observer_for, twistd_config, options["log-format"],
+                                        options["log-level"])
     store = None
     spec = options["store"]
     try:
