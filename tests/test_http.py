@@ -95,7 +95,7 @@ class MetricsTests(TestCase):
             self.assertEqual(found[(name + "_total", ())], stats[key], key)
         for key, (name, _) in GAUGES.items():
             self.assertEqual(found[(name, ())], stats[key], key)
-        self.assertEqual(found[("txpubsub_bytes_out_total", (("door", "line"),))],
+        self.assertEqual(found[("txpubsub_sent_bytes_total", (("door", "line"),))],
                          stats["bytes_out"])
         self.assertEqual((stats["msgs_in"], stats["msgs_out"], stats["clients"]), (3, 3, 1))
         self.assertEqual(found[("txpubsub_disconnects_total", (("reason", "quit"),))], 1)

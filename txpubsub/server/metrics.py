@@ -25,9 +25,10 @@ from txpubsub.core.hub import Hub
 # admin STATS's counters and the metric that carries each (without ``_total``;
 # bytes_out is per kind of door, summed in STATS).
 COUNTERS = {
-    "msgs_in": ("txpubsub_messages_in", "Messages published (each counted once)."),
-    "msgs_out": ("txpubsub_messages_out", "Messages delivered to subscribers."),
-    "bytes_in": ("txpubsub_payload_bytes_in", "Payload bytes published."),
+    "msgs_in": ("txpubsub_messages_published", "Messages published (each counted once)."),
+    "msgs_out": ("txpubsub_messages_delivered",
+                 "Messages delivered to subscribers (one per subscriber)."),
+    "bytes_in": ("txpubsub_published_payload_bytes", "Payload bytes published."),
     "connections_total": ("txpubsub_connections", "Client connections accepted."),
     "slow_consumers": ("txpubsub_slow_consumers",
                        "Connections closed for --max-buffer (BYE slow-consumer)."),
@@ -56,8 +57,9 @@ class HubCollector(Collector):
             yield CounterMetricFamily(name, documentation, value=stats[key])
         for key, (name, documentation) in GAUGES.items():
             yield GaugeMetricFamily(name, documentation, value=stats[key])
-        by_door = CounterMetricFamily("txpubsub_bytes_out",
-                                      "Bytes written to client connections, by kind of door.",
+        by_door = CounterMetricFamily("txpubsub_sent_bytes",
+                                      "Bytes written to client connections, by kind of door "
+                                      "(line, feed, ingest, ws).",
                                       labels=["door"])
         for door, counters in sorted(hub.door_counters.items()):
             by_door.add_metric([door], counters.bytes_out)
