@@ -235,7 +235,8 @@ class ReloadTests(SynchronousTestCase):
     def start(self) -> tuple[Hub, Lifecycle, DoorFactory]:
         options = Options()
         options.parseOptions(["--config", self.path, "--admin", "none"])
-        top = makeService(options, MemoryReactorClock())
+        self.reactor = MemoryReactorClock()
+        top = makeService(options, self.reactor)
         assert isinstance(top, MultiService)
         hub = next(s for s in top if isinstance(s, Hub))
         lifecycle = next(s for s in top if isinstance(s, Lifecycle))
@@ -268,6 +269,24 @@ class ReloadTests(SynchronousTestCase):
         self.assertIn("option max-payload changed from 100 to 20", log)
         self.assertIn("option ports changed from ['tcp:23420:interface=127.0.0.1'] to "
                       "['tcp:23421:interface=127.0.0.1']: needs a restart", log)
+
+    def test_reload_changes_heartbeats_of_connected_clients(self) -> None:
+        """ping-interval 0 stops a connected client's heartbeat; back to 5,
+        a silent client gets PING after 5 s and BYE stale 5 s later."""
+        self.write("ping-interval = 60\n")
+        hub, lifecycle, factory = self.start()
+        conn = Conn(hub, factory)
+        self.write("ping-interval = 0\n")
+        lifecycle.reload()
+        self.reactor.advance(600)
+        self.assertEqual(conn.take(), b"")
+        self.assertFalse(conn.transport.disconnecting)
+        self.write("ping-interval = 5\n")
+        lifecycle.reload()
+        self.reactor.advance(5)
+        self.assertEqual(conn.take(), b"PING\r\n")
+        self.reactor.advance(5)
+        self.assertEqual(conn.take(), b"BYE stale nothing heard for 610 seconds\r\n")
 
     def test_bad_file_on_reload_keeps_the_running_options(self) -> None:
         self.write("max-payload = 100\n")
