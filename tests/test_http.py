@@ -11,6 +11,7 @@ from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
@@ -18,7 +19,7 @@ from twisted.web.server import Site
 
 from txpubsub.core.hub import Hub
 from txpubsub.core.store import MemoryStore
-from txpubsub.server.http import Readiness, ops_site
+from txpubsub.server.http import PING_TIMEOUT, Readiness, ops_site
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.metrics import COUNTERS, GAUGES
@@ -138,18 +139,30 @@ class ReadinessTests(TestCase):
         """/readyz is 503 with the reason while the store does not answer; /healthz stays 200."""
         store = BrokenStore("rtest")
         hub = Hub(reactor, store=store)
-        port = self.serve(Readiness(reactor, [], store, lambda: False), hub)
+        port = self.serve(Readiness(reactor, [], {"store": store}, lambda: False), hub)
         self.assertEqual(await get(port, "/readyz"),
                          (503, "store unreachable: disk I/O error\n"))
         self.assertEqual(await get(port, "/healthz"), (200, "ok\n"))
         store.ping = lambda: succeed(None)  # type: ignore[method-assign]
         self.assertEqual(await get(port, "/readyz"), (200, "ready\n"))
 
+    def test_no_answer(self) -> None:
+        """A store that does not answer within PING_TIMEOUT makes /readyz 503."""
+        clock = Clock()
+        store = BrokenStore("rtest")
+        store.ping = Deferred  # type: ignore[method-assign]  # never fires
+        readiness = Readiness(clock, [], {"store": store}, lambda: False)
+        checked = readiness.check()
+        clock.advance(PING_TIMEOUT)
+        self.assertEqual(self.successResultOf(checked),
+                         "store unreachable: no answer within 5 s")
+
     async def test_listener_down_and_shutting_down(self) -> None:
         hub = Hub(reactor, epoch="rtest")
         stopping = [False]
         listener = self.listener()
-        port = self.serve(Readiness(reactor, [listener], hub.store, lambda: stopping[0]), hub)
+        readiness = Readiness(reactor, [listener], {"store": hub.store}, lambda: stopping[0])
+        port = self.serve(readiness, hub)
         self.assertEqual(await get(port, "/readyz"),
                          (503, "not listening on tcp:0:interface=127.0.0.1\n"))
         listener.startService()

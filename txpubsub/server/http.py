@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,37 +22,44 @@ from txpubsub.core.hub import Hub
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.metrics import hub_registry
 
-# How long /readyz waits for the store to answer before calling it unreachable.
-STORE_TIMEOUT = 5.0
+# How long /readyz waits for the store (or backplane) to answer.
+PING_TIMEOUT = 5.0
 
 
 class Readiness:
     """Whether the server can take clients: why not, or None.
 
-    A store with a ``ping() -> Deferred`` (SqliteStore) is asked each time."""
+    ``dependencies`` are the parts it needs, by name (the store, a
+    backplane); one with a ``ping() -> Deferred`` (SqliteStore) is asked
+    each time, and must answer within PING_TIMEOUT seconds."""
 
-    def __init__(self, reactor: IReactorTime, listeners: list[ListenerService], store: Any,
-                 stopping: Callable[[], bool]) -> None:
+    def __init__(self, reactor: IReactorTime, listeners: list[ListenerService],
+                 dependencies: dict[str, Any], stopping: Callable[[], bool]) -> None:
         self.reactor = reactor
         self.listeners = listeners
-        self.store = store
+        self.dependencies = dependencies
         self.stopping = stopping
 
     def check(self) -> Deferred[str | None]:
+        return Deferred.fromCoroutine(self._check())
+
+    async def _check(self) -> str | None:
         if self.stopping():
-            return succeed("shutting down")
+            return "shutting down"
         down = [listener.description for listener in self.listeners if listener.port is None]
         if down:
-            return succeed(f"not listening on {', '.join(down)}")
-        ping: Callable[[], Deferred[None]] | None = getattr(self.store, "ping", None)
-        if ping is None:
-            return succeed(None)
-        d = ping().addTimeout(STORE_TIMEOUT, self.reactor)
-        return d.addCallbacks(lambda _: None, _store_down)
-
-
-def _store_down(failure: Failure) -> str:
-    return f"store unreachable: {failure.getErrorMessage()}"
+            return f"not listening on {', '.join(down)}"
+        for name, dependency in self.dependencies.items():
+            ping: Callable[[], Deferred[None]] | None = getattr(dependency, "ping", None)
+            if ping is None:
+                continue
+            try:
+                await ping().addTimeout(PING_TIMEOUT, self.reactor)
+            except TimeoutError:
+                return f"{name} unreachable: no answer within {PING_TIMEOUT:g} s"
+            except Exception as e:
+                return f"{name} unreachable: {e}"
+        return None
 
 
 def _plain(request: Request, code: int, text: str) -> bytes:

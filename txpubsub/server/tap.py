@@ -646,7 +646,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if options["http"] is not None:
         from txpubsub.server.http import Readiness, ops_site
 
-        readiness = Readiness(reactor, list(services), hub.store,
+        readiness = Readiness(reactor, list(services),
+                              {"store": hub.store, "backplane": hub.backplane},
                               lambda: lifecycle.stopping is not None)
         services.append(ListenerService(reactor, options["http"], ops_site(hub, readiness)))
     if options["admin"] != "none":
