@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from typing import Any
@@ -20,6 +21,7 @@ from txpubsub.server.listeners import ListenerService
 from txpubsub.server.tap import Options, makeService
 
 from .helpers import Conn
+from .test_twistd import twistd
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -192,8 +194,10 @@ class ConfigFileTests(SynchronousTestCase):
         self.assertIn("max-lines: unknown option", self.refused("max-lines = 10\n"))
 
     def test_bad_value(self) -> None:
-        message = self.refused("max-line = 10\n")
-        self.assertIn("max-line: expected a whole number of at least 64, got '10'", message)
+        """The line names the file, the key's line and the key."""
+        message = self.refused('# limits\nport = ["tcp:1"]\n  max-line = 10\n')
+        self.assertEqual(message, f"txpubsub: {self.directory}/txpubsub.toml:3: max-line: "
+                                  "expected a whole number of at least 64, got '10'")
 
     def test_wrong_types(self) -> None:
         self.assertIn("no-auto-create: expected true or false",
@@ -211,6 +215,16 @@ class ConfigFileTests(SynchronousTestCase):
         message = self.refused("max-line = \n")
         self.assertIn("not TOML", message)
         self.assertIn("line 1", message)
+
+    def test_twistd_says_one_line_and_exits_1(self) -> None:
+        """Under the real twistd, a bad file is its one line on stderr, exit status 1."""
+        path = self.write("max-line = 10\n")
+        result = subprocess.run([*twistd(), "-n", "txpubsub", "--config", path],
+                                capture_output=True, text=True, timeout=60,
+                                cwd=self.directory)
+        self.assertEqual((result.returncode, result.stdout, result.stderr),
+                         (1, "", f"txpubsub: {path}:1: max-line: expected a whole number "
+                                 "of at least 64, got '10'\n"))
 
     def test_missing_file(self) -> None:
         path = os.path.join(self.directory, "nowhere.toml")

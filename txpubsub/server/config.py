@@ -5,11 +5,12 @@ dashes); repeatable ones (``port``, ``feed``, ...) are lists. The file is
 turned into arguments, each key checked by the same code as on the command
 line, and the command line wins: a value given there replaces the file's
 (a repeatable option given there replaces the file's whole list). A bad file
-is one line naming the file and the key, and exit status 1.
+is one line naming the file, the line and the key, and exit status 1.
 """
 from __future__ import annotations
 
 import getopt
+import re
 import sys
 from typing import Any, Callable
 
@@ -56,11 +57,12 @@ def find_config(options: usage.Options, argv: list[str]) -> str | None:
     return paths[-1] if paths else None
 
 
-def read_file(path: str) -> dict[str, Any]:
-    """The TOML file's top-level table, or ConfigError naming the file."""
+def read_file(path: str) -> tuple[dict[str, Any], str]:
+    """The TOML file's top-level table and its text, or ConfigError naming the file."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            text = f.read().decode("utf-8")
+        return tomllib.loads(text), text
     except OSError as e:
         raise ConfigError(f"txpubsub: --config {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
@@ -69,11 +71,23 @@ def read_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"txpubsub: --config {path}: not UTF-8 text") from None
 
 
-def key_arguments(path: str, name: str, kind: str | None, value: Any) -> list[str]:
-    """One key of a file as command-line arguments; ConfigError if its type is wrong."""
+def where(path: str, text: str, name: str) -> str:
+    """``PATH:LINE`` of a top-level key (``PATH`` if it cannot be found, as
+    for a key that is a table)."""
+    found = re.search(rf"""^[ \t]*(?:{re.escape(name)}|"{re.escape(name)}"|'{re.escape(name)}')"""
+                      r"[ \t]*=", text, re.M)
+    if found is None:
+        return path
+    line = text.count("\n", 0, found.start()) + 1
+    return f"{path}:{line}"
+
+
+def key_arguments(place: str, name: str, kind: str | None, value: Any) -> list[str]:
+    """One key of a file as command-line arguments; ConfigError if its type
+    is wrong (``place``: where the key is, for the message)."""
 
     def bad(why: str) -> ConfigError:
-        return ConfigError(f"txpubsub: {path}: {name}: {why}")
+        return ConfigError(f"txpubsub: {place}: {name}: {why}")
 
     if kind is None:
         raise bad("unknown option (twistd txpubsub --help lists them)")
@@ -98,18 +112,19 @@ def file_arguments(
     command line's, which then win), and the values its repeatable options
     set (the command line's replace them). Each key is checked on its own,
     so that an error names it."""
-    table = read_file(path)
+    table, text = read_file(path)
     kinds = option_kinds(make_options())
     single: list[str] = []
     repeated: dict[str, Any] = {}
     for name, value in table.items():
-        arguments = key_arguments(path, name, kinds.get(name), value)
+        place = where(path, text, name)
+        arguments = key_arguments(place, name, kinds.get(name), value)
         probe, fresh = make_options(), make_options()
         try:
             _parse_only(probe, arguments)
         except usage.UsageError as e:
             why = str(e).removeprefix(f"--{name}: ")
-            raise ConfigError(f"txpubsub: {path}: {name}: {why}") from None
+            raise ConfigError(f"txpubsub: {place}: {name}: {why}") from None
         if kinds[name] == "repeat":
             repeated.update({k: v for k, v in probe.items() if v != fresh.get(k)})
         else:
