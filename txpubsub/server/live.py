@@ -53,6 +53,10 @@ RELOADABLE: dict[str, Callable[[LiveSettings, Any], None]] = {
     "max-history": _hub("max_history"),
     "max-replay": _hub("max_replay"),
     "max-list": _hub("max_list"),
+    "max-history-bytes": _hub("max_history_bytes"),  # checked at the next publish
+    "max-channel-bytes": _hub("max_channel_bytes"),  # channels made afterwards
+    "max-publish-rate": _hub("max_publish_rate"),  # new connections
+    "max-publish-bytes": _hub("max_publish_bytes_rate"),  # new connections
     "no-auto-create": _hub("auto_create", lambda flag: not flag),
     "max-buffer": _door("max_buffer"),
     "max-stall": _door("max_stall", lambda ms: int(ms) / 1000),

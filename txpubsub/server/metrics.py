@@ -74,6 +74,14 @@ class HubCollector(Collector):
         yield GaugeMetricFamily("txpubsub_history_messages",
                                 "Messages kept in the history of all channels.",
                                 value=hub.kept_messages())
+        yield GaugeMetricFamily("txpubsub_history_bytes",
+                                "Payload bytes kept in the history of all channels.",
+                                value=hub.history_bytes)
+        yield GaugeMetricFamily("txpubsub_max_history_bytes", "--max-history-bytes.",
+                                value=hub.max_history_bytes)
+        yield CounterMetricFamily("txpubsub_history_evictions",
+                                  "Times --max-history-bytes let go of old messages.",
+                                  value=hub.counters.history_evictions)
         yield GaugeMetricFamily("txpubsub_max_clients", "--max-clients.",
                                 value=hub.max_clients)
         yield GaugeMetricFamily("txpubsub_start_time_seconds",
