@@ -67,6 +67,16 @@ class SqliteStoreTests(TestCase):
         await hub.store.close()
         return self.start(**kwargs)
 
+    async def test_ping(self) -> None:
+        """A store answers ping (--http /readyz) while open, and fails once closed."""
+        hub, _ = self.start()
+        store = hub.store
+        assert isinstance(store, SqliteStore)
+        self.assertIsNone(await store.ping().addTimeout(10, reactor))
+        await store.close()
+        with self.assertRaises(StoreError):
+            await store.ping()
+
     async def test_restart_keeps_ids_history_and_epoch(self) -> None:
         """After a restart: same epoch, ids go on, HISTORY and since= as before."""
         hub, conn = self.start(history=3)

@@ -65,6 +65,12 @@ __all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "ClientRecord", "Clos
 Subscribed = Union[tuple[list[Message], bool], "Deferred[tuple[list[Message], bool]]"]
 
 
+# Each client's connect and disconnect lines, apart (not a class attribute: a
+# Logger there takes the class's name): --log-level txpubsub.connections=warn
+# turns them off on busy servers.
+_connections = Logger(namespace="txpubsub.connections")
+
+
 def new_epoch() -> str:
     """A fresh epoch: names an id space that starts at this server start."""
     alphabet = string.ascii_lowercase + string.digits
@@ -305,7 +311,7 @@ class Hub(Service):
                 self.max_publish_rate, self.max_publish_bytes_rate, client.connected_at,
                 self.max_payload)
         self.counters.connections_total += 1
-        self._log.info(
+        _connections.info(
             "{client_id} connected from {address} on {listener}",
             client_id=client.client_id, address=address, listener=listener,
         )
@@ -319,13 +325,15 @@ class Hub(Service):
         name = client.name
         if not self.registry.remove(client, reason.value, self.clock.seconds()):
             return
+        closes = self.counters.closes
+        closes[reason.value] = closes.get(reason.value, 0) + 1
         session = client.session
         del self._record_of[session]
         for pattern in client.patterns:
             self._forget_subscription(session, pattern)
         self._subscriptions -= len(client.patterns)
         client.patterns.clear()
-        self._log.info(
+        _connections.info(
             "{client_id} ({name}) disconnected: {reason}",
             client_id=client.client_id, name=name or "-", reason=reason.value,
         )
@@ -503,6 +511,10 @@ class Hub(Service):
     def channel(self, name: str) -> Channel[Session] | None:
         """The channel of that exact name, if it exists."""
         return self._channels.get(name)
+
+    def kept_messages(self) -> int:
+        """Messages kept in every channel's history (walks all channels: for scrapes)."""
+        return sum(ch.kept for ch in self._channels.values())
 
     def channels(
         self, pattern: str = ">", after: str | None = None, limit: int | None = None

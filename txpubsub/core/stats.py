@@ -1,7 +1,7 @@
 """Counters: bumped once per publish or per write, never per delivery line."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -16,6 +16,8 @@ class Counters:
     pacing_stalls: int = 0
     auth_failures: int = 0  # wrong AUTH user or password (--users)
     history_evictions: int = 0  # times --max-history-bytes let go of old messages
+    # Connections that ended, by CloseReason value (once per connection, not per message).
+    closes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -37,7 +37,7 @@ HELP_LINES = (
     "DROP <channel>                  remove a channel; its subscribers get DROP",
     "PUB <channel> <text>            publish as $admin",
     "SHUTDOWN [grace-seconds]        BYE shutdown to every client (spread over grace), exit 0",
-    "RELOAD                          read certificate files and the --users file again",
+    "RELOAD                          read --config, certificate files and --users again",
     "QUIT                            close this admin connection",
     "HELP                            this text",
 )

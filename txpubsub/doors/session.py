@@ -158,6 +158,23 @@ class Session:
     def __repr__(self) -> str:
         return f"<Session {self.client!r} on {self.listener}>"
 
+    def update_settings(self, settings: DoorSettings) -> None:
+        """New limits from a reload: this connection follows them from now on.
+
+        A new --ping-interval starts its count again from now (0 stops the
+        heartbeat), so a shorter one cannot call a client stale at once."""
+        interval_changed = settings.ping_interval != self.settings.ping_interval
+        self.settings = settings
+        self.max_buffer = settings.max_buffer
+        self._early = max(65536, settings.max_buffer // 8)
+        if not interval_changed or self.client is None or self.close_reason is not None:
+            return  # not joined yet (it reads the settings when it joins), or closing
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if settings.ping_interval and self._door.heartbeat_probe() is not None:
+            self._timer = self.hub.clock.callLater(settings.ping_interval, self._check_alive)
+
     # -- joining and leaving -------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:

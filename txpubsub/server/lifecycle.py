@@ -10,7 +10,7 @@ process exits 0.
 from __future__ import annotations
 
 import signal
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -39,8 +39,11 @@ class Lifecycle(Service):
     _log = Logger()
 
     def __init__(self, reactor: Any, hub: Hub, listeners: list[ListenerService],
-                 handle_signals: bool = True, users: Any = None) -> None:
+                 handle_signals: bool = True, users: Any = None,
+                 reread: Callable[[], str | None] | None = None) -> None:
         self.reactor = reactor
+        # --config: parse the options again and apply what may change (None: why not).
+        self.reread = reread
         self.users = users  # the Authenticator (txpubsub.auth) with --users, else None
         self.hub = hub
         self.listeners = listeners
@@ -74,15 +77,25 @@ class Lifecycle(Service):
             self.reactor.stop()
 
     def reload(self) -> tuple[int, int, str]:
-        """SIGHUP and admin RELOAD: read certificate files and the users file
-        again: (reloaded, failed, why the users file failed or "")."""
+        """SIGHUP and admin RELOAD: read the --config file, certificate files
+        and the users file again: (reloaded, failed, why something failed or "")."""
         done, failed = reload_certificates(self.listeners)
-        if self.users is None:
-            return done, failed, ""
-        why = self.users.reload()
-        if why is None:
-            return done + 1, failed, ""
-        return done, failed + 1, f"users file not reloaded, old rules kept: {why}"
+        whys = []
+        if self.reread is not None:
+            why = self.reread()
+            if why is None:
+                done += 1
+            else:
+                failed += 1
+                whys.append(f"config not reloaded, old options kept: {why}")
+        if self.users is not None:
+            why = self.users.reload()
+            if why is None:
+                done += 1
+            else:
+                failed += 1
+                whys.append(f"users file not reloaded, old rules kept: {why}")
+        return done, failed, "; ".join(whys)
 
     def shutdown(self, grace: float = 0.0) -> Deferred[None]:
         """Stop listening, close every client over ``grace`` seconds, stop the reactor."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -46,6 +47,8 @@ class ListenerService(Service):
     """
 
     _log = Logger()
+    # The DoorFactory behind a Site (--ws), whose settings a reload changes.
+    doors: Any = None
 
     def __init__(self, reactor: object, description: str, factory: IProtocolFactory,
                  socket_path: str | None = None) -> None:

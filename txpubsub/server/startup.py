@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 
 # twistd's parent reads at most 100 bytes from the status pipe: b"1 " and the reason.
 STATUS_PIPE_TEXT = 98
@@ -30,10 +31,21 @@ class ServerService(MultiService):
     """Every service of the server; a StartError in any of them ends the process."""
 
     _log = Logger()
+    # Under twistd: the log observer the options ask for (None: twistd's own).
+    make_log_observer: Callable[[], ILogObserver | None] | None = None
 
     def __init__(self, twistd_config: MutableMapping[str, Any] | None = None) -> None:
         super().__init__()
         self.twistd_config = twistd_config
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd puts this service in its Application, then logs to the
+        # Application's ILogObserver if it has one (and no --logger was given).
+        if self.make_log_observer is not None and isinstance(parent, Componentized):
+            observer = self.make_log_observer()
+            if observer is not None:
+                parent.setComponent(ILogObserver, observer)
+        super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         try:

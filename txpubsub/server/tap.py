@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import sys
+from functools import partial
 from typing import Any, Callable
 
 from twisted.application.service import IService
@@ -25,8 +26,11 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.manhole import manhole_factory
 from txpubsub.doors.output import Batcher
 from txpubsub.doors.session import DoorSettings
+from txpubsub.server.config import file_arguments, find_config
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
+from txpubsub.server.live import LiveSettings
+from txpubsub.server.logs import check_levels, observer_for
 from txpubsub.server.startup import ServerService
 from txpubsub.store.sqlite import SYNC_MODES, StoreError, open_store
 
@@ -104,6 +108,21 @@ def _check_private_directory(directory: str) -> None:
         shown = directory if directory != "." else f". ({os.path.abspath(directory)})"
         raise ValueError(f"directory {shown} is writable by other users, who could take the "
                          "socket's place; give a path in a directory only you can write to")
+
+
+def _http_endpoint(value: str) -> str:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ValueError("needs prometheus_client: pip install 'txpubsub[metrics]'") from None
+    try:
+        serverFromString(None, value)
+    except Exception as e:  # a bad string, a missing key file
+        raise ValueError(f"bad endpoint {value!r}: {e}") from None
+    return value
+
+
+_http_endpoint.coerceDoc = ""  # type: ignore[attr-defined]
 
 
 def _naming_the_option(parameters: list[list[Any]]) -> list[list[Any]]:
@@ -392,6 +411,36 @@ class Options(usage.Options):
             "Seconds between two $sys.time messages.",
             _positive_seconds,
         ],
+        [
+            "http",
+            None,
+            None,
+            "Endpoint for operations: Prometheus /metrics, /healthz, /readyz (needs "
+            "txpubsub[metrics]); off unless given.",
+            _http_endpoint,
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text (twistd's log) or json (one JSON object a line, for log shippers).",
+            _choice("text", "json"),
+        ],
+        [
+            "log-level",
+            None,
+            "info",
+            "Least level logged: debug, info, warn, error, critical; NAMESPACE=LEVEL "
+            "for part (info,txpubsub.connections=warn: no connection lines).",
+            check_levels,
+        ],
+        [
+            "config",
+            None,
+            None,
+            "A TOML file of these options (examples/txpubsub.toml); the command line "
+            "wins. Re-read on SIGHUP and admin RELOAD.",
+        ],
     ])
 
     def __init__(self) -> None:
@@ -401,6 +450,19 @@ class Options(usage.Options):
         self["ingests"] = []
         self["ws"] = []
         self["ws-origins"] = []
+        # --config: what the file's repeatable options set, and the arguments
+        # given (a reload parses them again with the file as it is then).
+        self.from_file: dict[str, Any] = {}
+        self.arguments: list[str] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        arguments = sys.argv[1:] if options is None else list(options)
+        self.arguments = arguments
+        path = find_config(self, arguments)
+        if path is not None:
+            single, self.from_file = file_arguments(Options, path)
+            arguments = single + arguments
+        super().parseOptions(arguments)
 
     def opt_feed(self, binding: str) -> None:
         """CHANNEL=ENDPOINT: every connection there receives CHANNEL's payloads as bare lines (repeatable)"""  # noqa: E501
@@ -459,6 +521,10 @@ class Options(usage.Options):
         self["ws-origins"].append(origin)
 
     def postOptions(self) -> None:
+        defaults = Options()
+        for key, value in self.from_file.items():
+            if self[key] == defaults[key]:  # not given on the command line
+                self[key] = value
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
         # Defaults are not coerced: check the default admin path too.
@@ -518,12 +584,23 @@ def _say_protected(descriptions: list[str]) -> None:
                 "--users FILE (docs/auth.md) or --allow-anonymous", listener=description)
 
 
+def _parse(arguments: list[str]) -> Options:
+    """The options given by ``arguments`` (and the --config file among them, as it is now)."""
+    options = Options()
+    options.parseOptions(arguments)
+    return options
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The hub and one listener per --port, as one service for twistd."""
     if reactor is None:
         from twisted.internet import reactor
     # twistd's own options (its pid file, its daemon's status pipe), when run by twistd.
-    top = ServerService(getattr(options, "parent", None))
+    twistd_config = getattr(options, "parent", None)
+    top = ServerService(twistd_config)
+    if twistd_config is not None:
+        top.make_log_observer = partial(observer_for, twistd_config, options["log-format"],
+                                        options["log-level"])
     store = None
     spec = options["store"]
     try:
@@ -605,7 +682,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                                       plain, batcher, auth))
     if settings.protected:
         _say_protected([s.description for s in services])
-    lifecycle = Lifecycle(reactor, hub, list(services), users=auth)
+    reread = None
+    if options["config"] is not None:
+        factories = [f for _, f in listeners] + [f for f in (getattr(
+            s, "doors", None) for s in services) if isinstance(f, DoorFactory)]
+        reread = partial(LiveSettings(options, hub, factories, auth).reload, _parse)
+    lifecycle = Lifecycle(reactor, hub, list(services), users=auth, reread=reread)
+    if options["http"] is not None:
+        from txpubsub.server.http import Readiness, ops_site
+
+        readiness = Readiness(reactor, list(services),
+                              {"store": hub.store, "backplane": hub.backplane},
+                              lambda: lifecycle.stopping is not None)
+        services.append(ListenerService(reactor, options["http"], ops_site(hub, readiness)))
     if options["admin"] != "none":
         services.append(ListenerService(reactor, unix_endpoint(options["admin"]),
                                         AdminFactory(hub, lifecycle.shutdown, lifecycle.reload),

@@ -23,5 +23,7 @@ def web_listeners(reactor: Any, hub: Hub, descriptions: list[str], origins: tupl
         sockets = json_socket_factory(hub, description, settings, origins, batcher=batcher,
                                       codec=codec)
         sockets.doors.auth = auth
-        listeners.append(ListenerService(reactor, description, console_site(sockets)))
+        listener = ListenerService(reactor, description, console_site(sockets))
+        listener.doors = sockets.doors  # its settings change on reload
+        listeners.append(listener)
     return listeners

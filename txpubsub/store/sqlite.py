@@ -19,7 +19,7 @@ import sqlite3
 from typing import Any, Callable
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -468,6 +468,13 @@ class SqliteStore:
         drained: Deferred[None] = Deferred()
         self._drained.append((self._appended, drained))
         return drained
+
+    def ping(self) -> Deferred[None]:
+        """Fires once the database answers a query on the writer's thread
+        (behind any write in progress); fails if it cannot (--http /readyz)."""
+        if self._closed:
+            return fail(StoreError("closed"))
+        return self._pool.runQuery("SELECT 1").addCallback(lambda _: None)
 
     def close(self) -> Deferred[None]:
         """Write what is pending, checkpoint the WAL, and let go of the file."""
