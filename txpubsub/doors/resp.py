@@ -558,8 +558,8 @@ class RespDoor(Protocol):
         if auth is None:
             self._replies.send(self._hello(proto, setname))
             return
-        self._replies.send(self._authenticate(_text(auth[0]), _text(auth[1]),
-                                              then=lambda: self._hello(proto, setname)))
+        self._send_auth(self._authenticate(_text(auth[0]), _text(auth[1]),
+                                           then=lambda: self._hello(proto, setname)))
 
     def _hello(self, proto: int, setname: bytes | None) -> bytes:
         client = self.session.client
@@ -584,7 +584,13 @@ class RespDoor(Protocol):
             user, password = "default", _text(args[1])
         else:
             user, password = _text(args[1]), _text(args[2])
-        self._replies.send(self._authenticate(user, password, len(args) == 2))
+        self._send_auth(self._authenticate(user, password, len(args) == 2))
+
+    def _send_auth(self, reply: bytes | Deferred[bytes]) -> None:
+        self._replies.send(reply)
+        if isinstance(reply, Deferred):
+            # Input goes on once the answer is written (or queued in order).
+            reply.addBoth(lambda _: self.release_input())
 
     def _authenticate(self, user: str, password: str, legacy: bool = False,
                       then: Callable[[], bytes] | None = None) -> bytes | Deferred[bytes]:
@@ -610,12 +616,9 @@ class RespDoor(Protocol):
         if user is None:
             return b""  # the last failure: the connection is closing
         self._ungate()
-        reply = OK if then is None else then()
-        self.release_input()
-        return reply
+        return OK if then is None else then()
 
     def _not_authenticated(self, failure: Failure) -> bytes:
-        self.release_input()
         if failure.check(HubError):
             return _WRONGPASS
         self._log.failure("AUTH from {client!r} failed", failure, client=self.session.client)
