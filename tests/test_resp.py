@@ -168,7 +168,8 @@ class PubSubTests(RespCase):
     def test_resp3_pushes(self) -> None:
         r = self.conn()
         r.send(cmd("HELLO", "3"))
-        self.assertEqual(r.send(cmd("SUBSCRIBE", "a")), b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
+        self.assertEqual(r.send(cmd("SUBSCRIBE", "a")),
+                         b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
         self.assertEqual(r.send(cmd("PSUBSCRIBE", "a*")),
                          b">3\r\n$10\r\npsubscribe\r\n$2\r\na*\r\n:2\r\n")
         # RESP3 clients may go on with any command while subscribed.
