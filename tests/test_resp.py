@@ -84,7 +84,8 @@ class CommandTests(RespCase):
                          b"-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n")
         self.assertEqual(c.send(cmd("CLIENT", "SETNAME")),
                          b"-ERR wrong number of arguments for 'client|setname' command\r\n")
-        self.assertEqual(c.send(cmd("CONFIG", "GET", "save")), b"*0\r\n")
+        self.assertEqual(c.send(cmd("CONFIG", "GET", "save")), b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n")
+        self.assertEqual(c.send(cmd("CONFIG", "GET", "maxmemory")), b"*0\r\n")
         self.assertEqual(c.send(cmd("COMMAND", "DOCS")), b"*0\r\n")
 
     def test_hello(self) -> None:

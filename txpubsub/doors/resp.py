@@ -691,12 +691,21 @@ class RespDoor(Protocol):
             self._replies.send(array([]))
 
     def do_config(self, args: list[bytes]) -> None:
-        """``CONFIG GET`` knows no parameters (an empty answer, as Redis gives for
-        an unknown one); nothing can be set."""
-        if args[1].lower() == b"get":
-            self._replies.send(array([], b"%" if self.proto == 3 else b"*"))
-        else:
-            self._replies.send(_unknown_subcommand("CONFIG", args[1]))
+        """``CONFIG GET`` answers the few parameters clients read on connect
+        (redis-benchmark asks for ``save`` and ``appendonly``); nothing can be set."""
+        if args[1].lower() != b"get" or len(args) < 3:
+            if args[1].lower() == b"get":
+                self._replies.send(_arity_error("config|get"))
+            else:
+                self._replies.send(_unknown_subcommand("CONFIG", args[1]))
+            return
+        items: list[bytes] = []
+        for wanted in args[2:]:
+            match = compile_glob(wanted.lower())
+            for name, value in CONFIG.items():
+                if match(name):
+                    items += [bulk(name), bulk(value)]
+        self._replies.send(array(items, b"%" if self.proto == 3 else b"*"))
 
     def do_info(self, args: list[bytes]) -> None:
         stats = self.hub.stats()
@@ -707,6 +716,9 @@ class RespDoor(Protocol):
                  f"pubsub_patterns:{len(self.hub.globs)}", ""]
         self._replies.send(bulk("\r\n".join(lines)))
 
+
+# What CONFIG GET knows: nothing is saved the way Redis saves, one database.
+CONFIG = {b"save": b"", b"appendonly": b"no", b"databases": b"1"}
 
 PUBSUB_HELP = (
     "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
