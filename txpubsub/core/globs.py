@@ -43,6 +43,9 @@ class GlobIndex:
     def __init__(self) -> None:
         self._globs: dict[bytes, tuple[Callable[[bytes], object], dict[GlobReader, None]]] = {}
         self.count = 0  # subscriptions (pattern, connection), for the limits and stats
+        # What a publish walks: rebuilt after a change, not copied per publish.
+        self._snapshot: tuple[tuple[bytes, Callable[[bytes], object], tuple[GlobReader, ...]],
+                              ...] | None = None
 
     def __len__(self) -> int:
         """Distinct globs (PUBSUB NUMPAT)."""
@@ -57,6 +60,7 @@ class GlobIndex:
             return False
         entry[1][reader] = None  # a dict: delivery in subscription order
         self.count += 1
+        self._snapshot = None
         return True
 
     def remove(self, pattern: bytes, reader: GlobReader) -> bool:
@@ -66,6 +70,7 @@ class GlobIndex:
             return False
         del entry[1][reader]
         self.count -= 1
+        self._snapshot = None
         if not entry[1]:
             del self._globs[pattern]
         return True
@@ -80,11 +85,16 @@ class GlobIndex:
         name = msg.channel.encode()
         delivered = 0
         behind: list[Session] = []
-        for pattern, (match, readers) in list(self._globs.items()):
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = tuple(
+                (pattern, match, tuple(readers))
+                for pattern, (match, readers) in self._globs.items())
+        for pattern, match, readers in snapshot:
             if match(name) is None:
                 continue
             encoded: dict[int, bytes] = {}
-            for reader in list(readers):
+            for reader in readers:
                 client = reader.client
                 if client is None:
                     continue
