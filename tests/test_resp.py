@@ -278,6 +278,15 @@ class ProtocolErrorTests(RespCase):
                          b"-ERR Protocol error: invalid bulk length\r\n")
         self.assertTrue(r.closed)
 
+    def test_command_over_the_input_bound(self) -> None:
+        """Many bulks, each under --max-payload, cannot add up past the bound."""
+        hub = make_hub(Clock(), max_payload=1000)
+        r = Conn(hub, RespDoorFactory(hub, "tcp:resp", DoorSettings(max_line=100)))
+        self.assertEqual(r.send(b"*9\r\n" + b"$900\r\n" + b"x" * 900 + b"\r\n"), b"")
+        self.assertEqual(r.send(b"$900\r\n" + b"x" * 900 + b"\r\n"),
+                         b"-ERR Protocol error: a command over 1200 bytes\r\n")
+        self.assertTrue(r.closed)
+
     def test_expected_dollar(self) -> None:
         r = self.conn()
         self.assertEqual(r.send(b"*1\r\n+PING\r\n"),

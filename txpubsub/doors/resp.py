@@ -245,11 +245,13 @@ class RespDoor(Protocol):
         session = self.session
         if session.close_reason is not None or session.client is None:
             return
-        events = self.parser.feed(data)
+        parser = self.parser
+        events = parser.feed(data)
         if events:
             session.heard = True
             self._queue.extend(events)
-        elif self.parser.buffered() > self._max_input:
+        if parser.buffered() > self._max_input:
+            parser.failed = True
             self._queue.append(RespError(f"Protocol error: a command over {self._max_input} "
                                          "bytes"))
         self._run()
