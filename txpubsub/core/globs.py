@@ -91,7 +91,7 @@ class GlobIndex:
                 (pattern, match, tuple(readers))
                 for pattern, (match, readers) in self._globs.items())
         for pattern, match, readers in snapshot:
-            if match(name) is None:
+            if not match(name):
                 continue
             encoded: dict[int, bytes] = {}
             for reader in readers:

@@ -82,6 +82,8 @@ def compile_glob(pattern: bytes) -> Callable[[bytes], object]:
     pieces between the stars, each found leftmost, in O(len(name) x
     len(glob)), as Redis's own matcher bounds it.
     """
+    if not any(c in pattern for c in b"?[\\"):
+        return _literal_glob(pattern)
     tokens = _tokens(pattern)
     if tokens.count(None) < 2:
         return re.compile(glob_regex(pattern), re.DOTALL).fullmatch
@@ -112,6 +114,36 @@ def compile_glob(pattern: bytes) -> Callable[[bytes], object]:
             if found is None:
                 return None
             pos = found.end()
+        return True
+
+    return match
+
+
+def _literal_glob(pattern: bytes) -> Callable[[bytes], object]:
+    """A glob of literal bytes and ``*`` only (``news.*``, the common case):
+    bytes methods, no regular expression. PyPy in particular runs a thousand
+    distinct regular expressions per publish ten times slower than CPython."""
+    pieces = pattern.split(b"*")
+    if len(pieces) == 1:
+        return lambda name: name == pattern or None
+    head, middle, tail = pieces[0], [p for p in pieces[1:-1] if p], pieces[-1]
+    shortest = len(head) + len(tail) + sum(map(len, middle))
+    if not middle:
+        def ends(name: bytes) -> object:
+            return ((len(name) >= shortest and name.startswith(head) and name.endswith(tail))
+                    or None)
+        return ends
+
+    def match(name: bytes) -> object:
+        if len(name) < shortest or not name.startswith(head) or not name.endswith(tail):
+            return None
+        pos = len(head)
+        end = len(name) - len(tail)
+        for piece in middle:
+            found = name.find(piece, pos, end)
+            if found < 0:
+                return None
+            pos = found + len(piece)
         return True
 
     return match
