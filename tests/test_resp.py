@@ -230,6 +230,23 @@ class PubSubTests(RespCase):
         self.assertEqual(r.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
         self.assertEqual((self.hub.globs.count, self.hub.subscription_count()), (0, 0))
 
+    def test_hub_skips_the_glob_index_without_globs(self) -> None:
+        """Servers whose clients hold no glob pay nothing for globs on publish."""
+        def fail(*args: object) -> object:
+            raise AssertionError("the glob index was asked")
+
+        self.hub.globs.deliver = fail  # type: ignore[method-assign,assignment]
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "a"))
+        self.assertEqual(self.conn().send(cmd("PUBLISH", "a", "x")), b":1\r\n")
+
+    def test_direct_message_to_a_line_client(self) -> None:
+        line = Conn(self.hub, self.lines)
+        line.cmd("NAME alice")
+        r = self.conn()
+        self.assertEqual(r.send(cmd("PUBLISH", "@alice", "psst")), b":1\r\n")
+        self.assertEqual(line.take(), b"MSG @alice 1 c2 psst\r\n")
+
     def test_disconnect_forgets_globs(self) -> None:
         r = self.conn()
         r.send(cmd("PSUBSCRIBE", "a*", "b*"))
