@@ -154,3 +154,15 @@ class IngestSessionTests(SessionBehaviour, SynchronousTestCase):
         self.assertEqual(conn.take(), b"")
         self.assertEqual(self.hub.stats()["bytes_out"], before)
         self.assertEqual([m.payload for m in self.hub.history("t")], [b"published"])
+
+
+class RespSessionTests(SessionBehaviour, SynchronousTestCase):
+    def door(self, settings: DoorSettings) -> DoorFactory:
+        from txpubsub.doors.resp import RespDoorFactory
+
+        return RespDoorFactory(self.hub, "tcp:resp", settings)
+
+    def goodbye(self, reason: str, text: str = "") -> bytes:
+        if reason == "too-many-clients":
+            return b"-ERR max number of clients reached\r\n"
+        return b"-ERR closing: %s%s\r\n" % (reason.encode(), b" " + text.encode() if text else b"")

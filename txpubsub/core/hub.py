@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from txpubsub.core.authorizer import AllowAll, Authorizer
 from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
 from txpubsub.core.channel import Channel
+from txpubsub.core.globs import GlobIndex
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
 from txpubsub.core.rate import PublishBudget
@@ -151,6 +152,9 @@ class Hub(Service):
         # Channel names by their first token, so LIST news.* looks only at news.<...>
         self._by_head: dict[str, dict[str, Channel[Session]]] = {}
         self._patterns: PatternIndex[Session] = PatternIndex()
+        # Redis-style glob subscriptions (the RESP door's PSUBSCRIBE), looked
+        # at only while there are any.
+        self.globs = GlobIndex()
         self._record_of: dict[Session, ClientRecord] = {}
         self._retired: dict[str, int] = {}  # forgotten or dropped channel -> its last id
         self._sweeper: LoopingCall | None = None
@@ -610,7 +614,7 @@ class Hub(Service):
                 raise HubError(
                     "too-many-subscriptions", f"at most {self.max_subscriptions} per connection"
                 )
-            if self._subscriptions >= self.max_subscriptions_total:
+            if self._subscriptions + self.globs.count >= self.max_subscriptions_total:
                 raise HubError("too-many-subscriptions", "the server holds its most "
                                f"subscriptions ({self.max_subscriptions_total})")
             if wildcard:
@@ -707,7 +711,7 @@ class Hub(Service):
 
     def subscription_count(self) -> int:
         """Subscriptions held by all connected clients."""
-        return self._subscriptions
+        return self._subscriptions + self.globs.count
 
     def _auto_create(self, channel: str, client: ClientRecord | None) -> Channel[Session]:
         if not self.auto_create:
@@ -849,8 +853,19 @@ class Hub(Service):
             if wild:
                 readers = wild | ch.subscribers if ch.subscribers else wild
         behind = self._deliver(msg, readers)
+        if self.globs.count and not ch.system:
+            behind = self._deliver_globs(msg, behind)
         if behind and publisher is not None:
             self._pace(publisher.session, behind)
+
+    def _deliver_globs(self, msg: Message, behind: list[Session] | None) -> list[Session] | None:
+        """Hand a message to the glob subscribers it matches (after the others,
+        as Redis sends ``pmessage`` after ``message``)."""
+        delivered, late = self.globs.deliver(msg, self._authorizer if self._restricted else None)
+        self.counters.msgs_out += delivered
+        if late:
+            behind = late if behind is None else behind + late
+        return behind
 
     def _evict_history(self) -> None:
         """History holds more than --max-history-bytes: forget the oldest kept

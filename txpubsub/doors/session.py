@@ -395,6 +395,17 @@ class Session:
                 self.flush()
         return self._lagging
 
+    def deliver_encoded(self, data: bytes) -> bool:
+        """A delivery the door encoded itself (a RESP ``pmessage``, which names
+        its glob): queued and counted as ``deliver`` does; True asks for pacing."""
+        self.msgs_out += 1
+        self.send(data)
+        return self._lagging
+
+    def use_codec(self, codec: Codec) -> None:
+        """Deliver in another encoding from now on (RESP's ``HELLO 3``)."""
+        self._codec = codec
+
     def flush(self) -> None:
         """Write this turn's output in one go, within --max-buffer."""
         out = self._out

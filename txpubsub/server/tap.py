@@ -450,6 +450,7 @@ class Options(usage.Options):
         self["ingests"] = []
         self["ws"] = []
         self["ws-origins"] = []
+        self["resp"] = []
         # --config: what the file's repeatable options set, and the arguments
         # given (a reload parses them again with the file as it is then).
         self.from_file: dict[str, Any] = {}
@@ -463,6 +464,11 @@ class Options(usage.Options):
             single, self.from_file = file_arguments(Options, path)
             arguments = single + arguments
         super().parseOptions(arguments)
+
+    def opt_resp(self, description: str) -> None:
+        """Endpoint for Redis clients (RESP2/RESP3 pub/sub: docs/resp.md), repeatable"""
+        self._check_endpoint("resp", description)
+        self["resp"].append(description)
 
     def opt_feed(self, binding: str) -> None:
         """CHANNEL=ENDPOINT: every connection there receives CHANNEL's payloads as bare lines (repeatable)"""  # noqa: E501
@@ -673,6 +679,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             ensure_channel(hub, channel)
             listeners.append((description, kind(channel, hub, description, plain,
                                                  batcher=batcher, codec=bare)))
+    if options["resp"]:
+        from txpubsub.doors.resp import RespDoorFactory, resp2_codec, resp3_codec
+
+        resp2, resp3 = resp2_codec(), resp3_codec()
+        for description in options["resp"]:
+            factory = RespDoorFactory(hub, description, plain, batcher=batcher, codec=resp2,
+                                      codec3=resp3)
+            factory.auth = auth
+            listeners.append((description, factory))
     services = [ListenerService(reactor, description, factory)
                 for description, factory in listeners]
     if options["ws"]:

@@ -1,0 +1,367 @@
+"""The Redis protocol door on StringTransport and Clock: the exact bytes a
+Redis client reads."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from txpubsub.auth.authenticator import Authenticator
+from txpubsub.doors.line import LineDoorFactory
+from txpubsub.doors.resp import RespDoor, RespDoorFactory, unknown_command
+from txpubsub.doors.session import DoorSettings
+
+from .helpers import Conn, make_hub
+from .test_auth import USERS, run_now
+
+
+def cmd(*args: bytes | str) -> bytes:
+    """One command as client libraries send it (a multibulk)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class RespCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hub = make_hub(self.clock)
+        self.factory = RespDoorFactory(self.hub, "tcp:resp", DoorSettings())
+        self.lines = LineDoorFactory(self.hub, "tcp:test", DoorSettings())
+
+    def conn(self) -> Conn:
+        conn = Conn(self.hub, self.factory)
+        self.assertEqual(conn.greeting, b"")  # Redis says nothing first
+        return conn
+
+    def door(self, conn: Conn) -> RespDoor:
+        door = conn.proto
+        assert isinstance(door, RespDoor)
+        return door
+
+
+class CommandTests(RespCase):
+    def test_ping_echo_inline_and_multibulk(self) -> None:
+        """PING and ECHO as Redis answers them, typed (inline) or sent by a library."""
+        c = self.conn()
+        self.assertEqual(c.send(b"PING\r\n"), b"+PONG\r\n")
+        self.assertEqual(c.send(b"ping hello\n"), b"$5\r\nhello\r\n")
+        self.assertEqual(c.send(cmd("PING")), b"+PONG\r\n")
+        self.assertEqual(c.send(cmd("ECHO", "a b")), b"$3\r\na b\r\n")
+        self.assertEqual(c.send(b'echo "two words"\r\n'), b"$9\r\ntwo words\r\n")
+        self.assertEqual(c.send(b"PING a b\r\n"),
+                         b"-ERR wrong number of arguments for 'ping' command\r\n")
+
+    def test_unknown_command_worded_as_redis(self) -> None:
+        c = self.conn()
+        self.assertEqual(c.send(cmd("SET", "k", "v")),
+                         b"-ERR unknown command 'SET', with args beginning with: 'k' 'v' \r\n")
+        self.assertEqual(c.send(b"foo\r\n"),
+                         b"-ERR unknown command 'foo', with args beginning with: \r\n")
+        # Arguments are shown up to 128 bytes, CR and LF as spaces.
+        long = unknown_command([b"x", b"a" * 200, b"b"])
+        self.assertEqual(long, b"-ERR unknown command 'x', with args beginning with: '"
+                         + b"a" * 128 + b"' \r\n")
+        self.assertEqual(unknown_command([b"x", b"a\r\nb"]),
+                         b"-ERR unknown command 'x', with args beginning with: 'a  b' \r\n")
+
+    def test_connect_time_commands(self) -> None:
+        """What redis-py and node-redis send on connect is answered."""
+        c = self.conn()
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "LIB-NAME", "redis-py")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "LIB-VER", "5.0")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("SELECT", "0")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("SELECT", "1")), b"-ERR DB index is out of range\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "ID")), b":1\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETNAME", "bob")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "GETNAME")), b"$3\r\nbob\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "NOPE")),
+                         b"-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETNAME")),
+                         b"-ERR wrong number of arguments for 'client|setname' command\r\n")
+        self.assertEqual(c.send(cmd("CONFIG", "GET", "save")), b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n")
+        self.assertEqual(c.send(cmd("CONFIG", "GET", "maxmemory")), b"*0\r\n")
+        self.assertEqual(c.send(cmd("COMMAND", "DOCS")), b"*0\r\n")
+
+    def test_hello(self) -> None:
+        """HELLO 3 answers a map and switches to RESP3; HELLO 2 back."""
+        c = self.conn()
+        reply = c.send(cmd("HELLO", "3"))
+        self.assertTrue(reply.startswith(b"%8\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), reply)
+        self.assertIn(b"$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:1\r\n", reply)
+        self.assertEqual(c.send(cmd("CLIENT", "GETNAME")), b"_\r\n")
+        self.assertTrue(c.send(cmd("HELLO", "2")).startswith(b"*16\r\n"))
+        self.assertEqual(c.send(cmd("HELLO", "4")), b"-NOPROTO unsupported protocol version\r\n")
+        self.assertEqual(c.send(cmd("HELLO", "x")),
+                         b"-ERR Protocol version is not an integer or out of range\r\n")
+        self.assertEqual(c.send(cmd("HELLO", "3", "FOO")),
+                         b"-ERR Syntax error in HELLO option 'FOO'\r\n")
+
+    def test_auth_without_users(self) -> None:
+        c = self.conn()
+        self.assertEqual(c.send(cmd("AUTH", "pw")),
+                         b"-ERR AUTH <password> called without any password configured for "
+                         b"the default user. Are you sure your configuration is correct?\r\n")
+        self.assertEqual(c.send(cmd("AUTH", "u", "pw")),
+                         b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+
+    def test_quit(self) -> None:
+        c = self.conn()
+        self.assertEqual(c.send(cmd("QUIT")), b"+OK\r\n")
+        self.assertTrue(c.closed)
+
+
+class PubSubTests(RespCase):
+    def test_subscribe_and_messages_from_a_line_client(self) -> None:
+        """A Redis subscriber gets a line client's PUB as a ``message``, and the
+        line client sees the Redis client's name (or id) as sender."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("SUBSCRIBE", "news.uk", "news.fr")),
+                         b"*3\r\n$9\r\nsubscribe\r\n$7\r\nnews.uk\r\n:1\r\n"
+                         b"*3\r\n$9\r\nsubscribe\r\n$7\r\nnews.fr\r\n:2\r\n")
+        line = Conn(self.hub, self.lines)
+        self.assertEqual(line.cmd("PUB news.uk hello world"), "+OK 1\r\n")
+        self.assertEqual(r.take(), b"*3\r\n$7\r\nmessage\r\n$7\r\nnews.uk\r\n"
+                                   b"$11\r\nhello world\r\n")
+        p = self.conn()
+        line.cmd("SUB news.>")
+        self.assertEqual(p.send(cmd("PUBLISH", "news.fr", "bonjour")), b":2\r\n")
+        self.assertEqual(line.take(), b"MSG news.fr 1 c3 bonjour\r\n")
+        p.send(cmd("CLIENT", "SETNAME", "pierre"))
+        p.send(cmd("PUBLISH", "news.fr", "salut"))
+        self.assertEqual(line.take(), b"MSG news.fr 2 pierre salut\r\n")
+
+    def test_psubscribe_globs_cross_dots(self) -> None:
+        """One ``message`` per channel subscription and one ``pmessage`` per glob;
+        PUBLISH counts them all."""
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "news.uk.london"))
+        self.assertEqual(r.send(cmd("PSUBSCRIBE", "news.*", "n?ws.[tu]k.*")),
+                         b"*3\r\n$10\r\npsubscribe\r\n$6\r\nnews.*\r\n:2\r\n"
+                         b"*3\r\n$10\r\npsubscribe\r\n$12\r\nn?ws.[tu]k.*\r\n:3\r\n")
+        p = self.conn()
+        self.assertEqual(p.send(cmd("PUBLISH", "news.uk.london", "rain")), b":3\r\n")
+        self.assertEqual(r.take(),
+                         b"*3\r\n$7\r\nmessage\r\n$14\r\nnews.uk.london\r\n$4\r\nrain\r\n"
+                         b"*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$14\r\nnews.uk.london\r\n"
+                         b"$4\r\nrain\r\n"
+                         b"*4\r\n$8\r\npmessage\r\n$12\r\nn?ws.[tu]k.*\r\n$14\r\nnews.uk.london"
+                         b"\r\n$4\r\nrain\r\n")
+        self.assertEqual(p.send(cmd("PUBLISH", "sport", "goal")), b":0\r\n")
+        self.assertEqual(p.send(cmd("PUBSUB", "NUMPAT")), b":2\r\n")
+        self.assertEqual(r.send(cmd("PUNSUBSCRIBE")),
+                         b"*3\r\n$12\r\npunsubscribe\r\n$6\r\nnews.*\r\n:2\r\n"
+                         b"*3\r\n$12\r\npunsubscribe\r\n$12\r\nn?ws.[tu]k.*\r\n:1\r\n")
+        self.assertEqual(self.hub.globs.count, 0)
+
+    def test_glob_of_a_line_publish(self) -> None:
+        r = self.conn()
+        r.send(cmd("PSUBSCRIBE", "*"))
+        line = Conn(self.hub, self.lines)
+        self.assertEqual(line.cmd("PUB a.b.c x"), "+OK 1\r\n")
+        self.assertEqual(r.take(), b"*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$5\r\na.b.c\r\n$1\r\nx\r\n")
+
+    def test_resp3_pushes(self) -> None:
+        r = self.conn()
+        r.send(cmd("HELLO", "3"))
+        self.assertEqual(r.send(cmd("SUBSCRIBE", "a")),
+                         b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
+        self.assertEqual(r.send(cmd("PSUBSCRIBE", "a*")),
+                         b">3\r\n$10\r\npsubscribe\r\n$2\r\na*\r\n:2\r\n")
+        # RESP3 clients may go on with any command while subscribed.
+        self.assertEqual(r.send(cmd("PUBLISH", "a", "x")), b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n"
+                         b"$1\r\nx\r\n>4\r\n$8\r\npmessage\r\n$2\r\na*\r\n$1\r\na\r\n$1\r\nx\r\n"
+                         b":2\r\n")
+        self.assertEqual(r.send(cmd("PING")), b"+PONG\r\n")
+
+    def test_resp2_subscribed_mode(self) -> None:
+        """In RESP2 a subscribed client may only (un)subscribe, PING, QUIT, RESET."""
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "a"))
+        self.assertEqual(r.send(cmd("PUBLISH", "a", "x")),
+                         b"-ERR Can't execute 'publish': only (P|S)SUBSCRIBE / "
+                         b"(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n")
+        self.assertEqual(r.send(cmd("PING")), b"*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+        self.assertEqual(r.send(cmd("PING", "hi")), b"*2\r\n$4\r\npong\r\n$2\r\nhi\r\n")
+        self.assertEqual(r.send(cmd("UNSUBSCRIBE")),
+                         b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n")
+        self.assertEqual(r.send(cmd("UNSUBSCRIBE")), b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n")
+        self.assertEqual(r.send(cmd("PING")), b"+PONG\r\n")
+
+    def test_bad_channel_names(self) -> None:
+        """A name txpubsub cannot carry gets a clear error and subscribes nothing."""
+        r = self.conn()
+        reply = r.send(cmd("SUBSCRIBE", "ok", "not valid"))
+        self.assertTrue(reply.startswith(b"-ERR bad-channel 'not valid' is not a txpubsub "
+                                         b"channel name"), reply)
+        self.assertNotIn(b"\r\n", reply[:-2])
+        self.assertEqual(r.send(cmd("PUBSUB", "NUMSUB", "ok")), b"*2\r\n$2\r\nok\r\n:0\r\n")
+        self.assertEqual(r.send(cmd("PUBLISH", "a*b", "x")),
+                         b"-ERR bad-channel bad channel name 'a*b'\r\n")
+        self.assertEqual(r.send(cmd("PUBLISH", "$sys.time", "x")),
+                         b"-NOPERM system channels are read-only\r\n")
+
+    def test_pubsub_introspection(self) -> None:
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "b.x", "a.y"))
+        line = Conn(self.hub, self.lines)
+        line.cmd("SUB c.>")
+        line.cmd("PUB c.z hi")  # a channel with no exact subscriber is not listed
+        q = self.conn()
+        self.assertEqual(q.send(cmd("PUBSUB", "CHANNELS")),
+                         b"*2\r\n$3\r\na.y\r\n$3\r\nb.x\r\n")
+        self.assertEqual(q.send(cmd("PUBSUB", "CHANNELS", "b*")), b"*1\r\n$3\r\nb.x\r\n")
+        self.assertEqual(q.send(cmd("PUBSUB", "NUMSUB", "a.y", "c.z")),
+                         b"*4\r\n$3\r\na.y\r\n:1\r\n$3\r\nc.z\r\n:0\r\n")
+        self.assertEqual(q.send(cmd("PUBSUB", "NOPE")),
+                         b"-ERR unknown subcommand 'NOPE'. Try PUBSUB HELP.\r\n")
+
+    def test_reset(self) -> None:
+        r = self.conn()
+        r.send(cmd("HELLO", "3", "SETNAME", "rita"))
+        r.send(cmd("SUBSCRIBE", "a"))
+        r.send(cmd("PSUBSCRIBE", "a*"))
+        self.assertEqual(r.send(cmd("RESET")), b"+RESET\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
+        self.assertEqual((self.hub.globs.count, self.hub.subscription_count()), (0, 0))
+
+    def test_hub_skips_the_glob_index_without_globs(self) -> None:
+        """Servers whose clients hold no glob pay nothing for globs on publish."""
+        def fail(*args: object) -> object:
+            raise AssertionError("the glob index was asked")
+
+        self.hub.globs.deliver = fail  # type: ignore[method-assign,assignment]
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "a"))
+        self.assertEqual(self.conn().send(cmd("PUBLISH", "a", "x")), b":1\r\n")
+
+    def test_direct_message_to_a_line_client(self) -> None:
+        line = Conn(self.hub, self.lines)
+        line.cmd("NAME alice")
+        r = self.conn()
+        self.assertEqual(r.send(cmd("PUBLISH", "@alice", "psst")), b":1\r\n")
+        self.assertEqual(line.take(), b"MSG @alice 1 c2 psst\r\n")
+
+    def test_disconnect_forgets_globs(self) -> None:
+        r = self.conn()
+        r.send(cmd("PSUBSCRIBE", "a*", "b*"))
+        self.assertEqual(self.hub.subscription_count(), 2)
+        r.lose()
+        self.assertEqual((self.hub.globs.count, len(self.hub.globs)), (0, 0))
+
+    def test_dropped_channel_is_an_unsubscribe(self) -> None:
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "a", "b"))
+        self.hub.drop("a")
+        self.assertEqual(r.take(), b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n")
+
+    def test_subscription_limit_counts_globs(self) -> None:
+        hub = make_hub(Clock(), max_subscriptions=2)
+        factory = RespDoorFactory(hub, "tcp:resp", DoorSettings())
+        r = Conn(hub, factory)
+        r.send(cmd("PSUBSCRIBE", "a*"))
+        self.assertEqual(r.send(cmd("SUBSCRIBE", "b", "c")),
+                         b"*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
+                         b"-ERR too-many-subscriptions at most 2 per connection\r\n")
+
+    def test_slow_consumer(self) -> None:
+        """A Redis subscriber that stops reading is cut off at --max-buffer, as
+        on every door, without a goodbye."""
+        factory = RespDoorFactory(self.hub, "tcp:resp", DoorSettings(max_buffer=100_000))
+        r = Conn(self.hub, factory)
+        r.send(cmd("PSUBSCRIBE", "big.*"))
+        for _ in range(40):
+            self.hub.publish("x", "big.x", b"x" * 5000)
+            r.flush()  # the subscriber reads nothing
+        self.assertTrue(r.closed)
+        self.assertEqual(self.hub.counters.slow_consumers, 1)
+
+
+class ProtocolErrorTests(RespCase):
+    def test_bad_multibulk_closes(self) -> None:
+        r = self.conn()
+        self.assertEqual(r.send(b"*x\r\n"), b"-ERR Protocol error: invalid multibulk length\r\n")
+        self.assertTrue(r.closed)
+
+    def test_bulk_over_max_payload_refused_from_its_header(self) -> None:
+        hub = make_hub(Clock(), max_payload=1000)
+        r = Conn(hub, RespDoorFactory(hub, "tcp:resp", DoorSettings()))
+        self.assertEqual(r.send(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$1001\r\n"),
+                         b"-ERR Protocol error: invalid bulk length\r\n")
+        self.assertTrue(r.closed)
+
+    def test_command_over_the_input_bound(self) -> None:
+        """Many bulks, each under --max-payload, cannot add up past the bound."""
+        hub = make_hub(Clock(), max_payload=1000)
+        r = Conn(hub, RespDoorFactory(hub, "tcp:resp", DoorSettings(max_line=100)))
+        self.assertEqual(r.send(b"*9\r\n" + b"$900\r\n" + b"x" * 900 + b"\r\n"), b"")
+        self.assertEqual(r.send(b"$900\r\n" + b"x" * 900 + b"\r\n"),
+                         b"-ERR Protocol error: a command over 1200 bytes\r\n")
+        self.assertTrue(r.closed)
+
+    def test_expected_dollar(self) -> None:
+        r = self.conn()
+        self.assertEqual(r.send(b"*1\r\n+PING\r\n"),
+                         b"-ERR Protocol error: expected '$', got '+'\r\n")
+
+    def test_unbalanced_quotes(self) -> None:
+        r = self.conn()
+        self.assertEqual(r.send(b'ECHO "abc\r\n'),
+                         b"-ERR Protocol error: unbalanced quotes in request\r\n")
+
+
+class AuthTests(RespCase):
+    def setUp(self) -> None:
+        super().setUp()
+        path = os.path.join(tempfile.mkdtemp(), "users.toml")
+        with open(path, "w") as f:
+            f.write(USERS)
+        self.factory.auth = Authenticator.from_file(self.hub, path, run_in_thread=run_now)
+
+    def test_noauth_then_auth(self) -> None:
+        r = self.conn()
+        self.assertEqual(r.send(cmd("PING")), b"-NOAUTH Authentication required.\r\n")
+        self.assertEqual(r.send(cmd("NOPE")),
+                         b"-ERR unknown command 'NOPE', with args beginning with: \r\n")
+        self.assertEqual(r.send(cmd("HELLO", "3")),
+                         b"-NOAUTH HELLO must be called with the client already authenticated, "
+                         b"otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                         b"authenticate the client and select the RESP protocol version at the "
+                         b"same time\r\n")
+        r.proto.dataReceived(cmd("AUTH", "alice", "wrong") + cmd("PING"))
+        self.clock.advance(5)
+        self.assertEqual(r.take(), b"-WRONGPASS invalid username-password pair or user is "
+                                   b"disabled.\r\n-NOAUTH Authentication required.\r\n")
+        # Commands pipelined after AUTH run as the user it makes.
+        self.assertEqual(r.send(cmd("AUTH", "alice", "alice pw with spaces") + cmd("PING")),
+                         b"+OK\r\n+PONG\r\n")
+
+    def test_hello_auth_and_pipelined(self) -> None:
+        r = self.conn()
+        reply = r.send(cmd("HELLO", "3", "AUTH", "alice", "alice pw with spaces")
+                       + cmd("PING"))
+        self.assertTrue(reply.startswith(b"%8\r\n"), reply)
+        self.assertTrue(reply.endswith(b"+PONG\r\n"), reply)
+
+    def test_unauthenticated_bulk_limit(self) -> None:
+        r = self.conn()
+        self.assertEqual(r.send(b"*2\r\n$4\r\nAUTH\r\n$20000\r\n"),
+                         b"-ERR Protocol error: unauthenticated bulk length\r\n")
+
+    def test_permissions_apply_to_globs_and_channels(self) -> None:
+        """alice may read chat.> but not chat.secret: a glob does not bring it."""
+        r = self.conn()
+        r.send(cmd("AUTH", "alice", "alice pw with spaces"))
+        self.assertEqual(r.send(cmd("PSUBSCRIBE", "chat.*")),
+                         b"*3\r\n$10\r\npsubscribe\r\n$6\r\nchat.*\r\n:1\r\n")
+        self.assertEqual(r.send(cmd("SUBSCRIBE", "chat.secret")),
+                         b"-NOPERM not allowed on chat.secret\r\n")
+        self.hub.publish("x", "chat.secret", b"s")
+        self.hub.publish("x", "chat.lobby", b"l")
+        self.assertEqual(r.take(), b"*4\r\n$8\r\npmessage\r\n$6\r\nchat.*\r\n$10\r\nchat.lobby"
+                                   b"\r\n$1\r\nl\r\n")
