@@ -20,15 +20,13 @@ ERROR_CODES = frozenset(
         "auth-required",
         "auth-failed",
         "rate-limited",
-        # Our extension: a durable store cannot take the message now (disk
-        # failing, full, or too far behind); nothing was acknowledged.
+        # A durable store (disk failing, full, too far behind) or a shared
+        # backplane (Redis down) cannot take the message now; not acknowledged.
         "unavailable",
         # Our extensions (docs/protocol.md): a bug in the server, logged there;
         # a server-wide or per-connection channel limit reached.
         "internal-error",
         "too-many-channels",
-        # A store or backplane the request needs cannot take it now (Redis down).
-        "unavailable",
     }
 )
 
