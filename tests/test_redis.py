@@ -265,15 +265,19 @@ class TwoServersTests(TwoServers):
                 return read[conn].endswith(ending)
             return wait_until(check, timeout=5)
 
+        # Each server takes its block of client numbers from Redis, whichever
+        # asks first: alice's id is whatever her server gave her.
+        assert alice.proto.session.client is not None
+        me = alice.proto.session.client.client_id.encode()
         alice.proto.dataReceived(b"PUB log one\r\nPUB log two\r\nPUB log three\r\n")
         yield until(alice, b"+OK 3\r\n")
         self.assertEqual(read[alice], b"+OK 1\r\n+OK 2\r\n+OK 3\r\n")
         bob.proto.dataReceived(b"HISTORY log 2\r\nSUB log since=1\r\n")
         yield until(bob, b"+OK subscribed log 2\r\n")
-        replay = b"MSG log 2 c1 two\r\nMSG log 3 c1 three\r\n"
+        replay = b"MSG log 2 %s two\r\nMSG log 3 %s three\r\n" % (me, me)
         self.assertEqual(read[bob], replay + b"+OK 2\r\n" + replay + b"+OK subscribed log 2\r\n")
         alice.proto.dataReceived(b"PUB log four\r\n")
-        yield until(bob, b"MSG log 4 c1 four\r\n")
+        yield until(bob, b"MSG log 4 %s four\r\n" % me)
         yield until(alice, b"+OK 4\r\n")
         self.redis.stop()
         yield wait_until(lambda: not self.connected(a))
