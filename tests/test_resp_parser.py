@@ -17,7 +17,11 @@ def encode(args: list[bytes]) -> bytes:
 
 
 def inline_safe(args: list[bytes]) -> bool:
-    return all(a and not any(c in a for c in b" \t\r\n\v\f\"'\0") for a in args)
+    """Arguments that an inline command can carry as they are: no separators
+    or quotes, and a first argument not starting with ``*`` (a line that
+    does is a multibulk header, in Redis as here)."""
+    return (not args or not args[0].startswith(b"*")) and all(
+        a and not any(c in a for c in b" \t\r\n\v\f\"'\0") for a in args)
 
 
 def feed_chunks(data: bytes, cuts: list[int], **limits: int) -> list[Event]:
