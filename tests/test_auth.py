@@ -335,6 +335,19 @@ class ReloadTests(AuthCase):
         self.assertTrue(bob.cmd("PUB news.uk x").startswith("-ERR forbidden "))
         self.assertEqual(bob.cmd("PUB news.fr x"), "MSG news.fr 1 c1 x\r\n+OK 1\r\n")
 
+    def test_reload_takes_a_new_users_name_from_whoever_held_it(self) -> None:
+        """A name taken before RELOAD made it a user's name: its holder is kicked,
+        so the user's direct messages stop reaching it and the user can take it
+        (found in review)."""
+        bob = self.bob()
+        self.assertEqual(bob.cmd("NAME dave"), "+OK dave\r\n")
+        self.write(USERS + f'\n[users.dave]\npassword = "{cheap("dave")}"\n')
+        self.assertEqual(self.lifecycle().reload(), (1, 0, ""))
+        self.assertEqual(bob.take(), b"BYE kicked dave now belongs to a user\r\n")
+        bob.lose()
+        dave = self.conn("dave", "dave")
+        self.assertEqual(dave.cmd("NAME dave"), "+OK dave\r\n")
+
     def test_bad_file_keeps_old_rules(self) -> None:
         """A users file that cannot be used keeps the old rules and says why."""
         bob = self.bob()

@@ -175,6 +175,11 @@ class AuthorizerTests(SynchronousTestCase):
         self.assertFalse(self.conn.closed)
         self.assertIsNone(self.hub.channel("secret.x"))  # nothing was auto-created
 
+    def test_who_may_not_send_direct_messages_cannot_probe_names(self) -> None:
+        """A refused direct message is forbidden whether or not the name is online
+        (no-such-client would tell who is connected; found in review)."""
+        self.assertTrue(self.conn.cmd("PUB @nobody hi").startswith("-ERR forbidden"))
+
     def test_admin_is_not_asked(self) -> None:
         """The server's own voice (admin PUB) is not a client: no authorizer."""
         self.assertEqual(self.hub.publish("$admin", "secret.x", b"hi"), 1)

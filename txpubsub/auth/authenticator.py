@@ -27,7 +27,7 @@ from txpubsub.auth.cred import (
 )
 from txpubsub.auth.users import UsersFileError, UserTable, load_users
 from txpubsub.core.hub import Hub
-from txpubsub.wire.errors import HubError
+from txpubsub.wire.errors import CloseReason, HubError
 
 AUTH_TIMEOUT = 10.0
 FAILURE_DELAY = 1.0
@@ -107,6 +107,14 @@ class Authenticator:
                         continue
                     client.session.channel_dropped(pattern)
                     revoked += 1
+        for client in self.hub.clients():
+            name = client.name
+            if name is not None and not authorizer.may_name(client, name):
+                # A name taken before its user was added: the user's direct
+                # messages must not go on reaching whoever holds it.
+                self._log.info("{client_id} held {name}, now a user's name: kicked",
+                               client_id=client.client_id, name=name)
+                client.session.close(CloseReason.KICKED, f"{name} now belongs to a user")
         self._log.info("users file {path} reloaded: {users} users, anonymous {anonymous}, "
                        "{revoked} subscriptions revoked", path=self.path,
                        users=len(table.users),

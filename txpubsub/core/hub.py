@@ -914,16 +914,15 @@ class Hub(Service):
     def _direct(
         self, sender: str, recipient: str, payload: bytes, client: ClientRecord | None
     ) -> MessageId:
+        # Permission first: a client that may not send here must not learn
+        # whether the name is online (found in review).
+        if client is not None:
+            self._check(self.authorizer.may_publish(client, "@" + recipient), "@" + recipient)
         target = self.registry.find(recipient)
         if target is None and self._direct_elsewhere is not None:
-            if client is not None:
-                self._check(self.authorizer.may_publish(client, "@" + recipient),
-                            "@" + recipient)
             return self._direct_elsewhere(recipient, sender, payload)
         if target is None or not target.addressable:
             raise HubError("no-such-client", f"no client called {shorten(recipient)}")
-        if client is not None:
-            self._check(self.authorizer.may_publish(client, "@" + recipient), "@" + recipient)
         return self.backplane.direct(target, sender, payload, client)
 
     def deliver_direct(
