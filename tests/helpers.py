@@ -8,9 +8,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from txpubsub.core.hub import Hub
+from txpubsub.core.message import Message
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.line import LineDoor, LineDoorFactory
 from txpubsub.doors.session import DoorSettings
+from txpubsub.wire.errors import CloseReason
 from txpubsub.wire.parser import Delivery
 
 
@@ -90,3 +92,32 @@ class Conn:
     @property
     def closed(self) -> bool:
         return self.transport.disconnecting
+
+
+class Recorder:
+    """A Session that keeps what it is given, and is never behind."""
+
+    msgs_in = 0
+    msgs_out = 0
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def deliver(self, msg: Message) -> bool:
+        self.messages.append(msg)
+        return False
+
+    def pace(self) -> bool:
+        return False
+
+    def charge_stall(self) -> None:
+        pass
+
+    def channel_dropped(self, channel: str) -> None:
+        pass
+
+    def close(self, reason: CloseReason, text: str = "") -> None:
+        pass
+
+    def pending_bytes(self) -> int:
+        return 0

@@ -10,36 +10,7 @@ from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord
 from txpubsub.wire.errors import CloseReason, HubError, ServerFull
 
-from .helpers import kept, make_hub
-
-
-class Recorder:
-    """A Session that keeps what it is given, and is never behind."""
-
-    msgs_in = 0
-    msgs_out = 0
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def deliver(self, msg: Message) -> bool:
-        self.messages.append(msg)
-        return False
-
-    def pace(self) -> bool:
-        return False
-
-    def charge_stall(self) -> None:
-        pass
-
-    def channel_dropped(self, channel: str) -> None:
-        pass
-
-    def close(self, reason: CloseReason, text: str = "") -> None:
-        pass
-
-    def pending_bytes(self) -> int:
-        return 0
+from .helpers import Recorder, kept, make_hub
 
 
 class Broken(Recorder):

@@ -234,13 +234,9 @@ class Reader(Protocol):
 class RealTLSTests(TestCase):
     timeout = 60
 
-    async def test_tls_output_counts_before_and_after_the_handshake(self) -> None:
-        """Over TLS, output written before the handshake and output waiting for a
-        reader that stopped both count as unsent; never written to the socket direct."""
+    async def tls_connection(self, hello: bytes) -> tuple[Any, Reader]:
+        """A TLS server that greets with ``hello`` and a client connected to it."""
         certs = Certs()
-        # Over 64,000 bytes: Twisted's TLS write coalescing (BufferingTLSTransport)
-        # hands it to TLS at once (the next test covers the smaller writes it holds).
-        hello = b"h" * 100_000
         factory = sink_factory(hello)
         port = await serverFromString(
             reactor, f"ssl:0:interface=127.0.0.1:privateKey={certs.key_path}"
@@ -252,6 +248,15 @@ class RealTLSTests(TestCase):
         await connectProtocol(endpoint, reader).addTimeout(WAIT, reactor)
         self.addCleanup(lambda: reader.transport.abortConnection())
         await until(lambda: factory.connections, "the server to accept")
+        return factory, reader
+
+    async def test_tls_output_counts_before_and_after_the_handshake(self) -> None:
+        """Over TLS, output written before the handshake and output waiting for a
+        reader that stopped both count as unsent; never written to the socket direct."""
+        # Over 64,000 bytes: Twisted's TLS write coalescing (BufferingTLSTransport)
+        # hands it to TLS at once (the next test covers the smaller writes it holds).
+        hello = b"h" * 100_000
+        factory, reader = await self.tls_connection(hello)
         transport = factory.connections[0].transport
         self.assertIsNone(direct_socket(transport))
         self.assertEqual(factory.connections[0].unsent_at_hello, len(hello))  # cleartext
@@ -271,19 +276,8 @@ class RealTLSTests(TestCase):
     async def test_small_tls_writes_held_for_a_turn_count_as_unsent(self) -> None:
         """A short write that Twisted's TLS transport holds back for a turn
         (BufferingTLSTransport's small-write aggregation) still counts."""
-        certs = Certs()
         hello = b"INFO {}\r\n"
-        factory = sink_factory(hello)
-        port = await serverFromString(
-            reactor, f"ssl:0:interface=127.0.0.1:privateKey={certs.key_path}"
-                     f":certKey={certs.cert_path}").listen(factory)
-        self.addCleanup(port.stopListening)
-        reader = Reader()
-        endpoint = wrapClientTLS(certs.client_options(),
-                                 TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port))
-        await connectProtocol(endpoint, reader).addTimeout(WAIT, reactor)
-        self.addCleanup(lambda: reader.transport.abortConnection())
-        await until(lambda: factory.connections, "the server to accept")
+        factory, reader = await self.tls_connection(hello)
         self.assertEqual(factory.connections[0].unsent_at_hello, len(hello))
         await until(lambda: reader.received == hello, "the greeting")
         self.assertEqual(unsent_bytes(factory.connections[0].transport), 0)

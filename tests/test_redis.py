@@ -24,6 +24,8 @@ from txpubsub.core.hub import ClientRecord, Hub, Subscribed
 from txpubsub.core.message import Message
 from txpubsub.wire.errors import CloseReason, HubError
 
+from .helpers import Recorder
+
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -67,35 +69,6 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-class Reader:
-    """A session that keeps what it is handed."""
-
-    msgs_in = 0
-    msgs_out = 0
-
-    def __init__(self) -> None:
-        self.got: list[Message] = []
-
-    def deliver(self, msg: Message) -> bool:
-        self.got.append(msg)
-        return False
-
-    def pace(self) -> bool:
-        return False
-
-    def charge_stall(self) -> None:
-        pass
-
-    def channel_dropped(self, channel: str) -> None:
-        pass
-
-    def close(self, reason: CloseReason, text: str = "") -> None:
-        pass
-
-    def pending_bytes(self) -> int:
-        return 0
-
-
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> Deferred[None]:
     """Fires once ``check()`` is true; fails the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -110,8 +83,8 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> Deferred[Non
     return poll()
 
 
-def ids(reader: Reader) -> list[int]:
-    return [m.msg_id for m in reader.got]
+def ids(reader: Recorder) -> list[int]:
+    return [m.msg_id for m in reader.messages]
 
 
 class AddressTests(SynchronousTestCase):
@@ -155,8 +128,8 @@ class TwoServers(TestCase):
         bp: Any = hub.backplane
         return bp._conn is not None and bp._listener is not None
 
-    def client(self, hub: Hub) -> tuple[ClientRecord, Reader]:
-        reader = Reader()
+    def client(self, hub: Hub) -> tuple[ClientRecord, Recorder]:
+        reader = Recorder()
         return hub.attach(reader), reader
 
     @inlineCallbacks
@@ -183,11 +156,11 @@ class TwoServersTests(TwoServers):
         for i in range(20):
             replies.append((yield (a if i % 2 else b).publish("x", "news", b"m%d" % i)))
         self.assertEqual(replies, list(range(1, 21)))
-        yield wait_until(lambda: len(ra.got) == 20 and len(rb.got) == 20)
+        yield wait_until(lambda: len(ra.messages) == 20 and len(rb.messages) == 20)
         yield deferLater(reactor, 0.1)
         self.assertEqual(ids(ra), list(range(1, 21)))
         self.assertEqual(ids(rb), list(range(1, 21)))
-        self.assertEqual([m.payload for m in ra.got], [b"m%d" % i for i in range(20)])
+        self.assertEqual([m.payload for m in ra.messages], [b"m%d" % i for i in range(20)])
 
     @inlineCallbacks
     def test_wildcards_through_globs(self) -> Any:
@@ -202,9 +175,9 @@ class TwoServersTests(TwoServers):
         yield a.publish("x", "news.uk.london", b"2")
         yield a.publish("x", "sport", b"3")
         yield a.publish("x", "news.fr", b"4")
-        yield wait_until(lambda: len(rb.got) == 2)
+        yield wait_until(lambda: len(rb.messages) == 2)
         yield deferLater(reactor, 0.1)
-        self.assertEqual([(m.channel, m.payload) for m in rb.got],
+        self.assertEqual([(m.channel, m.payload) for m in rb.messages],
                          [("news.uk", b"1"), ("news.fr", b"4")])
 
     @inlineCallbacks
@@ -228,7 +201,7 @@ class TwoServersTests(TwoServers):
         cb, rb = self.client(b)
         yield self.subscribe(b, cb, "news")
         yield a.publish("x", "news", b"before")
-        yield wait_until(lambda: len(rb.got) == 1)
+        yield wait_until(lambda: len(rb.messages) == 1)
         old_epoch = a.epoch
         self.redis.stop()
         yield wait_until(lambda: not self.connected(a))
@@ -240,7 +213,7 @@ class TwoServersTests(TwoServers):
         self.redis.start()
         yield wait_until(lambda: all(self.connected(h) for h in self.hubs))
         msg_id = yield a.publish("x", "news", b"after")
-        yield wait_until(lambda: [m.payload for m in rb.got] == [b"before", b"after"])
+        yield wait_until(lambda: [m.payload for m in rb.messages] == [b"before", b"after"])
         # Redis kept nothing: a new epoch, the same on both servers, ids anew.
         self.assertNotEqual(a.epoch, old_epoch)
         self.assertEqual(a.epoch, b.epoch)
@@ -339,7 +312,7 @@ class InterestTests(SynchronousTestCase):
     def test_once_per_channel_and_glob(self) -> None:
         """Many local subscribers of a channel or of patterns with the same glob
         are one Redis subscription, dropped with the last of them."""
-        readers = [Reader() for _ in range(3)]
+        readers = [Recorder() for _ in range(3)]
         clients = [self.hub.attach(r) for r in readers]
         for c in clients:
             self.settled(self.hub.subscribe(c, "news"))
@@ -359,29 +332,29 @@ class InterestTests(SynchronousTestCase):
         beyond this server's copy; what pub/sub brought meanwhile comes once."""
         self.redis.streams["txpubsub:s:log"] = [
             [b"%d-0" % i, [b"s", b"x", b"t", b"1.5", b"p", b"m%d" % i]] for i in (1, 2, 3)]
-        client = self.hub.attach(Reader())
+        client = self.hub.attach(Recorder())
         replay, partial = self.settled(self.hub.subscribe(client, "log", since=1))
         self.assertEqual(([m.payload for m in replay], partial), ([b"m2", b"m3"], False))
         self.backplane.received(b"txpubsub:m:log", b"3 1.5 x m3")  # a duplicate
         self.backplane.received(b"txpubsub:m:log", b"4 1.6 y m 4")
         reader: Any = client.session
-        self.assertEqual([(m.msg_id, m.sender, m.payload) for m in reader.got],
+        self.assertEqual([(m.msg_id, m.sender, m.payload) for m in reader.messages],
                          [(4, "y", b"m 4")])
 
     def test_glob_wider_than_pattern(self) -> None:
         """What a glob brings that no local pattern matches makes no channel here."""
-        client = self.hub.attach(Reader())
+        client = self.hub.attach(Recorder())
         self.hub.subscribe(client, "news.*")
         self.backplane.received(b"txpubsub:m:news.uk.london", b"1 1.5 x deep")
         self.backplane.received(b"txpubsub:m:news.uk", b"1 1.5 x shallow")
         self.assertIsNone(self.hub.channel("news.uk.london"))
         reader: Any = client.session
-        self.assertEqual([m.payload for m in reader.got], [b"shallow"])
+        self.assertEqual([m.payload for m in reader.messages], [b"shallow"])
 
     def test_unavailable(self) -> None:
         """With Redis away, a publish and a first SUB are refused, not queued."""
         self.backplane._conn = self.backplane._listener = None
-        client = self.hub.attach(Reader())
+        client = self.hub.attach(Recorder())
         for call in (lambda: self.hub.publish("x", "news", b"1"),
                      lambda: self.hub.subscribe(client, "news")):
             with self.assertRaises(HubError) as caught:
@@ -409,8 +382,8 @@ class NamesTests(TwoServers):
         self.assertEqual((yield a.publish("alice", "@bob", b"hi bob")), 1)
         self.assertEqual((yield a.publish("alice", "@" + cb.client_id, b"again")), 2)
         self.assertEqual((yield b.publish("bob", "@alice", b"hi alice")), 1)
-        yield wait_until(lambda: len(rb.got) == 2 and len(ra.got) == 1)
-        self.assertEqual([(m.channel, m.msg_id, m.sender, m.payload) for m in rb.got],
+        yield wait_until(lambda: len(rb.messages) == 2 and len(ra.messages) == 1)
+        self.assertEqual([(m.channel, m.msg_id, m.sender, m.payload) for m in rb.messages],
                          [("@bob", 1, "alice", b"hi bob"), ("@bob", 2, "alice", b"again")])
         with self.assertRaises(HubError) as caught:
             yield a.publish("alice", "@nobody", b"?")
@@ -531,10 +504,10 @@ class RepliesTests(SynchronousTestCase):
 
         class Replies(_FastReplies):
             def __init__(self) -> None:
-                self.got: list[Any] = []
+                self.messages: list[Any] = []
 
             def replyReceived(self, reply: Any) -> None:
-                self.got.append(reply)
+                self.messages.append(reply)
 
         wire = (b"+OK\r\n:42\r\n$-1\r\n$5\r\nhe\r\no\r\n-ERR no\r\n*0\r\n"
                 b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$0\r\n\r\n"
@@ -543,7 +516,7 @@ class RepliesTests(SynchronousTestCase):
             replies = Replies()
             for i in range(0, len(wire), size):
                 replies.dataReceived(wire[i:i + size])
-            got = replies.got
+            got = replies.messages
             self.assertEqual(got[:4], ["OK", 42, None, b"he\r\no"], size)
             self.assertEqual(str(got[4]), "no")
             self.assertEqual(got[5:], [[], [b"message", b"c", b""],
