@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -375,6 +375,16 @@ class CLITests(TestCase):
         await watcher.quit()
 
 
+    async def publish_until_it_ends(self, proc: Any) -> tuple[bytes, int]:
+        """Publish on news every 50 ms until ``proc`` ends; its stderr and status."""
+        for _ in range(int(WAIT / 0.05)):
+            if proc.ended.called:
+                break
+            self.hub.publish("p", "news", b"more")
+            await deferLater(reactor, 0.05)
+        _, err, code = await proc.ended.addTimeout(WAIT, reactor)
+        return err, code
+
     async def test_sub_ends_quietly_when_its_reader_goes_away(self) -> None:
         """`txpubsub sub ... | head -1` ends at the next message: status 0, nothing on stderr."""
         proc = self.spawn("sub", "news")
@@ -382,12 +392,7 @@ class CLITests(TestCase):
         self.hub.publish("p", "news", b"first")
         await proc.until(lambda: proc.out == b"first\n")
         proc.transport.closeChildFD(1)  # what head does after its line
-        for _ in range(int(WAIT / 0.05)):
-            if proc.ended.called:
-                break
-            self.hub.publish("p", "news", b"more")
-            await deferLater(reactor, 0.05)
-        _, err, code = await proc.ended.addTimeout(WAIT, reactor)
+        err, code = await self.publish_until_it_ends(proc)
         self.assertEqual((err, code), (b"", 0))
 
     async def test_sub_stops_when_its_output_cannot_be_written(self) -> None:
@@ -402,12 +407,7 @@ class CLITests(TestCase):
                              childFDs={0: "w", 1: full, 2: "r"})
         self.addCleanup(proc.kill)
         await self.subscribed("news")
-        for _ in range(int(WAIT / 0.05)):
-            if proc.ended.called:
-                break
-            self.hub.publish("p", "news", b"more")
-            await deferLater(reactor, 0.05)
-        _, err, code = await proc.ended.addTimeout(WAIT, reactor)
+        err, code = await self.publish_until_it_ends(proc)
         self.assertEqual((err, code), (b"txpubsub: cannot write to stdout: No space left on "
                                        b"device\n", 1))
 
