@@ -1,6 +1,7 @@
-"""The wildcard trie finds exactly what a naive matcher finds."""
+"""The wildcard index finds exactly what a naive matcher finds."""
 from __future__ import annotations
 
+import random
 import re
 
 from hypothesis import given, settings
@@ -54,38 +55,47 @@ class PatternIndexTests(SynchronousTestCase):
         self.assertEqual(self.matched(index, "$sys.time"), {"sys"})
         self.assertEqual(self.matched(index, "@alice"), set())
 
-    def test_remove_prunes(self) -> None:
-        """Removing every pattern leaves an empty index with no nodes behind."""
+    def test_remove_lets_go_of_everything(self) -> None:
+        """Removing every pattern leaves an empty index: no shape, no group."""
         index: PatternIndex[str] = PatternIndex()
-        for pattern in ("a.b.c", "a.*.>", ">", "a.b.>"):
+        for pattern in ("a.b.c", "a.*.>", ">", "a.b.>", "*.b", "$sys.>"):
             index.add(pattern, "x")
             index.add(pattern, "x")
-        self.assertEqual(len(index), 4)
-        for pattern in ("a.b.c", "a.*.>", ">", "a.b.>", "never.added"):
+        self.assertEqual((len(index), index.shapes()), (6, 6))
+        for pattern in ("a.b.c", "a.*.>", ">", "a.b.>", "*.b", "$sys.>", "never.added", "n.*"):
             index.remove(pattern, "x")
-        self.assertEqual(len(index), 0)
-        self.assertTrue(index._root.is_empty())
+        self.assertEqual((len(index), index.shapes()), (0, 0))
+        self.assertEqual((index._exact, index._exact_wild, index._rest, index._rest_wild),
+                         ({}, {}, {}, {}))
 
-    def test_deep_pattern_makes_no_empty_parts(self) -> None:
-        """A deep pattern's nodes hold one child each and no dict or set until
-        they need one (memory per subscription: docs/operations.md); a second
-        child makes a dict, and removing it goes back to one."""
+    def test_patterns_of_one_shape_share_it(self) -> None:
+        """news.*.uk and sport.*.fr are one shape: matching a channel looks at
+        each shape of its length once, however many patterns have it."""
         index: PatternIndex[str] = PatternIndex()
-        pattern = ".".join(["a", "*"] * 32)
-        index.add(pattern, "x")
-        node, nodes = index._root, 0
-        while node.only is not None:
-            self.assertEqual((node.children, node.exact, node.rest), (None, None, None))
-            node, nodes = node.only, nodes + 1
-        self.assertEqual((nodes, node.exact), (64, {"x"}))
-        index.add("a.b", "y")
-        first = index._root.only
-        assert first is not None
-        self.assertEqual(sorted(first.children or {}), ["*", "b"])
-        self.assertEqual(self.matched(index, "a.b"), {"y"})
-        index.remove("a.b", "y")
-        self.assertEqual((first.children, first.only_token), (None, "*"))
-        self.assertEqual(self.matched(index, ".".join(["a", "z"] * 32)), {"x"})
+        for n in range(1000):
+            index.add(f"topic{n}.*.uk", f"s{n}")
+            index.add(f"topic{n}.>", f"r{n}")
+        self.assertEqual(index.shapes(), 2)
+        before = index.visits
+        self.assertEqual(self.matched(index, "topic7.x.uk"), {"s7", "r7"})
+        self.assertEqual(index.visits - before, 2)
+
+    def test_deep_overlapping_patterns_cost_one_lookup_each(self) -> None:
+        """The issue's attack: distinct deep patterns that all match one
+        channel cost one lookup per pattern, not one per token of each; a
+        channel of another length does not look at them at all."""
+        index: PatternIndex[str] = PatternIndex()
+        rng = random.Random(21)
+        deep = {".".join(rng.choice("a*") for _ in range(64)) for _ in range(300)}
+        for pattern in deep:
+            index.add(pattern, "attacker")
+        index.add("a.*", "other")
+        before = index.visits
+        self.assertEqual(len(index.match(".".join(["a"] * 64))), len(deep))
+        self.assertEqual(index.visits - before, len(deep))
+        before = index.visits
+        self.assertEqual(self.matched(index, "a.b"), {"other"})
+        self.assertEqual(index.visits - before, 1)
 
     @settings(max_examples=300, deadline=None)
     @given(
@@ -122,7 +132,8 @@ class PatternIndexTests(SynchronousTestCase):
             else:
                 index.remove(pattern, who)
                 live.discard((who, pattern))
-            for probe in (channel, channel, "news.a"):  # the second is from the cache
+            # The second is from the cache; the last two stay cached across steps.
+            for probe in (channel, channel, "news.a", "a.b.c"):
                 expected = {w for w, p in live if naive_match(p, probe)}
                 self.assertEqual(index.readers(probe), expected, probe)
 

@@ -25,7 +25,7 @@ from txpubsub.core.authorizer import AllowAll, Authorizer
 from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
 from txpubsub.core.channel import Channel
 from txpubsub.core.globs import GlobIndex
-from txpubsub.core.index import PatternIndex
+from txpubsub.core.index import NO_LIMIT, PatternIndex
 from txpubsub.core.message import Message
 from txpubsub.core.rate import PublishBudget
 from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection, Member
@@ -51,14 +51,18 @@ ADMIN_SENDER = "$admin"
 IDLE_CHANNEL = 300.0
 SWEEP_INTERVAL = 60.0
 # A listing stops early (and says "more") once counting its channels' wildcard
-# subscribers has walked this many trie nodes: about 50 ms of CPU.
-LIST_WORK = 100_000
+# subscribers has looked at this many pattern shapes: at most about 50 ms of CPU.
+LIST_WORK = 50_000
+# Past this many pattern shapes looked at for one read of a connection's input,
+# the rest of that input waits for the next reactor turn (Hub.reading): about
+# 10 ms of CPU at most, so one client's uncached matches cannot stall the others.
+TURN_WORK = 10_000
 # Retired names past --max-retired are forgotten into this many buckets, each
 # keeping the highest last id of the names that fell into it.
 RETIRED_BUCKETS = 65536
 
-__all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "ClientRecord", "ClosedConnection",
-           "Hub", "Session", "Subscribed", "new_epoch"]
+__all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "TURN_WORK", "ClientRecord",
+           "ClosedConnection", "Hub", "Session", "Subscribed", "new_epoch"]
 
 
 # What subscribe returns: the replay and whether it is partial, or a Deferred of
@@ -152,6 +156,7 @@ class Hub(Service):
         # Channel names by their first token, so LIST news.* looks only at news.<...>
         self._by_head: dict[str, dict[str, Channel[Session]]] = {}
         self._patterns: PatternIndex[Session] = PatternIndex()
+        self._patterns.over_budget = self._over_budget
         # Redis-style glob subscriptions (the RESP door's PSUBSCRIBE), looked
         # at only while there are any.
         self.globs = GlobIndex()
@@ -561,8 +566,24 @@ class Hub(Service):
         return records
 
     def match_work(self) -> int:
-        """Wildcard trie nodes walked so far: what matching has cost, for budgets."""
+        """Pattern shapes looked at so far: what matching has cost, for budgets."""
         return self._patterns.visits
+
+    def reading(self, session: Session | None) -> None:
+        """A door is handling a read of ``session``'s input (None: it is done).
+
+        Matching that this read causes past TURN_WORK (uncached channels
+        against many pattern shapes) is charged to it: the rest of its input
+        waits for the next reactor turn (``Session.yield_turn``), so the
+        other connections are served between two such reads.
+        """
+        index = self._patterns
+        index.charged = session
+        index.budget = index.visits + TURN_WORK if session is not None else NO_LIMIT
+
+    @staticmethod
+    def _over_budget(reader: Session) -> None:
+        reader.yield_turn()
 
     # -- subscriptions ---------------------------------------------------
 

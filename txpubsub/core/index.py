@@ -1,12 +1,23 @@
-"""The wildcard index: a token trie of subscription patterns.
+"""The wildcard index: subscription patterns grouped by their shape.
 
-Publishing walks one path per matching branch, so its cost depends on the
-channel's depth and the patterns that actually match, never on how many
-subscriptions exist elsewhere (nats-server's sublist has the same shape).
+A pattern's shape is how many tokens it has, whether it ends in ``>``, and
+which of its tokens are ``*``: ``news.*.uk`` and ``sport.*.fr`` have one
+shape (three tokens, the second a wildcard). Each shape is a dict from a
+pattern's literal tokens to its subscribers, so a channel's matches cost one
+dict lookup per shape a channel of its length can meet, whatever the number
+of patterns and however they overlap: the token trie this replaced walked
+every prefix of every overlapping pattern (10,000 deep ones on one
+connection cost 100-380 ms per publish; docs/benchmarks.md). A channel of
+n tokens meets at most 2^(n+1) shapes, and one connection can make at most
+--max-subscriptions of them.
+
+Matches are remembered per channel (``readers``); a subscription change
+forgets only the channels its pattern's first token could match.
 """
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from operator import itemgetter
+from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -15,140 +26,144 @@ T = TypeVar("T")
 CACHE_CHANNELS = 4096
 CACHE_REFERENCES = 1 << 18
 
+NO_LIMIT = 1 << 62
 
-class _Node(Generic[T]):
-    """One token of the trie. Each part is made only when first needed, and
-    a node with one child holds it without a dict: an empty dict and two
-    empty sets were ~500 of a node's ~570 bytes, and most nodes of a deep
-    pattern have one child and no subscriber of their own."""
 
-    __slots__ = ("children", "exact", "only", "only_token", "rest")
+def _no_literals(tokens: list[str]) -> tuple[()]:
+    return ()
 
-    def __init__(self) -> None:
-        self.only: _Node[T] | None = None  # the child, while there is just one
-        self.only_token = ""  # its token
-        self.children: dict[str, _Node[T]] | None = None  # token or "*" -> node, 2 or more
-        self.exact: set[T] | None = None  # patterns that end here
-        self.rest: set[T] | None = None  # patterns that end here with ".>"
 
-    def get(self, token: str) -> _Node[T] | None:
-        """The child for ``token``, if any."""
-        if self.only is not None:
-            return self.only if self.only_token == token else None
-        if self.children is not None:
-            return self.children.get(token)
-        return None
+# A shape: (ends in ">", tokens before the ">" or in all, bitmask of literal positions).
+ShapeKey = tuple[bool, int, int]
+# A shape as matching uses it: the literal tokens of a channel (or pattern) at
+# the shape's positions, and those of each pattern of this shape -> its subscribers.
+Shape = tuple[Callable[[list[str]], Any], dict[Any, set[T]]]
 
-    def child(self, token: str) -> _Node[T]:
-        """The child for ``token``, made if it is not there."""
-        node = self.get(token)
-        if node is not None:
-            return node
-        node = _Node()
-        if self.only is not None:
-            self.children = {self.only_token: self.only, token: node}
-            self.only, self.only_token = None, ""
-        elif self.children is not None:
-            self.children[token] = node
-        else:
-            self.only, self.only_token = node, token
-        return node
 
-    def drop(self, token: str) -> None:
-        """Forget the child for ``token`` (it is there)."""
-        if self.only is not None:
-            self.only, self.only_token = None, ""
-            return
-        assert self.children is not None
-        del self.children[token]
-        if len(self.children) == 1:
-            [(self.only_token, self.only)] = self.children.items()
-            self.children = None
-
-    def is_empty(self) -> bool:
-        return self.only is None and not (self.children or self.exact or self.rest)
+def _shape_of(tokens: list[str]) -> tuple[ShapeKey, Callable[[list[str]], Any]]:
+    """A pattern's shape and the function that takes its literal tokens (from
+    the pattern itself, or from a channel of that length)."""
+    rest = tokens[-1] == ">"
+    length = len(tokens) - rest
+    positions = [i for i in range(length) if tokens[i] != "*"]
+    mask = sum(1 << i for i in positions)
+    if not positions:
+        return (rest, length, mask), _no_literals
+    return (rest, length, mask), itemgetter(*positions)
 
 
 class PatternIndex(Generic[T]):
     """Subscribers by pattern; ``match`` finds every set that a channel reaches."""
 
     def __init__(self) -> None:
-        self._root: _Node[T] = _Node()
         self._count = 0
-        # channel -> the subscribers its wildcard matches reach, deduplicated;
-        # forgotten whenever a subscription changes (as nats-server's sublist
-        # cache), oldest first when full.
+        self._shapes: dict[ShapeKey, Shape[T]] = {}
+        # Shapes by the channels they can match: without ">" by token count,
+        # with ">" by the tokens before it (channels longer than that). A
+        # shape whose first token is a wildcard is kept apart: it never
+        # matches a channel starting with $ or @.
+        self._exact: dict[int, dict[ShapeKey, Shape[T]]] = {}
+        self._exact_wild: dict[int, dict[ShapeKey, Shape[T]]] = {}
+        self._rest: dict[int, dict[ShapeKey, Shape[T]]] = {}
+        self._rest_wild: dict[int, dict[ShapeKey, Shape[T]]] = {}
+        # channel -> the subscribers its wildcard matches reach, deduplicated,
+        # oldest first; a pattern's change forgets the channels under its
+        # first token (all of them if that is a wildcard).
         self._cache: dict[str, set[T]] = {}
+        self._cached_under: dict[str, set[str]] = {}  # first token -> cached channels
         self._cached_refs = 0
-        self.visits = 0  # trie nodes walked by match(), ever: listings budget by it
+        self.visits = 0  # shapes looked at by match(), ever: what matching has cost
+        # Past ``budget`` visits, match() calls ``over_budget(charged)`` once,
+        # if there is someone to charge: the hub charges the connection whose
+        # input it is reading (Hub.reading).
+        self.budget = NO_LIMIT
+        self.charged: T | None = None
+        self.over_budget: Callable[[T], None] | None = None
 
     def __len__(self) -> int:
         """How many (pattern, subscriber) entries the index holds."""
         return self._count
 
+    def shapes(self) -> int:
+        """How many shapes the patterns make (what an uncached match may cost)."""
+        return len(self._shapes)
+
     def add(self, pattern: str, subscriber: T) -> None:
         """Index a subscriber under a valid pattern (adding twice is harmless)."""
-        node = self._root
         tokens = pattern.split(".")
-        last = tokens.pop()
-        for token in tokens:
-            node = node.child(token)
-        if last == ">":
-            slot = node.rest
-            if slot is None:
-                slot = node.rest = set()
-        else:
-            node = node.child(last)
-            slot = node.exact
-            if slot is None:
-                slot = node.exact = set()
-        if subscriber not in slot:
-            slot.add(subscriber)
+        key, literals = _shape_of(tokens)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = (literals, {})
+            self._group(key, tokens).setdefault(key[1], {})[key] = shape
+        patterns = shape[1]
+        found = literals(tokens)
+        subscribers = patterns.get(found)
+        if subscribers is None:
+            subscribers = patterns[found] = set()
+        if subscriber not in subscribers:
+            subscribers.add(subscriber)
             self._count += 1
-            self._forget_matches()
+            self._forget_matches(tokens[0])
 
     def remove(self, pattern: str, subscriber: T) -> None:
-        """Forget a subscriber's pattern and prune the branches left empty."""
-        path = [self._root]
+        """Forget a subscriber's pattern (absent: nothing happens)."""
         tokens = pattern.split(".")
-        rest = tokens[-1] == ">"
-        if rest:
-            tokens.pop()
-        for token in tokens:
-            child = path[-1].get(token)
-            if child is None:
-                return
-            path.append(child)
-        end = path[-1]
-        slot = end.rest if rest else end.exact
-        if slot is None or subscriber not in slot:
+        key, literals = _shape_of(tokens)
+        shape = self._shapes.get(key)
+        if shape is None:
             return
-        slot.discard(subscriber)
-        if not slot:
-            # Let go of the empty set (the cache, which may share it, is
-            # cleared below).
-            if rest:
-                end.rest = None
-            else:
-                end.exact = None
+        patterns = shape[1]
+        found = literals(tokens)
+        subscribers = patterns.get(found)
+        if subscribers is None or subscriber not in subscribers:
+            return
+        subscribers.discard(subscriber)
         self._count -= 1
-        self._forget_matches()
-        for depth in range(len(tokens), 0, -1):
-            if not path[depth].is_empty():
-                break
-            path[depth - 1].drop(tokens[depth - 1])
+        # Before the empty set is let go of: a cached match may hold it.
+        self._forget_matches(tokens[0])
+        if subscribers:
+            return
+        del patterns[found]
+        if not patterns:
+            del self._shapes[key]
+            group = self._group(key, tokens)
+            same = group[key[1]]
+            del same[key]
+            if not same:
+                del group[key[1]]
 
-    def _forget_matches(self) -> None:
-        if self._cache:
+    def _group(self, key: ShapeKey, tokens: list[str]) -> dict[int, dict[ShapeKey, Shape[T]]]:
+        wild_first = tokens[0] in ("*", ">")
+        if key[0]:
+            return self._rest_wild if wild_first else self._rest
+        return self._exact_wild if wild_first else self._exact
+
+    def _forget_matches(self, first: str) -> None:
+        """A pattern starting with ``first`` changed: forget the cached matches
+        it could change. Each entry is dropped at most once after the match
+        that made it, so this costs no more than the matching did."""
+        if not self._cache:
+            return
+        if first in ("*", ">"):
             self._cache = {}
+            self._cached_under = {}
             self._cached_refs = 0
+            return
+        names = self._cached_under.pop(first, None)
+        if names:
+            cache = self._cache
+            refs = 0
+            for name in names:
+                refs += len(cache.pop(name)) + 1
+            self._cached_refs -= refs
 
     def readers(self, channel: str) -> set[T]:
         """Every subscriber a wildcard pattern of which matches ``channel``, once.
 
-        Remembered per channel until a subscription changes, so publishing
-        again to a channel costs one dict lookup however many patterns match
-        it. The set is shared: callers must not change it.
+        Remembered per channel until a pattern that could match it changes,
+        so publishing again to a channel costs one dict lookup however many
+        patterns match it. The set is shared: callers must not change it.
         """
         found = self._cache.get(channel)
         if found is not None:
@@ -157,18 +172,29 @@ class PatternIndex(Generic[T]):
         if not sets:
             found = set()
         elif len(sets) == 1:
-            found = sets[0]  # the trie's own set: changing it clears the cache
+            found = sets[0]  # the index's own set: changing it forgets this entry
         else:
             found = set().union(*sets)
-        cache = self._cache
         size = len(found) + 1
         if size <= CACHE_REFERENCES:
+            cache = self._cache
+            under = self._cached_under
             while cache and (len(cache) >= CACHE_CHANNELS
                              or self._cached_refs + size > CACHE_REFERENCES):
                 oldest = next(iter(cache))
                 self._cached_refs -= len(cache.pop(oldest)) + 1
+                head = oldest.partition(".")[0]
+                names = under[head]
+                names.discard(oldest)
+                if not names:
+                    del under[head]
             cache[channel] = found
             self._cached_refs += size
+            head = channel.partition(".")[0]
+            cached = under.get(head)
+            if cached is None:
+                cached = under[head] = set()
+            cached.add(channel)
         return found
 
     def match(self, channel: str) -> list[set[T]]:
@@ -176,39 +202,34 @@ class PatternIndex(Generic[T]):
 
         A subscriber may be in more than one set; the caller deduplicates.
         A wildcard in the first token never matches a channel that starts
-        with ``$`` or ``@`` (system channels and inboxes).
+        with ``$`` or ``@`` (system channels and inboxes). Costs one lookup
+        per shape of a length the channel can match.
         """
         found: list[set[T]] = []
         tokens = channel.split(".")
-        nodes = [self._root]
-        guarded = channel[:1] in ("$", "@")
-        for depth, token in enumerate(tokens):
-            following = []
-            wild = not (guarded and depth == 0)
-            for node in nodes:
-                if wild and node.rest:
-                    found.append(node.rest)
-                only = node.only
-                if only is not None:
-                    only_token = node.only_token
-                    if only_token == token or (wild and only_token == "*"):
-                        following.append(only)
-                    continue
-                children = node.children
-                if children is None:
-                    continue
-                if wild:
-                    star = children.get("*")
-                    if star is not None:
-                        following.append(star)
-                child = children.get(token)
-                if child is not None:
-                    following.append(child)
-            if not following:
-                return found
-            self.visits += len(following)
-            nodes = following
-        for node in nodes:
-            if node.exact:
-                found.append(node.exact)
+        length = len(tokens)
+        tried = 0
+        groups: list[dict[ShapeKey, Shape[T]] | None] = [self._exact.get(length)]
+        rests = [self._rest]
+        if channel[:1] not in ("$", "@"):
+            groups.append(self._exact_wild.get(length))
+            rests.append(self._rest_wild)
+        for rest in rests:
+            for before, of_rest in rest.items():
+                if before < length:
+                    groups.append(of_rest)
+        for shapes in groups:
+            if not shapes:
+                continue
+            tried += len(shapes)
+            for literals, patterns in shapes.values():
+                subscribers = patterns.get(literals(tokens))
+                if subscribers is not None:
+                    found.append(subscribers)
+        self.visits += tried
+        if self.visits > self.budget:
+            self.budget = NO_LIMIT
+            charged, self.charged = self.charged, None
+            if charged is not None and self.over_budget is not None:
+                self.over_budget(charged)
         return found

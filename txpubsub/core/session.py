@@ -16,6 +16,8 @@ class Session(Protocol):
     True when this session is falling behind and its publisher should be
     paced. ``pace`` is then called on the publisher's session (True if it
     was held back), and ``charge_stall`` on each session that was behind.
+    ``yield_turn`` asks it to read no more input until the next reactor turn
+    (its input has cost the hub its budget for one read).
     ``close`` ends the connection with a reason; the door calls
     ``Hub.detach`` later, when the connection is really gone, never from
     inside ``close``.
@@ -29,6 +31,8 @@ class Session(Protocol):
     def pace(self) -> bool: ...
 
     def charge_stall(self) -> None: ...
+
+    def yield_turn(self) -> None: ...
 
     def channel_dropped(self, channel: str) -> None: ...
 

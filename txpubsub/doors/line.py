@@ -153,7 +153,10 @@ class LineDoor(LineFramer):
         session = self.session
         if self.receiving_payload():
             session.heard = True  # a slow upload is alive even before its payload is whole
+        hub = self.hub
+        hub.reading(session)  # costly matching holds the rest of the input (yield_turn)
         super().dataReceived(data)
+        hub.reading(None)
         session.after_read()
 
     def lineLengthExceeded(self, line: bytes) -> None:

@@ -29,7 +29,7 @@ from txpubsub.core.registry import ClientRecord
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
-from txpubsub.doors.session import DoorSettings
+from txpubsub.doors.session import DoorSettings, Session
 from txpubsub.wire.errors import CloseReason, HubError
 from txpubsub.wire.glob import compile_glob
 from txpubsub.wire.names import channel_kind, check_name
@@ -260,6 +260,14 @@ class RespDoor(Protocol):
     def _run(self) -> None:
         queue = self._queue
         session = self.session
+        hub = self.hub
+        hub.reading(session)  # costly matching holds the rest of the input (yield_turn)
+        try:
+            self._commands(queue, session)
+        finally:
+            hub.reading(None)
+
+    def _commands(self, queue: deque[list[bytes] | RespError], session: Session) -> None:
         while queue and not self._holding and session.close_reason is None:
             event = queue.popleft()
             if isinstance(event, RespError):

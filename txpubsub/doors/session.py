@@ -475,6 +475,15 @@ class Session:
         self._stalled = self.hub.clock.callLater(STALL, self._unstall)
         return True
 
+    def yield_turn(self) -> None:
+        """Read nothing more until the next reactor turn: this read's input
+        has cost the hub its matching budget (Hub.reading). The connections
+        that are ready meanwhile are served first."""
+        if self._stalled is not None or self.close_reason is not None:
+            return
+        self._door.hold_input()
+        self._stalled = self.hub.clock.callLater(0, self._unstall)
+
     def _unstall(self) -> None:
         self._stalled = None
         self._door.release_input()

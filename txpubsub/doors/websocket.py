@@ -214,9 +214,15 @@ class JsonDoor(WebSocketServerProtocol):
     # -- the transport's calls ---------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            self._dataReceived(data)
+            return
+        hub = self.hub
+        hub.reading(session)  # costly matching pauses the input (yield_turn)
         self._dataReceived(data)
-        if self.session is not None:
-            self.session.after_read()
+        hub.reading(None)
+        session.after_read()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         if self._login is not None:
