@@ -419,6 +419,9 @@ class HistoryBytesTests(SynchronousTestCase):
         self.assertGreater(evictions, 10)
         self.assertEqual(other.cmd("PING"), "PONG\r\n")
         self.assertEqual(hub.history_bytes, sum(ch.kept_bytes for ch in hub._channels.values()))
+        # What admin STATS and $sys.stats show.
+        self.assertEqual((hub.stats()["history_bytes"], hub.stats()["history_evictions"]),
+                         (hub.history_bytes, evictions))
         hog = hub.channel("hog")
         assert hog is not None
         self.assertEqual(other.cmd("HISTORY small"), "MSG small 1 c2 keep-me\r\n+OK 1\r\n")

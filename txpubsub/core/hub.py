@@ -999,4 +999,6 @@ class Hub(Service):
             "pacing_stalls": c.pacing_stalls,
             "auth_failures": c.auth_failures,
             "store_errors": self.store.errors,
+            "history_bytes": self._history_bytes,
+            "history_evictions": c.history_evictions,
         }

@@ -36,11 +36,15 @@ COUNTERS = {
                       "Times a publisher was paused for a lagging subscriber (--max-stall)."),
     "auth_failures": ("txpubsub_auth_failures", "AUTH attempts with a wrong user or password."),
     "store_errors": ("txpubsub_store_errors", "Failed writes to the --store."),
+    "history_evictions": ("txpubsub_history_evictions",
+                          "Times --max-history-bytes let go of old messages."),
 }
 GAUGES = {
     "clients": ("txpubsub_clients", "Clients connected."),
     "channels": ("txpubsub_channels", "Channels (not counting system channels)."),
     "subscriptions": ("txpubsub_subscriptions", "Subscriptions of all clients."),
+    "history_bytes": ("txpubsub_history_bytes",
+                      "Payload bytes kept in the history of all channels."),
 }
 
 
@@ -74,14 +78,8 @@ class HubCollector(Collector):
         yield GaugeMetricFamily("txpubsub_history_messages",
                                 "Messages kept in the history of all channels.",
                                 value=hub.kept_messages())
-        yield GaugeMetricFamily("txpubsub_history_bytes",
-                                "Payload bytes kept in the history of all channels.",
-                                value=hub.history_bytes)
         yield GaugeMetricFamily("txpubsub_max_history_bytes", "--max-history-bytes.",
                                 value=hub.max_history_bytes)
-        yield CounterMetricFamily("txpubsub_history_evictions",
-                                  "Times --max-history-bytes let go of old messages.",
-                                  value=hub.counters.history_evictions)
         yield GaugeMetricFamily("txpubsub_max_clients", "--max-clients.",
                                 value=hub.max_clients)
         yield GaugeMetricFamily("txpubsub_start_time_seconds",
