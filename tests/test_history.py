@@ -134,6 +134,24 @@ class ReplayWithinBufferTests(SynchronousTestCase):
         self.assertIn(b"MSG big 10 ", out)
         self.assertFalse(self.reader.closed)
 
+    def test_history_encodes_no_more_than_fits(self) -> None:
+        """Messages are encoded newest first and only while they fit: fifty
+        pipelined HISTORY from a reader with its buffer full encode about one
+        message each, not all that are kept."""
+        codec = self.reader.proto.codec
+        encode, encoded = codec.encode, []
+
+        def counting(msg: Message) -> bytes:
+            encoded.append(msg)
+            return encode(msg)
+
+        codec.encode = counting
+        out = self.reader.send(b"HISTORY big\r\n")
+        self.assertTrue(out.endswith(b"+OK 4\r\n"))
+        self.assertEqual(len(encoded), 5)  # four fit, the fifth did not
+        self.reader.proto.dataReceived(b"HISTORY big\r\n" * 50)  # never read
+        self.assertLessEqual(len(encoded), 5 + 5 + 50)
+
     def test_sub_since_cut_short_by_max_buffer_says_partial(self) -> None:
         """SUB since= whose replay --max-buffer cuts short says partial."""
         out = self.reader.send(b"SUB big since=0\r\n")

@@ -142,6 +142,29 @@ class RequestTests(SynchronousTestCase):
             {"type": "ok", "clients": [{"id": "c2", "name": None, "connected_s": 5}]}])
         line.lose()
 
+    def test_list_and_who_paged_with_after(self) -> None:
+        """list and who send at most --max-list items; "more": true says there
+        are others, and "after" (a name, a client id) goes on from the last."""
+        self.hub.max_list = 2
+        for name in ("a", "b", "c"):
+            self.hub.create(name)
+        first = self.ws.ask({"op": "list"})[0]
+        self.assertEqual(([c["name"] for c in first["channels"]], first.get("more")),
+                         (["a", "b"], True))
+        rest = self.ws.ask({"op": "list", "after": "b"})[0]
+        self.assertEqual(([c["name"] for c in rest["channels"]], rest.get("more")), (["c"], None))
+        others = [Conn(self.hub) for _ in range(2)]
+        page = self.ws.ask({"op": "who"})[0]
+        self.assertEqual(([c["id"] for c in page["clients"]], page.get("more")),
+                         (["c1", "c2"], True))
+        page = self.ws.ask({"op": "who", "after": "c2"})[0]
+        self.assertEqual(([c["id"] for c in page["clients"]], page.get("more")), (["c3"], None))
+        self.assertEqual(self.ws.ask({"op": "who", "after": "bob"})[0]["code"], "bad-args")
+        self.assertEqual(self.ws.ask({"op": "list", "after": "no..good"})[0]["code"],
+                         "bad-channel")
+        for other in others:
+            other.lose()
+
     def test_quiet(self) -> None:
         self.assertEqual(self.ws.ask({"op": "quiet", "on": True}),
                          [{"type": "ok", "quiet": True}])

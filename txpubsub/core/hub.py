@@ -540,8 +540,9 @@ class Hub(Service):
             found = [] if ch is None or (after is not None and pattern <= after) else [ch]
             return found
         head = pattern.partition(".")[0]
-        names: Iterable[str] = (self._channels if head in ("*", ">")
-                                else self._by_head.get(head, ()))
+        scanned = (self._channels if head in ("*", ">") else self._by_head.get(head, {}))
+        self.charge(len(scanned))
+        names: Iterable[str] = scanned
         if after is not None:
             names = (name for name in names if name > after)
         matching = filter(pattern_regex(pattern).fullmatch, names)
@@ -566,8 +567,14 @@ class Hub(Service):
         return records
 
     def match_work(self) -> int:
-        """Pattern shapes looked at so far: what matching has cost, for budgets."""
-        return self._patterns.visits
+        """Pattern shapes looked at so far, and names listings scanned: what
+        matching and listing have cost, for budgets."""
+        return self._patterns.work
+
+    def charge(self, work: int) -> None:
+        """Count ``work`` (names or clients a listing looked at) toward the
+        budget of the read being handled (``reading``)."""
+        self._patterns.spend(work)
 
     def reading(self, session: Session | None) -> None:
         """A door is handling a read of ``session``'s input (None: it is done).
@@ -579,7 +586,7 @@ class Hub(Service):
         """
         index = self._patterns
         index.charged = session
-        index.budget = index.visits + TURN_WORK if session is not None else NO_LIMIT
+        index.budget = index.work + TURN_WORK if session is not None else NO_LIMIT
 
     @staticmethod
     def _over_budget(reader: Session) -> None:

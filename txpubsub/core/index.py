@@ -72,9 +72,11 @@ class PatternIndex(Generic[T]):
         self._cache: dict[str, set[T]] = {}
         self._cached_under: dict[str, set[str]] = {}  # first token -> cached channels
         self._cached_refs = 0
-        self.visits = 0  # shapes looked at by match(), ever: what matching has cost
-        # Past ``budget`` visits, match() calls ``over_budget(charged)`` once,
-        # if there is someone to charge: the hub charges the connection whose
+        # Shapes looked at by match(), ever, and other work the hub counts
+        # with spend() (names a listing scans): what matching and listing cost.
+        self.work = 0
+        # Past ``budget``, spend() calls ``over_budget(charged)`` once, if
+        # there is someone to charge: the hub charges the connection whose
         # input it is reading (Hub.reading).
         self.budget = NO_LIMIT
         self.charged: T | None = None
@@ -226,10 +228,14 @@ class PatternIndex(Generic[T]):
                 subscribers = patterns.get(literals(tokens))
                 if subscribers is not None:
                     found.append(subscribers)
-        self.visits += tried
-        if self.visits > self.budget:
+        self.spend(tried)
+        return found
+
+    def spend(self, work: int) -> None:
+        """Count ``work``; past the budget, charge it (once) to whom it is for."""
+        self.work += work
+        if self.work > self.budget:
             self.budget = NO_LIMIT
             charged, self.charged = self.charged, None
             if charged is not None and self.over_budget is not None:
                 self.over_budget(charged)
-        return found

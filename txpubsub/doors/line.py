@@ -421,6 +421,7 @@ class LineDoor(LineFramer):
 
     def _who_lines(self, clients: Sequence[ClientRecord | Member],
                    after: str | None) -> tuple[list[str], bool]:
+        self.hub.charge(len(clients))  # looked at, for the read's budget (Hub.reading)
         if after is not None:
             start = int(after[1:])
             clients = [c for c in clients if int(c.client_id[1:]) > start]

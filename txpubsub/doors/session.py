@@ -494,11 +494,17 @@ class Session:
 
 
 def fit(messages: list[Message], codec: Codec, room: int) -> list[bytes]:
-    """The newest of ``messages``, encoded, that fit in ``room`` bytes."""
-    encoded = [codec.encode(msg) for msg in messages]
+    """The newest of ``messages``, encoded, that fit in ``room`` bytes.
+
+    Encoded newest first, and no further than what fits: a replay asked of a
+    client that already has --max-buffer waiting costs nothing."""
+    encoded: list[bytes] = []
     total = 0
-    for i in range(len(encoded) - 1, -1, -1):
-        total += len(encoded[i])
+    for msg in reversed(messages):
+        data = codec.encode(msg)
+        total += len(data)
         if total > room:
-            return encoded[i + 1:]
+            break
+        encoded.append(data)
+    encoded.reverse()
     return encoded

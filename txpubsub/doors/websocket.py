@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from txpubsub import __version__
 from txpubsub.auth.login import Login
-from txpubsub.core.hub import Hub
+from txpubsub.core.hub import LIST_WORK, Hub
 from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import Codec
@@ -35,6 +35,7 @@ from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
 from txpubsub.doors.session import DoorSettings, Session, fit, is_local
 from txpubsub.wire.errors import CloseReason, HubError, shorten
+from txpubsub.wire.names import channel_kind, is_client_id
 from txpubsub.wire.websocket import (
     OP_TEXT,
     PING_FRAME,
@@ -445,15 +446,31 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_list(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern", required=False) or ">"
-        channels = [
-            {"name": ch.name, "subscribers": len(self.hub.subscribers_of(ch.name)),
-             "published": ch.published, "kept": ch.kept}
-            for ch in self.hub.channels(pattern)
-        ]
-        self._ok(ref, channels=channels)
+        after = _string(request, "after", required=False)
+        if after is not None:
+            channel_kind(after)
+        hub = self.hub
+        limit = hub.max_list
+        chosen = hub.channels(pattern, after, limit + 1)
+        more = len(chosen) > limit
+        budget = hub.match_work() + LIST_WORK
+        channels = []
+        for ch in chosen[:limit]:
+            if hub.match_work() > budget:
+                more = True  # counting wildcard subscribers cost its budget (as LIST)
+                break
+            channels.append({"name": ch.name, "subscribers": len(hub.subscribers_of(ch.name)),
+                             "published": ch.published, "kept": ch.kept})
+        if more:
+            self._ok(ref, channels=channels, more=True)
+        else:
+            self._ok(ref, channels=channels)
 
     def do_who(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel", required=False)
+        after = _string(request, "after", required=False)
+        if after is not None and not is_client_id(after):
+            raise HubError("bad-args", '"after" takes a client id')
         clients: Sequence[ClientRecord | Member]
         if channel is not None:
             clients = self.hub.clients_of(self.hub.subscribers_of(channel))
@@ -461,18 +478,28 @@ class JsonDoor(WebSocketServerProtocol):
             found = self.hub.everyone()
             if isinstance(found, Deferred):  # every server's, from Redis
                 self._replies.send(found.addCallbacks(  # type: ignore[union-attr]
-                    self._who, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+                    self._who, self._refused, callbackArgs=(ref, after), errbackArgs=(ref,)))
                 return
             clients = found
-        self._replies.send(self._who(clients, ref))  # type: ignore[union-attr]
+        self._replies.send(self._who(clients, ref, after))  # type: ignore[union-attr]
 
-    def _who(self, clients: Sequence[ClientRecord | Member], ref: Ref) -> bytes:
-        now = self.hub.clock.seconds()
+    def _who(self, clients: Sequence[ClientRecord | Member], ref: Ref,
+             after: str | None) -> bytes:
+        """At most --max-list clients after ``after`` (an id), oldest first."""
+        hub = self.hub
+        hub.charge(len(clients))
+        if after is not None:
+            start = int(after[1:])
+            clients = [c for c in clients if int(c.client_id[1:]) > start]
+        limit = hub.max_list
+        now = hub.clock.seconds()
         reply = self._with_ref("ok", ref)
         reply["clients"] = [
             {"id": c.client_id, "name": c.name, "connected_s": int(now - c.connected_at)}
-            for c in clients
+            for c in clients[:limit]
         ]
+        if len(clients) > limit:
+            reply["more"] = True
         return text_frame(reply)
 
     def do_quiet(self, request: dict[str, Any], ref: Ref) -> None:
