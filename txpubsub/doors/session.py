@@ -448,8 +448,9 @@ class Session:
         self._door.channel_dropped(channel)
 
     def pending_bytes(self) -> int:
-        """Output waiting to be sent to this connection."""
-        return unsent_bytes(self.transport) + sum(map(len, self._out or ()))
+        """Output waiting to be sent to this connection (O(1): asked once per
+        SUB and HISTORY, and one read may pipeline thousands of those)."""
+        return unsent_bytes(self.transport) + (self._out_len if self._out is not None else 0)
 
     # IPushProducer, called by our own transport about our output.
     def pauseProducing(self) -> None:
