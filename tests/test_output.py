@@ -25,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.doors.output import direct_socket, send_now, unsent_bytes
 
+from .helpers import Conn, make_hub
 from .netclient import WAIT
 from .test_tls import Certs
 
@@ -103,6 +104,23 @@ class UnsentBytesTests(SynchronousTestCase):
         wrapper = TLSLike()
         wrapper.transport.write(b"z" * 7)
         self.assertEqual(unsent_bytes(wrapper), 157)
+
+
+class PendingBytesTests(SynchronousTestCase):
+    def test_this_turns_output_counts_as_it_queues(self) -> None:
+        """A session's pending bytes are what its transport holds plus this
+        turn's queued output (kept as a running total, not summed per ask:
+        a read of thousands of pipelined SUB asks once per SUB)."""
+        conn = Conn(make_hub())
+        session = conn.proto.session
+        conn.proto.dataReceived(b"SUB a\n" * 100)
+        reply = b"+OK subscribed a 0\r\n"
+        self.assertEqual(conn.transport.value(), b"")  # queued for the end of the turn
+        self.assertEqual(session.pending_bytes(), 100 * len(reply))
+        conn.flush()
+        self.assertEqual(session.pending_bytes(), 100 * len(reply))  # now in the transport
+        conn.transport.drain()
+        self.assertEqual(session.pending_bytes(), 0)
 
 
 class RealTCPTests(TestCase):
