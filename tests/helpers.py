@@ -90,8 +90,13 @@ class Conn:
         return self.transport.drain()
 
     def send(self, data: bytes) -> bytes:
-        """Feed bytes in one chunk and return what the server wrote back."""
+        """Feed bytes in one chunk and return what the server wrote back,
+        once the turns it takes are over (a large read of many lines is
+        handled a thousand lines a turn)."""
         self.proto.dataReceived(data)
+        clock = getattr(self.proto, "hub", None) and self.proto.hub.clock
+        if isinstance(clock, Clock):
+            clock.advance(0)
         return self.take()
 
     def cmd(self, line: str) -> str:

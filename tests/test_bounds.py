@@ -19,6 +19,13 @@ def lines(data: bytes) -> list[bytes]:
     return data.split(b"\r\n")[:-1]
 
 
+def ping(conn: Conn) -> bytes:
+    """PING and its answer within this reactor turn (Conn.cmd would run the
+    turns after it too)."""
+    conn.proto.dataReceived(b"PING\n")
+    return conn.take()
+
+
 class ListingLimitTests(SynchronousTestCase):
     def test_list_capped_then_continued_with_after(self) -> None:
         """LIST sends at most --max-list channels and says `more`; after= goes on
@@ -115,6 +122,11 @@ class WildcardCostTests(SynchronousTestCase):
             patterns.add(".".join(rng.choice("a*") for _ in range(64)))
         return sorted(patterns)
 
+    def subscribe(self, conn: Conn, patterns: list[str]) -> None:
+        """SUB each pattern, in one write (a thousand lines a reactor turn)."""
+        out = conn.send(b"".join(b"SUB %s\n" % p.encode() for p in patterns))
+        self.assertEqual(out.count(b"+OK subscribed"), len(patterns))
+
     def test_deep_patterns_list_stops_within_its_budget(self) -> None:
         """2000 deep overlapping patterns that match 30 deep channels: LIST
         stops once its matching work is spent and says `more`; after= makes
@@ -122,7 +134,7 @@ class WildcardCostTests(SynchronousTestCase):
         hub = make_hub(max_subscriptions=5000)
         attacker = Conn(hub)
         patterns = self.deep_patterns(2000)
-        attacker.send(b"".join(b"SUB %s\n" % p.encode() for p in patterns))
+        self.subscribe(attacker, patterns)
         deep = ["a." * 63 + last for last in "0123456789ABCDEFGHIJKLMNOPQRST"]
         for name in deep:
             hub.create(name)
@@ -158,7 +170,7 @@ class WildcardCostTests(SynchronousTestCase):
         hub = make_hub(max_subscriptions=5000)
         attacker = Conn(hub)
         patterns = self.deep_patterns(2000)
-        attacker.send(b"".join(b"SUB %s\n" % p.encode() for p in patterns))
+        self.subscribe(attacker, patterns)
         attacker.send(b"QUIET on\n")
         other = Conn(hub)
         names = ["a." * 63 + last for last in "bcdefghijklmnopqrstu"]
@@ -167,7 +179,7 @@ class WildcardCostTests(SynchronousTestCase):
         turns = 1
         while True:
             self.assertLessEqual(hub.match_work() - before, TURN_WORK + len(patterns))
-            self.assertEqual(other.cmd("PING"), "PONG\r\n")
+            self.assertEqual(ping(other), b"PONG\r\n")
             if hub.channel(names[-1]) is not None or turns == 100:
                 break
             before = hub.match_work()
@@ -184,7 +196,7 @@ class WildcardCostTests(SynchronousTestCase):
         hub = make_hub(max_subscriptions=5000)
         attacker = Conn(hub)
         patterns = self.deep_patterns(2000)
-        attacker.send(b"".join(b"SUB %s\n" % p.encode() for p in patterns))
+        self.subscribe(attacker, patterns)
         channel = "a." * 63 + "a"
         for _ in range(3):
             before = hub.match_work()
@@ -205,10 +217,25 @@ class WildcardCostTests(SynchronousTestCase):
         for turn in range(5):
             lister.flush()
             self.assertEqual(lister.transport.value().count(b"+OK 0\r\n"), turn + 1)
-            self.assertEqual(other.cmd("PING"), "PONG\r\n")
+            self.assertEqual(ping(other), b"PONG\r\n")
             next_turn(hub.clock)
         lister.flush()
         self.assertEqual(lister.transport.value().count(b"+OK 2\r\n"), 5)  # the WHOs
+
+    def test_a_read_of_many_short_commands_takes_turns(self) -> None:
+        """64 KiB of short commands is ~10,000 of them: handled a thousand a
+        turn, in order, with another client's PING answered in between."""
+        hub = make_hub()
+        attacker, other = Conn(hub), Conn(hub)
+        attacker.proto.dataReceived(b"".join(b"SUB s%d\n" % n for n in range(4500)))
+        for turn in range(1, 6):
+            attacker.flush()
+            self.assertEqual(attacker.transport.value().count(b"+OK subscribed"),
+                             min(1000 * turn, 4500))
+            self.assertEqual(ping(other), b"PONG\r\n")
+            next_turn(hub.clock)
+        replies = lines(attacker.take())
+        self.assertEqual(replies, [b"+OK subscribed s%d 0" % n for n in range(4500)])
 
     def test_a_pattern_change_forgets_only_what_it_could_match(self) -> None:
         """The attacker's SUB/UNSUB under its own first token leaves other
@@ -216,7 +243,7 @@ class WildcardCostTests(SynchronousTestCase):
         forgets them all, and its subscriber gets the next message."""
         hub = make_hub(max_subscriptions=5000)
         attacker = Conn(hub)
-        attacker.send(b"".join(b"SUB %s\n" % p.encode() for p in self.deep_patterns(500)))
+        self.subscribe(attacker, self.deep_patterns(500))
         reader = Conn(hub)
         reader.cmd("SUB news.*")
         publisher = Conn(hub)
@@ -236,7 +263,7 @@ class WildcardCostTests(SynchronousTestCase):
         nothing; a subscription change is seen at once."""
         hub = make_hub(max_subscriptions=5000)
         attacker = Conn(hub)
-        attacker.send(b"".join(b"SUB %s\n" % p.encode() for p in self.deep_patterns(1000)))
+        self.subscribe(attacker, self.deep_patterns(1000))
         channel = "a." * 63 + "a"
         publisher = Conn(hub)
         publisher.cmd(f"PUB {channel} one")

@@ -13,7 +13,7 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.resp import RespDoor, RespDoorFactory, unknown_command
 from txpubsub.doors.session import DoorSettings
 
-from .helpers import Conn, make_hub
+from .helpers import Conn, make_hub, next_turn
 from .test_auth import USERS, run_now
 
 
@@ -55,6 +55,20 @@ class CommandTests(RespCase):
         self.assertEqual(c.send(b'echo "two words"\r\n'), b"$9\r\ntwo words\r\n")
         self.assertEqual(c.send(b"PING a b\r\n"),
                          b"-ERR wrong number of arguments for 'ping' command\r\n")
+
+    def test_thousands_of_pipelined_commands_take_turns(self) -> None:
+        """A read of 2,500 commands runs a thousand a reactor turn, in order,
+        and another client's PING is answered between the turns."""
+        c, other = self.conn(), self.conn()
+        c.proto.dataReceived(b"".join(cmd("ECHO", str(n)) for n in range(2500)))
+        for turn in (1, 2, 3):
+            c.flush()
+            self.assertEqual(c.transport.value().count(b"$"), min(1000 * turn, 2500))
+            other.proto.dataReceived(b"PING\r\n")
+            self.assertEqual(other.take(), b"+PONG\r\n")
+            next_turn(self.clock)
+        self.assertEqual(c.take(), b"".join(b"$%d\r\n%d\r\n" % (len(str(n)), n)
+                                            for n in range(2500)))
 
     def test_unknown_command_worded_as_redis(self) -> None:
         c = self.conn()

@@ -26,6 +26,13 @@ class LineFramer(LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = 65536
+    # A read of more than SLICE bytes and LINES_PER_TURN lines (64 KiB of
+    # short commands is ~10,000 of them) is handled LINES_PER_TURN lines at
+    # a time: after each slice ``lines_spent`` is called, and the line door
+    # holds the rest for the next reactor turn. Smaller reads, the usual
+    # ones, cost nothing more (one comparison); a large read one C count.
+    LINES_PER_TURN = 1000
+    SLICE = 8192
     transport: Any  # a TCP, TLS or Unix transport: more than ITransport promises
     # Slots: a server holds thousands of these (LineReceiver's own attributes
     # still live in the instance dict).
@@ -59,6 +66,25 @@ class LineFramer(LineReceiver):
                 self.dataReceived(held)
 
     def dataReceived(self, data: bytes) -> None:
+        most = self.LINES_PER_TURN
+        if len(data) > self.SLICE and data.count(b"\n") > most:
+            cut = -1
+            for _ in range(most):
+                cut = data.find(b"\n", cut + 1)
+            self._lines(data[:cut + 1])
+            rest = data[cut + 1:]
+            if self.transport.disconnecting:
+                return
+            if not self._holding:
+                self.lines_spent()
+            if self._holding:
+                self._held += rest
+            else:
+                self.dataReceived(rest)
+            return
+        self._lines(data)
+
+    def _lines(self, data: bytes) -> None:
         pos = 0
         size = len(data)
         transport = self.transport
@@ -136,6 +162,10 @@ class LineFramer(LineReceiver):
         else:
             self.frameError()
         return pos
+
+    def lines_spent(self) -> None:
+        """LINES_PER_TURN lines of a large read were handled; the rest goes on
+        at once unless this calls ``hold_input``."""
 
     def payloadReceived(self, payload: bytes) -> None:
         """Called with a whole payload announced by ``expect_payload``."""

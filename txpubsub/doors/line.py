@@ -159,6 +159,10 @@ class LineDoor(LineFramer):
         hub.reading(None)
         session.after_read()
 
+    def lines_spent(self) -> None:
+        # A read of thousands of short commands: the others get their turn.
+        self.session.yield_turn()
+
     def lineLengthExceeded(self, line: bytes) -> None:
         self.session.close(CloseReason.LINE_TOO_LONG,
                            f"lines are at most {self.MAX_LENGTH} bytes")

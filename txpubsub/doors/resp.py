@@ -263,7 +263,15 @@ class RespDoor(Protocol):
         hub = self.hub
         hub.reading(session)  # costly matching holds the rest of the input (yield_turn)
         try:
-            self._commands(queue, session)
+            if len(queue) <= COMMANDS_PER_TURN:
+                self._commands(queue, session)
+                return
+            # Thousands of short commands in one read: the others get their turn.
+            now = deque(queue.popleft() for _ in range(COMMANDS_PER_TURN))
+            self._commands(now, session)
+            queue.extendleft(reversed(now))  # not run (held, or closing): first next time
+            if queue and not self._holding and session.close_reason is None:
+                session.yield_turn()
         finally:
             hub.reading(None)
 
@@ -726,6 +734,10 @@ class RespDoor(Protocol):
                  f"pubsub_patterns:{len(self.hub.globs)}", ""]
         self._replies.send(bulk("\r\n".join(lines)))
 
+
+# Commands run in one go; a read of more waits for the next reactor turn
+# after them (as the line door's LINES_PER_TURN).
+COMMANDS_PER_TURN = 1000
 
 # What CONFIG GET knows: nothing is saved the way Redis saves, one database.
 CONFIG = {b"save": b"", b"appendonly": b"no", b"databases": b"1"}
