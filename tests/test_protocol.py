@@ -7,6 +7,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from txpubsub.core.hub import ADMIN_SENDER, MAX_DIRECT_FROM
 from txpubsub.doors.feeds import FeedFactory
 
 from .helpers import Conn, make_hub
@@ -280,6 +281,59 @@ class DirectMessageTests(SynchronousTestCase):
         self.assertTrue(b.cmd("PUB @c1 x").startswith("-ERR no-such-client "))
         Conn(self.hub)
         self.assertEqual(b.cmd("PUB @c3 x"), "+OK 1\r\n")
+
+
+class DirectRefusalTests(SynchronousTestCase):
+    """DIRECT: a client chooses whose direct messages it takes."""
+
+    def setUp(self) -> None:
+        self.hub = make_hub()
+        self.alice, self.bob, self.carol = Conn(self.hub), Conn(self.hub), Conn(self.hub)
+        self.alice.cmd("NAME alice")
+        self.bob.cmd("NAME bob")
+
+    def test_direct_off_refuses_every_sender_but_the_server(self) -> None:
+        """DIRECT off: PUB and PUBB to @alice get -ERR refused (a PUBB's payload
+        is still read), nothing reaches her; the admin's voice still does;
+        DIRECT on takes everyone's again."""
+        self.assertEqual(self.alice.cmd("DIRECT off"), "+OK direct off\r\n")
+        self.assertEqual(self.bob.cmd("PUB @alice hi"),
+                         "-ERR refused alice takes no direct messages\r\n")
+        self.assertEqual(self.bob.send(b"PUBB @alice 3\r\nPUB\r\nPING\r\n"),
+                         b"-ERR refused alice takes no direct messages\r\nPONG\r\n")
+        self.assertEqual(self.alice.take(), b"")
+        self.hub.publish(ADMIN_SENDER, "@alice", b"maintenance")
+        self.assertEqual(self.alice.take(), b"MSG @alice 1 $admin maintenance\r\n")
+        self.assertEqual(self.alice.cmd("direct ON"), "+OK direct on\r\n")
+        self.assertEqual(self.bob.cmd("PUB @alice hi"), "+OK 2\r\n")
+        self.assertEqual(self.alice.take(), b"MSG @alice 2 bob hi\r\n")
+
+    def test_direct_from_takes_the_senders_named_by_name_or_id(self) -> None:
+        """DIRECT from bob c3: bob (by name) and carol (by her id) get through,
+        anyone else is refused, and so is whoever stops being bob."""
+        self.assertEqual(self.alice.cmd("DIRECT from bob c3 bob"), "+OK direct from 2\r\n")
+        self.assertEqual(self.bob.cmd("PUB @alice from bob"), "+OK 1\r\n")
+        self.assertEqual(self.carol.cmd("PUB @alice from carol"), "+OK 2\r\n")
+        dave = Conn(self.hub)
+        refusal = "-ERR refused alice takes direct messages only from some senders\r\n"
+        self.assertEqual(dave.cmd("PUB @c1 from dave"), refusal)
+        self.bob.cmd("NAME robert")
+        self.assertEqual(self.bob.cmd("PUB @alice again"), refusal)
+        self.assertEqual(self.alice.take(),
+                         b"MSG @alice 1 bob from bob\r\nMSG @alice 2 c3 from carol\r\n")
+
+    def test_direct_bad_arguments(self) -> None:
+        """Anything but on, off or from with names and ids is bad-args, and
+        changes nothing."""
+        self.alice.cmd("DIRECT off")
+        for line in ("DIRECT", "DIRECT maybe", "DIRECT from", "DIRECT on now",
+                     "DIRECT from bob 9lives", "DIRECT from " + " ".join(
+                         f"n{i}" for i in range(MAX_DIRECT_FROM + 1))):
+            self.assertTrue(self.alice.cmd(line).startswith("-ERR bad-args "), line)
+        self.assertTrue(self.bob.cmd("PUB @alice hi").startswith("-ERR refused "))
+
+    def test_help_names_direct(self) -> None:
+        self.assertIn("HELP DIRECT on|off ", self.alice.cmd("HELP"))
 
 
 class BadInputTests(SynchronousTestCase):

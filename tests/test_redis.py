@@ -393,6 +393,40 @@ class NamesTests(TwoServers):
         self.assertEqual((yield b.set_name(cb, "alice")), "alice")
 
     @inlineCallbacks
+    def test_direct_refusals_hold_on_every_server(self) -> Any:
+        """alice's DIRECT off, then DIRECT from bob, hold for senders on the
+        other server too (Redis's script checks them); the server's own voice
+        gets through; once she leaves, her DIRECT key goes with her."""
+        a, b = self.hubs
+        ca, ra = self.client(a)
+        cb, _ = self.client(b)
+        cc, _ = self.client(b)
+        yield a.set_name(ca, "alice")
+        yield b.set_name(cb, "bob")
+        yield a.take_direct(ca, [])
+        self.assertEqual(self.redis_get("txpubsub:direct:" + ca.client_id), b"-")
+        with self.assertRaises(HubError) as caught:
+            yield b.publish(cb.sender, "@alice", b"hi", cb)
+        self.assertEqual((caught.exception.code, caught.exception.text),
+                         ("refused", "alice takes no direct messages"))
+        self.assertEqual((yield b.publish("$admin", "@alice", b"notice")), 1)
+        yield a.take_direct(ca, ["bob"])
+        self.assertEqual((yield b.publish(cb.sender, "@alice", b"from bob", cb)), 2)
+        with self.assertRaises(HubError) as caught:
+            yield b.publish(cc.sender, "@" + ca.client_id, b"from c", cc)
+        self.assertEqual(caught.exception.code, "refused")
+        yield wait_until(lambda: len(ra.messages) == 2)
+        self.assertEqual([m.payload for m in ra.messages], [b"notice", b"from bob"])
+        # Kept alive by the heartbeat, as names are (here: lost, as after a
+        # Redis outage longer than its TTL, and put back).
+        subprocess.run(["redis-cli", "-p", str(self.redis.port), "DEL",
+                        "txpubsub:direct:" + ca.client_id], capture_output=True, check=True)
+        a.backplane._refresh()  # type: ignore[attr-defined]
+        yield wait_until(lambda: self.redis_get("txpubsub:direct:" + ca.client_id) == b"bob")
+        a.detach(ca, CloseReason.QUIT)
+        yield wait_until(lambda: not self.redis_get("txpubsub:direct:" + ca.client_id))
+
+    @inlineCallbacks
     def test_who_lists_every_server(self) -> Any:
         """WHO lists the clients of every server, by id, with their names."""
         a, b = self.hubs

@@ -165,6 +165,25 @@ class RequestTests(SynchronousTestCase):
         for other in others:
             other.lose()
 
+    def test_direct(self) -> None:
+        """"direct" with "on" or "from": whose direct messages this client
+        takes; others get refused, as on the line protocol."""
+        line = Conn(self.hub)
+        self.assertEqual(self.ws.ask({"op": "direct", "on": False, "ref": 1}),
+                         [{"type": "ok", "ref": 1, "direct": "off"}])
+        self.assertEqual(line.cmd("PUB @c1 hi"), "-ERR refused c1 takes no direct messages\r\n")
+        self.assertEqual(self.ws.ask({"op": "direct", "from": ["c2", "bob", "c2"]}),
+                         [{"type": "ok", "direct": ["bob", "c2"]}])
+        self.assertEqual(line.cmd("PUB @c1 hi"), "+OK 1\r\n")
+        self.assertEqual(self.ws.ask({"op": "direct", "on": True}),
+                         [{"type": "msg", "channel": "@c1", "id": 1, "sender": "c2",
+                           "data": "hi"}, {"type": "ok", "direct": "on"}])
+        for bad in ({"op": "direct"}, {"op": "direct", "on": "no"},
+                    {"op": "direct", "from": []}, {"op": "direct", "from": ["9x"]},
+                    {"op": "direct", "on": True, "from": ["bob"]}):
+            self.assertEqual(self.ws.ask(bad)[0]["code"], "bad-args", bad)
+        line.lose()
+
     def test_quiet(self) -> None:
         self.assertEqual(self.ws.ask({"op": "quiet", "on": True}),
                          [{"type": "ok", "quiet": True}])

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
 from txpubsub.core.channel import Channel
-from txpubsub.core.hub import Hub, new_epoch
+from txpubsub.core.hub import Hub, new_epoch, refused
 from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.core.session import Session
@@ -42,6 +42,11 @@ from txpubsub.wire.names import is_client_id, is_wildcard
 
 PREFIX = "txpubsub:"
 EPOCH_KEY = PREFIX + "epoch"
+def _policy(allowed: frozenset[str]) -> str:
+    """A DIRECT as DIRECT_SCRIPT reads it: the senders taken, or "-" for none."""
+    return " ".join(sorted(allowed)) or "-"
+
+
 # Publishes waiting for Redis at once; past this a publish is refused.
 MAX_PENDING = 10000
 
@@ -80,12 +85,24 @@ for i, key in ipairs(KEYS) do
 end
 return lost
 """
-# KEYS[1] the recipient's name or client key; ARGV: sender, payload, TTL.
-# Numbers the message in the recipient's inbox and sends it to its server.
+# KEYS[1] the recipient's name or client key; ARGV: sender, payload, TTL, the
+# sender's client id ("" for the server's own voice). Numbers the message in
+# the recipient's inbox and sends it to its server; 0: no such client; -1 or
+# -2: the recipient's DIRECT takes nobody's, or only others' (its
+# txpubsub:direct:<id> key: "-", or the names and ids it takes, spaced).
 DIRECT_SCRIPT = """
 local held = redis.call('GET', KEYS[1])
 if not held then return 0 end
 local server, client = string.match(held, '^(%S+) (%S+)$')
+local policy = redis.call('GET', 'txpubsub:direct:' .. client)
+if policy and ARGV[4] ~= '' then
+  if policy == '-' then return -1 end
+  local taken = false
+  for who in string.gmatch(policy, '%S+') do
+    if who == ARGV[1] or who == ARGV[4] then taken = true end
+  end
+  if not taken then return -2 end
+end
 local inbox = 'txpubsub:inbox:' .. client
 local id = redis.call('INCR', inbox)
 redis.call('EXPIRE', inbox, 86400)
@@ -436,22 +453,43 @@ class RedisBackplane(Service):
     ) -> Deferred[int]:
         """A direct message to a client of this server: numbered in Redis too,
         so an inbox has one id space wherever its messages come from."""
-        return self.direct_elsewhere(recipient.client_id, sender, payload)
+        return self.direct_elsewhere(recipient.client_id, sender, payload, publisher)
 
-    def direct_elsewhere(self, recipient: str, sender: str, payload: bytes) -> Deferred[int]:
+    def direct_elsewhere(self, recipient: str, sender: str, payload: bytes,
+                         publisher: ClientRecord | None = None) -> Deferred[int]:
         """A direct message to a name or client id held on any server."""
         conn = self._conn
         if conn is None:
             raise HubError("unavailable", "redis cannot be reached; not sent")
         key = PREFIX + ("client:" if is_client_id(recipient) else "name:") + recipient
-        d = conn.execute_command("EVAL", DIRECT_SCRIPT, 1, key, sender, payload, NAME_TTL)
+        d = conn.execute_command("EVAL", DIRECT_SCRIPT, 1, key, sender, payload, NAME_TTL,
+                                 publisher.client_id if publisher is not None else "")
         return d.addCallbacks(self._sent, self._not_sent, (recipient,))
 
     @staticmethod
     def _sent(msg_id: int, recipient: str) -> int:
         if not msg_id:
             raise HubError("no-such-client", f"no client called {shorten(recipient)}")
+        if msg_id < 0:
+            raise refused(shorten(recipient), msg_id == -1)
         return int(msg_id)
+
+    def direct_policy(self, client: ClientRecord, allowed: frozenset[str] | None
+                      ) -> Deferred[None]:
+        """A client's DIRECT, for every server (DIRECT_SCRIPT reads it)."""
+        conn = self._conn
+        if conn is None:
+            raise HubError("unavailable", "redis cannot be reached; nothing changed")
+        key = PREFIX + "direct:" + client.client_id
+        if allowed is None:
+            d = conn.execute_command("DEL", key)
+        else:
+            d = conn.execute_command("SET", key, _policy(allowed), "EX", NAME_TTL)
+        return d.addCallbacks(lambda _: None, self._policy_not_set)
+
+    def _policy_not_set(self, failure: Failure) -> None:
+        self._log.warn("redis: DIRECT failed: {why}", why=failure.value)
+        raise HubError("unavailable", "redis did not answer; nothing changed")
 
     def _not_sent(self, failure: Failure) -> None:
         self._log.warn("redis: direct message failed: {why}", why=failure.value)
@@ -547,7 +585,11 @@ class RedisBackplane(Service):
         keys = [PREFIX + "client:" + client.client_id]
         if name is not None:
             keys.append(PREFIX + "name:" + name)
-        self._let_go(keys, [self._holder(client)] * len(keys))
+        values = [self._holder(client)] * len(keys)
+        if client.direct_from is not None:
+            keys.append(PREFIX + "direct:" + client.client_id)
+            values.append(_policy(client.direct_from))
+        self._let_go(keys, values)
         conn = self._conn
         if conn is not None:
             conn.execute_command("HDEL", self._who_key, client.client_id).addErrback(self._ignore)
@@ -573,6 +615,9 @@ class RedisBackplane(Service):
                 if client.name is not None:
                     keys.append(PREFIX + "name:" + client.name)
                     values.append(holder)
+                if client.direct_from is not None:
+                    keys.append(PREFIX + "direct:" + client.client_id)
+                    values.append(_policy(client.direct_from))
         conn.execute_command("EVAL", SERVER_SCRIPT, 2, PREFIX + "servers", self._who_key,
                              self.server_id, NAME_TTL, *listed).addErrback(self._ignore)
         if keys:

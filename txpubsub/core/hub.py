@@ -39,6 +39,7 @@ from txpubsub.wire.names import (
     SYSTEM,
     channel_kind,
     check_name,
+    is_client_id,
     is_wildcard,
     pattern_kind,
     pattern_regex,
@@ -57,12 +58,14 @@ LIST_WORK = 50_000
 # the rest of that input waits for the next reactor turn (Hub.reading): about
 # 10 ms of CPU at most, so one client's uncached matches cannot stall the others.
 TURN_WORK = 10_000
+# Most senders one DIRECT from ... names.
+MAX_DIRECT_FROM = 100
 # Retired names past --max-retired are forgotten into this many buckets, each
 # keeping the highest last id of the names that fell into it.
 RETIRED_BUCKETS = 65536
 
 __all__ = ["ADMIN_SENDER", "LIST_WORK", "SYSTEM_CHANNELS", "TURN_WORK", "ClientRecord",
-           "ClosedConnection", "Hub", "Session", "Subscribed", "new_epoch"]
+           "ClosedConnection", "Hub", "Session", "Subscribed", "new_epoch", "refused"]
 
 
 # What subscribe returns: the replay and whether it is partial, or a Deferred of
@@ -74,6 +77,14 @@ Subscribed = Union[tuple[list[Message], bool], "Deferred[tuple[list[Message], bo
 # Logger there takes the class's name): --log-level txpubsub.connections=warn
 # turns them off on busy servers.
 _connections = Logger(namespace="txpubsub.connections")
+
+
+def refused(recipient: str, nobody: bool) -> HubError:
+    """What a sender the recipient's DIRECT leaves out is told (``nobody``:
+    DIRECT off, else DIRECT from others)."""
+    if nobody:
+        return HubError("refused", f"{recipient} takes no direct messages")
+    return HubError("refused", f"{recipient} takes direct messages only from some senders")
 
 
 def new_epoch() -> str:
@@ -203,6 +214,8 @@ class Hub(Service):
         self._joined = getattr(backplane, "client_joined", None)
         self._left = getattr(backplane, "client_left", None)
         self._direct_elsewhere = getattr(backplane, "direct_elsewhere", None)
+        # direct_policy(client, allowed) -> Deferred: a client's DIRECT, on every server.
+        self._direct_policy = getattr(backplane, "direct_policy", None)
         self._everyone = getattr(backplane, "everyone", None)  # () -> Deferred[list[Member]]
 
     def restart_ids(self, epoch: str) -> None:
@@ -948,10 +961,37 @@ class Hub(Service):
             self._check(self.authorizer.may_publish(client, "@" + recipient), "@" + recipient)
         target = self.registry.find(recipient)
         if target is None and self._direct_elsewhere is not None:
-            return self._direct_elsewhere(recipient, sender, payload)
+            return self._direct_elsewhere(recipient, sender, payload, client)
         if target is None or not target.addressable:
             raise HubError("no-such-client", f"no client called {shorten(recipient)}")
+        allowed = target.direct_from
+        if allowed is not None and client is not None and not (
+                client.client_id in allowed or client.name in allowed):
+            raise refused(target.sender, not allowed)
         return self.backplane.direct(target, sender, payload, client)
+
+    def take_direct(self, client: ClientRecord, senders: Iterable[str] | None
+                    ) -> Deferred[None] | None:
+        """Whose direct messages ``client`` takes from now on: everyone's
+        (None), or only those of the senders named, by name or client id
+        (none: nobody's). Others get HubError refused; the server's own
+        voice (the admin's PUB) always gets through. With a shared backplane,
+        a Deferred that fires once every server refuses them too."""
+        allowed = None if senders is None else frozenset(senders)
+        if allowed is not None:
+            if len(allowed) > MAX_DIRECT_FROM:
+                raise HubError("bad-args", f"at most {MAX_DIRECT_FROM} senders")
+            for who in allowed:
+                if not is_client_id(who):
+                    check_name(who)
+        if self._direct_policy is not None:
+            return self._direct_policy(client, allowed).addCallback(self._took, client, allowed)
+        client.direct_from = allowed
+        return None
+
+    @staticmethod
+    def _took(_: object, client: ClientRecord, allowed: frozenset[str] | None) -> None:
+        client.direct_from = allowed
 
     def deliver_direct(
         self, recipient: ClientRecord, msg: Message, publisher: ClientRecord | None

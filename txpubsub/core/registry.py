@@ -17,7 +17,7 @@ class ClientRecord:
     """The hub's record of one connection: its id, name, subscriptions, session."""
 
     __slots__ = ("address", "addressable", "channels_created", "client_id", "connected_at",
-                 "inbox_last_id", "listener", "name", "name_locked", "patterns",
+                 "direct_from", "inbox_last_id", "listener", "name", "name_locked", "patterns",
                  "publish_budget", "sender", "session", "user")
 
     def __init__(
@@ -36,6 +36,9 @@ class ClientRecord:
         self.addressable = True  # raw feed/ingest connections take no direct messages
         self.name_locked = False  # a name from a TLS certificate cannot be changed
         self.inbox_last_id = 0
+        # Whose direct messages it takes (DIRECT): None everyone's, else the
+        # senders named here by name or id (empty: nobody's).
+        self.direct_from: frozenset[str] | None = None
         self.channels_created = 0  # by its PUB, SUB and CREATE, for --max-client-channels
         self.publish_budget: PublishBudget | None = None  # --max-publish-rate; None: no limit
 

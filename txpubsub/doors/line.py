@@ -44,6 +44,8 @@ HELP_LINES = (
     "LIST [<pattern>] [after=<name>]  channels with subscribers, published and kept counts",
     "WHO [<channel>] [after=<id>]     connected clients, or the subscribers of a channel",
     "QUIET on|off                     no reply to successful PUB/PUBB when on",
+    "DIRECT on|off                    take direct messages (@yourname) from everyone, or nobody",
+    "DIRECT from <name or id> ...     take direct messages from these senders only",
     "PING                             the server answers PONG",
     "PONG                             the answer to the server's PING (any line will do)",
     "HELP                             this text",
@@ -446,6 +448,24 @@ class LineDoor(LineFramer):
         self.quiet = args[0].lower() == "on"
         self._replies.send(b"+OK quiet on\r\n" if self.quiet else b"+OK quiet off\r\n")
 
+    def do_direct(self, rest: bytes) -> None:
+        args = split_args(rest)
+        word = args[0].lower() if args else ""
+        senders: list[str] | None
+        if word in ("on", "off") and len(args) == 1:
+            senders = None if word == "on" else []
+            reply = f"+OK direct {word}\r\n".encode()
+        elif word == "from" and len(args) > 1:
+            senders = args[1:]
+            reply = f"+OK direct from {len(set(senders))}\r\n".encode()
+        else:
+            raise HubError("bad-args", "usage: DIRECT on|off, or DIRECT from <name or id> ...")
+        done = self.hub.take_direct(self.session.client, senders)  # type: ignore[arg-type]
+        if isinstance(done, Deferred):  # every server takes it first (--redis)
+            self._replies.send(done.addCallbacks(lambda _: reply, self._refused))
+        else:
+            self._replies.send(reply)
+
     def do_ping(self, rest: bytes) -> None:
         self._replies.send(b"PONG\r\n")
 
@@ -516,6 +536,7 @@ COMMANDS: dict[bytes, Callable[[LineDoor, bytes], None]] = {
     b"LIST": LineDoor.do_list,
     b"WHO": LineDoor.do_who,
     b"QUIET": LineDoor.do_quiet,
+    b"DIRECT": LineDoor.do_direct,
     b"PING": LineDoor.do_ping,
     b"PONG": LineDoor.do_pong,
     b"HELP": LineDoor.do_help,

@@ -509,6 +509,24 @@ class JsonDoor(WebSocketServerProtocol):
         self.quiet = on
         self._ok(ref, quiet=on)
 
+    def do_direct(self, request: dict[str, Any], ref: Ref) -> None:
+        on, senders = request.get("on"), request.get("from")
+        if isinstance(on, bool) and senders is None:
+            taken: list[str] | None = None if on else []
+            answer: Any = "on" if on else "off"
+        elif on is None and isinstance(senders, list) and senders and all(
+                isinstance(who, str) for who in senders):
+            taken = answer = sorted(set(senders))
+        else:
+            raise HubError("bad-args", '"on": true or false, or "from": a list of names or ids')
+        done = self.hub.take_direct(self.session.client, taken)  # type: ignore[union-attr,arg-type]
+        if isinstance(done, Deferred):  # every server takes it first (--redis)
+            self._replies.send(done.addCallbacks(  # type: ignore[union-attr]
+                lambda _: text_frame({**self._with_ref("ok", ref), "direct": answer}),
+                self._refused, errbackArgs=(ref,)))
+        else:
+            self._ok(ref, direct=answer)
+
     def do_ping(self, request: dict[str, Any], ref: Ref) -> None:
         self._replies.send(text_frame(self._with_ref("pong", ref)))  # type: ignore[union-attr]
 
@@ -564,6 +582,7 @@ OPS: dict[str, Callable[[JsonDoor, dict[str, Any], Ref], None]] = {
     "list": JsonDoor.do_list,
     "who": JsonDoor.do_who,
     "quiet": JsonDoor.do_quiet,
+    "direct": JsonDoor.do_direct,
     "ping": JsonDoor.do_ping,
     "auth": JsonDoor.do_auth,
 }

@@ -24,9 +24,11 @@ ERROR_CODES = frozenset(
         # backplane (Redis down) cannot take the message now; not acknowledged.
         "unavailable",
         # Our extensions (docs/protocol.md): a bug in the server, logged there;
-        # a server-wide or per-connection channel limit reached.
+        # a server-wide or per-connection channel limit reached; a direct
+        # message its recipient's DIRECT does not take.
         "internal-error",
         "too-many-channels",
+        "refused",
     }
 )
 
