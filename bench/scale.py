@@ -40,6 +40,9 @@ class Reader:
     def charge_stall(self) -> None:
         pass
 
+    def yield_turn(self) -> None:
+        pass
+
     def channel_dropped(self, channel: str) -> None:
         pass
 

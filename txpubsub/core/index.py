@@ -106,8 +106,9 @@ class PatternIndex(Generic[T]):
         found = literals(tokens)
         subscribers = patterns.get(found)
         if subscribers is None:
-            # Kept as the index's own copies of its tokens, shared with every
-            # other pattern that has them (a deep pattern's are most of its size).
+            # Interned: one copy of each token for the whole index (a deep
+            # pattern's tokens are most of its size), and match() interns a
+            # channel's, so a lookup compares tokens by identity.
             found = tuple(map(intern, found)) if type(found) is tuple else intern(found)
             subscribers = patterns[found] = set()
         if subscriber not in subscribers:
@@ -222,7 +223,7 @@ class PatternIndex(Generic[T]):
         per shape of a length the channel can match.
         """
         found: list[set[T]] = []
-        tokens = channel.split(".")
+        tokens = list(map(intern, channel.split(".")))  # the index's copies (see add)
         length = len(tokens)
         tried = 0
         groups: list[dict[ShapeKey, Shape[T]] | None] = [self._exact.get(length)]
