@@ -14,7 +14,7 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import CLOSE_GRACE, DoorSettings
 from txpubsub.wire.errors import CloseReason
 
-from .helpers import Conn, make_hub
+from .helpers import Conn, make_hub, next_turn
 
 if TYPE_CHECKING:
     _Base = SynchronousTestCase
@@ -154,6 +154,20 @@ class IngestSessionTests(SessionBehaviour, SynchronousTestCase):
         self.assertEqual(conn.take(), b"")
         self.assertEqual(self.hub.stats()["bytes_out"], before)
         self.assertEqual([m.payload for m in self.hub.history("t")], [b"published"])
+
+    def test_a_read_of_many_lines_takes_turns(self) -> None:
+        """2,500 lines in one read (27 KB) are published a thousand a reactor
+        turn, in order."""
+        conn = self.connect()
+        conn.proto.dataReceived(b"".join(b"line %05d\n" % n for n in range(2500)))
+        channel = self.hub.channel("t")
+        assert channel is not None
+        published = []
+        for _ in range(3):
+            published.append(channel.published)
+            next_turn(self.clock)
+        self.assertEqual(published, [1000, 2000, 2500])
+        self.assertEqual([m.payload for m in channel.newest(3)], [b"line 02497", b"line 02498", b"line 02499"])
 
 
 class RespSessionTests(SessionBehaviour, SynchronousTestCase):

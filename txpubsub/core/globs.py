@@ -1,6 +1,6 @@
 """Glob subscribers: Redis-style pattern subscriptions (PSUBSCRIBE), kept
-apart from the token trie so that only servers with glob subscribers pay
-for them.
+apart from the token pattern index so that only servers with glob
+subscribers pay for them.
 
 A glob cannot be indexed by tokens (``*`` crosses dots, ``[a-c]`` is one
 byte), so, as Redis does, every distinct glob is tried against each

@@ -66,27 +66,11 @@ class LineFramer(LineReceiver):
                 self.dataReceived(held)
 
     def dataReceived(self, data: bytes) -> None:
-        most = self.LINES_PER_TURN
-        if len(data) > self.SLICE and data.count(b"\n") > most:
-            cut = -1
-            for _ in range(most):
-                cut = data.find(b"\n", cut + 1)
-            self._lines(data[:cut + 1])
-            rest = data[cut + 1:]
-            if self.transport.disconnecting:
-                return
-            if not self._holding:
-                self.lines_spent()
-            if self._holding:
-                self._held += rest
-            else:
-                self.dataReceived(rest)
-            return
-        self._lines(data)
-
-    def _lines(self, data: bytes) -> None:
-        pos = 0
         size = len(data)
+        if size > self.SLICE and data.count(b"\n") > self.LINES_PER_TURN:
+            self._slices(data)
+            return
+        pos = 0
         transport = self.transport
         while pos < size and not transport.disconnecting:
             if self._holding:
@@ -113,6 +97,23 @@ class LineFramer(LineReceiver):
                 self.lineLengthExceeded(line)
                 return
             self.lineReceived(line)
+
+    def _slices(self, data: bytes) -> None:
+        """A read of more than LINES_PER_TURN lines: that many, then the rest
+        if ``lines_spent`` does not hold the input."""
+        cut = -1
+        for _ in range(self.LINES_PER_TURN):
+            cut = data.find(b"\n", cut + 1)
+        LineFramer.dataReceived(self, data[:cut + 1])  # not a subclass's: same read
+        rest = data[cut + 1:]
+        if self.transport.disconnecting:
+            return
+        if not self._holding:
+            self.lines_spent()
+        if self._holding:
+            self._held += rest
+        else:
+            LineFramer.dataReceived(self, rest)
 
     def _keep_piece(self, piece: bytes) -> None:
         if self._pieces is None:
