@@ -54,10 +54,12 @@ SWEEP_INTERVAL = 60.0
 # A listing stops early (and says "more") once counting its channels' wildcard
 # subscribers has looked at this many pattern shapes: at most about 50 ms of CPU.
 LIST_WORK = 50_000
-# Past this many pattern shapes looked at for one read of a connection's input,
-# the rest of that input waits for the next reactor turn (Hub.reading): about
-# 10 ms of CPU at most, so one client's uncached matches cannot stall the others.
-TURN_WORK = 10_000
+# Past this many pattern shapes looked at (or names listed) for one read of a
+# connection's input, the rest of that input waits for the next reactor turn
+# (Hub.reading): a few ms of CPU, or one costlier command (an uncached match
+# against --max-subscriptions deep patterns, ~10 ms), so one client's
+# matching and listing cannot stall the others.
+TURN_WORK = 5_000
 # Most senders one DIRECT from ... names.
 MAX_DIRECT_FROM = 100
 # Retired names past --max-retired are forgotten into this many buckets, each
