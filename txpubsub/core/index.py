@@ -59,6 +59,9 @@ def _literals(tokens: list[str]) -> Callable[[list[str]], Any]:
 class PatternIndex(Generic[T]):
     """Subscribers by pattern; ``match`` finds every set that a channel reaches."""
 
+    __slots__ = ("_cache", "_cached_refs", "_cached_under", "_count", "_exact", "_exact_wild",
+                 "_rest", "_rest_wild", "_shapes", "budget", "charged", "over_budget", "work")
+
     def __init__(self) -> None:
         self._count = 0
         self._shapes: dict[ShapeKey, Shape[T]] = {}
