@@ -51,6 +51,7 @@ def main() -> None:
     while len(patterns) < args.patterns:
         patterns.add(".".join(rng.choice("a*") for _ in range(64)))
     subscriber.dataReceived(b"".join(b"SUB %s\r\n" % p.encode() for p in patterns))
+    clock.advance(0)  # a thousand lines a reactor turn: the rest of the SUBs
     subscriber.transport.clear()
     publisher = connect(factory)
     publisher.dataReceived(b"QUIET on\r\n")
