@@ -10,13 +10,13 @@ import tempfile
 from typing import Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorThreads
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.core.hub import Hub
+from txpubsub.core.pending import PendingPublish
 from txpubsub.store.sqlite import SCHEMA, SqliteStore, StoreError, open_store
 from txpubsub.wire.errors import HubError
 
@@ -44,6 +44,8 @@ async def answered(conn: Conn, data: bytes, replies: int = 1) -> bytes:
 async def publish(hub: Hub, channel: str, payload: bytes) -> int:
     """The id of a publish, once it is committed."""
     msg_id = hub.publish("x", channel, payload)
+    if isinstance(msg_id, PendingPublish):
+        return await msg_id.deferred()
     return msg_id if isinstance(msg_id, int) else await msg_id
 
 
@@ -237,8 +239,8 @@ class SqliteStoreTests(TestCase):
         self.break_disk(store)
         tries = [hub.publish("x", "news", b"m") for _ in range(3)]
         for attempt in tries:
-            assert isinstance(attempt, Deferred)
-            await self.assertFailure(attempt, HubError)
+            assert isinstance(attempt, PendingPublish)
+            await self.assertFailure(attempt.deferred(), HubError)
         self.flushLoggedErrors()
         store._write = self.good_write  # type: ignore[method-assign]
         self.assertEqual(await publish(hub, "news", b"after"), 2)

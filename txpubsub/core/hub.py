@@ -13,7 +13,7 @@ import string
 import zlib
 from collections import deque
 from collections.abc import Iterable
-from typing import Union
+from typing import Callable, Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -27,6 +27,7 @@ from txpubsub.core.channel import Channel
 from txpubsub.core.globs import GlobIndex
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.rate import PublishBudget
 from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection, Member
 from txpubsub.core.session import Session
@@ -138,9 +139,7 @@ class Hub(Service):
         self.set_backplane(backplane or LocalBackplane(self))
         # Messages appended to a durable store, oldest first, until it says
         # they are committed (None: one stored after its delivery).
-        self._uncommitted: deque[
-            tuple[Channel[Session], Message, ClientRecord | None, Deferred[int]] | None
-        ] = deque()
+        self._uncommitted: deque[PendingPublish | None] = deque()
         if self.store.durable:
             self.store.listen(self._committed, self._refused)
         self.authorizer = authorizer or AllowAll()
@@ -723,16 +722,16 @@ class Hub(Service):
 
     def publish(
         self, sender: str, channel: str, payload: bytes, client: ClientRecord | None = None
-    ) -> MessageId:
+    ) -> MessageId | PendingPublish:
         """Check a message and hand it to the backplane, which numbers it and
         brings it to every matching connection once.
 
         ``sender`` is the name shown to readers; ``client``, the connection
         that published (None for the server's own voice), is checked by the
         authorizer and paced if a reader is falling behind. Returns the id,
-        or a Deferred of it if the backplane numbers messages elsewhere or a
-        durable store must commit the message first (then it fails with
-        HubError unavailable if the store cannot).
+        a Deferred of it if the backplane numbers messages elsewhere, or a
+        PendingPublish if a durable store must commit the message first
+        (refused with HubError unavailable if the store cannot).
         """
         if len(payload) > self.max_payload:
             raise HubError("too-large", f"payload over {self.max_payload} bytes")
@@ -764,34 +763,43 @@ class Hub(Service):
 
     def _publish_durable(
         self, ch: Channel[Session], sender: str, payload: bytes, client: ClientRecord | None
-    ) -> Deferred[int]:
+    ) -> PendingPublish:
         """Number a message, have the store commit it, and only then keep it in
         memory, deliver it and acknowledge it: nobody sees an id a crash could
         take back. Commits finish in order, so deliveries stay in id order."""
         msg = Message(ch.name, ch.pending_id + 1, sender, payload, self.clock.seconds())
         self.store.append(msg, ch.keep)  # HubError unavailable: refused at once
         ch.pending_id += 1
-        acked: Deferred[int] = Deferred()
-        self._uncommitted.append((ch, msg, client, acked))
-        return acked
+        pending = PendingPublish(ch, msg, client)
+        self._uncommitted.append(pending)
+        return pending
 
     def _committed(self, count: int) -> None:
-        """The store committed the next ``count`` messages: deliver, acknowledge."""
+        """The store committed the next ``count`` messages: deliver them, then
+        have their acknowledgements written (each waiter told once)."""
         uncommitted = self._uncommitted
         channels = self._channels
+        record_of = self._record_of
+        waiters: dict[Callable[[], None], None] = {}
         for _ in range(count):
-            entry = uncommitted.popleft()
-            if entry is None:  # stored after delivery (another backplane)
+            pending = uncommitted.popleft()
+            if pending is None:  # stored after delivery (another backplane)
                 continue
-            ch, msg, client, acked = entry
+            ch = pending.channel
+            client = pending.client
+            if client is not None:
+                if record_of.get(client.session) is client:
+                    client.session.msgs_in += 1
+                else:
+                    client = None  # a publisher gone meanwhile is not paced
             # A channel dropped (or forgotten) meanwhile has no history or readers
             # left to give it to; its last id already counts this one (_retire).
             if channels.get(ch.name) is ch:
-                # A publisher gone meanwhile is not paced.
-                if client is not None and self._record_of.get(client.session) is not client:
-                    client = None
-                self.fan_out(ch, msg, client)
-            acked.callback(msg.msg_id)
+                self.fan_out(ch, pending.msg, client)
+            pending.settled = True
+            if pending.waiter is not None:
+                waiters[pending.waiter] = None
+        self._wake(waiters)
 
     def _refused(self, count: int, error: HubError) -> None:
         """The store could not commit the next ``count`` messages: refuse them.
@@ -799,14 +807,26 @@ class Hub(Service):
         The store refuses everything appended after a failure too, so the ids
         go back to before the first of them (nobody saw any) with no gap."""
         uncommitted = self._uncommitted
+        waiters: dict[Callable[[], None], None] = {}
         for _ in range(count):
-            entry = uncommitted.popleft()
-            if entry is None:
+            pending = uncommitted.popleft()
+            if pending is None:
                 continue
-            ch, msg, _, acked = entry
-            if ch.pending_id >= msg.msg_id:
-                ch.pending_id = msg.msg_id - 1
-            acked.errback(error)
+            ch, msg_id = pending.channel, pending.msg.msg_id
+            if ch.pending_id >= msg_id:
+                ch.pending_id = msg_id - 1
+            pending.error = error
+            pending.settled = True
+            if pending.waiter is not None:
+                waiters[pending.waiter] = None
+        self._wake(waiters)
+
+    def _wake(self, waiters: Iterable[Callable[[], None]]) -> None:
+        for waiter in waiters:
+            try:
+                waiter()
+            except Exception:
+                self._log.failure("writing the answers to publishes failed")
 
     def publish_system(self, channel: str, payload: bytes) -> int:
         """Publish on a system channel (the server's own voice, this server only)."""

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txpubsub.core.hub import ADMIN_SENDER, Hub
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.system import iso_utc
 from txpubsub.doors.framing import LineFramer
 from txpubsub.doors.replies import Reply, ReplyQueue
@@ -215,6 +216,8 @@ class AdminDoor(LineFramer):
         msg_id = self.hub.publish(ADMIN_SENDER, channel.decode(), payload)
         if isinstance(msg_id, int):
             return b"+OK %d\r\n" % msg_id
+        if isinstance(msg_id, PendingPublish):  # being committed by a durable store
+            msg_id = msg_id.deferred()
         # Numbered elsewhere (a shared backplane): later replies wait for it.
         return msg_id.addCallbacks(lambda n: b"+OK %d\r\n" % n, _refusal)
 

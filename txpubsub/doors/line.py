@@ -16,6 +16,7 @@ from txpubsub.auth.login import Login
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import LIST_WORK, Session
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import line_codec
 from txpubsub.doors.factory import DoorFactory
@@ -231,8 +232,16 @@ class LineDoor(LineFramer):
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
-            # Numbered elsewhere (a shared backplane): the reply waits its turn.
-            self._replies.send(msg_id.addCallbacks(self._numbered, self._refused))
+            self._later(msg_id)
+
+    def _later(self, answer: Deferred[int] | PendingPublish) -> None:
+        """The reply to a publish answered later waits its turn: one a durable
+        store is committing, or one numbered elsewhere (a shared backplane)."""
+        if type(answer) is PendingPublish:
+            self._replies.send_stored(
+                answer, b"" if self.quiet else b"+OK %d\r\n" % answer.msg.msg_id, HubError.as_line)
+        else:
+            self._replies.send(answer.addCallbacks(self._numbered, self._refused))  # type: ignore
 
     def _numbered(self, msg_id: int) -> bytes:
         self.session.msgs_in += 1
@@ -261,7 +270,7 @@ class LineDoor(LineFramer):
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
-            self._replies.send(msg_id.addCallbacks(self._numbered, self._refused))
+            self._later(msg_id)
 
     def do_pubb(self, rest: bytes) -> None:
         args = split_args(rest)

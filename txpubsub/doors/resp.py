@@ -25,6 +25,7 @@ from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.hub import SYSTEM_CHANNELS
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.registry import ClientRecord
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
@@ -417,10 +418,14 @@ class RespDoor(Protocol):
             # The deliveries this publish made on this server (Redis Cluster's count).
             self._replies.send(integer(counters.msgs_out - before))
             return
-        # Numbered elsewhere (a shared backplane): this server's readers now.
+        # Being committed by a durable store, or numbered elsewhere (a shared
+        # backplane): this server's readers now.
         readers = len(self.hub.subscribers_of(channel))
-        self._replies.send(msg_id.addCallbacks(self._published, self._refused,
-                                               callbackArgs=(readers,)))
+        if type(msg_id) is PendingPublish:
+            self._replies.send_stored(msg_id, integer(readers), _hub_error)
+            return
+        self._replies.send(msg_id.addCallbacks(  # type: ignore[union-attr]
+            self._published, self._refused, callbackArgs=(readers,)))
 
     def _published(self, msg_id: int, readers: int) -> bytes:
         self.session.msgs_in += 1

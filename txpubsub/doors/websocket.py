@@ -15,6 +15,7 @@ import ipaddress
 import json
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -29,6 +30,7 @@ from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.hub import Hub
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
@@ -394,6 +396,11 @@ class JsonDoor(WebSocketServerProtocol):
             session.msgs_in += 1
             if not self.quiet:
                 self._ok(ref, id=msg_id)
+        elif type(msg_id) is PendingPublish:
+            # Being committed by a durable store: the reply waits its turn.
+            ok = b"" if self.quiet else self._numbered_frame(msg_id.msg.msg_id, ref)
+            self._replies.send_stored(  # type: ignore[union-attr]
+                msg_id, ok, partial(self._refusal_frame, ref))
         else:
             # Numbered elsewhere (a shared backplane): the reply waits its turn.
             self._replies.send(msg_id.addCallbacks(  # type: ignore[union-attr]
@@ -401,21 +408,26 @@ class JsonDoor(WebSocketServerProtocol):
 
     def _numbered(self, msg_id: int, ref: Ref) -> bytes:
         self.session.msgs_in += 1  # type: ignore[union-attr]
-        if self.quiet:
-            return b""
+        return b"" if self.quiet else self._numbered_frame(msg_id, ref)
+
+    def _numbered_frame(self, msg_id: int, ref: Ref) -> bytes:
         reply = self._with_ref("ok", ref)
         reply["id"] = msg_id
         return text_frame(reply)
 
-    def _refused(self, failure: Failure, ref: Ref) -> bytes:
+    def _refusal_frame(self, ref: Ref, error: HubError) -> bytes:
         reply = self._with_ref("err", ref)
+        reply["code"], reply["text"] = error.code, error.text
+        return text_frame(reply)
+
+    def _refused(self, failure: Failure, ref: Ref) -> bytes:
         if failure.check(HubError):
-            reply["code"], reply["text"] = failure.value.code, failure.value.text  # type: ignore[union-attr]
-        else:
-            self._log.failure("publish from {client!r} failed", failure,
-                              client=self.session.client)  # type: ignore[union-attr]
-            reply["code"], reply["text"] = ("internal-error",
-                                            "the server failed this request and logged why")
+            return self._refusal_frame(ref, failure.value)  # type: ignore[arg-type]
+        self._log.failure("publish from {client!r} failed", failure,
+                          client=self.session.client)  # type: ignore[union-attr]
+        reply = self._with_ref("err", ref)
+        reply["code"], reply["text"] = ("internal-error",
+                                        "the server failed this request and logged why")
         return text_frame(reply)
 
     def do_history(self, request: dict[str, Any], ref: Ref) -> None:
