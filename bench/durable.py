@@ -5,15 +5,19 @@ The harness's channels workload in one process, without sockets: 1000
 channels keeping 100 messages each, 100 subscriber connections on 100 of
 them each (10 subscribers a channel), one QUIET publisher pipelining 2000
 PUB lines (20 reads of 100) to random channels, then waiting for the store
-to acknowledge them all. With ``--store sqlite`` the real SqliteStore
-commits on its writer thread under the real reactor, so the figure is the
+to acknowledge them all. With a SQLite store the real SqliteStore commits
+on its writer thread under the real reactor, so the figure is the
 process's CPU (both threads, garbage collection included) per publish,
-which moves far less than a rate on a shared machine. Run each side
-several times, alternating, and compare medians (docs/benchmarks.md):
+which moves far less than a rate on a shared machine:
 
     python bench/durable.py memory
     python bench/durable.py sqlite --sync normal
-    python bench/durable.py sqlite --sync full
+    python bench/durable.py compare --times 5   # all three, alternating, medians
+
+``compare`` runs memory, sqlite normal and sqlite full one after the other,
+each in a fresh process pinned to one CPU (taskset, when there is one),
+``--times`` times, and prints each run and the medians with their ratios
+against memory (docs/benchmarks.md, "Acknowledged means stored").
 """
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ import argparse
 import json
 import os
 import random
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import cast
@@ -94,12 +102,36 @@ async def measure(store: str, sync: str, rounds: int) -> dict[str, object]:
             "wall_us_per_pub": round(wall, 2)}
 
 
+def compare(times: int, rounds: int) -> None:
+    """Each configuration ``times`` times, alternating; medians and ratios."""
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+    configs = [["memory"], ["sqlite", "--sync", "normal"], ["sqlite", "--sync", "full"]]
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(times):
+        for config in configs:
+            out = subprocess.run([*pin, sys.executable, __file__, *config, "--rounds", str(rounds)],
+                                 capture_output=True, text=True, check=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            print(json.dumps(result))
+            runs.setdefault(result.pop("store"), []).append(result)
+    base = statistics.median(r["cpu_us_per_pub"] for r in runs["memory"])
+    for name, results in runs.items():
+        cpu = statistics.median(r["cpu_us_per_pub"] for r in results)
+        main = statistics.median(r["reactor_thread_us"] for r in results)
+        print(f"{name:14} median CPU {cpu:6.2f} us/publish (reactor thread {main:5.2f}), "
+              f"memory/this {base / cpu:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("store", choices=["memory", "sqlite"])
+    parser.add_argument("store", choices=["memory", "sqlite", "compare"])
     parser.add_argument("--sync", choices=["normal", "full"], default="normal")
-    parser.add_argument("--rounds", type=int, default=100, help="of 2000 publishes")
+    parser.add_argument("--rounds", type=int, default=50, help="of 2000 publishes")
+    parser.add_argument("--times", type=int, default=5, help="compare: runs of each")
     args = parser.parse_args()
+    if args.store == "compare":
+        compare(args.times, args.rounds)
+        return
 
     async def run(_: object) -> None:
         print(json.dumps(await measure(args.store, args.sync, args.rounds)))

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.core.hub import Hub
 from txpubsub.core.pending import PendingPublish
-from txpubsub.store.sqlite import SCHEMA, SqliteStore, StoreError, open_store
+from txpubsub.store.sqlite import SCHEMA, SCHEMA_VERSION, SqliteStore, StoreError, open_store
 from txpubsub.wire.errors import HubError
 
 from .helpers import Conn, kept
@@ -316,8 +316,9 @@ def forged_store(path: str, channels: list[tuple[Any, ...]],
     with sqlite3.connect(path) as db:
         db.executescript(SCHEMA)
         db.executemany("INSERT INTO txpubsub_meta VALUES (?, ?)",
-                       [("schema", "1"), ("epoch", "e"), ("clean", "1")])
-        db.executemany("INSERT INTO channels VALUES (?, ?, ?, ?, ?)", channels)
+                       [("schema", SCHEMA_VERSION), ("epoch", "e"), ("clean", "1")])
+        db.executemany("INSERT INTO channels (name, keep, last_id, created_at, retired, floor) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", [(*ch, 0)[:6] for ch in channels])
         db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", messages)
     db.close()
 
@@ -360,8 +361,8 @@ class BadRowTests(SynchronousTestCase):
              "bob forged'"),
             ([news], [("news", 1, "alice", "text, not a blob", 1.0)],
              "channel news message 1: payload (not a BLOB) 'text, not a blob'"),
-            ([news], [("news", 1, "alice", b"x", 1.0), ("news", 5, "alice", b"x", 1.0)],
-             "channel news: message id (after 1, up to 3) 5"),
+            ([news], [("news", 2, "alice", b"x", 1.0), ("news", 1, "alice", b"x", 1.0)],
+             "channel news: message id (after 2) 1"),
             ([news], [("news", 1, "alice", b"x", "yesterday")],
              "channel news message 1: published_at 'yesterday'"),
             ([("bad name\x1b[2J", 1, 1, 1.0, 0)], [], "channel name 'bad name\\x1b[2J'"),
@@ -369,6 +370,7 @@ class BadRowTests(SynchronousTestCase):
             ([("news", -1, 1, 1.0, 0)], [], "channel news: keep -1"),
             ([("news", 1, "seven", 1.0, 0)], [], "channel news: last_id 'seven'"),
             ([("news", 1, 1, 1.0, 2)], [], "channel news: retired 2"),
+            ([("news", 1, 1, 1.0, 0, 2)], [], "channel news: floor (up to last_id 1) 2"),
         ]
         for channels, messages, said in cases:
             self.path = os.path.join(tempfile.mkdtemp(), "x.db")

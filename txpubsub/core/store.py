@@ -25,6 +25,7 @@ class SavedChannel:
     last_id: int
     created_at: float
     retired: bool = False  # dropped or forgotten: only its last id matters
+    floor: int = 0  # ids up to this were an earlier life's (before a drop)
     messages: list[Message] = field(default_factory=list)
 
 
