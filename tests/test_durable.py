@@ -46,6 +46,9 @@ class LaterStore:
     def channel_retired(self, name: str, last_id: int) -> None:
         self.retired[name] = last_id
 
+    def restart(self, epoch: str) -> None:
+        self.epoch = epoch
+
     def drain(self) -> Deferred[None]:
         return succeed(None)
 

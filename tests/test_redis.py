@@ -10,11 +10,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
@@ -22,11 +23,14 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from txpubsub.backplane.address import RedisAddress
 from txpubsub.core.hub import ClientRecord, Hub, Subscribed
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
+from txpubsub.store.sqlite import open_store
 from txpubsub.wire.errors import CloseReason, HubError
 
 from .helpers import Recorder
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+threads = cast(IReactorThreads, reactor)
 
 
 def free_port() -> int:
@@ -136,6 +140,71 @@ class TwoServers(TestCase):
     def subscribe(self, hub: Hub, client: ClientRecord, pattern: str, **replay: Any) -> Any:
         result = yield hub.subscribe(client, pattern, **replay)
         return result
+
+
+class StoreWithRedisTests(TestCase):
+    """--redis with --store sqlite: Redis numbers; the file keeps this server's copy."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.redis = RedisProcess()
+        self.addCleanup(self.redis.stop)
+        self.path = os.path.join(tempfile.mkdtemp(), "h.db")
+
+    async def open(self) -> Hub:
+        """A hub on the store file, connected to Redis."""
+        from txpubsub.backplane.redis import RedisBackplane
+
+        hub = Hub(reactor, store=open_store(self.path, threads, "unused"))
+        backplane = RedisBackplane(hub, RedisAddress.parse(self.redis.url), reactor)
+        hub.set_backplane(backplane)
+        backplane.startService()
+        await wait_until(lambda: TwoServers.connected(hub))
+        return hub
+
+    async def close(self, hub: Hub) -> None:
+        await hub.backplane.stopService()  # type: ignore[attr-defined]
+        await hub.store.drain()
+        await hub.store.close()
+
+    async def test_history_of_another_id_space_goes(self) -> None:
+        """A file whose history is not of Redis's id space (written by a server
+        alone, or before Redis lost its data) is emptied at first contact, and
+        again when Redis loses its data while running: no old message is served
+        under Redis's epoch, and new ids from 1 are delivered, not taken for
+        ones already seen. The file then holds Redis's epoch and its ids."""
+        alone = Hub(reactor, store=open_store(self.path, threads, "alone"))
+        for n in range(3):
+            pending = alone.publish("x", "news", b"old %d" % n)
+            assert isinstance(pending, PendingPublish)
+            await pending.deferred()
+        await alone.store.close()
+
+        hub = await self.open()
+        self.assertNotEqual(hub.epoch, "alone")
+        self.assertEqual(hub.history("news"), [])
+        reader = Recorder()
+        await hub.subscribe(hub.attach(reader), "news")
+        self.assertEqual(await hub.publish("x", "news", b"new"), 1)  # type: ignore[misc]
+        await wait_until(lambda: ids(reader) == [1])
+        epoch = hub.epoch
+        await self.close(hub)
+
+        hub = await self.open()
+        self.assertEqual(hub.epoch, epoch)
+        self.assertEqual([m.payload for m in hub.history("news")], [b"new"])
+        # Redis loses everything while this server runs.
+        await hub.backplane._conn.execute_command("FLUSHALL")  # type: ignore[attr-defined]
+        hub.backplane._conn.transport.loseConnection()  # type: ignore[attr-defined]
+        await wait_until(lambda: hub.epoch != epoch and TwoServers.connected(hub))
+        self.assertEqual(hub.history("news"), [])
+        await self.close(hub)
+        store = open_store(self.path, threads, "unused")
+        self.addCleanup(store.close)
+        self.assertEqual(store.epoch, hub.epoch)
+        self.assertEqual([(ch.name, ch.last_id, ch.messages) for ch in store.load()],
+                         [("news", 0, [])])
 
 
 class TwoServersTests(TwoServers):

@@ -366,11 +366,15 @@ class RedisBackplane(Service):
         self._new_epoch(epoch.decode())
 
     def _new_epoch(self, epoch: str) -> None:
-        if not self._epoch_known_once:
+        hub = self._hub
+        if not self._epoch_known_once and not (hub.store.durable and epoch != hub.epoch):
             self._epoch_known_once = True  # at start: Redis's epoch is ours
-            self._hub.epoch = epoch
-        elif epoch != self._hub.epoch:
-            self._hub.restart_ids(epoch)  # Redis lost its data: ids start again
+            hub.epoch = epoch
+        elif epoch != hub.epoch:
+            # Redis lost its data, or (at start) the history a --store file
+            # kept is of another id space: ids start again.
+            self._epoch_known_once = True
+            hub.restart_ids(epoch)
 
     def _listener_ready(self, listener: Any) -> Deferred[None]:
         self._no_delay(listener)

@@ -205,10 +205,12 @@ class Hub(Service):
         self._log.warn("new epoch {epoch} (was {old}): ids start again", epoch=epoch,
                        old=self.epoch)
         self.epoch = epoch
+        self.store.restart(epoch)
         for ch in self._channels.values():
             if not ch.system:
                 ch.last_id = 0
                 self._history_bytes -= ch.clear_history()
+                self.store.channel_created(ch.name, ch.keep, ch.created_at, 0)
         self._retired.clear()
         self._retired_floors.clear()
 

@@ -54,6 +54,10 @@ class Store(Protocol):
 
     def channel_retired(self, name: str, last_id: int) -> None: ...
 
+    def restart(self, epoch: str) -> None:
+        """Ids start again in ``epoch`` (a shared backplane lost its data): every
+        channel and message kept so far belongs to the old id space and goes."""
+
     def drain(self) -> Deferred[None]:
         """Fires once every message appended so far is committed or refused."""
 
@@ -85,6 +89,9 @@ class MemoryStore:
 
     def channel_retired(self, name: str, last_id: int) -> None:
         pass
+
+    def restart(self, epoch: str) -> None:
+        self.epoch = epoch
 
     def drain(self) -> Deferred[None]:
         return succeed(None)

@@ -283,6 +283,8 @@ class SqliteStore:
         # SAVE_INTERVAL): name -> [name, keep, last_id, created_at].
         self._unsaved: dict[str, list[Any]] = {}
         self._saved_at = reactor.seconds()
+        self._reset: str | None = None  # restart(): the new epoch, for the next commit
+        self._stale = 0  # messages queued before that restart(): not written
         self._scheduled: Any = None
         self._retry: Any = None
         self._writing: Deferred[None] | None = None
@@ -410,6 +412,18 @@ class SqliteStore:
         state[1], state[3] = last_id, 1
         self._soon()
 
+    def restart(self, epoch: str) -> None:
+        """The id space starts again (a shared backplane lost its data): the
+        next commit empties the file and makes ``epoch`` its epoch. Messages
+        still waiting for it were numbered in the old id space: they are not
+        written (and told as committed, in their turn)."""
+        self.epoch = epoch
+        self._reset = epoch
+        self._stale = len(self._queue)
+        self._state.clear()
+        self._unsaved.clear()
+        self._soon()
+
     # -- writing ---------------------------------------------------------
 
     def _soon(self) -> None:
@@ -427,8 +441,10 @@ class SqliteStore:
         self._scheduled = self._retry = None
         if self._writing is not None:
             return self._writing
-        if not (self._queue or self._state):
+        if not (self._queue or self._state or self._reset):
             return succeed(None)
+        reset, self._reset = self._reset, None
+        stale, self._stale = self._stale, 0
         queue, self._queue = self._queue, []
         keeps, self._keeps = self._keeps, []
         size, self._queued_bytes = self._queued_bytes, 0
@@ -440,18 +456,26 @@ class SqliteStore:
             saving, self._unsaved = self._unsaved, {}
             self._saved_at = self.reactor.seconds()
         writing = self._writing = self._pool.runInteraction(
-            self._write, queue, keeps, state, saving)
+            self._write, queue, keeps, state, saving, reset, stale)
         writing.addCallbacks(self._written, self._failed, callbackArgs=(len(queue), size),
-                             errbackArgs=(len(queue), state, saving))
+                             errbackArgs=(len(queue), state, saving, reset))
         return writing
 
     def _write(self, txn: Any, queue: list[Message], keeps: list[int],
-               state: dict[str, list[Any]], saving: dict[str, list[Any]] | None
-               ) -> dict[str, list[Any]]:
+               state: dict[str, list[Any]], saving: dict[str, list[Any]] | None,
+               reset: str | None = None, stale: int = 0) -> dict[str, list[Any]]:
         """One transaction, on the writer's thread: channels, rows, a sweep.
 
         Returns the channels whose last ids it left unsaved (SAVE_INTERVAL);
-        ``saving``, if given, are those left by earlier commits, saved now."""
+        ``saving``, if given, are those left by earlier commits, saved now.
+        ``reset``: a new epoch (restart), before which the first ``stale``
+        messages of ``queue`` were numbered."""
+        if reset is not None:
+            txn.execute("DELETE FROM messages")
+            txn.execute("DELETE FROM channels")
+            txn.execute("INSERT OR REPLACE INTO txpubsub_meta VALUES ('epoch', ?)", (reset,))
+            self._swept = 0
+            queue, keeps = queue[stale:], keeps[stale:]
         changed = {name: list(values) for name, values in state.items()}
         advanced: dict[str, list[Any]] = {}  # channels that only had messages
         for msg, keep in zip(queue, keeps):
@@ -528,8 +552,10 @@ class SqliteStore:
         self._told(count)
 
     def _failed(self, failure: Failure, count: int, state: dict[str, list[Any]],
-                saving: dict[str, list[Any]] | None) -> None:
+                saving: dict[str, list[Any]] | None, reset: str | None) -> None:
         self._writing = None
+        if reset is not None and self._reset is None:
+            self._reset = reset  # the file still holds the old id space
         if saving is not None:  # last ids of earlier commits: still to be saved
             for name, values in saving.items():
                 self._unsaved.setdefault(name, values)
