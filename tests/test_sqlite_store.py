@@ -160,7 +160,7 @@ class SqliteStoreTests(TestCase):
 
     async def test_only_the_window_is_written(self) -> None:
         """Of what one commit holds, only each channel's window is written."""
-        hub, conn = self.start(history=2)
+        _hub, conn = self.start(history=2)
         await answered(conn, b"PUB news x\n" * 10, 10)
         self.assertEqual(self.rows(), [("news", 9), ("news", 10)])
 
@@ -197,7 +197,7 @@ class SqliteStoreTests(TestCase):
         (then the process is killed): ids go on after the newest message."""
         forged_store(self.path, [("news", 2, 1, 1.0, 0)],
                      [("news", i, "alice", b"m%d" % i, 2.0) for i in (1, 2, 3)])
-        hub, conn = self.start()
+        _hub, conn = self.start()
         self.assertEqual(conn.cmd("HISTORY news"),
                          "MSG news 2 alice m2\r\nMSG news 3 alice m3\r\n+OK 2\r\n")
         self.assertEqual(await pub(conn, "PUB news next"), "+OK 4\r\n")
