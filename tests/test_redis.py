@@ -185,7 +185,9 @@ class StoreWithRedisTests(TestCase):
         self.assertNotEqual(hub.epoch, "alone")
         self.assertEqual(hub.history("news"), [])
         reader = Recorder()
-        await hub.subscribe(hub.attach(reader), "news")
+        subscribed = hub.subscribe(hub.attach(reader), "news")
+        if isinstance(subscribed, Deferred):
+            await subscribed
         self.assertEqual(await hub.publish("x", "news", b"new"), 1)  # type: ignore[misc]
         await wait_until(lambda: ids(reader) == [1])
         epoch = hub.epoch
