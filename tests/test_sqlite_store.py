@@ -242,10 +242,12 @@ class SqliteStoreTests(TestCase):
                          b"MSGB bin 1 c1 4\r\n\x00\r\n\xff\r\n+OK 1\r\n")
 
     def break_disk(self, store: SqliteStore) -> None:
-        """From now on every commit fails as a full disk does, until mend_disk."""
-        self.good_write = store._write
+        """From now on every commit fails as a full disk does (its statements
+        run, then it fails and is rolled back), until _write is put back."""
+        self.good_write = good = store._write
 
-        def full(*args: object) -> None:
+        def full(*args: Any) -> None:
+            good(*args)
             raise sqlite3.OperationalError("database or disk is full")
 
         store._write = full  # type: ignore[method-assign,assignment]
@@ -303,7 +305,9 @@ class SqliteStoreTests(TestCase):
 
     async def test_ids_refused_by_a_failed_write_are_handed_out_again(self) -> None:
         """Ids of a failed commit were never acknowledged nor delivered: the next
-        publishes take them, with no gap, and a restart goes on from there."""
+        publishes take them, with no gap, and a restart goes on from there
+        (the failed commit's last ids are not saved later either)."""
+        self.patch(sqlite_store, "SAVE_INTERVAL", 0.0)
         hub, _ = self.start()
         store = hub.store
         assert isinstance(store, SqliteStore)
@@ -315,6 +319,8 @@ class SqliteStoreTests(TestCase):
             await self.assertFailure(attempt.deferred(), HubError)
         self.flushLoggedErrors()
         store._write = self.good_write  # type: ignore[method-assign]
+        self.assertEqual(await publish(hub, "other", b"a commit saving last ids"), 1)
+        hub, _ = await self.restart(hub)
         self.assertEqual(await publish(hub, "news", b"after"), 2)
         hub, _ = await self.restart(hub)
         self.assertEqual(await publish(hub, "news", b"later"), 3)

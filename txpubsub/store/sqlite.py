@@ -285,6 +285,7 @@ class SqliteStore:
         self._saved_at = reactor.seconds()
         self._reset: str | None = None  # restart(): the new epoch, for the next commit
         self._stale = 0  # messages queued before that restart(): not written
+        self._restarts = 0  # a commit begun before the last restart() brings back nothing
         self._scheduled: Any = None
         self._retry: Any = None
         self._writing: Deferred[None] | None = None
@@ -419,6 +420,7 @@ class SqliteStore:
         written (and told as committed, in their turn)."""
         self.epoch = epoch
         self._reset = epoch
+        self._restarts += 1
         self._stale = len(self._queue)
         self._state.clear()
         self._unsaved.clear()
@@ -457,8 +459,9 @@ class SqliteStore:
             self._saved_at = self.reactor.seconds()
         writing = self._writing = self._pool.runInteraction(
             self._write, queue, keeps, state, saving, reset, stale)
-        writing.addCallbacks(self._written, self._failed, callbackArgs=(len(queue), size),
-                             errbackArgs=(len(queue), state, saving, reset))
+        writing.addCallbacks(self._written, self._failed,
+                             callbackArgs=(len(queue), size, self._restarts),
+                             errbackArgs=(len(queue), state, saving, reset, self._restarts))
         return writing
 
     def _write(self, txn: Any, queue: list[Message], keeps: list[int],
@@ -507,8 +510,7 @@ class SqliteStore:
                         [(name,) for name, (_, last_id, _, retired, _) in changed.items()
                          if retired and not last_id])
         if saving is not None:
-            saving.update(advanced)
-            txn.executemany(ADVANCE_CHANNEL, saving.values())
+            txn.executemany(ADVANCE_CHANNEL, [*saving.values(), *advanced.values()])
             unsaved = {}
         else:
             txn.executemany(ADVANCE_CHANNEL, [values for values in advanced.values()
@@ -535,9 +537,11 @@ class SqliteStore:
                         f"AND NOT EXISTS ({LIVE})", (start, end[0]))
             self._swept = end[0]
 
-    def _written(self, unsaved: dict[str, list[Any]], count: int, size: int) -> None:
+    def _written(self, unsaved: dict[str, list[Any]], count: int, size: int,
+                 restarts: int) -> None:
         self._writing = None
-        self._unsaved.update(unsaved)
+        if restarts == self._restarts:  # else they are of an id space gone
+            self._unsaved.update(unsaved)
         if self._trouble is not None:
             self._log.info("history store {path} writes again", path=self.path)
             self._trouble = None
@@ -552,10 +556,13 @@ class SqliteStore:
         self._told(count)
 
     def _failed(self, failure: Failure, count: int, state: dict[str, list[Any]],
-                saving: dict[str, list[Any]] | None, reset: str | None) -> None:
+                saving: dict[str, list[Any]] | None, reset: str | None,
+                restarts: int) -> None:
         self._writing = None
         if reset is not None and self._reset is None:
             self._reset = reset  # the file still holds the old id space
+        if restarts != self._restarts:  # what this batch held is of an id space gone
+            state, saving = {}, None
         if saving is not None:  # last ids of earlier commits: still to be saved
             for name, values in saving.items():
                 self._unsaved.setdefault(name, values)
@@ -571,7 +578,7 @@ class SqliteStore:
         # a gap in its channels' ids. Nothing of it was acknowledged or seen.
         count += len(self._queue)
         self._queue, self._keeps = [], []
-        self._queued_bytes = self._pending_bytes = 0
+        self._queued_bytes = self._pending_bytes = self._stale = 0
         self._behind = None
         # Channels' creations and drops are kept (newer news of a channel
         # wins) and tried again with the next batch, or after RETRY_INTERVAL.
