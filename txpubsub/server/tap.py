@@ -706,8 +706,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if options["http"] is not None:
         from txpubsub.server.http import Readiness, ops_site
 
-        readiness = Readiness(reactor, list(services),
-                              {"store": hub.store, "backplane": hub.backplane},
+        needs: dict[str, Any] = {"store": hub.store}
+        if options["redis"]:
+            needs["redis"] = hub.backplane
+        readiness = Readiness(reactor, list(services), needs,
                               lambda: lifecycle.stopping is not None)
         services.append(ListenerService(reactor, options["http"], ops_site(hub, readiness)))
     if options["admin"] != "none":
