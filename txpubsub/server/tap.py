@@ -31,6 +31,7 @@ from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.live import LiveSettings
 from txpubsub.server.logs import check_levels, observer_for
+from txpubsub.server.notify import Notifier
 from txpubsub.server.startup import ServerService
 from txpubsub.store.sqlite import SYNC_MODES, StoreError, open_store
 
@@ -724,4 +725,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for service in services:
         service.setServiceParent(top)
     lifecycle.setServiceParent(top)
+    # Last: started once every listener listens, stopped first.
+    lifecycle.notifier = Notifier(reactor, services)
+    lifecycle.notifier.setServiceParent(top)
     return top
