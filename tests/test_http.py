@@ -117,6 +117,20 @@ class MetricsTests(TestCase):
                                                                "txpubsub_redis_"))], [])
         await reader.quit()
 
+    async def test_rate_limited_and_limits(self) -> None:
+        """Publishes refused by --max-publish-rate are counted; the limits an
+        alert compares with are there."""
+        await self.start("--max-publish-rate", "1", "--max-channels", "500")
+        writer = await connect(self.clients)
+        writer.send(b"PUB news a\r\nPUB news b\r\nPUB news c\r\n")
+        await writer.wait(lambda lines: sum(x.startswith((b"+OK", b"-ERR")) for x in lines) == 3)
+        self.assertEqual(sum(x.startswith(b"-ERR rate-limited") for x in writer.lines), 2)
+        found = samples((await get(self.http, "/metrics"))[1])
+        self.assertEqual((found[("txpubsub_rate_limited_total", ())],
+                          found[("txpubsub_max_channels", ())],
+                          found[("txpubsub_max_clients", ())]), (2, 500, 10000))
+        await writer.quit()
+
     async def test_store_commits_and_queue(self) -> None:
         """With --store sqlite, /metrics has each commit's time, how long
         publishes waited for it, what was committed and what waits."""

@@ -85,8 +85,14 @@ class HubCollector(Collector):
         yield CounterMetricFamily("txpubsub_history_evictions",
                                   "Times --max-history-bytes let go of old messages.",
                                   value=hub.counters.history_evictions)
+        yield CounterMetricFamily("txpubsub_rate_limited",
+                                  "Publishes refused by --max-publish-rate or --max-publish-bytes "
+                                  "(-ERR rate-limited; ingest lines dropped).",
+                                  value=hub.counters.rate_limited)
         yield GaugeMetricFamily("txpubsub_max_clients", "--max-clients.",
                                 value=hub.max_clients)
+        yield GaugeMetricFamily("txpubsub_max_channels", "--max-channels.",
+                                value=hub.max_channels)
         yield GaugeMetricFamily("txpubsub_start_time_seconds",
                                 "When the server started, in seconds since the epoch.",
                                 value=hub.started_at)
