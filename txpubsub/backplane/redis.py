@@ -440,7 +440,7 @@ class RedisBackplane(Service):
 
     @property
     def connected(self) -> bool:
-        """Both connections are up and usable (publishes are taken)."""
+        """Both connections are up and usable: publishes are taken and come back."""
         return self._conn is not None and self._listener is not None
 
     def when_connected(self) -> Deferred[None]:
