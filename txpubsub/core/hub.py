@@ -313,7 +313,7 @@ class Hub(Service):
         if self.max_publish_rate or self.max_publish_bytes_rate:
             client.publish_budget = PublishBudget(
                 self.max_publish_rate, self.max_publish_bytes_rate, client.connected_at,
-                self.max_payload)
+                self.max_payload, self.counters)
         self.counters.connections_total += 1
         _connections.info(
             "{client_id} connected from {address} on {listener}",

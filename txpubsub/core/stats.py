@@ -16,6 +16,7 @@ class Counters:
     pacing_stalls: int = 0
     auth_failures: int = 0  # wrong AUTH user or password (--users)
     history_evictions: int = 0  # times --max-history-bytes let go of old messages
+    rate_limited: int = 0  # publishes refused by --max-publish-rate or --max-publish-bytes
     # Connections that ended, by CloseReason value (once per connection, not per message).
     closes: dict[str, int] = field(default_factory=dict)
 
