@@ -158,6 +158,25 @@ class AuthRequiredTests(AuthCase):
         self.assertFalse(conn.closed)
         self.assertEqual(self.hub.stats()["auth_failures"], 1)
 
+    def test_pacing_and_a_pending_auth_hold_input_together(self) -> None:
+        """A publisher's stall ending does not read past a pending AUTH, and an
+        AUTH answered during a stall does not cut the stall short."""
+        conn = self.conn()
+        session = conn.proto.session
+        self.assertEqual(conn.send(b"AUTH bob no\nPING\n"), b"")
+        self.assertTrue(session.pace())
+        self.clock.advance(0.5)
+        self.assertEqual(conn.take(), b"")
+        self.clock.advance(0.5)
+        self.assertEqual(conn.take(), b"-ERR auth-failed wrong user or password\r\nPONG\r\n")
+        self.assertEqual(conn.send(b"AUTH bob no\n"), b"")
+        self.clock.advance(0.999)
+        self.assertTrue(session.pace())
+        self.clock.advance(0.001)
+        self.assertEqual(conn.send(b"PING\n"), b"-ERR auth-failed wrong user or password\r\n")
+        self.clock.advance(0.01)  # the stall is over
+        self.assertEqual(conn.take(), b"PONG\r\n")
+
     def test_unknown_user_is_the_same_failure(self) -> None:
         """An unknown user is answered exactly as a wrong password."""
         conn = self.conn()
@@ -585,6 +604,55 @@ class WebSocketAuthTests(AuthCase):
         self.assertEqual(ws.take(), [
             {"type": "err", "ref": 1, "code": "auth-failed", "text": "wrong user or password"},
             {"type": "pong", "ref": 2}])
+        ws.lose()
+
+    def test_requests_behind_an_auth_are_not_read_until_it_is_answered(self) -> None:
+        """Frames pipelined behind an auth wait, unread (the socket is paused), until
+        it is answered: guesses are checked one at a time, a second apart, and what
+        follows a right password runs as that user, its replies in order."""
+        from .wsframes import client_frame
+
+        ws = self.ws()
+        wrong = {"op": "auth", "user": "bob", "password": "no"}
+        requests = [dict(wrong, ref=1), dict(wrong, ref=2),
+                    {"op": "auth", "user": "bob", "password": "bob-pw", "ref": 3},
+                    {"op": "pub", "channel": "news.uk", "data": "x", "ref": 4}]
+        ws.proto.dataReceived(b"".join(client_frame(json.dumps(r).encode()) for r in requests))
+        self.assertEqual(ws.take(), [])
+        self.assertEqual(ws.transport.producerState, "paused")
+        self.assertEqual(self.hub.stats()["auth_failures"], 1)
+        self.clock.advance(1)
+        self.assertEqual([r["ref"] for r in ws.take()], [1])
+        self.assertEqual(ws.transport.producerState, "paused")
+        self.assertEqual(self.hub.stats()["auth_failures"], 2)
+        self.clock.advance(1)
+        self.assertEqual(ws.take(), [
+            {"type": "err", "ref": 2, "code": "auth-failed", "text": "wrong user or password"},
+            {"type": "ok", "ref": 3, "user": "bob"},
+            {"type": "ok", "ref": 4, "id": 1}])
+        self.assertEqual(ws.transport.producerState, "producing")
+        ws.lose()
+
+    def test_pacing_does_not_read_past_a_pending_auth(self) -> None:
+        """The end of a publisher's stall does not resume reading while an auth
+        is checked; the auth's answer does not resume it during a stall."""
+        ws = self.ws()
+        session = ws.proto.session
+        ws.ask({"op": "auth", "user": "bob", "password": "no", "ref": 1})
+        self.assertTrue(session.pace())
+        self.clock.advance(0.5)
+        self.assertEqual(ws.transport.producerState, "paused")
+        self.clock.advance(0.5)
+        self.assertEqual(ws.take()[0]["code"], "auth-failed")
+        self.assertEqual(ws.transport.producerState, "producing")
+        ws.ask({"op": "auth", "user": "bob", "password": "no", "ref": 2})
+        self.clock.advance(0.999)
+        self.assertTrue(session.pace())
+        self.clock.advance(0.001)
+        self.assertEqual(ws.take()[0]["code"], "auth-failed")
+        self.assertEqual(ws.transport.producerState, "paused")  # the stall's
+        self.clock.advance(0.01)
+        self.assertEqual(ws.transport.producerState, "producing")
         ws.lose()
 
     def test_third_failure_and_timeout_close(self) -> None:

@@ -405,6 +405,18 @@ class AuthTests(RespCase):
         self.assertEqual(r.send(cmd("AUTH", "alice", "alice pw with spaces") + cmd("PING")),
                          b"+OK\r\n+PONG\r\n")
 
+    def test_pacing_and_a_pending_auth_hold_input_together(self) -> None:
+        """An AUTH answered during a publisher's stall does not cut the stall short."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("AUTH", "alice", "wrong")), b"")
+        self.clock.advance(0.999)
+        self.assertTrue(r.proto.session.pace())
+        self.clock.advance(0.001)
+        self.assertEqual(r.send(cmd("PING")), b"-WRONGPASS invalid username-password pair or "
+                                              b"user is disabled.\r\n")
+        self.clock.advance(0.01)  # the stall is over
+        self.assertEqual(r.take(), b"-NOAUTH Authentication required.\r\n")
+
     def test_hello_auth_and_pipelined(self) -> None:
         r = self.conn()
         reply = r.send(cmd("HELLO", "3", "AUTH", "alice", "alice pw with spaces")

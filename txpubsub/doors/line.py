@@ -137,8 +137,9 @@ class LineDoor(LineFramer):
         self.session.connection_lost(reason)
 
     def release_input(self) -> None:
-        # Pacing must not let input through while an AUTH is being checked.
-        if self._login is None or not self._login.pending:
+        # Pacing must not let input through while an AUTH is being checked,
+        # nor an AUTH's answer while pacing holds it (the stall's end will).
+        if (self._login is None or not self._login.pending) and not self.session.stalled():
             super().release_input()
 
     # A peer that sends its last commands and shuts down its side

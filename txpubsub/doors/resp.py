@@ -203,8 +203,10 @@ class RespDoor(Protocol):
             self.transport.pauseProducing()
 
     def release_input(self) -> None:
-        if self._login is not None and self._login.pending:
-            return  # pacing must not let commands through while an AUTH is checked
+        if (self._login is not None and self._login.pending) or self.session.stalled():
+            # Pacing must not let commands through while an AUTH is checked, nor
+            # an AUTH's answer while pacing holds them (the stall's end will).
+            return
         if self._holding:
             self._holding = False
             if self.transport.disconnecting:

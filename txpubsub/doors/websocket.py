@@ -130,7 +130,10 @@ class JsonDoor(WebSocketServerProtocol):
         self._replies: _Replies | None = None
         self._login: Login | None = None  # with --users: this connection's way in
         self._gated = False  # must authenticate: only auth and ping until then
-        self._waiting: list[tuple[bytes, bool]] | None = None  # frames behind an auth
+        # An auth is being checked: the frames that came behind it (in the same
+        # read; no more is read until it is answered), run once it is.
+        self._waiting: list[tuple[bytes, bool]] | None = None
+        self._holding = False  # the transport is paused (an auth, or pacing)
 
     # -- the opening handshake (autobahn) ----------------------------------
 
@@ -205,11 +208,17 @@ class JsonDoor(WebSocketServerProtocol):
             self.session.send(text_frame({"type": "drop", "channel": channel}))
 
     def hold_input(self) -> None:
-        self.transport.pauseProducing()
+        if not self._holding and not self.transport.disconnecting:
+            self._holding = True
+            self.transport.pauseProducing()
 
     def release_input(self) -> None:
-        if not self.transport.disconnecting:
-            self.transport.resumeProducing()
+        if self._waiting is not None:
+            return  # pacing must not let frames in while an auth is being checked
+        if self._holding:
+            self._holding = False
+            if not self.transport.disconnecting:
+                self.transport.resumeProducing()
 
     # -- the transport's calls ---------------------------------------------
 
@@ -485,9 +494,16 @@ class JsonDoor(WebSocketServerProtocol):
         if self._login is None:
             raise HubError("auth-failed", "this server has no users")
         assert user is not None and password is not None
-        d = self._login.attempt(user, password)
-        if not d.called:
-            self._waiting = []
+        # Nothing more is read, and what autobahn has read already waits, until
+        # the answer (a failure's comes a second later): requests behind an auth
+        # run as the user it makes this client, and guesses go one at a time.
+        self._waiting = []
+        self.hold_input()
+        try:
+            d = self._login.attempt(user, password)
+        except Exception:
+            self._go_on()
+            raise
         reply = d.addCallbacks(self._authenticated, self._not_authenticated,
                                callbackArgs=(ref,), errbackArgs=(ref,))
         self._replies.send(reply)  # type: ignore[union-attr]
@@ -515,10 +531,14 @@ class JsonDoor(WebSocketServerProtocol):
         return _Replies.INTERNAL_ERROR
 
     def _go_on(self) -> None:
-        """Run the frames that arrived while an auth was being checked."""
+        """Run the frames that arrived while an auth was being checked (another
+        auth among them holds the rest again), then read on."""
         waiting, self._waiting = self._waiting, None
         for payload, binary in waiting or ():
             self.onMessage(payload, binary)
+        session = self.session
+        if self._waiting is None and session is not None and not session.stalled():
+            self.release_input()
 
 
 OPS: dict[str, Callable[[JsonDoor, dict[str, Any], Ref], None]] = {
