@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from txpubsub.auth.authenticator import Authenticator
@@ -61,6 +62,14 @@ publish = ["news.anon"]
 def run_now(f: Any, *args: Any) -> Deferred[Any]:
     """Instead of a thread: the check runs at once (the Clock is the only time)."""
     return maybeDeferred(f, *args)
+
+
+def log_events(case: SynchronousTestCase) -> list[dict[str, Any]]:
+    """The events logged from now to the end of the test."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    case.addCleanup(globalLogPublisher.removeObserver, events.append)
+    return events
 
 
 class FarTransport(ConsumerTransport):
@@ -427,6 +436,46 @@ class ProtectedModeTests(SynchronousTestCase):
         self.assertIn(b"--users", conn.greeting)
         self.assertIn(b"--allow-anonymous", conn.greeting)
         self.assertTrue(conn.closed)
+
+    def test_refusals_logged_once_per_address_per_interval(self) -> None:
+        """A scan does not flood the log: one line per address per minute (at most
+        BURST a minute in all), the rest counted in one summary line a minute later."""
+        events = log_events(self)
+        clock = Clock()
+        hub = make_hub(clock)
+        hub.refusals.burst = 3
+
+        def connect(host: str, port: int) -> None:
+            address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+            conn = Conn(hub, transport=lambda **_: ConsumerTransport(peerAddress=address),  # type: ignore[arg-type]
+                        protected=True)
+            self.assertTrue(conn.greeting.startswith(b"BYE protected-mode "))
+
+        def said() -> list[str]:
+            lines = [formatEvent(e) for e in events]
+            del events[:]
+            return lines
+
+        for port in range(1000, 1050):
+            connect("203.0.113.7", port)
+        connect("198.51.100.1", 1)
+        connect("2001:db8::1", 1)
+        connect("198.51.100.2", 1)  # past the burst of 3 lines
+        lines = said()
+        self.assertEqual(len(lines), 3, lines)
+        self.assertTrue(lines[0].startswith("refused 203.0.113.7:1000 (tcp:test): protected "
+                                            "mode: this server has no --users"), lines[0])
+        self.assertIn("refused 198.51.100.1:1 ", lines[1])
+        self.assertIn("refused [2001:db8::1]:1 ", lines[2])
+        clock.advance(59)
+        self.assertEqual(said(), [])
+        clock.advance(1)
+        self.assertEqual(said(), ["50 more refusals not logged in the last 60 s: protected mode "
+                                  "50 from 2 addresses"])
+        connect("203.0.113.7", 2000)  # a new interval: logged again
+        self.assertEqual(len(said()), 1)
+        clock.advance(120)
+        self.assertEqual(said(), [])  # nothing left out, no summary
 
     def test_local_peer_let_in(self) -> None:
         conn = self.conn(None, protected=True)

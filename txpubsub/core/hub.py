@@ -28,6 +28,7 @@ from txpubsub.core.globs import GlobIndex
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
 from txpubsub.core.rate import PublishBudget
+from txpubsub.core.refusals import RefusalLog
 from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection, Member
 from txpubsub.core.session import Session
 from txpubsub.core.stats import Counters, DoorCounters
@@ -148,6 +149,9 @@ class Hub(Service):
         self.counters = Counters()
         self.door_counters: dict[str, DoorCounters] = {}
         self.registry = ClientRegistry(max_clients, connection_log)
+        # Peers refused before they are clients (protected mode, throttled
+        # logins), logged so that a scan cannot flood the log.
+        self.refusals = RefusalLog(clock)
         self._channels: dict[str, Channel[Session]] = {}
         # Channel names by their first token, so LIST news.* looks only at news.<...>
         self._by_head: dict[str, dict[str, Channel[Session]]] = {}
@@ -251,6 +255,7 @@ class Hub(Service):
         Service.stopService(self)
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
+        self.refusals.stop()
         # Publishes being committed are answered and delivered before BYE.
         d = self.store.drain()
         d.addBoth(lambda _: self.close_all())
