@@ -16,13 +16,16 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from txpubsub.auth.authenticator import Authenticator
+from txpubsub.auth.cred import make_portal
 from txpubsub.auth.passwords import hash_password, verify_password
+from txpubsub.auth.throttle import LoginThrottle
 from txpubsub.auth.users import UsersFileError, load_users, parse_users
 from txpubsub.core.hub import Hub
 from txpubsub.doors.admin import AdminFactory
 from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings, is_local
 from txpubsub.server.lifecycle import Lifecycle
+from txpubsub.wire.errors import HubError
 
 from .helpers import Conn, ConsumerTransport, make_hub
 
@@ -67,8 +70,9 @@ def run_now(f: Any, *args: Any) -> Deferred[Any]:
 def log_events(case: SynchronousTestCase) -> list[dict[str, Any]]:
     """The events logged from now to the end of the test."""
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    case.addCleanup(globalLogPublisher.removeObserver, events.append)
+    observer: Any = events.append
+    globalLogPublisher.addObserver(observer)
+    case.addCleanup(globalLogPublisher.removeObserver, observer)
     return events
 
 
@@ -241,6 +245,151 @@ class AuthRequiredTests(AuthCase):
         conn.cmd("AUTH alice nope")
         conn.lose()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class LoginThrottleTests(SynchronousTestCase):
+    """The server-wide bounds on password checking (auth/throttle.py), on a Clock."""
+
+    def test_checks_at_once(self) -> None:
+        throttle = LoginThrottle(Clock(), max_checks=2)
+        throttle.admit("203.0.113.7")
+        throttle.admit("127.0.0.1")
+        with self.assertRaises(HubError) as refused:
+            throttle.admit("198.51.100.1")
+        self.assertEqual(refused.exception.code, "unavailable")
+        throttle.done("127.0.0.1", failed=False)
+        throttle.admit("198.51.100.1")
+
+    def test_failure_budget_per_address(self) -> None:
+        """Ten failures from an address, then one every six seconds; a right
+        password gives its try back; loopback and Unix sockets have no budget."""
+        clock = Clock()
+        throttle = LoginThrottle(clock, max_checks=100)
+        for _ in range(10):
+            throttle.admit("203.0.113.7")
+            throttle.done("203.0.113.7", failed=True)
+        with self.assertRaises(HubError) as refused:
+            throttle.admit("203.0.113.7")
+        self.assertEqual((refused.exception.code, refused.exception.text),
+                         ("rate-limited", "too many failed logins from 203.0.113.7; try again "
+                                          "in 6 s"))
+        throttle.admit("198.51.100.1")  # another address is not concerned
+        for local in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "unix:/run/x.sock"):
+            for _ in range(20):
+                throttle.admit(local)
+                throttle.done(local, failed=True)
+        clock.advance(5.9)
+        self.assertRaises(HubError, throttle.admit, "203.0.113.7")
+        clock.advance(0.1)
+        throttle.admit("203.0.113.7")
+        throttle.done("203.0.113.7", failed=False)  # given back
+        throttle.admit("203.0.113.7")
+        throttle.done("203.0.113.7", failed=True)
+        self.assertRaises(HubError, throttle.admit, "203.0.113.7")
+        clock.advance(60)
+        for _ in range(10):
+            throttle.admit("203.0.113.7")  # a check in progress holds a try
+        self.assertRaises(HubError, throttle.admit, "203.0.113.7")
+
+    def test_addresses_remembered_are_bounded(self) -> None:
+        throttle = LoginThrottle(Clock(), max_checks=10**6, max_addresses=100)
+        for i in range(1000):
+            host = f"10.0.{i // 256}.{i % 256}"
+            throttle.admit(host)
+            throttle.done(host, failed=True)
+        self.assertEqual(len(throttle._budgets), 100)
+        self.assertIn("10.0.3.231", throttle._budgets)  # the latest are kept
+
+
+class ThrottledAuthTests(AuthCase):
+    """The throttle seen by clients: a flood of guesses does not hold up a real login."""
+
+    def far(self, host: str = "203.0.113.7") -> Conn:
+        transport = ConsumerTransport(peerAddress=IPv4Address("TCP", host, 50000))
+        return Conn(self.hub, self.factory, transport=lambda **_: transport)  # type: ignore[arg-type]
+
+    def test_guesser_address_refused_unchecked(self) -> None:
+        """After ten failures from one address (on any connections), its AUTHs are
+        refused at once with rate-limited and how long to wait, unchecked and not
+        counted as failures; other addresses log in as usual."""
+        checked: list[str] = []
+
+        def counting(f: Any, stored: str, password: str) -> Deferred[Any]:
+            checked.append(password)
+            return run_now(f, stored, password)
+
+        self.auth.throttle.max_checks = 100
+        self.auth.portal = make_portal(lambda: self.auth.table, counting)
+        events = log_events(self)
+        guessers = [self.far() for _ in range(10)]
+        for guesser in guessers:
+            self.assertEqual(guesser.cmd("AUTH bob guess"), "")
+        self.assertEqual(len(checked), 10)
+        late = self.far()
+        self.assertEqual(late.cmd("AUTH bob bob-pw"),
+                         "-ERR rate-limited too many failed logins from 203.0.113.7; try again "
+                         "in 6 s\r\n")
+        self.clock.advance(1)
+        for guesser in guessers:
+            self.assertTrue(guesser.take().startswith(b"-ERR auth-failed "))
+        self.assertEqual(guessers[0].cmd("AUTH bob guess").split()[:2], ["-ERR", "rate-limited"])
+        self.assertEqual(len(checked), 10)
+        stats = self.hub.stats()
+        self.assertEqual((stats["auth_failures"], stats["auth_refused"]), (10, 2))
+        self.assertFalse(late.closed)
+        refusals = [formatEvent(e) for e in events if "refused unchecked" in e["log_format"]]
+        self.assertEqual(refusals, ["203.0.113.7:50000: AUTH refused unchecked: too many failed "
+                                    "logins from 203.0.113.7; try again in 6 s"])
+        self.assertEqual(self.far("198.51.100.1").cmd("AUTH bob bob-pw"), "+OK bob\r\n")
+        self.assertEqual(self.conn().cmd("AUTH bob bob-pw"), "+OK bob\r\n")  # loopback
+        self.clock.advance(5)
+        self.assertEqual(late.cmd("AUTH bob bob-pw"), "+OK bob\r\n")
+
+    def test_checks_at_once_are_bounded(self) -> None:
+        """Past --max-auth-checks checks in progress, an AUTH is answered at once
+        with unavailable (not queued behind the others), and the connection stays."""
+        waiting: list[Deferred[Any]] = []
+
+        def held(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            waiting.append(d)
+            return d
+
+        self.auth.throttle.max_checks = 2
+        self.auth.portal = make_portal(lambda: self.auth.table, held)
+        slow = [self.far(f"198.51.100.{i}") for i in (1, 2)]
+        for conn in slow:
+            self.assertEqual(conn.cmd("AUTH bob guess"), "")
+        real = self.conn()
+        self.assertEqual(real.send(b"AUTH bob bob-pw\nPING\n"),
+                         b"-ERR unavailable 2 passwords are being checked, the most at once; "
+                         b"try again in a moment\r\nPONG\r\n")
+        waiting[0].callback(False)
+        self.clock.advance(1)
+        self.assertTrue(slow[0].take().startswith(b"-ERR auth-failed "))
+        self.assertEqual(real.cmd("AUTH bob bob-pw"), "")
+        waiting[2].callback(True)
+        self.assertEqual(real.take(), b"+OK bob\r\n")
+        self.assertEqual(self.hub.stats()["auth_refused"], 1)
+
+    def test_websocket_and_resp_say_why(self) -> None:
+        """The JSON door answers a refused auth with its code; RESP with the text."""
+        from txpubsub.doors.resp import RespDoorFactory
+
+        from .test_resp import cmd
+
+        self.auth.throttle.max_checks = 0
+        ws = WebSocketAuthTests.ws(self)  # type: ignore[arg-type]
+        reply = ws.ask({"op": "auth", "user": "bob", "password": "bob-pw", "ref": 1})
+        self.assertEqual((reply[0]["ref"], reply[0]["code"]), (1, "unavailable"))
+        self.assertEqual(ws.ask({"op": "ping"}), [{"type": "pong"}])
+        ws.lose()
+        factory = RespDoorFactory(self.hub, "tcp:resp", DoorSettings())
+        factory.auth = self.auth
+        resp = Conn(self.hub, factory)
+        self.assertEqual(resp.send(cmd("AUTH", "bob", "bob-pw") + cmd("PING")),
+                         b"-ERR 0 passwords are being checked, the most at once; try again "
+                         b"in a moment\r\n-NOAUTH Authentication required.\r\n")
 
 
 class PermissionTests(AuthCase):

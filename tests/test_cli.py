@@ -314,7 +314,7 @@ class CLITests(TestCase):
         out, err, code = await self.run_cli("admin", path, "STATS")
         self.assertEqual(code, 0, err)
         self.assertIn(b"STAT clients 0\n", out)
-        self.assertTrue(out.endswith(b"+OK 13\n"))
+        self.assertTrue(out.endswith(b"+OK 14\n"))
         out, err, code = await self.run_cli("admin", path, "KICK", "nobody")
         self.assertEqual((code, err), (1, b"-ERR no-such-client no client nobody\n"))
         out, err, code = await self.run_cli("admin", path, stdin=b"STATS\nHELP\n")

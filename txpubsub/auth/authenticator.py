@@ -16,6 +16,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txpubsub.auth.authorizer import RulesAuthorizer
 from txpubsub.auth.cred import (
@@ -25,8 +26,10 @@ from txpubsub.auth.cred import (
     UserAvatar,
     make_portal,
 )
+from txpubsub.auth.throttle import MAX_CHECKS, LoginThrottle
 from txpubsub.auth.users import UsersFileError, UserTable, load_users
 from txpubsub.core.hub import Hub
+from txpubsub.core.refusals import peer_host
 from txpubsub.wire.errors import CloseReason, HubError
 
 AUTH_TIMEOUT = 10.0
@@ -48,7 +51,7 @@ class Authenticator:
 
     def __init__(self, hub: Hub, table: UserTable, *, path: str | None = None,
                  timeout: float = AUTH_TIMEOUT, failure_delay: float = FAILURE_DELAY,
-                 max_failures: int = MAX_FAILURES,
+                 max_failures: int = MAX_FAILURES, max_checks: int = MAX_CHECKS,
                  run_in_thread: RunInThread = deferToThread) -> None:
         self.hub = hub
         self.path = path
@@ -56,6 +59,7 @@ class Authenticator:
         self.failure_delay = failure_delay
         self.max_failures = max_failures
         self.table = table
+        self.throttle = LoginThrottle(hub.clock, max_checks)
         self.portal = make_portal(lambda: self.table, run_in_thread)
         hub.authorizer = RulesAuthorizer(table)
 
@@ -69,11 +73,33 @@ class Authenticator:
         """No anonymous rules: a client must authenticate before anything else."""
         return self.table.anonymous is None
 
-    def authenticate(self, user: str, password: str) -> Deferred[UserAvatar]:
-        """The user's avatar if the password is right; fails with UnauthorizedLogin."""
-        d = self.portal.login(UsernamePassword(user.encode(), password.encode()), None,
-                              IPubSubUser)
+    def authenticate(self, user: str, password: str, address: str = "-") -> Deferred[UserAvatar]:
+        """The user's avatar if the password is right; fails with UnauthorizedLogin.
+
+        Raises HubError unavailable or rate-limited at once, checking nothing,
+        when too many checks run or the client's address (``host:port`` as
+        sessions give it) has failed too often (auth.throttle)."""
+        host = peer_host(address)
+        try:
+            self.throttle.admit(host)
+        except HubError as e:
+            self.hub.counters.auth_refused += 1
+            self.hub.refusals.refused(self._log, f"AUTH {e.code}", address,
+                                      "{address}: AUTH refused unchecked: {why}", why=e.text)
+            raise
+        try:
+            d = self.portal.login(UsernamePassword(user.encode(), password.encode()), None,
+                                  IPubSubUser)
+        except BaseException:
+            self.throttle.done(host, failed=True)
+            raise
+        d.addBoth(self._checked, host)
         return d.addCallback(_avatar)
+
+    def _checked(self, result: Any, host: str) -> Any:
+        failed = isinstance(result, Failure) and result.check(UnauthorizedLogin) is not None
+        self.throttle.done(host, failed)
+        return result
 
     def certificate_user(self, name: str) -> UserAvatar | None:
         """The user a verified certificate name is (the same name in the users

@@ -62,12 +62,14 @@ class Login:
         """Check AUTH's user and password: fires with the user name, or fails
         with HubError auth-failed after the failure delay. On the last allowed
         failure the connection is closed (``BYE auth-failed``) instead and the
-        Deferred fires with None."""
+        Deferred fires with None. Raises HubError at once if the password
+        cannot be checked now (forbidden, unavailable, rate-limited)."""
         if self.client.user is not None:
             raise HubError("forbidden", f"already authenticated as {self.client.user}")
-        self.pending = True
         started = self.auth.hub.clock.seconds()
-        d = self.auth.authenticate(user, password)
+        # HubError unavailable or rate-limited here: refused unchecked, no failure.
+        d = self.auth.authenticate(user, password, self.client.address)
+        self.pending = True
         return d.addCallbacks(self._accepted, self._rejected, errbackArgs=(user, started))
 
     def _accepted(self, avatar: UserAvatar) -> str:

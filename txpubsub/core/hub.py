@@ -982,5 +982,6 @@ class Hub(Service):
             "connections_total": c.connections_total,
             "pacing_stalls": c.pacing_stalls,
             "auth_failures": c.auth_failures,
+            "auth_refused": c.auth_refused,
             "store_errors": self.store.errors,
         }

@@ -38,6 +38,9 @@ COUNTERS = {
     "pacing_stalls": ("txpubsub_pacing_stalls",
                       "Times a publisher was paused for a lagging subscriber (--max-stall)."),
     "auth_failures": ("txpubsub_auth_failures", "AUTH attempts with a wrong user or password."),
+    "auth_refused": ("txpubsub_auth_refused",
+                     "AUTH attempts refused unchecked: too many password checks at once, or "
+                     "too many failures from the address."),
     "store_errors": ("txpubsub_store_errors", "Failed writes to the --store."),
 }
 GAUGES = {

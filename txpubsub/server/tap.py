@@ -399,6 +399,13 @@ class Options(usage.Options):
             _int_at_least(1),
         ],
         [
+            "max-auth-checks",
+            None,
+            4,
+            "Most password checks at once (AUTH past it: -ERR unavailable).",
+            _int_at_least(1),
+        ],
+        [
             "ping-interval",
             None,
             60,
@@ -549,7 +556,8 @@ def _users(options: Options, hub: Hub) -> Any:
     from txpubsub.auth.users import UsersFileError
 
     try:
-        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]))
+        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]),
+                                       max_checks=options["max-auth-checks"])
     except UsersFileError as e:
         raise SystemExit(f"txpubsub: --users: {e}") from None
 
