@@ -650,6 +650,31 @@ class CertificateUserTests(AuthCase):
         self.assertEqual(self.auth.certificate_user("alice").name, "alice")  # type: ignore[union-attr]
         self.assertIsNone(self.auth.certificate_user("zed"))
 
+    def test_certificate_name_must_be_a_user(self) -> None:
+        """With --users a certificate's name is taken only if it is a user (whose
+        name the users file reserves); the user alice may still NAME alice after
+        AUTH by password, though her certificate has carried it."""
+        alice_cert = self.conn()
+        client = self.hub.find_client("c1")
+        assert client is not None
+        with self.assertRaises(HubError) as refused:
+            self.hub.claim_name(client, "zed")
+        self.assertEqual(refused.exception.code, "auth-failed")
+        self.hub.claim_name(client, "alice")
+        alice_cert.lose()
+        self.assertTrue(self.bob().cmd("NAME alice").startswith("-ERR name-taken alice is "
+                                                                "reserved for the user"))
+        self.assertEqual(self.alice().cmd("NAME alice"), "+OK alice\r\n")
+
+    def test_certificate_names_remembered_are_bounded(self) -> None:
+        from txpubsub.core import registry
+
+        self.patch(registry, "MAX_CERTIFICATE_NAMES", 3)
+        names = self.hub.registry
+        for name in ("a", "b", "c", "a", "d"):
+            names.remember_certificate_name(name)
+        self.assertEqual(list(names.certificate_names), ["c", "a", "d"])
+
     def test_certificate_user_greeting(self) -> None:
         """A client named by its certificate after a user is that user from the start:
         INFO has "user", no AUTH is needed, no timeout runs."""

@@ -228,6 +228,7 @@ class Hub(Service):
         # A publish skips the call when everything is allowed anyway.
         self._restricted = not isinstance(authorizer, AllowAll)
         self._may_name = getattr(authorizer, "may_name", None)  # optional (see Authorizer)
+        self._may_claim = getattr(authorizer, "may_claim", None)  # optional too
 
     @property
     def max_clients(self) -> int:
@@ -362,8 +363,12 @@ class Hub(Service):
         """
         if client.name_locked:
             raise HubError("forbidden", "your name comes from your certificate")
-        if self._may_name is not None and not self._may_name(client, check_name(name)):
-            raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        check_name(name)
+        if self._may_name is not None:  # a users file says whose names are whose
+            if not self._may_name(client, name):
+                raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        elif name in self.registry.certificate_names:
+            raise HubError("name-taken", f"{name} belongs to a client certificate")
         if self._claim_name is not None and client.name != check_name(name):
             holder = self.registry.by_name(name)
             if holder is not None:
@@ -386,9 +391,15 @@ class Hub(Service):
 
         A client that took that name with NAME loses it (``BYE kicked``);
         another connection holding it by certificate keeps it, and this one
-        is refused (HubError auth-failed).
+        is refused (HubError auth-failed), as is a name the authorizer does
+        not know as a user (``may_claim``, with a users file). Without one,
+        the name stays reserved for certificates after this client has gone.
         """
         check_name(name)
+        if self._may_claim is not None and not self._may_claim(name):
+            raise HubError("auth-failed", f"the certificate's name {name} is not a user of the "
+                                          f"users file (an operator may add [users.{name}], "
+                                          "no password needed)")
         holder = self.registry.by_name(name)
         if holder is not None and holder is not client:
             if holder.name_locked:
@@ -399,6 +410,7 @@ class Hub(Service):
         # maps it to its user when the door greets).
         self._rename(client, name)
         client.name_locked = True
+        self.registry.remember_certificate_name(name)
 
     def clients(self) -> list[ClientRecord]:
         """Every connected client, oldest connection first."""
