@@ -9,6 +9,7 @@ import sys
 import tempfile
 from typing import Any
 
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
@@ -197,6 +198,30 @@ class AuthRequiredTests(AuthCase):
         self.clock.advance(1)
         self.assertEqual(conn.take(), b"-ERR auth-failed wrong user or password\r\n")
 
+    def test_unknown_user_costs_a_users_check_on_the_thread(self) -> None:
+        """An unknown user's password is checked against a real user's hash (the
+        same cost, whatever the file's costs: no enumeration by timing), on the
+        thread: nothing is hashed on the reactor, not even a first decoy."""
+        from txpubsub.auth import cred
+
+        self.patch(cred, "_decoy", [])
+        calls: list[tuple[Any, ...]] = []
+
+        def recording(f: Any, *args: Any) -> Deferred[Any]:
+            calls.append((f, *args))
+            return Deferred()
+
+        self.auth.portal = make_portal(lambda: self.auth.table, recording)
+        self.auth.authenticate("mallory", "x")
+        self.auth.authenticate("alice", "x")
+        [(check, stored, decoy, password), (_, alice, _, _)] = calls
+        self.assertEqual((stored, decoy, password, alice), (None, ALICE, "x", ALICE))
+        self.assertEqual(cred._decoy, [])
+        self.assertFalse(check(None, ALICE, "alice pw with spaces"))  # never a user
+        cred._decoy.append(cheap("x"))  # what the first check would make (at the default cost)
+        self.assertFalse(check(None, None, "x"))  # no user has a password: the default
+        self.assertTrue(check(ALICE, ALICE, "alice pw with spaces"))
+
     def test_third_failure_bye(self) -> None:
         """The third failure on one connection gets BYE auth-failed and the close."""
         conn = self.conn()
@@ -314,9 +339,9 @@ class ThrottledAuthTests(AuthCase):
         counted as failures; other addresses log in as usual."""
         checked: list[str] = []
 
-        def counting(f: Any, stored: str, password: str) -> Deferred[Any]:
-            checked.append(password)
-            return run_now(f, stored, password)
+        def counting(f: Any, *args: Any) -> Deferred[Any]:
+            checked.append(args[-1])
+            return run_now(f, *args)
 
         self.auth.throttle.max_checks = 100
         self.auth.portal = make_portal(lambda: self.auth.table, counting)
@@ -525,6 +550,18 @@ class ReloadTests(AuthCase):
         dave = self.conn("dave", "dave")
         self.assertEqual(dave.cmd("NAME dave"), "+OK dave\r\n")
 
+    def test_users_file_open_to_others_is_said(self) -> None:
+        """A users file other users may read gets a warning at start and reload."""
+        os.chmod(self.path, 0o640)
+        events = log_events(self)
+        Authenticator.from_file(self.hub, self.path)
+        self.assertEqual([e for e in events if "open to other users" in e["log_format"]], [])
+        os.chmod(self.path, 0o644)
+        Authenticator.from_file(self.hub, self.path).reload()
+        said = [formatEvent(e) for e in events if "open to other users" in e["log_format"]]
+        self.assertEqual(said, [f"users file {self.path} is open to other users of this "
+                                f"machine (mode 0644): chmod o-rwx {self.path}"] * 2)
+
     def test_bad_file_keeps_old_rules(self) -> None:
         """A users file that cannot be used keeps the old rules and says why."""
         bob = self.bob()
@@ -566,12 +603,45 @@ class ReloadTests(AuthCase):
         self.assertFalse(bob.closed)
 
     def test_user_removed(self) -> None:
-        """A user taken out of the file keeps its connection but may do nothing."""
+        """A user taken out of the file is let go of (as Redis's ACL DELUSER and
+        NATS's reload do), with nothing before its BYE; a password change
+        keeps sessions."""
         bob = self.bob()
-        self.write(USERS.split("[users.bob]")[0])
+        bob.cmd("SUB news.uk")
+        alice = self.alice()
+        self.write(USERS.split("[users.bob]")[0].replace(ALICE, cheap("new")))
         self.lifecycle().reload()
-        self.assertTrue(bob.cmd("PUB news.uk x").startswith("-ERR forbidden "))
-        self.assertEqual(bob.cmd("PING"), "PONG\r\n")
+        self.assertEqual(bob.take(), b"BYE kicked user bob was removed\r\n")
+        self.assertTrue(bob.closed)
+        self.assertEqual(alice.cmd("PUB chat.x hi"), "+OK 1\r\n")
+
+    def test_anonymous_rules_taken_away(self) -> None:
+        """A reload without [anonymous]: connected anonymous clients must AUTH now,
+        within --auth-timeout of the reload; a user's connection is not concerned."""
+        self.write(USERS + ANONYMOUS)
+        self.lifecycle().reload()
+        anonymous, other, bob = self.conn(), self.conn(), self.bob()
+        self.assertEqual(anonymous.cmd("LIST"), "+OK 0\r\n")
+        self.clock.advance(30)
+        self.write(USERS)
+        self.lifecycle().reload()
+        self.assertEqual(anonymous.cmd("LIST"),
+                         "-ERR auth-required AUTH <user> <password> first\r\n")
+        self.assertEqual(other.cmd("AUTH bob bob-pw"), "+OK bob\r\n")
+        self.clock.advance(10)
+        self.assertEqual(anonymous.take(),
+                         b"BYE auth-timeout not authenticated within 10 seconds\r\n")
+        self.assertFalse(other.closed or bob.closed)
+
+    def test_anonymous_rules_given(self) -> None:
+        """A reload that adds [anonymous] lets clients waiting to AUTH in, with
+        those rules, and their timeout stops."""
+        waiting = self.conn()
+        self.write(USERS + ANONYMOUS)
+        self.lifecycle().reload()
+        self.assertEqual(waiting.cmd("SUB news.uk"), "+OK subscribed news.uk 0\r\n")
+        self.clock.advance(60)
+        self.assertFalse(waiting.closed)
 
 
 class ProtectedModeTests(SynchronousTestCase):
@@ -876,6 +946,20 @@ class WebSocketAuthTests(AuthCase):
         self.assertEqual(ws.transport.producerState, "paused")  # the stall's
         self.clock.advance(0.01)
         self.assertEqual(ws.transport.producerState, "producing")
+        ws.lose()
+
+    def test_lone_surrogates_are_bad_args(self) -> None:
+        """JSON may escape a lone surrogate ("\\ud800"): an auth carrying one is a
+        clear bad-args, not an internal error with a traceback in the log; nor
+        can one make the Authenticator raise."""
+        ws = self.ws()
+        for user, password in (("bob", "\ud800"), ("\udfff", "x")):
+            reply = ws.ask({"op": "auth", "user": user, "password": password, "ref": 1})
+            self.assertEqual((reply[0]["code"], reply[0]["ref"]), ("bad-args", 1))
+        self.assertEqual(self.flushLoggedErrors(), [])
+        failed: list[Any] = []
+        self.auth.authenticate("bob", "\ud800").addErrback(failed.append)
+        self.assertTrue(failed[0].check(UnauthorizedLogin))
         ws.lose()
 
     def test_third_failure_and_timeout_close(self) -> None:

@@ -417,6 +417,17 @@ class AuthTests(RespCase):
         self.clock.advance(0.01)  # the stall is over
         self.assertEqual(r.take(), b"-NOAUTH Authentication required.\r\n")
 
+    def test_reset_must_auth_again_in_time(self) -> None:
+        """RESET makes the client nobody: it must AUTH again, within --auth-timeout."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("AUTH", "alice", "alice pw with spaces")), b"+OK\r\n")
+        self.clock.advance(60)
+        self.assertEqual(r.send(cmd("RESET") + cmd("PING")),
+                         b"+RESET\r\n-NOAUTH Authentication required.\r\n")
+        self.clock.advance(10)
+        self.assertTrue(r.take().startswith(b"-ERR closing: auth-timeout"))
+        self.assertTrue(r.closed)
+
     def test_hello_auth_and_pipelined(self) -> None:
         r = self.conn()
         reply = r.send(cmd("HELLO", "3", "AUTH", "alice", "alice pw with spaces")

@@ -9,7 +9,9 @@ get the new rules.
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+import stat
+from typing import TYPE_CHECKING, Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -31,6 +33,9 @@ from txpubsub.auth.users import UsersFileError, UserTable, load_users
 from txpubsub.core.hub import Hub
 from txpubsub.core.refusals import peer_host
 from txpubsub.wire.errors import CloseReason, HubError
+
+if TYPE_CHECKING:
+    from txpubsub.auth.login import Login
 
 AUTH_TIMEOUT = 10.0
 FAILURE_DELAY = 1.0
@@ -60,8 +65,24 @@ class Authenticator:
         self.max_failures = max_failures
         self.table = table
         self.throttle = LoginThrottle(hub.clock, max_checks)
+        self.logins: set[Login] = set()  # of the connected clients (line, RESP, WebSocket)
         self.portal = make_portal(lambda: self.table, run_in_thread)
         hub.authorizer = RulesAuthorizer(table)
+        self._check_mode()
+
+    def _check_mode(self) -> None:
+        """Say so if other users of the machine may read or change the users
+        file (as mosquitto does for its password file): the hashes are slow to
+        attack, not impossible, and the rules are the server's security."""
+        if self.path is None:
+            return
+        try:
+            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+        except OSError:
+            return
+        if mode & 0o007:
+            self._log.warn("users file {path} is open to other users of this machine (mode "
+                           "{mode:04o}): chmod o-rwx {path}", path=self.path, mode=mode)
 
     @classmethod
     def from_file(cls, hub: Hub, path: str, **kwargs: Any) -> Authenticator:
@@ -88,8 +109,10 @@ class Authenticator:
                                       "{address}: AUTH refused unchecked: {why}", why=e.text)
             raise
         try:
-            d = self.portal.login(UsernamePassword(user.encode(), password.encode()), None,
-                                  IPubSubUser)
+            # A WebSocket client's JSON may carry lone surrogates: never an error here.
+            d = self.portal.login(UsernamePassword(user.encode("utf-8", "surrogatepass"),
+                                                   password.encode("utf-8", "surrogatepass")),
+                                  None, IPubSubUser)
         except BaseException:
             self.throttle.done(host, failed=True)
             raise
@@ -121,8 +144,29 @@ class Authenticator:
             return str(e)
         self.table = table
         self.hub.authorizer = authorizer = RulesAuthorizer(table)
+        self._check_mode()
+        clients = self.hub.clients()
+        kicked = set()
+        for client in clients:
+            user, name = client.user, client.name
+            if user is not None and user not in table.users:
+                # As Redis's ACL DELUSER and NATS's reload: a user taken out of
+                # the file is let go of (a password change keeps sessions).
+                self._log.info("{client_id} was user {user}, no longer in the users file: "
+                               "kicked", client_id=client.client_id, user=user)
+                client.session.close(CloseReason.KICKED, f"user {user} was removed")
+                kicked.add(client)
+            elif name is not None and not authorizer.may_name(client, name):
+                # A name taken before its user was added: the user's direct
+                # messages must not go on reaching whoever holds it.
+                self._log.info("{client_id} held {name}, now a user's name: kicked",
+                               client_id=client.client_id, name=name)
+                client.session.close(CloseReason.KICKED, f"{name} now belongs to a user")
+                kicked.add(client)
         revoked = 0
-        for client in self.hub.clients():
+        for client in clients:
+            if client in kicked:
+                continue
             for pattern in sorted(client.patterns):
                 if not authorizer.may_subscribe(client, pattern):
                     # The new rules no longer cover it: the subscription goes,
@@ -133,14 +177,10 @@ class Authenticator:
                         continue
                     client.session.channel_dropped(pattern)
                     revoked += 1
-        for client in self.hub.clients():
-            name = client.name
-            if name is not None and not authorizer.may_name(client, name):
-                # A name taken before its user was added: the user's direct
-                # messages must not go on reaching whoever holds it.
-                self._log.info("{client_id} held {name}, now a user's name: kicked",
-                               client_id=client.client_id, name=name)
-                client.session.close(CloseReason.KICKED, f"{name} now belongs to a user")
+        for login in list(self.logins):
+            # Anonymous rules gone: anonymous clients must AUTH now (the timeout
+            # counts from here); come: clients waiting to AUTH are let in.
+            login.reconsider()
         self._log.info("users file {path} reloaded: {users} users, anonymous {anonymous}, "
                        "{revoked} subscriptions revoked", path=self.path,
                        users=len(table.users),

@@ -8,7 +8,7 @@ Deferred gives; the Login closes the session itself (``auth-timeout``,
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
@@ -27,9 +27,12 @@ class Login:
 
     _log = Logger()
 
-    def __init__(self, auth: Authenticator, client: ClientRecord) -> None:
+    def __init__(self, auth: Authenticator, client: ClientRecord,
+                 gate: Callable[[bool], None] | None = None) -> None:
         self.auth = auth
         self.client = client
+        # The door's: True lets only AUTH (and PING, HELP, QUIT) in, False all.
+        self._gate = gate
         self.failures = 0
         self.pending = False  # an AUTH is being checked (or its failure delayed)
         self._timer: IDelayedCall | None = None
@@ -48,15 +51,32 @@ class Login:
 
     def start(self, certificate_name: str | None = None) -> None:
         """The client is in the hub: a verified certificate naming a user makes
-        it that user; otherwise, if it must authenticate, the timeout starts."""
+        it that user; otherwise, if it must authenticate, the door gates it and
+        the timeout starts."""
+        self.auth.logins.add(self)
         if certificate_name is not None:
             avatar = self.auth.certificate_user(certificate_name)
             if avatar is not None:
                 self._become(avatar, "certificate")
                 return
-        if self.must_authenticate and self.auth.timeout > 0:
-            clock = self.auth.hub.clock
-            self._timer = clock.callLater(self.auth.timeout, self._too_slow)
+        self.reconsider()
+
+    def reconsider(self) -> None:
+        """Gate the client and run the timeout if it must authenticate now (the
+        users file may have lost or gained its anonymous rules); else neither."""
+        must = self.must_authenticate
+        if self._gate is not None:
+            self._gate(must)
+        if not must:
+            self.cancel_timer()
+        elif self._timer is None and self.auth.timeout > 0:
+            self._timer = self.auth.hub.clock.callLater(self.auth.timeout, self._too_slow)
+
+    def reset(self) -> None:
+        """The client is nobody again (RESP's RESET); a certificate's user stays."""
+        if not self.client.name_locked:
+            self.client.user = None
+            self.reconsider()
 
     def attempt(self, user: str, password: str) -> Deferred[str]:
         """Check AUTH's user and password: fires with the user name, or fails
@@ -114,7 +134,7 @@ class Login:
 
     def _too_slow(self) -> None:
         self._timer = None
-        if self.client.user is None:
+        if self.must_authenticate:
             self.close(CloseReason.AUTH_TIMEOUT,
                        f"not authenticated within {self.auth.timeout:g} seconds")
 
@@ -132,6 +152,7 @@ class Login:
     def stop(self) -> None:
         """The connection is gone: no timer may fire for it."""
         self._closed = True
+        self.auth.logins.discard(self)
         self.cancel_timer()
         for call in self._delays:
             if call.active():

@@ -93,10 +93,8 @@ class LineDoor(LineFramer):
         assert client is not None
         auth = self._auth
         if auth is not None:
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            if login.must_authenticate:
-                self._commands = PRE_AUTH
         info = {
             "server": "txpubsub",
             "version": __version__,
@@ -113,6 +111,9 @@ class LineDoor(LineFramer):
         if client.name_locked:
             info["name"] = client.name  # from the client's TLS certificate
         self.session.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+
+    def _gate(self, gated: bool) -> None:
+        self._commands = PRE_AUTH if gated else COMMANDS
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         return encode_bye(reason.value, text)

@@ -163,12 +163,13 @@ class RespDoor(Protocol):
         client.addressable = False
         auth = self.factory.auth
         if auth is not None:
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            if login.must_authenticate:
-                self._gate()
 
-    def _gate(self) -> None:
+    def _gate(self, gated: bool) -> None:
+        if not gated:
+            self._ungate()
+            return
         self._authed = False
         self.parser.max_bulk = min(self.parser.max_bulk, PRE_AUTH_BULK)
         self.parser.max_args = PRE_AUTH_ARGS
@@ -543,10 +544,8 @@ class RespDoor(Protocol):
         self._set_proto(2)
         if not client.name_locked:
             self.hub.registry.unname(client)
-            if self._login is not None and client.user is not None:
-                client.user = None
-                if self._login.must_authenticate:
-                    self._gate()
+            if self._login is not None:
+                self._login.reset()  # gated again (and timed) if it must AUTH
         self._lib = ("", "")
         # As Redis's clearClientConnectionState: a SKIP already in force holds.
         self._reply_off = self._skip_next = False

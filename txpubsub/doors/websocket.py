@@ -181,12 +181,15 @@ class JsonDoor(WebSocketServerProtocol):
         auth = self.factory.doors.auth
         if auth is not None:
             client = session.client
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            self._gated = info["auth_required"] = login.must_authenticate
+            info["auth_required"] = self._gated
             if client.user is not None:
                 info["user"] = client.user  # from the client's TLS certificate
         session.send(text_frame(info))
+
+    def _gate(self, gated: bool) -> None:
+        self._gated = gated
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         if self.state != WebSocketProtocol.STATE_OPEN:
@@ -494,6 +497,9 @@ class JsonDoor(WebSocketServerProtocol):
         if self._login is None:
             raise HubError("auth-failed", "this server has no users")
         assert user is not None and password is not None
+        if not (_readable_ref(user) and _readable_ref(password)):
+            # JSON's "\ud800" parses, but is no text a password could be.
+            raise HubError("bad-args", '"user" and "password" must be text (no lone surrogates)')
         # Nothing more is read, and what autobahn has read already waits, until
         # the answer (a failure's comes a second later): requests behind an auth
         # run as the user it makes this client, and guesses go one at a time.
