@@ -948,6 +948,24 @@ class WebSocketAuthTests(AuthCase):
         self.assertEqual(ws.transport.producerState, "producing")
         ws.lose()
 
+    def test_frames_before_auth_are_small(self) -> None:
+        """Until it has authenticated, a client's frames are at most 16 KiB (as
+        Redis's unauthenticated input): past it, closed 1009 too-large."""
+        ws = self.ws()
+        ws.ask({"op": "auth", "user": "bob", "password": "bob-pw"})
+        ok = ws.ask({"op": "pub", "channel": "news.uk", "data": "x" * 20000, "ref": 1})
+        self.assertEqual(ok, [{"type": "ok", "ref": 1, "id": 1}])
+        stranger = self.ws()
+        stranger.ask({"op": "ping", "data": "x" * 16000})
+        self.assertFalse(stranger.closed)
+        stranger.send_frame(json.dumps({"op": "ping", "data": "x" * 17000}).encode())
+        frames = stranger.frames()
+        self.assertEqual((frames[-1][0], int.from_bytes(frames[-1][1][:2], "big"),
+                          frames[-1][1][2:]), (8, 1009, b"too-large"))
+        self.assertTrue(stranger.closed)
+        ws.lose()
+        stranger.lose()
+
     def test_lone_surrogates_are_bad_args(self) -> None:
         """JSON may escape a lone surrogate ("\\ud800"): an auth carrying one is a
         clear bad-args, not an internal error with a traceback in the log; nor

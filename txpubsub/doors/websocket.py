@@ -50,6 +50,10 @@ from txpubsub.wire.websocket import (
 )
 
 OP_PONG = 0xA
+# Before a client that must authenticate has: the largest frame (as Redis's
+# 16 KiB for unauthenticated input), so a stranger cannot make the server
+# parse megabytes of JSON.
+PRE_AUTH_FRAME = 16384
 Ref = object  # a request's "ref" (a string or a number), or _NO_REF
 _NO_REF = object()  # a request without "ref"
 
@@ -190,6 +194,10 @@ class JsonDoor(WebSocketServerProtocol):
 
     def _gate(self, gated: bool) -> None:
         self._gated = gated
+        limit = self.factory.frame_limit
+        if gated:
+            limit = min(limit, PRE_AUTH_FRAME)
+        self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         if self.state != WebSocketProtocol.STATE_OPEN:
@@ -245,7 +253,8 @@ class JsonDoor(WebSocketServerProtocol):
         if session is not None and session.client is not None and session.close_reason is None:
             if code == WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG:
                 session.close(CloseReason.TOO_LARGE,
-                              f"frames are at most {self.factory.frame_limit} bytes")
+                              f"frames are at most {self.maxMessagePayloadSize} bytes"
+                              + (" before auth" if self._gated else ""))
                 return
             session.close_reason = CloseReason.BAD_FRAME
             session.flush()
@@ -517,7 +526,7 @@ class JsonDoor(WebSocketServerProtocol):
     def _authenticated(self, user: str | None, ref: Ref) -> bytes:
         if user is None:
             return b""  # the last failure: the socket is closing with auth-failed
-        self._gated = False
+        self._gate(False)
         reply = self._with_ref("ok", ref)
         reply["user"] = user
         # The replies of what waited go after this one: its slot is first in line.
