@@ -222,6 +222,27 @@ class AuthRequiredTests(AuthCase):
         self.assertFalse(check(None, None, "x"))  # no user has a password: the default
         self.assertTrue(check(ALICE, ALICE, "alice pw with spaces"))
 
+    def test_failure_log_line_cannot_be_forged(self) -> None:
+        """The user a client gave is logged as it is only if it is a name: a newline
+        in it (WebSocket JSON may carry one) cannot forge a log line, nor can a
+        long one flood the log."""
+        events = log_events(self)
+        ws = WebSocketAuthTests.ws(self)  # type: ignore[arg-type]
+        forged = "x\n2030-01-01T00:00:00+0000 [txpubsub] c9 authenticated as alice"
+        ws.ask({"op": "auth", "user": forged, "password": "x"})
+        ws.ask({"op": "auth", "user": "y" * 5000, "password": "x"})
+        self.clock.advance(1)
+        lines = [formatEvent(e) for e in events if "failed (" in e["log_format"]]
+        self.assertEqual(len(lines), 2)
+        self.assertEqual([line.count("\n") for line in lines], [0, 0])
+        self.assertIn("as 'x\\n2030-01-01T00:00:00+0000 [txpubsub] c9 authenticated as alic... "
+                      "failed", lines[0])
+        self.assertLess(len(lines[1]), 200)
+        conn = self.conn()
+        conn.cmd("AUTH mallory x")
+        self.assertIn("authentication as mallory failed", formatEvent(events[-1]))
+        ws.lose()
+
     def test_third_failure_bye(self) -> None:
         """The third failure on one connection gets BYE auth-failed and the close."""
         conn = self.conn()

@@ -19,7 +19,18 @@ from twisted.python.failure import Failure
 from txpubsub.auth.authenticator import Authenticator
 from txpubsub.auth.cred import UserAvatar
 from txpubsub.core.registry import ClientRecord
-from txpubsub.wire.errors import CloseReason, HubError
+from txpubsub.wire.errors import CloseReason, HubError, shorten
+from txpubsub.wire.names import check_name
+
+
+def loggable(user: str) -> str:
+    """A user as a client typed it, safe for a log line: a name as it is,
+    anything else quoted, escaped and cut short (a "user" holding a newline
+    would forge a log line; 64 KiB of one would flood the log)."""
+    try:
+        return check_name(user)
+    except HubError:
+        return shorten(ascii(user), 64)
 
 
 class Login:
@@ -113,8 +124,8 @@ class Login:
         self.auth.hub.counters.auth_failures += 1
         self._log.warn("{client_id} from {address}: authentication as {user} failed "
                        "({failures} of {allowed})", client_id=self.client.client_id,
-                       address=self.client.address, user=user, failures=self.failures,
-                       allowed=self.auth.max_failures)
+                       address=self.client.address, user=loggable(user),
+                       failures=self.failures, allowed=self.auth.max_failures)
         clock = self.auth.hub.clock
         # The delay counts from the AUTH, so the hashing time is part of it.
         wait = max(0.0, started + self.auth.failure_delay - clock.seconds())
