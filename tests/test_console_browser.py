@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from txpubsub.client import CommandError
 from txpubsub.client.blocking import BlockingClient
 
 from .test_twistd import twistd
@@ -174,7 +175,9 @@ class ConsoleBrowserTests(SynchronousTestCase):
         tcp = BlockingClient(f"tcp:127.0.0.1:{self.line_port}", timeout=10, user="bob",
                              password="bob-pw")
         self.addCleanup(tcp.close)
-        self.assertRaises(Exception, tcp.publish, "chat.room", "bob may not")
+        with self.assertRaises(CommandError) as refused:
+            tcp.publish("chat.room", "bob may not")
+        self.assertEqual(refused.exception.code, "forbidden")
         self.admin("PUB chat.room hello alice")
         page.wait_for_selector("#messages li:has-text('hello alice')")
 
