@@ -285,6 +285,43 @@ class AuthRequiredTests(AuthCase):
         self.assertTrue(conn.cmd("AUTH").startswith("-ERR bad-args "))
         self.assertTrue(conn.cmd("AUTH alice").startswith("-ERR bad-args "))
 
+    def held_checks(self) -> list[tuple[Deferred[Any], Any, tuple[Any, ...]]]:
+        """Password checks stay pending until the test answers them."""
+        checks: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+
+        def held(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            checks.append((d, f, args))
+            return d
+
+        self.auth.portal = make_portal(lambda: self.auth.table, held)
+        return checks
+
+    def test_user_removed_while_its_password_is_checked(self) -> None:
+        """A reload takes a user out while its AUTH is being checked: the right
+        password is then a failure, not a login as a user the file no longer has."""
+        checks = self.held_checks()
+        conn = self.conn()
+        self.assertEqual(conn.send(b"AUTH bob bob-pw\nPING\n"), b"")
+        self.write(USERS.split("[users.bob]")[0])
+        self.auth.reload()
+        [(d, check, args)] = checks
+        d.callback(check(*args))  # the thread's answer: the password was right
+        self.clock.advance(1)
+        self.assertEqual(conn.take(), b"-ERR auth-failed wrong user or password\r\nPONG\r\n")
+        self.assertIsNone(conn.proto.session.client.user)  # type: ignore[union-attr]
+
+    def test_gone_during_the_check(self) -> None:
+        """A client that leaves while its password is checked leaves no timer behind."""
+        checks = self.held_checks()
+        conn = self.conn()
+        conn.cmd("AUTH alice nope")
+        conn.lose()
+        [(d, check, args)] = checks
+        d.callback(check(*args))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.hub.stats()["auth_failures"], 1)
+
     def test_gone_during_delay(self) -> None:
         """A client that leaves while its failure is delayed leaves no timer behind."""
         conn = self.conn()

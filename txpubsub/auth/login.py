@@ -101,9 +101,14 @@ class Login:
         # HubError unavailable or rate-limited here: refused unchecked, no failure.
         d = self.auth.authenticate(user, password, self.client.address)
         self.pending = True
-        return d.addCallbacks(self._accepted, self._rejected, errbackArgs=(user, started))
+        return d.addCallbacks(self._accepted, self._rejected, callbackArgs=(started,),
+                              errbackArgs=(user, started))
 
-    def _accepted(self, avatar: UserAvatar) -> str:
+    def _accepted(self, avatar: UserAvatar, started: float) -> Any:
+        if avatar.name not in self.auth.table.users:
+            # Taken out of the file (a reload) while its password was checked.
+            return self._rejected(Failure(UnauthorizedLogin("no longer a user")), avatar.name,
+                                  started)
         self.pending = False
         if self._closed:
             return avatar.name
@@ -117,7 +122,7 @@ class Login:
                        client_id=self.client.client_id, address=self.client.address,
                        user=avatar.name, how=how)
 
-    def _rejected(self, failure: Failure, user: str, started: float) -> Deferred[Any]:
+    def _rejected(self, failure: Failure, user: str, started: float) -> Deferred[Any] | None:
         if not failure.check(UnauthorizedLogin):
             self._log.failure("checking a password failed", failure)
         self.failures += 1
@@ -126,6 +131,9 @@ class Login:
                        "({failures} of {allowed})", client_id=self.client.client_id,
                        address=self.client.address, user=loggable(user),
                        failures=self.failures, allowed=self.auth.max_failures)
+        if self._closed:
+            self.pending = False
+            return None  # gone meanwhile: no delay to wait, nobody to answer
         clock = self.auth.hub.clock
         # The delay counts from the AUTH, so the hashing time is part of it.
         wait = max(0.0, started + self.auth.failure_delay - clock.seconds())
