@@ -19,21 +19,24 @@ txredisapi imports the reactor: this module is imported only with --redis.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import Hub, new_epoch
+from txpubsub.core.latency import LatencyHistogram
 from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.core.session import Session
@@ -228,6 +231,11 @@ class _FastReplies:
 class _Commands(_FastReplies, txredisapi.RedisProtocol):
     """The command connection."""
 
+    def dataReceived(self, data: bytes) -> None:
+        # One clock read per read, for every publish answered in it.
+        self.factory.backplane.replies_arrived()
+        _FastReplies.dataReceived(self, data)
+
 
 class _Listener(_FastReplies, txredisapi.SubscriberProtocol):
     """The pub/sub connection: every message goes to the backplane."""
@@ -263,6 +271,23 @@ class _Factory(Factory):
         self._log.error("redis: {why}", why=why)
 
 
+@implementer(IStreamClientEndpoint)
+class _Attempts:
+    """A client endpoint that remembers why its last connection attempt failed
+    (for /readyz: ClientService only counts failures)."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, backplane: RedisBackplane) -> None:
+        self.endpoint = endpoint
+        self.backplane = backplane
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return self.endpoint.connect(factory).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> Failure:
+        self.backplane.last_error = failure.getErrorMessage()
+        return failure
+
+
 def _glob(pattern: str) -> str:
     """A Redis glob matching at least every channel ``pattern`` matches."""
     tokens = []
@@ -285,6 +310,16 @@ class RedisBackplane(Service):
             from twisted.internet import reactor
         self._hub = hub
         self._clock = clock or reactor
+        # Latency is measured on the monotonic clock, or a test's.
+        self._now = time.monotonic if clock is None else clock.seconds
+        self.where = address.where  # for /readyz and the log: no password
+        # --http: read at scrape time (txpubsub.server.metrics).
+        self.publish_seconds = LatencyHistogram()  # publish sent -> Redis's answer read
+        self.publish_errors = 0  # publishes and direct messages Redis did not take
+        self.connection_losses = 0  # usable connections (either) that were lost
+        self.last_error: str | None = None  # why the last connection attempt failed
+        self._replies_at = 0.0  # when the command connection's last read came
+        self._connected_waiters: list[Deferred[None]] = []
         self._candidate = new_epoch()  # the epoch, should Redis have none
         self._epoch_known_once = False
         self._conn: Any = None  # the command connection, while ready
@@ -304,7 +339,7 @@ class RedisBackplane(Service):
         self._heartbeat = LoopingCall(self._refresh)
         self._heartbeat.clock = self._clock
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
-        endpoint = address.endpoint(reactor)
+        endpoint = _Attempts(address.endpoint(reactor), self)
         self._commands = ClientService(endpoint, _Factory(_Commands, address, self),
                                        retryPolicy=retry, clock=self._clock,
                                        prepareConnection=self._commands_ready)
@@ -346,6 +381,7 @@ class RedisBackplane(Service):
     def _usable(self, sha: bytes, conn: Any) -> None:
         self._sha = sha.decode()
         self._conn = conn
+        self.last_error = None
         self._log.info("redis: connected")
         self._fetch_block()
         self._refresh()
@@ -355,10 +391,12 @@ class RedisBackplane(Service):
         for channel in self._channels:
             if channel not in self._current and channel not in self._held:
                 self._catch_up(channel)
+        self._maybe_connected()
 
     def _commands_lost(self, conn: Any) -> None:
         if self._conn is conn:
             self._conn = None
+            self.connection_losses += 1
             self._candidate = new_epoch()
             self._log.warn("redis: connection lost; publishes are refused until it is back")
 
@@ -386,10 +424,12 @@ class RedisBackplane(Service):
             listener.psubscribe(glob).addErrback(self._ignore)
         for channel in self._channels:
             self._watch(channel)
+        self._maybe_connected()
 
     def _listener_lost(self, listener: Any) -> None:
         if self._listener is listener:
             self._listener = None
+            self.connection_losses += 1
             self._current.clear()
             for channel in list(self._held):
                 self._release(channel)
@@ -397,6 +437,46 @@ class RedisBackplane(Service):
     @staticmethod
     def _ignore(failure: Failure) -> None:
         """A lost connection fails what it had sent; the reconnect does it again."""
+
+    @property
+    def connected(self) -> bool:
+        """Both connections are up and usable: publishes are taken and come back."""
+        return self._conn is not None and self._listener is not None
+
+    def when_connected(self) -> Deferred[None]:
+        """Fires once both connections are usable (at once if they are)."""
+        if self.connected:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._connected_waiters.append(d)
+        return d
+
+    def _maybe_connected(self) -> None:
+        if self.connected:
+            waiters, self._connected_waiters = self._connected_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def ping(self) -> Deferred[None]:
+        """Fires once Redis answers PING on the command connection (behind the
+        publishes waiting there); fails at once while a connection is down
+        (--http /readyz)."""
+        conn = self._conn
+        if conn is None or self._listener is None:
+            why = f"not connected to {self.where}"
+            if self.last_error:
+                why += f" ({self.last_error})"
+            return fail(ConnectionError(why))
+        return conn.execute_command("PING").addCallback(lambda _: None)
+
+    @property
+    def pending(self) -> int:
+        """Publishes waiting for Redis's answer (at most MAX_PENDING)."""
+        return self._pending
+
+    def replies_arrived(self) -> None:
+        """The command connection read something: the time its answers came."""
+        self._replies_at = self._now()
 
     # -- publishing ------------------------------------------------------------
 
@@ -406,18 +486,23 @@ class RedisBackplane(Service):
     ) -> Deferred[int]:
         conn = self._conn
         if conn is None:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis cannot be reached; not published")
         if self._pending >= MAX_PENDING:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis is behind; not published")
         self._pending += 1
         name = channel.name
+        sent = self._now()
         d = conn.execute_command(
             "EVALSHA", self._sha, 3, EPOCH_KEY, PREFIX + "id:" + name, PREFIX + "s:" + name,
             self._candidate, channel.keep, sender, payload, PREFIX + "m:" + name)
-        return d.addCallbacks(self._published, self._not_published)
+        return d.addCallbacks(self._published, self._not_published, (sent,))
 
-    def _published(self, reply: list[Any]) -> int:
+    def _published(self, reply: list[Any], sent: float) -> int:
         self._pending -= 1
+        # Answered within a read of the command connection (replies_arrived).
+        self.publish_seconds.observe(self._replies_at - sent)
         msg_id, epoch = reply
         epoch = epoch.decode()
         if epoch != self._hub.epoch:
@@ -426,6 +511,7 @@ class RedisBackplane(Service):
 
     def _not_published(self, failure: Failure) -> None:
         self._pending -= 1
+        self.publish_errors += 1
         self._log.warn("redis: publish failed: {why}", why=failure.value)
         # A timeout may hide a publish that did happen: never +OK, maybe -ERR.
         raise HubError("unavailable", "redis did not take it; not acknowledged")
@@ -442,6 +528,7 @@ class RedisBackplane(Service):
         """A direct message to a name or client id held on any server."""
         conn = self._conn
         if conn is None:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis cannot be reached; not sent")
         key = PREFIX + ("client:" if is_client_id(recipient) else "name:") + recipient
         d = conn.execute_command("EVAL", DIRECT_SCRIPT, 1, key, sender, payload, NAME_TTL)
@@ -454,6 +541,7 @@ class RedisBackplane(Service):
         return int(msg_id)
 
     def _not_sent(self, failure: Failure) -> None:
+        self.publish_errors += 1
         self._log.warn("redis: direct message failed: {why}", why=failure.value)
         raise HubError("unavailable", "redis did not take it; not acknowledged")
 
