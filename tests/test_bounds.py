@@ -11,8 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from txpubsub.core.hub import LIST_WORK
+from txpubsub.wire.errors import HubError
 
-from .helpers import Conn, ConsumerTransport, make_hub
+from .helpers import Conn, ConsumerTransport, Recorder, make_hub
 
 
 def lines(data: bytes) -> list[bytes]:
@@ -280,6 +281,35 @@ class PublishRateTests(SynchronousTestCase):
         replies = attacker.send(b"PUB flood again\n" * 60)
         self.assertEqual(replies.count(b"+OK "), 50)
         self.assertEqual(replies.count(b"-ERR rate-limited "), 10)
+
+    def test_prepaid_budget_never_lets_more_through_than_the_rate(self) -> None:
+        """At 10,000 a second (spent from a prepaid 1% at a time), a flood gets
+        exactly a second's worth, then half a second's worth after 0.5 s; a
+        pause after spending part of a prepaid chunk adds at most 1% to the
+        next burst."""
+        clock = Clock()
+        hub = make_hub(clock, max_publish_rate=10_000, max_publish_bytes_rate=0)
+        client = hub.attach(Recorder(), "127.0.0.1:1", "tcp:test")
+
+        def burst(n: int) -> int:
+            sent = 0
+            for _ in range(n):
+                try:
+                    hub.publish("x", "flood", b"y", client)
+                except HubError as e:
+                    self.assertEqual(e.code, "rate-limited")
+                else:
+                    sent += 1
+            return sent
+
+        self.assertEqual(burst(20_000), 10_000)
+        clock.advance(0.5)
+        self.assertEqual(burst(20_000), 5_000)
+        clock.advance(10)
+        self.assertEqual(burst(30), 30)  # 100 taken from the bucket, 70 still prepaid
+        clock.advance(10)
+        self.assertEqual(burst(20_000), 10_070)
+        self.assertEqual(hub.counters.rate_limited, 10_000 + 15_000 + 9_930)
 
     def test_direct_message_flood_refused_before_the_reader_is_cut(self) -> None:
         """A flood of 64 KiB PUBB @alice stops at --max-publish-bytes; alice,

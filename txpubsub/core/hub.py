@@ -90,14 +90,14 @@ class Hub(Service):
     __slots__ = ("_all_gone", "_authorizer", "_by_head", "_channels", "_claim_name",
                  "_codec_users", "_current", "_direct_elsewhere", "_durable", "_eager",
                  "_everyone", "_fast_path", "_history_bytes", "_interest", "_joined", "_left",
-                 "_local", "_may_name", "_patterns", "_plain_channels", "_record_of",
-                 "_restricted", "_retired", "_retired_floors", "_store_on_fan_out",
+                 "_local", "_may_claim", "_may_name", "_patterns", "_plain_channels",
+                 "_record_of", "_restricted", "_retired", "_retired_floors", "_store_on_fan_out",
                  "_subscriptions", "_sweeper", "_uncommitted", "auto_create", "backplane",
                  "clock", "counters", "default_history", "door_counters", "epoch", "globs",
                  "max_channel_bytes", "max_channels", "max_channels_per_client", "max_history",
                  "max_history_bytes", "max_list", "max_payload", "max_publish_bytes_rate",
                  "max_publish_rate", "max_replay", "max_retired", "max_subscriptions",
-                 "max_subscriptions_total", "registry", "started_at", "store")
+                 "max_subscriptions_total", "refusals", "registry", "started_at", "store")
 
     def __init__(
         self,
@@ -782,8 +782,14 @@ class Hub(Service):
         # The common case written out (an existing channel, the in-process
         # backplane, everything allowed): LocalBackplane.publish costs no call.
         now = self.clock.seconds()
-        if client is not None and client.publish_budget is not None:
-            client.publish_budget.take(len(payload), now)  # rate-limited
+        if client is not None:
+            budget = client.publish_budget
+            if budget is not None:
+                # PublishBudget.spend written out: the prepaid part costs no call.
+                budget.left -= 1
+                budget.left_bytes -= len(payload)
+                if budget.left < 0 or budget.left_bytes < 0:
+                    budget.refill(len(payload), now)  # rate-limited
         msg = Message(ch.name, ch.last_id + 1, sender, payload, now)
         self.fan_out(ch, msg, client)
         return msg.msg_id
@@ -797,7 +803,7 @@ class Hub(Service):
         shared backplane."""
         now = self.clock.seconds()
         if client is not None and client.publish_budget is not None:
-            client.publish_budget.take(len(payload), now)  # rate-limited
+            client.publish_budget.spend(len(payload), now)  # rate-limited
         if ch is None:
             kind = channel_kind(channel)
             if kind == INBOX:
