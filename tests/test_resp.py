@@ -359,6 +359,19 @@ class ProtocolErrorTests(RespCase):
                          b"-ERR Protocol error: invalid bulk length\r\n")
         self.assertTrue(r.closed)
 
+    def test_bulk_bound_follows_a_reloaded_max_payload(self) -> None:
+        """A reload's --max-payload holds for connected Redis clients at once,
+        as for line clients: raised, a bigger PUBLISH goes through; lowered, it
+        is refused from its header."""
+        hub = make_hub(Clock(), max_payload=1000)
+        r = Conn(hub, RespDoorFactory(hub, "tcp:resp", DoorSettings(max_line=100)))
+        hub.max_payload = 2000  # what a reload's LiveSettings does
+        self.assertEqual(r.send(cmd("PUBLISH", "a", b"x" * 1500)), b":0\r\n")
+        hub.max_payload = 500
+        self.assertEqual(r.send(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$600\r\n"),
+                         b"-ERR Protocol error: invalid bulk length\r\n")
+        self.assertTrue(r.closed)
+
     def test_command_over_the_input_bound(self) -> None:
         """Many bulks, each under --max-payload, cannot add up past the bound."""
         hub = make_hub(Clock(), max_payload=1000)

@@ -130,9 +130,7 @@ class RespDoor(Protocol):
         self.parser = RespParser(max_bulk=self.hub.max_payload,
                                  max_args=max(1024, 2 * self.hub.max_subscriptions),
                                  max_inline=factory.settings.max_line)
-        # One command's bytes at most: a payload and its headers, or a
-        # SUBSCRIBE of many channels (docs/resp.md).
-        self._max_input = self.hub.max_payload + 2 * factory.settings.max_line
+        self._max_line = factory.settings.max_line  # a connection keeps its framing
         self.proto = 2
         self._channels: dict[str, None] = {}  # SUBSCRIBE, in order
         self._globs: dict[bytes, None] = {}  # PSUBSCRIBE, in order
@@ -260,14 +258,20 @@ class RespDoor(Protocol):
         if session.close_reason is not None or session.client is None:
             return
         parser = self.parser
+        max_payload = self.hub.max_payload  # a reload changes it for every connection
+        if self._authed:
+            parser.max_bulk = max_payload
+            parser.max_args = max(1024, 2 * self.hub.max_subscriptions)
         events = parser.feed(data)
         if events:
             session.heard = True
             self._queue.extend(events)
-        if parser.buffered() > self._max_input:
+        # One command's bytes at most: a payload and its headers, or a
+        # SUBSCRIBE of many channels (docs/resp.md).
+        max_input = max_payload + 2 * self._max_line
+        if parser.buffered() > max_input:
             parser.failed = True
-            self._queue.append(RespError(f"Protocol error: a command over {self._max_input} "
-                                         "bytes"))
+            self._queue.append(RespError(f"Protocol error: a command over {max_input} bytes"))
         self._run()
         session.after_read()
 
