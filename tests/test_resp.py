@@ -89,6 +89,24 @@ class CommandTests(RespCase):
         self.assertEqual(c.send(cmd("CONFIG", "GET", "maxmemory")), b"*0\r\n")
         self.assertEqual(c.send(cmd("COMMAND", "DOCS")), b"*0\r\n")
 
+    def test_client_setinfo_refuses_what_would_break_client_info(self) -> None:
+        """As Redis 7.2: a lib-name or lib-ver with a space, a newline or another
+        byte outside ! to ~ is refused, so CLIENT INFO stays one line of
+        key=value fields that client libraries split on spaces."""
+        c = self.conn()
+        for value in ("a b", "a\nid=7", "caf\u00e9"):
+            self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", value)),
+                             b"-ERR lib-name cannot contain spaces, newlines or special "
+                             b"characters.\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "LIB-VER", "1 2")),
+                         b"-ERR LIB-VER cannot contain spaces, newlines or special "
+                         b"characters.\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", "redis-py")), b"+OK\r\n")
+        info = c.send(cmd("CLIENT", "INFO"))
+        self.assertIn(b" lib-name=redis-py lib-ver=\n\r\n", info)
+        self.assertEqual(info.count(b"\n"), 3, info)  # the bulk's header, the line, its CRLF
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", "")), b"+OK\r\n")
+
     def test_hello(self) -> None:
         """HELLO 3 answers a map and switches to RESP3; HELLO 2 back."""
         c = self.conn()

@@ -697,6 +697,10 @@ class RespDoor(Protocol):
 
     def _client_setinfo(self, client: ClientRecord, args: list[bytes]) -> bytes:
         attr = args[2].lower()
+        if attr in (b"lib-name", b"lib-ver") and any(b < 33 or b > 126 for b in args[3]):
+            # Redis's validateClientAttr: CLIENT INFO stays space-separated fields.
+            return error(f"ERR {_text(args[2])} cannot contain spaces, newlines or special "
+                         "characters.")
         if attr == b"lib-name":
             self._lib = (_text(args[3]), self._lib[1])
         elif attr == b"lib-ver":
