@@ -121,6 +121,16 @@ class CommandTests(RespCase):
         self.assertEqual(c.send(cmd("HELLO", "3", "FOO")),
                          b"-ERR Syntax error in HELLO option 'FOO'\r\n")
 
+    def test_hello_checks_the_version_before_its_options(self) -> None:
+        """As Redis's helloCommand: an unsupported version is NOPROTO whatever
+        follows it, so a client probing for RESP4 reads the code it looks for."""
+        c = self.conn()
+        self.assertEqual(c.send(cmd("HELLO", "4", "FOO")),
+                         b"-NOPROTO unsupported protocol version\r\n")
+        self.assertEqual(c.send(cmd("HELLO", "1", "SETNAME", "bob")),
+                         b"-NOPROTO unsupported protocol version\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
+
     def test_auth_without_users(self) -> None:
         c = self.conn()
         self.assertEqual(c.send(cmd("AUTH", "pw")),

@@ -571,6 +571,9 @@ class RespDoor(Protocol):
                 self._reply(
                     error("ERR Protocol version is not an integer or out of range"))
                 return
+            if proto not in (2, 3):  # before the options, as Redis checks it
+                self._reply(error("NOPROTO unsupported protocol version"))
+                return
         auth: tuple[bytes, bytes] | None = None
         setname: bytes | None = None
         i = 2
@@ -586,9 +589,6 @@ class RespDoor(Protocol):
             else:
                 self._reply(error(f"ERR Syntax error in HELLO option '{_text(args[i])}'"))
                 return
-        if proto not in (2, 3):
-            self._reply(error("NOPROTO unsupported protocol version"))
-            return
         if not self._authed and auth is None:
             self._reply(error(
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise "
