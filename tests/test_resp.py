@@ -107,6 +107,14 @@ class CommandTests(RespCase):
         self.assertEqual(info.count(b"\n"), 3, info)  # the bulk's header, the line, its CRLF
         self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", "")), b"+OK\r\n")
 
+    def test_client_no_evict_and_no_touch_take_on_or_off(self) -> None:
+        """As Redis: ON and OFF (any case) are +OK, anything else a syntax error."""
+        c = self.conn()
+        for sub in ("NO-EVICT", "no-touch"):
+            self.assertEqual(c.send(cmd("CLIENT", sub, "on")), b"+OK\r\n")
+            self.assertEqual(c.send(cmd("CLIENT", sub, "OFF")), b"+OK\r\n")
+            self.assertEqual(c.send(cmd("CLIENT", sub, "maybe")), b"-ERR syntax error\r\n")
+
     def test_hello(self) -> None:
         """HELLO 3 answers a map and switches to RESP3; HELLO 2 back."""
         c = self.conn()

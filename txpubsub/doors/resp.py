@@ -731,8 +731,10 @@ class RespDoor(Protocol):
             return error("ERR syntax error")
         return b""  # silenced from this very reply on, as in Redis
 
-    def _client_ok(self, client: ClientRecord, args: list[bytes]) -> bytes:
-        return OK
+    def _client_on_off(self, client: ClientRecord, args: list[bytes]) -> bytes:
+        """NO-EVICT, NO-TOUCH: nothing is evicted or touched here, but the
+        argument is checked as Redis checks it."""
+        return OK if args[2].lower() in (b"on", b"off") else error("ERR syntax error")
 
     def _client_help(self, client: ClientRecord, args: list[bytes]) -> bytes:
         return array([simple(line) for line in CLIENT_HELP])
@@ -861,8 +863,8 @@ CLIENT_COMMANDS: dict[bytes, tuple[Callable[[RespDoor, ClientRecord, list[bytes]
     b"setinfo": (RespDoor._client_setinfo, 4),
     b"info": (RespDoor._client_info, 2),
     b"reply": (RespDoor._client_reply, 3),
-    b"no-evict": (RespDoor._client_ok, 3),
-    b"no-touch": (RespDoor._client_ok, 3),
+    b"no-evict": (RespDoor._client_on_off, 3),
+    b"no-touch": (RespDoor._client_on_off, 3),
     b"help": (RespDoor._client_help, 2),
 }
 
