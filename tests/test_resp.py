@@ -288,6 +288,29 @@ class PubSubTests(RespCase):
         self.assertEqual(q.send(cmd("PUBSUB", "NOPE")),
                          b"-ERR unknown subcommand 'NOPE'. Try PUBSUB HELP.\r\n")
 
+    def test_info_counts_channels_with_subscribers_by_section(self) -> None:
+        """INFO's pubsub_channels is what Redis's is, the channels someone
+        subscribes to by name (not every channel the server keeps), and INFO
+        <section> answers that section only, as Redis does."""
+        line = Conn(self.hub, self.lines)
+        line.cmd("PUB kept.a hi")  # a channel nobody subscribes to
+        q = self.conn()
+        self.assertIn(b"\r\npubsub_channels:0\r\n", q.send(cmd("INFO")))
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "b.x"))
+        r.send(cmd("PSUBSCRIBE", "b*"))
+        info = q.send(cmd("INFO", "stats"))
+        self.assertEqual(info, b"$47\r\n# Stats\r\npubsub_channels:1\r\npubsub_patterns:1\r\n\r\n")
+        clients = q.send(cmd("INFO", "CLIENTS"))
+        self.assertTrue(clients.endswith(b"\r\n# Clients\r\nconnected_clients:3\r\n\r\n"),
+                        clients)
+        self.assertEqual(q.send(cmd("INFO", "keyspace")), b"$0\r\n\r\n")
+        both = q.send(cmd("INFO", "server", "stats"))
+        self.assertIn(b"# Server\r\n", both)
+        self.assertIn(b"\r\n\r\n# Stats\r\n", both)
+        self.assertNotIn(b"# Clients", both)
+        self.assertIn(b"# Clients", q.send(cmd("INFO", "everything")))
+
     def test_reset(self) -> None:
         r = self.conn()
         r.send(cmd("HELLO", "3", "SETNAME", "rita"))

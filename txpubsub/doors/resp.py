@@ -480,13 +480,7 @@ class RespDoor(Protocol):
                 return
             names: list[bytes] = []
             if sub == b"channels":
-                match = compile_glob(args[2]) if len(args) == 3 else None
-                chosen = list(hub.channels(">"))
-                chosen += [c for c in map(hub.channel, SYSTEM_CHANNELS) if c is not None]
-                for ch in chosen:
-                    name = ch.name.encode()
-                    if ch.subscribers and (match is None or match(name)):
-                        names.append(name)
+                names = self._active_channels(compile_glob(args[2]) if len(args) == 3 else None)
             self._reply(array([bulk(n) for n in names]))
         elif sub in (b"numsub", b"shardnumsub"):
             items = []
@@ -503,6 +497,19 @@ class RespDoor(Protocol):
             self._reply(array([simple(line) for line in PUBSUB_HELP]))
         else:
             self._reply(_unknown_subcommand("PUBSUB", args[1]))
+
+    def _active_channels(self, match: Callable[[bytes], Any] | None) -> list[bytes]:
+        """Channels someone subscribes to by name (any door), sorted, that
+        ``match`` (a glob) matches: Redis's active channels."""
+        hub = self.hub
+        chosen = list(hub.channels(">"))
+        chosen += [c for c in map(hub.channel, SYSTEM_CHANNELS) if c is not None]
+        names = []
+        for ch in chosen:
+            name = ch.name.encode()
+            if ch.subscribers and (match is None or match(name)):
+                names.append(name)
+        return names
 
     # -- connection --------------------------------------------------------
 
@@ -788,14 +795,24 @@ class RespDoor(Protocol):
             self._reply(_unknown_subcommand("FUNCTION", args[1]))
 
     def do_info(self, args: list[bytes]) -> None:
+        """The sections Redis has that mean something here; ``INFO <section>...``
+        answers those only (an unknown one: nothing), as Redis does."""
         stats = self.hub.stats()
-        lines = ["# Server", f"redis_version:{REDIS_VERSION}", f"txpubsub_version:{__version__}",
-                 "redis_mode:standalone", f"uptime_in_seconds:{stats['uptime_s']}",
-                 "", "# Clients", f"connected_clients:{stats['clients']}",
-                 "", "# Stats", f"pubsub_channels:{stats['channels']}",
-                 f"pubsub_patterns:{len(self.hub.globs)}", ""]
-        self._reply(bulk("\r\n".join(lines)))
-
+        sections = {
+            "server": [f"redis_version:{REDIS_VERSION}", f"txpubsub_version:{__version__}",
+                       "redis_mode:standalone", f"uptime_in_seconds:{stats['uptime_s']}"],
+            "clients": [f"connected_clients:{stats['clients']}"],
+            # As Redis counts: channels with a subscriber by name, distinct globs.
+            "stats": [f"pubsub_channels:{len(self._active_channels(None))}",
+                      f"pubsub_patterns:{len(self.hub.globs)}"],
+        }
+        wanted = {arg.lower().decode("utf-8", "replace") for arg in args[1:]}
+        if not wanted or wanted & {"all", "default", "everything"}:
+            wanted = set(sections)
+        text = "\r\n".join(f"# {name.capitalize()}\r\n" + "".join(f"{field}\r\n"
+                                                                  for field in fields)
+                           for name, fields in sections.items() if name in wanted)
+        self._reply(bulk(text))
 
 # What CONFIG GET knows: nothing is saved the way Redis saves, one database.
 CONFIG = {b"save": b"", b"appendonly": b"no", b"databases": b"1"}
