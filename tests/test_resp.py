@@ -89,6 +89,32 @@ class CommandTests(RespCase):
         self.assertEqual(c.send(cmd("CONFIG", "GET", "maxmemory")), b"*0\r\n")
         self.assertEqual(c.send(cmd("COMMAND", "DOCS")), b"*0\r\n")
 
+    def test_client_setinfo_refuses_what_would_break_client_info(self) -> None:
+        """As Redis 7.2: a lib-name or lib-ver with a space, a newline or another
+        byte outside ! to ~ is refused, so CLIENT INFO stays one line of
+        key=value fields that client libraries split on spaces."""
+        c = self.conn()
+        for value in ("a b", "a\nid=7", "caf\u00e9"):
+            self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", value)),
+                             b"-ERR lib-name cannot contain spaces, newlines or special "
+                             b"characters.\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "LIB-VER", "1 2")),
+                         b"-ERR LIB-VER cannot contain spaces, newlines or special "
+                         b"characters.\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", "redis-py")), b"+OK\r\n")
+        info = c.send(cmd("CLIENT", "INFO"))
+        self.assertIn(b" lib-name=redis-py lib-ver=\n\r\n", info)
+        self.assertEqual(info.count(b"\n"), 3, info)  # the bulk's header, the line, its CRLF
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", "")), b"+OK\r\n")
+
+    def test_client_no_evict_and_no_touch_take_on_or_off(self) -> None:
+        """As Redis: ON and OFF (any case) are +OK, anything else a syntax error."""
+        c = self.conn()
+        for sub in ("NO-EVICT", "no-touch"):
+            self.assertEqual(c.send(cmd("CLIENT", sub, "on")), b"+OK\r\n")
+            self.assertEqual(c.send(cmd("CLIENT", sub, "OFF")), b"+OK\r\n")
+            self.assertEqual(c.send(cmd("CLIENT", sub, "maybe")), b"-ERR syntax error\r\n")
+
     def test_hello(self) -> None:
         """HELLO 3 answers a map and switches to RESP3; HELLO 2 back."""
         c = self.conn()
@@ -102,6 +128,16 @@ class CommandTests(RespCase):
                          b"-ERR Protocol version is not an integer or out of range\r\n")
         self.assertEqual(c.send(cmd("HELLO", "3", "FOO")),
                          b"-ERR Syntax error in HELLO option 'FOO'\r\n")
+
+    def test_hello_checks_the_version_before_its_options(self) -> None:
+        """As Redis's helloCommand: an unsupported version is NOPROTO whatever
+        follows it, so a client probing for RESP4 reads the code it looks for."""
+        c = self.conn()
+        self.assertEqual(c.send(cmd("HELLO", "4", "FOO")),
+                         b"-NOPROTO unsupported protocol version\r\n")
+        self.assertEqual(c.send(cmd("HELLO", "1", "SETNAME", "bob")),
+                         b"-NOPROTO unsupported protocol version\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
 
     def test_auth_without_users(self) -> None:
         c = self.conn()
@@ -252,6 +288,29 @@ class PubSubTests(RespCase):
         self.assertEqual(q.send(cmd("PUBSUB", "NOPE")),
                          b"-ERR unknown subcommand 'NOPE'. Try PUBSUB HELP.\r\n")
 
+    def test_info_counts_channels_with_subscribers_by_section(self) -> None:
+        """INFO's pubsub_channels is what Redis's is, the channels someone
+        subscribes to by name (not every channel the server keeps), and INFO
+        <section> answers that section only, as Redis does."""
+        line = Conn(self.hub, self.lines)
+        line.cmd("PUB kept.a hi")  # a channel nobody subscribes to
+        q = self.conn()
+        self.assertIn(b"\r\npubsub_channels:0\r\n", q.send(cmd("INFO")))
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "b.x"))
+        r.send(cmd("PSUBSCRIBE", "b*"))
+        info = q.send(cmd("INFO", "stats"))
+        self.assertEqual(info, b"$47\r\n# Stats\r\npubsub_channels:1\r\npubsub_patterns:1\r\n\r\n")
+        clients = q.send(cmd("INFO", "CLIENTS"))
+        self.assertTrue(clients.endswith(b"\r\n# Clients\r\nconnected_clients:3\r\n\r\n"),
+                        clients)
+        self.assertEqual(q.send(cmd("INFO", "keyspace")), b"$0\r\n\r\n")
+        both = q.send(cmd("INFO", "server", "stats"))
+        self.assertIn(b"# Server\r\n", both)
+        self.assertIn(b"\r\n\r\n# Stats\r\n", both)
+        self.assertNotIn(b"# Clients", both)
+        self.assertIn(b"# Clients", q.send(cmd("INFO", "everything")))
+
     def test_reset(self) -> None:
         r = self.conn()
         r.send(cmd("HELLO", "3", "SETNAME", "rita"))
@@ -356,6 +415,19 @@ class ProtocolErrorTests(RespCase):
         hub = make_hub(Clock(), max_payload=1000)
         r = Conn(hub, RespDoorFactory(hub, "tcp:resp", DoorSettings()))
         self.assertEqual(r.send(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$1001\r\n"),
+                         b"-ERR Protocol error: invalid bulk length\r\n")
+        self.assertTrue(r.closed)
+
+    def test_bulk_bound_follows_a_reloaded_max_payload(self) -> None:
+        """A reload's --max-payload holds for connected Redis clients at once,
+        as for line clients: raised, a bigger PUBLISH goes through; lowered, it
+        is refused from its header."""
+        hub = make_hub(Clock(), max_payload=1000)
+        r = Conn(hub, RespDoorFactory(hub, "tcp:resp", DoorSettings(max_line=100)))
+        hub.max_payload = 2000  # what a reload's LiveSettings does
+        self.assertEqual(r.send(cmd("PUBLISH", "a", b"x" * 1500)), b":0\r\n")
+        hub.max_payload = 500
+        self.assertEqual(r.send(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$600\r\n"),
                          b"-ERR Protocol error: invalid bulk length\r\n")
         self.assertTrue(r.closed)
 

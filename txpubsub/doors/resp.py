@@ -130,9 +130,7 @@ class RespDoor(Protocol):
         self.parser = RespParser(max_bulk=self.hub.max_payload,
                                  max_args=max(1024, 2 * self.hub.max_subscriptions),
                                  max_inline=factory.settings.max_line)
-        # One command's bytes at most: a payload and its headers, or a
-        # SUBSCRIBE of many channels (docs/resp.md).
-        self._max_input = self.hub.max_payload + 2 * factory.settings.max_line
+        self._max_line = factory.settings.max_line  # a connection keeps its framing
         self.proto = 2
         self._channels: dict[str, None] = {}  # SUBSCRIBE, in order
         self._globs: dict[bytes, None] = {}  # PSUBSCRIBE, in order
@@ -260,14 +258,20 @@ class RespDoor(Protocol):
         if session.close_reason is not None or session.client is None:
             return
         parser = self.parser
+        max_payload = self.hub.max_payload  # a reload changes it for every connection
+        if self._authed:
+            parser.max_bulk = max_payload
+            parser.max_args = max(1024, 2 * self.hub.max_subscriptions)
         events = parser.feed(data)
         if events:
             session.heard = True
             self._queue.extend(events)
-        if parser.buffered() > self._max_input:
+        # One command's bytes at most: a payload and its headers, or a
+        # SUBSCRIBE of many channels (docs/resp.md).
+        max_input = max_payload + 2 * self._max_line
+        if parser.buffered() > max_input:
             parser.failed = True
-            self._queue.append(RespError(f"Protocol error: a command over {self._max_input} "
-                                         "bytes"))
+            self._queue.append(RespError(f"Protocol error: a command over {max_input} bytes"))
         self._run()
         session.after_read()
 
@@ -476,13 +480,7 @@ class RespDoor(Protocol):
                 return
             names: list[bytes] = []
             if sub == b"channels":
-                match = compile_glob(args[2]) if len(args) == 3 else None
-                chosen = list(hub.channels(">"))
-                chosen += [c for c in map(hub.channel, SYSTEM_CHANNELS) if c is not None]
-                for ch in chosen:
-                    name = ch.name.encode()
-                    if ch.subscribers and (match is None or match(name)):
-                        names.append(name)
+                names = self._active_channels(compile_glob(args[2]) if len(args) == 3 else None)
             self._reply(array([bulk(n) for n in names]))
         elif sub in (b"numsub", b"shardnumsub"):
             items = []
@@ -499,6 +497,19 @@ class RespDoor(Protocol):
             self._reply(array([simple(line) for line in PUBSUB_HELP]))
         else:
             self._reply(_unknown_subcommand("PUBSUB", args[1]))
+
+    def _active_channels(self, match: Callable[[bytes], Any] | None) -> list[bytes]:
+        """Channels someone subscribes to by name (any door), sorted, that
+        ``match`` (a glob) matches: Redis's active channels."""
+        hub = self.hub
+        chosen = list(hub.channels(">"))
+        chosen += [c for c in map(hub.channel, SYSTEM_CHANNELS) if c is not None]
+        names = []
+        for ch in chosen:
+            name = ch.name.encode()
+            if ch.subscribers and (match is None or match(name)):
+                names.append(name)
+        return names
 
     # -- connection --------------------------------------------------------
 
@@ -567,6 +578,9 @@ class RespDoor(Protocol):
                 self._reply(
                     error("ERR Protocol version is not an integer or out of range"))
                 return
+            if proto not in (2, 3):  # before the options, as Redis checks it
+                self._reply(error("NOPROTO unsupported protocol version"))
+                return
         auth: tuple[bytes, bytes] | None = None
         setname: bytes | None = None
         i = 2
@@ -582,9 +596,6 @@ class RespDoor(Protocol):
             else:
                 self._reply(error(f"ERR Syntax error in HELLO option '{_text(args[i])}'"))
                 return
-        if proto not in (2, 3):
-            self._reply(error("NOPROTO unsupported protocol version"))
-            return
         if not self._authed and auth is None:
             self._reply(error(
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise "
@@ -693,6 +704,10 @@ class RespDoor(Protocol):
 
     def _client_setinfo(self, client: ClientRecord, args: list[bytes]) -> bytes:
         attr = args[2].lower()
+        if attr in (b"lib-name", b"lib-ver") and any(b < 33 or b > 126 for b in args[3]):
+            # Redis's validateClientAttr: CLIENT INFO stays space-separated fields.
+            return error(f"ERR {_text(args[2])} cannot contain spaces, newlines or special "
+                         "characters.")
         if attr == b"lib-name":
             self._lib = (_text(args[3]), self._lib[1])
         elif attr == b"lib-ver":
@@ -723,8 +738,10 @@ class RespDoor(Protocol):
             return error("ERR syntax error")
         return b""  # silenced from this very reply on, as in Redis
 
-    def _client_ok(self, client: ClientRecord, args: list[bytes]) -> bytes:
-        return OK
+    def _client_on_off(self, client: ClientRecord, args: list[bytes]) -> bytes:
+        """NO-EVICT, NO-TOUCH: nothing is evicted or touched here, but the
+        argument is checked as Redis checks it."""
+        return OK if args[2].lower() in (b"on", b"off") else error("ERR syntax error")
 
     def _client_help(self, client: ClientRecord, args: list[bytes]) -> bytes:
         return array([simple(line) for line in CLIENT_HELP])
@@ -778,14 +795,24 @@ class RespDoor(Protocol):
             self._reply(_unknown_subcommand("FUNCTION", args[1]))
 
     def do_info(self, args: list[bytes]) -> None:
+        """The sections Redis has that mean something here; ``INFO <section>...``
+        answers those only (an unknown one: nothing), as Redis does."""
         stats = self.hub.stats()
-        lines = ["# Server", f"redis_version:{REDIS_VERSION}", f"txpubsub_version:{__version__}",
-                 "redis_mode:standalone", f"uptime_in_seconds:{stats['uptime_s']}",
-                 "", "# Clients", f"connected_clients:{stats['clients']}",
-                 "", "# Stats", f"pubsub_channels:{stats['channels']}",
-                 f"pubsub_patterns:{len(self.hub.globs)}", ""]
-        self._reply(bulk("\r\n".join(lines)))
-
+        sections = {
+            "server": [f"redis_version:{REDIS_VERSION}", f"txpubsub_version:{__version__}",
+                       "redis_mode:standalone", f"uptime_in_seconds:{stats['uptime_s']}"],
+            "clients": [f"connected_clients:{stats['clients']}"],
+            # As Redis counts: channels with a subscriber by name, distinct globs.
+            "stats": [f"pubsub_channels:{len(self._active_channels(None))}",
+                      f"pubsub_patterns:{len(self.hub.globs)}"],
+        }
+        wanted = {arg.lower().decode("utf-8", "replace") for arg in args[1:]}
+        if not wanted or wanted & {"all", "default", "everything"}:
+            wanted = set(sections)
+        text = "\r\n".join(f"# {name.capitalize()}\r\n" + "".join(f"{field}\r\n"
+                                                                  for field in fields)
+                           for name, fields in sections.items() if name in wanted)
+        self._reply(bulk(text))
 
 # What CONFIG GET knows: nothing is saved the way Redis saves, one database.
 CONFIG = {b"save": b"", b"appendonly": b"no", b"databases": b"1"}
@@ -853,8 +880,8 @@ CLIENT_COMMANDS: dict[bytes, tuple[Callable[[RespDoor, ClientRecord, list[bytes]
     b"setinfo": (RespDoor._client_setinfo, 4),
     b"info": (RespDoor._client_info, 2),
     b"reply": (RespDoor._client_reply, 3),
-    b"no-evict": (RespDoor._client_ok, 3),
-    b"no-touch": (RespDoor._client_ok, 3),
+    b"no-evict": (RespDoor._client_on_off, 3),
+    b"no-touch": (RespDoor._client_on_off, 3),
     b"help": (RespDoor._client_help, 2),
 }
 

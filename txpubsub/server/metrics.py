@@ -65,7 +65,7 @@ class HubCollector(Collector):
             yield GaugeMetricFamily(name, documentation, value=stats[key])
         by_door = CounterMetricFamily("txpubsub_sent_bytes",
                                       "Bytes written to client connections, by kind of door "
-                                      "(line, feed, ingest, ws).",
+                                      "(line, feed, ingest, resp, ws).",
                                       labels=["door"])
         for door, counters in sorted(hub.door_counters.items()):
             by_door.add_metric([door], counters.bytes_out)
