@@ -500,7 +500,7 @@ class TwistdClusterTests(TestCase):
 class RepliesTests(SynchronousTestCase):
     def test_every_chunk_size(self) -> None:
         """Replies are read whole however the bytes are split, in one pass."""
-        from txpubsub.backplane.redis import _FastReplies
+        from txpubsub.backplane.connection import _FastReplies
 
         class Replies(_FastReplies):
             def __init__(self) -> None:
@@ -524,7 +524,7 @@ class RepliesTests(SynchronousTestCase):
 
     def test_commands(self) -> None:
         """Commands go out as RESP arrays of bulk strings."""
-        from txpubsub.backplane.redis import _command
+        from txpubsub.backplane.connection import _command
 
         self.assertEqual(_command("SET", b"k\r\n", 5, 1.5),
                          b"*4\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$1\r\n5\r\n$8\r\n1.500000\r\n")

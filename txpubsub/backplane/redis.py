@@ -21,17 +21,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
+from txpubsub.backplane.connection import Commands, Factory, Listener
+from txpubsub.backplane.scripts import (
+    CLAIM_SCRIPT,
+    DIRECT_SCRIPT,
+    PUBLISH_SCRIPT,
+    REFRESH_SCRIPT,
+    RELEASE_SCRIPT,
+    SERVER_SCRIPT,
+    WHO_SCRIPT,
+)
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import Hub, new_epoch
 from txpubsub.core.message import Message
@@ -51,216 +59,6 @@ NAME_TTL = 30
 HEARTBEAT = 10.0
 # Client numbers are taken from Redis this many at a time.
 ID_BLOCK = 1000
-
-# KEYS[1] the name; ARGV[1] "<server> <client id>", ARGV[2] the TTL. 1 if ours now.
-CLAIM_SCRIPT = """
-local held = redis.call('GET', KEYS[1])
-if held and held ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
-# KEYS: names and client keys; ARGV[i]: what each should hold. Deletes those still ours.
-RELEASE_SCRIPT = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i] then redis.call('DEL', key) end
-end
-return 1
-"""
-# KEYS: names and client keys; ARGV[1] the TTL, ARGV[i + 1] what each holds.
-# Renews those still ours (or free again); returns the names lost to others.
-REFRESH_SCRIPT = """
-local lost = {}
-for i, key in ipairs(KEYS) do
-  local held = redis.call('GET', key)
-  if held and held ~= ARGV[i + 1] then
-    table.insert(lost, key)
-  else
-    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-  end
-end
-return lost
-"""
-# KEYS[1] the recipient's name or client key; ARGV: sender, payload, TTL.
-# Numbers the message in the recipient's inbox and sends it to its server.
-DIRECT_SCRIPT = """
-local held = redis.call('GET', KEYS[1])
-if not held then return 0 end
-local server, client = string.match(held, '^(%S+) (%S+)$')
-local inbox = 'txpubsub:inbox:' .. client
-local id = redis.call('INCR', inbox)
-redis.call('EXPIRE', inbox, 86400)
-local now = redis.call('TIME')
-local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
-redis.call('PUBLISH', 'txpubsub:srv:' .. server,
-           client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
-return id
-"""
-
-# KEYS[1] the servers' sorted set, KEYS[2] this server's client list;
-# ARGV[1] this server, ARGV[2] the TTL, then client id, "name connected_at" pairs.
-# The heartbeat: this server is alive, and these are its clients.
-SERVER_SCRIPT = """
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[1], now[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-if #ARGV > 2 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
-return 1
-"""
-# KEYS[1] the servers' sorted set; ARGV[1] the TTL. Every live server's clients,
-# as client id, "name connected_at" pairs.
-WHO_SCRIPT = """
-local now = redis.call('TIME')
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now[1] - ARGV[1]))
-local found = {}
-for _, server in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  for _, item in ipairs(redis.call('HGETALL', 'txpubsub:who:' .. server)) do
-    table.insert(found, item)
-  end
-end
-return found
-"""
-
-PUBLISH_SCRIPT = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
-local id = redis.call('INCR', KEYS[2])
-local now = redis.call('TIME')
-local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
-local keep = tonumber(ARGV[2])
-if keep > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', keep, id, 's', ARGV[3], 't', at, 'p', ARGV[4])
-else
-  redis.call('DEL', KEYS[3])
-end
-redis.call('PUBLISH', ARGV[5], id .. ' ' .. at .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
-return {id, epoch}
-"""
-
-
-_INCOMPLETE = object()
-
-
-def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
-    """One RESP2 reply at ``pos``: (value, next position), or (_INCOMPLETE, pos).
-
-    Values as txredisapi gives them with charset=None, convertNumbers=False:
-    bulk strings as bytes, status replies as str, errors as ResponseError.
-    """
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return _INCOMPLETE, pos
-    kind = buf[pos]
-    after = end + 2
-    if kind == 36:  # $ bulk string
-        size = int(buf[pos + 1:end])
-        if size < 0:
-            return None, after
-        if len(buf) < after + size + 2:
-            return _INCOMPLETE, pos
-        return buf[after:after + size], after + size + 2
-    if kind == 42:  # * array
-        count = int(buf[pos + 1:end])
-        if count < 0:
-            return None, after
-        items = []
-        for _ in range(count):
-            item, after = _parse(buf, after)
-            if item is _INCOMPLETE:
-                return _INCOMPLETE, pos
-            items.append(item)
-        return items, after
-    if kind == 58:  # : integer
-        return int(buf[pos + 1:end]), after
-    text = buf[pos + 1:end].decode(errors="replace")
-    if kind == 45:  # - error
-        return txredisapi.ResponseError(text[4:] if text[:4] == "ERR " else text), after
-    return text, after  # + status
-
-
-def _command(*args: Any, **options: Any) -> bytes:
-    """A command in RESP, in one join (txredisapi's builder makes two calls per
-    argument: a third of a publish's CPU)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        elif not isinstance(arg, bytes):
-            arg = format(arg, "f").encode() if isinstance(arg, float) else bytes(arg)
-        parts.append(b"$%d\r\n" % len(arg))
-        parts.append(arg)
-        parts.append(b"\r\n")
-    return b"".join(parts)
-
-
-class _FastReplies:
-    """Reads replies in one pass per read, and writes commands in one join.
-
-    txredisapi's own reader gives every bulk string a reactor turn of its own
-    (pausing and resuming the socket) and copies its buffer at every line:
-    measured, about 2,300 messages/s through pub/sub. This hands the same
-    values to its ``replyReceived``.
-    """
-
-    _unread = b""
-    _build_command = staticmethod(_command)
-
-    def dataReceived(self, data: bytes) -> None:
-        buf = self._unread + data if self._unread else data
-        pos = 0
-        size = len(buf)
-        while pos < size:
-            reply, end = _parse(buf, pos)
-            if reply is _INCOMPLETE:
-                break
-            pos = end
-            self.replyReceived(reply)  # type: ignore[attr-defined]
-        self._unread = buf[pos:]
-
-
-class _Commands(_FastReplies, txredisapi.RedisProtocol):
-    """The command connection."""
-
-
-class _Listener(_FastReplies, txredisapi.SubscriberProtocol):
-    """The pub/sub connection: every message goes to the backplane."""
-
-    def messageReceived(self, pattern: bytes | None, channel: bytes, message: bytes) -> None:
-        self.factory.backplane.received(channel, message)
-
-
-class _Factory(Factory):
-    """txredisapi protocols that keep bytes as bytes (ECOSYSTEM.md section 1)."""
-
-    isLazy = False
-    noisy = False
-    _log = Logger()
-
-    def __init__(self, protocol: type, address: RedisAddress, backplane: RedisBackplane) -> None:
-        self.protocol_class = protocol
-        self.address = address
-        self.backplane = backplane
-
-    def buildProtocol(self, addr: Any) -> Any:
-        p = self.protocol_class(None, replyTimeout=REPLY_TIMEOUT, password=self.address.password,
-                          dbid=self.address.db or None, convertNumbers=False,
-                          username=self.address.username)
-        p.factory = self
-        return p
-
-    # What txredisapi's protocol calls when AUTH or SELECT fail.
-    def stopTrying(self) -> None:
-        pass
-
-    def connectionError(self, why: str) -> None:
-        self._log.error("redis: {why}", why=why)
 
 
 def _glob(pattern: str) -> str:
@@ -305,10 +103,10 @@ class RedisBackplane(Service):
         self._heartbeat.clock = self._clock
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         endpoint = address.endpoint(reactor)
-        self._commands = ClientService(endpoint, _Factory(_Commands, address, self),
+        self._commands = ClientService(endpoint, Factory(Commands, address, self),
                                        retryPolicy=retry, clock=self._clock,
                                        prepareConnection=self._commands_ready)
-        self._pubsub = ClientService(endpoint, _Factory(_Listener, address, self),
+        self._pubsub = ClientService(endpoint, Factory(Listener, address, self),
                                      retryPolicy=retry, clock=self._clock,
                                      prepareConnection=self._listener_ready)
 
