@@ -83,6 +83,12 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> Deferred[Non
     return poll()
 
 
+def redis_cli(redis: RedisProcess, *args: str) -> str:
+    """What redis-cli prints for one command to the test's Redis."""
+    return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
+                          check=True, timeout=10).stdout.decode().strip()
+
+
 def ids(reader: Recorder) -> list[int]:
     return [m.msg_id for m in reader.messages]
 
@@ -113,10 +119,11 @@ class TwoServers(TestCase):
         return wait_until(lambda: all(self.connected(h) and h.backplane._block[1]  # type: ignore[attr-defined]
                                       for h in self.hubs))
 
-    def server(self) -> Hub:
+    def server(self, **options: Any) -> Hub:
         from txpubsub.backplane.redis import RedisBackplane
 
-        hub = Hub(reactor, history=100)
+        options.setdefault("history", 100)
+        hub = Hub(reactor, **options)
         backplane = RedisBackplane(hub, RedisAddress.parse(self.redis.url), reactor)
         hub.set_backplane(backplane)
         backplane.startService()
@@ -287,9 +294,14 @@ class FakeRedis:
         return self._answer(None)
 
     def execute_command(self, *args: Any) -> Deferred[Any]:
+        from txpubsub.backplane.scripts import CHANNEL_SCRIPT
+
         self.sent.append(args)
-        if args[0] == "XRANGE":
-            return self._answer(self.streams.get(args[1], []))
+        if args[:2] == ("EVAL", CHANNEL_SCRIPT):
+            # What Redis holds of a channel: no settings, its last id, its entries.
+            entries = self.streams.get(args[5], [])
+            last = entries[-1][0].split(b"-")[0] if entries else b"0"
+            return self._answer([None, last, entries])
         return Deferred()  # no answer (client ids, names: not what these tests look at)
 
 
@@ -335,8 +347,8 @@ class InterestTests(SynchronousTestCase):
         client = self.hub.attach(Recorder())
         replay, partial = self.settled(self.hub.subscribe(client, "log", since=1))
         self.assertEqual(([m.payload for m in replay], partial), ([b"m2", b"m3"], False))
-        self.backplane.received(b"txpubsub:m:log", b"3 1.5 x m3")  # a duplicate
-        self.backplane.received(b"txpubsub:m:log", b"4 1.6 y m 4")
+        self.backplane.received(b"txpubsub:m:log", b"3 1.5 100 x m3")  # a duplicate
+        self.backplane.received(b"txpubsub:m:log", b"4 1.6 100 y m 4")
         reader: Any = client.session
         self.assertEqual([(m.msg_id, m.sender, m.payload) for m in reader.messages],
                          [(4, "y", b"m 4")])
@@ -345,8 +357,8 @@ class InterestTests(SynchronousTestCase):
         """What a glob brings that no local pattern matches makes no channel here."""
         client = self.hub.attach(Recorder())
         self.hub.subscribe(client, "news.*")
-        self.backplane.received(b"txpubsub:m:news.uk.london", b"1 1.5 x deep")
-        self.backplane.received(b"txpubsub:m:news.uk", b"1 1.5 x shallow")
+        self.backplane.received(b"txpubsub:m:news.uk.london", b"1 1.5 100 x deep")
+        self.backplane.received(b"txpubsub:m:news.uk", b"1 1.5 100 x shallow")
         self.assertIsNone(self.hub.channel("news.uk.london"))
         reader: Any = client.session
         self.assertEqual([m.payload for m in reader.messages], [b"shallow"])
@@ -425,6 +437,105 @@ class NamesTests(TwoServers):
         ttl = subprocess.run(["redis-cli", "-p", str(self.redis.port), "TTL",
                               "txpubsub:name:carol"], capture_output=True, check=True).stdout
         self.assertTrue(0 < int(ttl) <= 30, ttl)
+
+
+class ReconnectTests(TwoServers):
+    @inlineCallbacks
+    def test_wildcard_only_channels_caught_up(self) -> Any:
+        """A server whose only interest is a wildcard subscription gets, once its
+        pub/sub connection is back, what was published meanwhile on channels
+        its pattern matches, known here (news.uk) or never seen here
+        (news.fr): each once, in id order per channel, before what comes
+        live; nothing its pattern does not match."""
+        a, b = self.hubs
+        reader, session = self.client(b)
+        yield self.subscribe(b, reader, "news.*")
+        yield wait_until(lambda: redis_cli(self.redis, "PUBSUB", "NUMPAT") == "1")
+        yield a.publish("x", "news.uk", b"1")
+        yield wait_until(lambda: len(session.messages) == 1)
+        backplane: Any = b.backplane
+        yield backplane._pubsub.stopService()
+        self.assertFalse(self.connected(b))
+        for channel, payload in [("news.uk", b"2"), ("news.fr", b"1"), ("sport", b"x"),
+                                 ("news.uk", b"3"), ("news.uk.london", b"deep")]:
+            yield a.publish("x", channel, payload)
+        backplane._pubsub.startService()
+        yield wait_until(lambda: self.connected(b))
+        yield a.publish("x", "news.fr", b"2")  # live, maybe while it reads back
+        yield wait_until(lambda: len(session.messages) == 5)
+        yield deferLater(reactor, 0.1)  # nothing more comes
+        got = [(m.channel, m.msg_id, m.payload) for m in session.messages]
+        self.assertEqual(sorted(got), [("news.fr", 1, b"1"), ("news.fr", 2, b"2"),
+                                       ("news.uk", 1, b"1"), ("news.uk", 2, b"2"),
+                                       ("news.uk", 3, b"3")])
+        for channel in ("news.fr", "news.uk"):
+            per_channel = [m.msg_id for m in session.messages if m.channel == channel]
+            self.assertEqual(per_channel, sorted(per_channel))
+        self.assertIsNone(backplane._missed)
+
+    async def test_certificate_names_claimed_in_redis(self) -> None:
+        """A name from a TLS certificate is claimed across servers like NAME: a
+        client of another server that took it with NAME is kicked, and a
+        second certificate client with that name, on any server, is refused."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
+
+        from txpubsub.doors.line import LineDoorFactory
+        from txpubsub.doors.session import DoorSettings
+        from txpubsub.server.listeners import ListenerService
+
+        from .netclient import WAIT, LineClient, connect, port_of
+        from .test_tls import Certs
+
+        certs = Certs()
+        a, b = self.hubs
+
+        def listen(hub: Hub, description: str, settings: DoorSettings) -> int:
+            service = ListenerService(reactor, description,
+                                      LineDoorFactory(hub, description, settings))
+            service.startService()
+            self.addCleanup(service.stopService)
+            return port_of(service)
+
+        def mtls(hub: Hub) -> int:
+            return listen(hub, f"mtls:0:interface=127.0.0.1:privateKey={certs.key_path}"
+                               f":certKey={certs.cert_path}:caCerts={certs.ca_path}",
+                          DoorSettings(tls_name_from="cn"))
+
+        def closing(client: LineClient) -> None:
+            def close() -> Deferred[None]:
+                if not client.closed.called:
+                    client.transport.abortConnection()
+                return client.closed
+            self.addCleanup(close)
+
+        async def as_alice(port: int) -> LineClient:
+            client = LineClient()
+            options = certs.client_options(certs.client("x", common_name="alice"))
+            endpoint = wrapClientTLS(options, TCP4ClientEndpoint(reactor, "127.0.0.1", port))
+            await connectProtocol(endpoint, client).addTimeout(WAIT, reactor)
+            closing(client)
+            return client
+
+        plain = f"tcp:127.0.0.1:{listen(a, 'tcp:0:interface=127.0.0.1', DoorSettings())}"
+        squatter = await connect(plain)
+        closing(squatter)
+        await squatter.ask(b"NAME alice", b"+OK")
+        alice = await as_alice(mtls(b))
+        await alice.wait(lambda lines: bool(lines))
+        self.assertEqual(json.loads(alice.lines[0][5:])["name"], "alice")
+        await squatter.closed.addTimeout(WAIT, reactor)
+        self.assertEqual(squatter.lines[-1], b"BYE kicked that name belongs to a certificate")
+        self.assertTrue(redis_cli(self.redis, "GET", "txpubsub:name:alice").endswith(" cert"))
+        second = await as_alice(mtls(a))
+        await second.closed.addTimeout(WAIT, reactor)
+        self.assertEqual(second.lines, [b"BYE auth-failed alice is connected already"])
+        third = await connect(plain)
+        closing(third)
+        self.assertEqual(await third.ask(b"NAME alice", b"-ERR"),
+                         b"-ERR name-taken alice is taken by another client")
+        self.assertEqual(await third.ask(b"PUB @alice hello", b"+OK"), b"+OK 1")
+        await alice.wait(lambda lines: b"MSG @alice 1 " in lines[-1])
+        await wait_until(lambda: len(a.clients()) == 1)  # the refused ones are gone
 
 
 class TwistdClusterTests(TestCase):
