@@ -374,6 +374,101 @@ class InterestTests(SynchronousTestCase):
             self.assertEqual(caught.exception.code, "unavailable")
 
 
+class FakeReadBack:
+    """The backplane a MissedReader reads back for, with Redis answering from memory."""
+
+    def __init__(self) -> None:
+        from txpubsub.backplane.scripts import MISSED_SCRIPT
+
+        self.script = MISSED_SCRIPT
+        self.connection: Any = self
+        self.hub = self
+        self.delivered: list[tuple[str, int]] = []
+        self.done: list[Any] = []
+        self.streams: dict[str, list[Any]] = {}
+        self.answers: list[Deferred[Any]] = []
+
+    def execute_command(self, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        if args[0] == "SCAN":
+            d.callback([b"0", [b"txpubsub:ch:" + name.encode() for name in self.streams]])
+        else:  # the read-back script: answered when the test says
+            assert args[:2] == ("EVAL", self.script)
+            names = [key[len("txpubsub:s:"):] for key in args[3:3 + args[2]:2]]
+            self.answers.append(d)
+            d.addCallback(lambda _: [[b"5", self.streams[n]] for n in names])
+        return d
+
+    def channel(self, name: str) -> None:
+        return None
+
+    def reads_through_globs(self, channel: str) -> bool:
+        return True
+
+    def arrive_all(self, channel: str, keep: int | None, entries: list[Any]) -> None:
+        self.delivered += [(channel, int(e[0].split(b"-")[0])) for e in entries]
+
+    def arrive(self, msg: Message, keep: int) -> None:
+        self.delivered.append((msg.channel, msg.msg_id))
+
+    def missed_done(self, reader: Any) -> None:
+        self.done.append(reader)
+
+
+class MissedReaderTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        from txpubsub.backplane.missed import MissedReader
+
+        self.backplane = FakeReadBack()
+        self.backplane.streams["news.uk"] = [
+            [b"%d-0" % i, [b"s", b"x", b"t", b"2.0", b"p", b"m"]] for i in (4, 5)]
+        self.reader = MissedReader(self.backplane, 1.0, ["txpubsub:m:news.*"])  # type: ignore[arg-type]
+
+    def live(self, channel: str, msg_id: int, keep: int = 5) -> None:
+        self.reader.hold(Message(channel, msg_id, "x", b"m", 3.0), keep)
+
+    def test_live_messages_follow_what_was_read_back(self) -> None:
+        """Live messages held while reading back come after the Stream's, and
+        once a channel is read back its live messages pass at once."""
+        self.reader.subscribed(None)
+        self.live("news.uk", 6)
+        self.assertEqual(self.backplane.delivered, [])
+        self.backplane.answers.pop().callback(None)
+        self.live("news.uk", 7)
+        self.assertEqual(self.backplane.delivered,
+                         [("news.uk", 4), ("news.uk", 5), ("news.uk", 6), ("news.uk", 7)])
+        self.assertEqual(self.backplane.done, [self.reader])
+
+    def test_interrupted(self) -> None:
+        """Redis going away again meanwhile: held messages a Stream keeps wait
+        for the next reading back; those of channels that keep nothing go on."""
+        self.reader.subscribed(None)
+        self.live("news.uk", 6)
+        self.live("news.fr", 9, keep=0)
+        self.reader.interrupt()
+        self.assertEqual(self.backplane.delivered, [("news.fr", 9)])
+        self.backplane.answers.pop().callback(None)  # too late: ignored
+        self.assertEqual(self.backplane.delivered, [("news.fr", 9)])
+
+    def test_too_much_held(self) -> None:
+        """Past MAX_HELD live messages the reader gives up, delivers what it
+        held, and logs that some may be missing."""
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        from txpubsub.backplane import missed
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
+        self.patch(missed, "MAX_HELD", 2)
+        self.reader.subscribed(None)
+        for msg_id in (6, 7, 8):
+            self.live("news.uk", msg_id)
+        self.assertEqual(self.backplane.delivered, [("news.uk", 6), ("news.uk", 7),
+                                                    ("news.uk", 8)])
+        self.assertIn("some of it may be missing",
+                      " ".join(e["log_format"] for e in logged))
+
+
 class NamesTests(TwoServers):
     """Names, client ids and direct messages across servers."""
 

@@ -39,7 +39,7 @@ class MissedReader:
 
     def __init__(self, backplane: RedisBackplane, cut: float, globs: list[str]) -> None:
         self._backplane = backplane
-        self._cut = cut
+        self.cut = cut  # Redis's time when the server last heard from it
         # One glob: Redis filters the channels by it; more: this server does.
         tail = globs[0][len(PREFIX) + 2:] if len(globs) == 1 else "*"
         self._match = PREFIX + "ch:" + tail
@@ -108,7 +108,7 @@ class MissedReader:
             keys += [PREFIX + "s:" + name, PREFIX + "ch:" + name]
             ch = hub.channel(name)
             after.append(ch.last_id if ch is not None else 0)
-        d = conn.execute_command("EVAL", MISSED_SCRIPT, len(keys), *keys, repr(self._cut),
+        d = conn.execute_command("EVAL", MISSED_SCRIPT, len(keys), *keys, repr(self.cut),
                                  *after)
         return d.addCallback(self._read_back, channels)
 
@@ -125,6 +125,13 @@ class MissedReader:
         self.channels_read += len(channels)
 
     def _failed(self, failure: Failure) -> None:
+        if self._done:
+            return
+        if self._backplane.connection is None:
+            # The command connection went: start again once it is back (what
+            # was read back already is live, and a second read skips it).
+            self._running = False
+            return
         self.finish(None, str(failure.value))
 
     def finish(self, _: object = None, why: str | None = None) -> None:
@@ -140,4 +147,19 @@ class MissedReader:
         for messages in held.values():
             for msg, keep in messages:
                 self._backplane.arrive(msg, keep)
+        self._backplane.missed_done(self)
+
+    def interrupt(self) -> None:
+        """The pub/sub connection went again before the end: the next reader
+        starts from this one's cut. Held messages that a Stream keeps are
+        read back then (delivering them now would skip what came before
+        them); those of channels that keep nothing go on now."""
+        if self._done:
+            return
+        self._done = True
+        held, self._held = self._held, {}
+        for messages in held.values():
+            for msg, keep in messages:
+                if not keep:
+                    self._backplane.arrive(msg, keep)
         self._backplane.missed_done(self)

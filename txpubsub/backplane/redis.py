@@ -244,11 +244,13 @@ class RedisBackplane(ClusterNames, Service):
             self._current.clear()
             for channel in list(self._held):
                 self._release(channel)
+            cut = self.seen
             if self._missed is not None:
-                self._missed.finish(None)
+                cut = self._missed.cut  # not read back yet: from the first loss
+                self._missed.interrupt()
             if self._globs and self._lost_at is None:
-                self._lost_at = self.seen
-                if self.seen is None:
+                self._lost_at = cut
+                if cut is None:
                     self._log.warn("redis: pub/sub lost before Redis's time was known: "
                                    "what wildcard subscriptions miss meanwhile is not read back")
 
