@@ -36,19 +36,27 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """A redis-server of the test's own on 127.0.0.1, nothing kept on disk."""
+    """A redis-server of the test's own on 127.0.0.1: nothing kept on disk, or
+    with ``persist`` an append-only file fsynced at every write (in a
+    directory of its own, on /dev/shm where there is one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, persist: bool = False) -> None:
         if not shutil.which(REDIS):
             raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server)")
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.persistence = ["--appendonly", "no"]
+        if persist:
+            shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self.dir = tempfile.mkdtemp(dir=shm)
+            self.persistence = ["--appendonly", "yes", "--appendfsync", "always",
+                                "--dir", self.dir]
         self.start()
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             *self.persistence], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -59,10 +67,17 @@ class RedisProcess:
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
+        """SIGKILL: Redis keeps only what its append-only file holds."""
         if self.process is not None:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    def remove(self) -> None:
+        """Stop, and remove its files."""
+        self.stop()
+        if self.persistence[1] == "yes":
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
     def url(self) -> str:

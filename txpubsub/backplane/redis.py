@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
 from txpubsub.backplane.connection import Commands, Factory, Listener
-from txpubsub.backplane.missed import MissedReader
+from txpubsub.backplane.missed import MAX_HELD, MissedReader
 from txpubsub.backplane.names import HEARTBEAT, PREFIX, ClusterNames
 from txpubsub.backplane.scripts import (
     CHANNEL_SCRIPT,
@@ -110,8 +110,13 @@ class RedisBackplane(ClusterNames, Service):
         self._channels: dict[str, int] = {}  # concrete channel -> local subscriptions
         self._globs: dict[str, int] = {}  # Redis glob -> local wildcard subscriptions
         self._current: set[str] = set()  # subscribed in Redis and caught up
-        # Live messages (and their channel's history) held during a catch-up.
+        # Live messages (and their channel's history) held while a channel
+        # subscribed in Redis is caught up; the catch-ups being read (each a
+        # token its reply must still find there), and those waiting for the
+        # command connection.
         self._held: dict[str, list[tuple[Message, int]]] = {}
+        self._reading: dict[str, object] = {}
+        self._stalled: set[str] = set()
         self._waiters: dict[str, list[Deferred[None]]] = {}
         # Redis's time when this server last heard from it (a message, a
         # heartbeat), and that time when the pub/sub connection was lost.
@@ -189,11 +194,9 @@ class RedisBackplane(ClusterNames, Service):
         self._refresh()
         # ClientService hands over a proxy; the protocol reports itself.
         conn.whenDisconnected().addCallback(lambda _: self._commands_lost(conn))
-        # Channels whose catch-up failed while this connection was down.
-        for channel in self._channels:
-            if channel not in self._current and channel not in self._held and \
-                    channel[0] != "$":
-                self._catch_up(channel)
+        # Channels subscribed in Redis whose catch-up waited for this connection.
+        for channel in list(self._stalled):
+            self._catch_up(channel)
         if self._missed is not None:
             self._missed.resume()
 
@@ -222,11 +225,15 @@ class RedisBackplane(ClusterNames, Service):
     def _listening(self, _: object, listener: Any) -> None:
         self._listener = listener
         listener.whenDisconnected().addCallback(lambda _: self._listener_lost(listener))
-        listener.subscribe([PREFIX + "srv:" + self.server_id,
-                            PREFIX + "srv:all"]).addErrback(self._ignore)
+        # One channel or glob per command: txredisapi matches each confirmation
+        # to the next command waiting for one.
+        for server in (self.server_id, "all"):
+            listener.subscribe(PREFIX + "srv:" + server).addErrback(self._ignore)
         globs = list(self._globs)
         if globs:
-            subscribed = listener.psubscribe(globs)
+            subscribed: Deferred[Any] = DeferredList(
+                [listener.psubscribe(glob) for glob in globs], fireOnOneErrback=True,
+                consumeErrors=True)
             if self._lost_at is not None:
                 # What wildcard subscriptions here missed while away: read
                 # from the Streams once the globs are live again.
@@ -242,8 +249,16 @@ class RedisBackplane(ClusterNames, Service):
         if self._listener is listener:
             self._listener = None
             self._current.clear()
-            for channel in list(self._held):
-                self._release(channel)
+            self._reading.clear()
+            self._stalled.clear()
+            held, self._held = self._held, {}
+            for messages in held.values():
+                # Not caught up: what the Stream keeps is read again once the
+                # listener is back (delivering it now would skip what came
+                # before it); what nothing keeps goes on now.
+                for msg, keep in messages:
+                    if not keep:
+                        self.arrive(msg, keep)
             cut = self.seen
             if self._missed is not None:
                 cut = self._missed.cut  # not read back yet: from the first loss
@@ -403,6 +418,11 @@ class RedisBackplane(ClusterNames, Service):
         held = self._held.get(channel)
         if held is not None:
             held.append((msg, int(keep)))
+            if len(held) > MAX_HELD:
+                self._log.warn("redis: catching up {channel} takes too long: more than "
+                               "{count} live messages came meanwhile; some before them may "
+                               "be missing", channel=channel, count=MAX_HELD)
+                self._release(channel)
         elif self._missed is not None and channel not in self._channels:
             self._missed.hold(msg, int(keep))
         else:
@@ -462,6 +482,7 @@ class RedisBackplane(ClusterNames, Service):
                 listener.punsubscribe(key).addErrback(self._ignore)
         else:
             self._current.discard(key)
+            self._reading.pop(key, None)
             if key in self._held:
                 self._release(key)
             if listener is not None:
@@ -492,26 +513,50 @@ class RedisBackplane(ClusterNames, Service):
             d.addErrback(self._ignore)  # events: nothing to catch up
             return
         self._held.setdefault(channel, [])
-        d.addCallbacks(lambda _: self._catch_up(channel), lambda f: self._release(channel))
+        d.addCallbacks(lambda _: self._catch_up(channel), self._ignore)
 
     def _catch_up(self, channel: str) -> None:
         """Read from Redis what came after this server's last id (and the
-        channel's settings), then go live."""
-        conn = self._conn
-        if conn is None or channel not in self._channels:
-            self._release(channel)
+        channel's settings), then go live. The channel is subscribed in
+        Redis; live messages are held meanwhile."""
+        if self._listener is None or channel in self._reading:
+            return  # caught up when the listener is back, or being read
+        if channel not in self._channels:
+            self._release(channel)  # nobody here wants it any more
             return
         self._held.setdefault(channel, [])
+        conn = self._conn
+        if conn is None:
+            self._stalled.add(channel)  # read once the command connection is back
+            return
+        self._stalled.discard(channel)
+        self._reading[channel] = token = object()
         ch = self._hub.channel(channel)
         start = f"({ch.last_id}" if ch is not None and ch.last_id else "-"
         d = conn.execute_command(
             "EVAL", CHANNEL_SCRIPT, 3, PREFIX + "ch:" + channel, PREFIX + "id:" + channel,
             PREFIX + "s:" + channel, "", start, CHANNEL_TTL, self.server_id, channel)
-        d.addCallbacks(self._caught_up, lambda f: self._release(channel), (channel,))
+        d.addCallbacks(self._caught_up, self._not_caught_up, (channel, token),
+                       errbackArgs=(channel, token))
 
-    def _caught_up(self, reply: list[Any], channel: str) -> None:
+    def _not_caught_up(self, failure: Failure, channel: str, token: object) -> None:
+        if self._reading.get(channel) is not token:
+            return
+        del self._reading[channel]
+        if self._conn is None:
+            self._stalled.add(channel)  # again once the command connection is back
+        else:
+            self._log.warn("redis: catching up {channel} failed: {why}; some messages may "
+                           "be missing", channel=channel, why=failure.value)
+            self._release(channel)
+
+    def _caught_up(self, reply: list[Any], channel: str, token: object) -> None:
+        if self._reading.get(channel) is not token:
+            return  # read for a subscription that has gone since
+        del self._reading[channel]
         keep, last, entries = reply
         hub = self._hub
+        self._hole(channel, keep, int(last), entries)
         if keep is not None or entries or last != b"0":
             # It exists in Redis: a copy here (even with --no-auto-create), its
             # history Redis's, its ids known up to Redis's last.
@@ -531,8 +576,22 @@ class RedisBackplane(ClusterNames, Service):
                 # this returns (when the catch-up was immediate).
                 self._clock.callLater(0, self.interest, channel, -1)
 
+    def _hole(self, channel: str, keep: bytes | None, last: int, entries: list[Any]) -> None:
+        """Say so when messages published while this server was away are no
+        longer in the channel's history: its subscribers here miss them."""
+        ch = self._hub.channel(channel)
+        if ch is None or not ch.last_id or not ch.subscribers or keep in (None, b"0"):
+            return
+        first = int(entries[0][0].split(b"-")[0]) if entries else last + 1
+        if first > ch.last_id + 1:
+            self._log.warn("redis: {count} messages of {channel} published while this server "
+                           "was away are no longer in its history ({keep}): its subscribers "
+                           "here miss them", count=first - ch.last_id - 1, channel=channel,
+                           keep=int(keep))
+
     def _release(self, channel: str) -> bool:
         """End a catch-up: what pub/sub brought meanwhile goes on its way."""
+        self._stalled.discard(channel)
         held = self._held.pop(channel, None)
         for msg, keep in held or ():
             self.arrive(msg, keep)
