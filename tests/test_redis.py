@@ -242,6 +242,26 @@ class TwoServersTests(TwoServers):
         self.assertEqual(msg_id, 1)
 
     @inlineCallbacks
+    def test_redis_not_answering(self) -> Any:
+        """A publish Redis does not answer (paused) is refused with unavailable
+        once the reply timeout has passed, never +OK; the connection is made
+        again, and publishes go through once Redis answers."""
+        from txpubsub.backplane import redis as module
+
+        self.patch(module, "REPLY_TIMEOUT", 0.4)
+        hub = self.server()
+        yield wait_until(lambda: self.connected(hub))
+        redis_cli(self.redis, "CLIENT", "PAUSE", "1500", "WRITE")
+        started = time.monotonic()
+        with self.assertRaises(HubError) as caught:
+            yield hub.publish("x", "news", b"stuck")
+        self.assertEqual(caught.exception.as_line(),
+                         b"-ERR unavailable redis did not take it; not acknowledged\r\n")
+        self.assertLess(time.monotonic() - started, 1.4)  # before Redis answers again
+        yield wait_until(lambda: self.connected(hub))
+        self.assertGreaterEqual((yield hub.publish("x", "news", b"later")), 1)
+
+    @inlineCallbacks
     def test_line_clients(self) -> Any:
         """What line clients read: +OK with the shared id, HISTORY and SUB since=
         on a server where nobody read the channel, -ERR unavailable with Redis

@@ -5,10 +5,12 @@ txredisapi imports the reactor: this module is imported only with --redis.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import txredisapi
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
@@ -57,16 +59,16 @@ def _command(*args: Any, **options: Any) -> bytes:
     """A command in RESP, in one join (txredisapi's builder makes two calls per
     argument: a third of a publish's CPU)."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
-        if isinstance(arg, str):
+        kind = type(arg)
+        if kind is str:
             arg = arg.encode()
-        elif isinstance(arg, int):
+        elif kind is int:
             arg = b"%d" % arg
-        elif not isinstance(arg, bytes):
+        elif kind is not bytes:
             arg = format(arg, "f").encode() if isinstance(arg, float) else bytes(arg)
-        parts.append(b"$%d\r\n" % len(arg))
-        parts.append(arg)
-        parts.append(b"\r\n")
+        append(b"$%d\r\n%s\r\n" % (len(arg), arg))
     return b"".join(parts)
 
 
@@ -96,7 +98,44 @@ class _FastReplies:
 
 
 class Commands(_FastReplies, txredisapi.RedisProtocol):
-    """The command connection."""
+    """The command connection: a command is one write and one Deferred, fired
+    by the next reply (txredisapi's takes three Deferreds and a timer each).
+    A reply that does not come is the backplane's watchdog's business
+    (``replies`` counts those that did)."""
+
+    replies = 0
+
+    def connectionMade(self) -> Any:
+        self._pending: deque[Deferred[Any]] = deque()
+        return super().connectionMade()
+
+    def execute_command(self, *args: Any, **options: Any) -> Deferred[Any]:
+        if not self.connected:
+            raise txredisapi.ConnectionError("Not connected")
+        self.transport.write(_command(*args))
+        d: Deferred[Any] = Deferred()
+        self._pending.append(d)
+        return d
+
+    def replyReceived(self, reply: Any) -> None:
+        self.replies += 1
+        if self._pending:
+            d = self._pending.popleft()
+            if isinstance(reply, Exception):
+                d.errback(reply)
+            else:
+                d.callback(reply)
+
+    @property
+    def waiting(self) -> int:
+        """Commands sent and not answered yet."""
+        return len(self._pending)
+
+    def connectionLost(self, why: Any) -> None:
+        super().connectionLost(why)
+        pending, self._pending = self._pending, deque()
+        for d in pending:
+            d.errback(txredisapi.ConnectionError("Lost connection"))
 
 
 class Listener(_FastReplies, txredisapi.SubscriberProtocol):

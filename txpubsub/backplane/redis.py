@@ -130,6 +130,10 @@ class RedisBackplane(ClusterNames, Service):
         self._heartbeat.clock = self._clock
         self._toucher = LoopingCall(self._touch_channels)
         self._toucher.clock = self._clock
+        self._watchdog = LoopingCall(self._check_replies)
+        self._watchdog.clock = self._clock
+        self._replies_seen = 0  # the command connection's replies at the last check
+        self._silent_since: float | None = None  # waiting for a reply, none came since
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         endpoint = address.endpoint(reactor)
         self._commands = ClientService(endpoint, Factory(Commands, address, self),
@@ -161,10 +165,11 @@ class RedisBackplane(ClusterNames, Service):
         self._pubsub.startService()
         self._heartbeat.start(HEARTBEAT, now=False)
         self._toucher.start(SWEEP_INTERVAL, now=False)
+        self._watchdog.start(REPLY_TIMEOUT / 4, now=False)
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
-        for loop in (self._heartbeat, self._toucher):
+        for loop in (self._heartbeat, self._toucher, self._watchdog):
             if loop.running:
                 loop.stop()
         return DeferredList([self._commands.stopService(), self._pubsub.stopService()])
@@ -199,6 +204,25 @@ class RedisBackplane(ClusterNames, Service):
             self._catch_up(channel)
         if self._missed is not None:
             self._missed.resume()
+
+    def _check_replies(self) -> None:
+        """Commands waiting and no reply for REPLY_TIMEOUT seconds: Redis is
+        stuck or the network is; the connection is dropped, which refuses
+        what waited (-ERR unavailable) and connects again."""
+        conn = self._conn
+        if conn is None or not conn.waiting or conn.replies != self._replies_seen:
+            self._replies_seen = 0 if conn is None else conn.replies
+            self._silent_since = None
+            return
+        now = self._clock.seconds()
+        if self._silent_since is None:
+            self._silent_since = now
+        elif now - self._silent_since >= REPLY_TIMEOUT:
+            self._log.warn("redis: no reply for {seconds:.0f} s to {count} commands; "
+                           "connecting again", seconds=now - self._silent_since,
+                           count=conn.waiting)
+            self._silent_since = None
+            conn.transport.abortConnection()
 
     def _commands_lost(self, conn: Any) -> None:
         if self._conn is conn:
