@@ -763,6 +763,33 @@ class RepliesTests(SynchronousTestCase):
             self.assertEqual(got[5:], [[], [b"message", b"c", b""],
                                        [[b"1-0", [b"p", b"ab"]], 7]])
 
+    def test_pub_sub_messages(self) -> None:
+        """The pub/sub connection hands on messages, pattern messages and
+        confirmations alike however the bytes are split."""
+        from txpubsub.backplane.connection import Listener
+
+        got: list[Any] = []
+
+        class Backplane:
+            def received(self, channel: bytes, data: bytes) -> None:
+                got.append((channel, data))
+
+        class Factory:
+            backplane = Backplane()
+
+        wire = (b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"
+                b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$5\r\nx\r\ny \r\n"
+                b"*4\r\n$8\r\npmessage\r\n$2\r\nb*\r\n$2\r\nbc\r\n$0\r\n\r\n"
+                b"*3\r\n$7\r\nmessage\r\n$10\r\nmessage\r\n$\r\n$3\r\n*3\r\r\n")
+        for size in range(1, len(wire) + 1):
+            del got[:]
+            listener = Listener(None, convertNumbers=False)
+            listener.factory = Factory()
+            for i in range(0, len(wire), size):
+                listener.dataReceived(wire[i:i + size])
+            self.assertEqual(got, [(b"a", b"x\r\ny "), (b"bc", b""),
+                                   (b"message\r\n$", b"*3\r")], size)
+
     def test_commands(self) -> None:
         """Commands go out as RESP arrays of bulk strings."""
         from txpubsub.backplane.connection import _command

@@ -55,10 +55,9 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
     return text, after  # + status
 
 
-def _command(*args: Any, **options: Any) -> bytes:
-    """A command in RESP, in one join (txredisapi's builder makes two calls per
-    argument: a third of a publish's CPU)."""
-    parts = [b"*%d\r\n" % len(args)]
+def arguments(*args: Any) -> bytes:
+    """A command's arguments in RESP (bulk strings), without its header."""
+    parts: list[bytes] = []
     append = parts.append
     for arg in args:
         kind = type(arg)
@@ -70,6 +69,12 @@ def _command(*args: Any, **options: Any) -> bytes:
             arg = format(arg, "f").encode() if isinstance(arg, float) else bytes(arg)
         append(b"$%d\r\n%s\r\n" % (len(arg), arg))
     return b"".join(parts)
+
+
+def _command(*args: Any, **options: Any) -> bytes:
+    """A command in RESP, in one join (txredisapi's builder makes two calls per
+    argument: a third of a publish's CPU)."""
+    return b"*%d\r\n%s" % (len(args), arguments(*args))
 
 
 class _FastReplies:
@@ -110,9 +115,13 @@ class Commands(_FastReplies, txredisapi.RedisProtocol):
         return super().connectionMade()
 
     def execute_command(self, *args: Any, **options: Any) -> Deferred[Any]:
+        return self.send(_command(*args))
+
+    def send(self, command: bytes) -> Deferred[Any]:
+        """A command already in RESP: its reply."""
         if not self.connected:
             raise txredisapi.ConnectionError("Not connected")
-        self.transport.write(_command(*args))
+        self.transport.write(command)
         d: Deferred[Any] = Deferred()
         self._pending.append(d)
         return d
@@ -138,8 +147,43 @@ class Commands(_FastReplies, txredisapi.RedisProtocol):
             d.errback(txredisapi.ConnectionError("Lost connection"))
 
 
+_MESSAGE = b"*3\r\n$7\r\nmessage\r\n$"
+
+
 class Listener(_FastReplies, txredisapi.SubscriberProtocol):
     """The pub/sub connection: every message goes to the backplane."""
+
+    def dataReceived(self, data: bytes) -> None:
+        # A channel's message, nearly everything this connection reads, is
+        # cut out where it lies and handed on; anything else is parsed.
+        buf = self._unread + data if self._unread else data
+        received = self.factory.backplane.received
+        pos = 0
+        size = len(buf)
+        while pos < size:
+            if buf.startswith(_MESSAGE, pos):
+                header = pos + len(_MESSAGE)
+                end = buf.find(b"\r\n", header)
+                if end < 0:
+                    break
+                channel_at = end + 2
+                channel_end = channel_at + int(buf[header:end])
+                end = buf.find(b"\r\n", channel_end + 3)
+                if end < 0:
+                    break
+                data_at = end + 2
+                data_end = data_at + int(buf[channel_end + 3:end])
+                if size < data_end + 2:
+                    break
+                pos = data_end + 2
+                received(buf[channel_at:channel_end], buf[data_at:data_end])
+                continue
+            reply, end = _parse(buf, pos)
+            if reply is _INCOMPLETE:
+                break
+            pos = end
+            self.replyReceived(reply)
+        self._unread = buf[pos:]
 
     def messageReceived(self, pattern: bytes | None, channel: bytes, message: bytes) -> None:
         self.factory.backplane.received(channel, message)

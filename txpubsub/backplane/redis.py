@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
-from txpubsub.backplane.connection import Commands, Factory, Listener
+from txpubsub.backplane.connection import Commands, Factory, Listener, arguments
 from txpubsub.backplane.missed import MAX_HELD, MissedReader
 from txpubsub.backplane.names import HEARTBEAT, PREFIX, ClusterNames
 from txpubsub.backplane.scripts import (
@@ -64,6 +64,8 @@ MAX_PENDING = 10000
 CHANNEL_TTL = int(IDLE_CHANNEL + SWEEP_INTERVAL)
 # Keys renewed in one script, at most.
 TOUCH_BATCH = 500
+# Channels whose publish arguments are kept ready, at most.
+CHANNEL_ARGS_KEPT = 10_000
 
 
 def _glob(pattern: str) -> str:
@@ -107,6 +109,8 @@ class RedisBackplane(ClusterNames, Service):
         self._listener: Any = None  # the pub/sub connection, while ready
         self._sha = ""
         self._pending = 0
+        self._publish_head = self._publish_middle = b""
+        self._channel_args: dict[str, tuple[bytes, bytes]] = {}
         self._channels: dict[str, int] = {}  # concrete channel -> local subscriptions
         self._globs: dict[str, int] = {}  # Redis glob -> local wildcard subscriptions
         self._current: set[str] = set()  # subscribed in Redis and caught up
@@ -193,6 +197,7 @@ class RedisBackplane(ClusterNames, Service):
 
     def _usable(self, sha: bytes, conn: Any) -> None:
         self._sha = sha.decode()
+        self._publish_parts()
         self._conn = conn
         self._log.info("redis: connected")
         self._fetch_block()
@@ -228,6 +233,7 @@ class RedisBackplane(ClusterNames, Service):
         if self._conn is conn:
             self._conn = None
             self._candidate = new_epoch()
+            self._publish_parts()
             self._log.warn("redis: connection lost; publishes are refused until it is back")
 
     def _epoch_known(self, epoch: bytes) -> None:
@@ -310,12 +316,33 @@ class RedisBackplane(ClusterNames, Service):
         if self._pending >= MAX_PENDING:
             raise HubError("unavailable", "redis is behind; not published")
         self._pending += 1
+        # The script's arguments, in RESP: what stays the same for a
+        # connection and for a channel is made once.
         name = channel.name
-        d = conn.execute_command(
-            "EVALSHA", self._sha, 5, EPOCH_KEY, PREFIX + "id:" + name, PREFIX + "s:" + name,
-            PREFIX + "ch:" + name, FLOORS_KEY, self._candidate, channel.keep, sender, payload,
-            PREFIX + "m:" + name, floor_bucket(name), CHANNEL_TTL, self.server_id, name)
+        keys = self._channel_args.get(name)
+        if keys is None:
+            keys = self._channel_parts(name)
+        sender_bytes = sender.encode()
+        d = conn.send(b"%s%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%d\r\n%s%s" % (
+            self._publish_head, keys[0], len(sender_bytes), sender_bytes, len(payload), payload,
+            len(str(channel.keep)), channel.keep, self._publish_middle, keys[1]))
         return d.addCallbacks(self._published, self._not_published)
+
+    def _channel_parts(self, name: str) -> tuple[bytes, bytes]:
+        """The publish script's arguments about one channel, in RESP (kept for
+        the channels published to lately)."""
+        if len(self._channel_args) >= CHANNEL_ARGS_KEPT:
+            self._channel_args.clear()
+        self._channel_args[name] = found = (
+            arguments(PREFIX + "id:" + name, PREFIX + "s:" + name, PREFIX + "ch:" + name),
+            arguments(PREFIX + "m:" + name, floor_bucket(name), name))
+        return found
+
+    def _publish_parts(self) -> None:
+        """The publish script's arguments that stay the same on a connection."""
+        self._publish_head = b"*17\r\n" + arguments("EVALSHA", self._sha, 5, EPOCH_KEY,
+                                                      FLOORS_KEY)
+        self._publish_middle = arguments(self._candidate, CHANNEL_TTL, self.server_id)
 
     def _published(self, reply: list[Any]) -> int:
         self._pending -= 1
@@ -439,18 +466,19 @@ class RedisBackplane(ClusterNames, Service):
             return
         msg = Message(channel, int(msg_id), sender.decode(), payload, float(at))
         self.seen = msg.published_at
+        history = int(keep)
         held = self._held.get(channel)
         if held is not None:
-            held.append((msg, int(keep)))
+            held.append((msg, history))
             if len(held) > MAX_HELD:
                 self._log.warn("redis: catching up {channel} takes too long: more than "
                                "{count} live messages came meanwhile; some before them may "
                                "be missing", channel=channel, count=MAX_HELD)
                 self._release(channel)
         elif self._missed is not None and channel not in self._channels:
-            self._missed.hold(msg, int(keep))
+            self._missed.hold(msg, history)
         else:
-            self.arrive(msg, int(keep))
+            self.arrive(msg, history)
 
     def _saw_time(self, now: bytes) -> None:
         self.seen = float(now)

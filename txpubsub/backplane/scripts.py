@@ -91,11 +91,12 @@ def _channel_event(what: str, server: str, channel: str) -> str:
             f"'0 ' .. at .. ' 0 ' .. {server} .. ' {what} ' .. {channel})")
 
 
-# KEYS: 1 the epoch, 2 the channel's last id, 3 its Stream, 4 its settings,
-# 5 the id floors. ARGV: 1 the epoch should Redis have none, 2 the channel's
-# history should it be new, 3 sender, 4 payload, 5 the pub/sub channel, 6 the
-# channel's floor bucket, 7 the TTL of a channel that keeps nothing, 8 this
-# server, 9 the channel. Returns {id, epoch}.
+# KEYS: 1 the epoch, 2 the id floors, 3 the channel's last id, 4 its Stream,
+# 5 its settings. ARGV: 1 sender, 2 payload, 3 the channel's history should it
+# be new, 4 the epoch should Redis have none, 5 the TTL of a channel that
+# keeps nothing, 6 this server, 7 the pub/sub channel, 8 the channel's floor
+# bucket, 9 the channel. (In this order, the parts a server can keep ready
+# are together: RedisBackplane.publish.) Returns {id, epoch}.
 #
 # A channel that keeps messages lives as long as its Stream; one that keeps
 # nothing is forgotten TTL seconds after its last use, its id then going on
@@ -103,37 +104,37 @@ def _channel_event(what: str, server: str, channel: str) -> str:
 PUBLISH_SCRIPT = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
-  epoch = ARGV[1]
+  epoch = ARGV[4]
   redis.call('SET', KEYS[1], epoch)
 end""" + _NOW + """
-local keep = redis.call('HGET', KEYS[4], 'keep')
+local keep = redis.call('HGET', KEYS[5], 'keep')
 if keep then
   keep = tonumber(keep)
 else
-  keep = tonumber(ARGV[2])
-  redis.call('HSET', KEYS[4], 'keep', keep)
-  """ + _channel_event("create", "ARGV[8]", "ARGV[9]") + """
+  keep = tonumber(ARGV[3])
+  redis.call('HSET', KEYS[5], 'keep', keep)
+  """ + _channel_event("create", "ARGV[6]", "ARGV[9]") + """
 end
-local id = redis.call('INCR', KEYS[2])
+local id = redis.call('INCR', KEYS[3])
 if id == 1 then
-  local floor = tonumber(redis.call('HGET', KEYS[5], ARGV[6]) or '0')
+  local floor = tonumber(redis.call('HGET', KEYS[2], ARGV[8]) or '0')
   if floor > 0 then
     id = floor + 1
-    redis.call('SET', KEYS[2], id)
+    redis.call('SET', KEYS[3], id)
   end
 end
 if keep > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', keep, id, 's', ARGV[3], 't', at, 'p', ARGV[4])
-  redis.call('PERSIST', KEYS[2])
-  redis.call('PERSIST', KEYS[4])
+  redis.call('XADD', KEYS[4], 'MAXLEN', keep, id, 's', ARGV[1], 't', at, 'p', ARGV[2])
+  redis.call('PERSIST', KEYS[3])
+  redis.call('PERSIST', KEYS[5])
 else
-  redis.call('EXPIRE', KEYS[2], ARGV[7])
-  redis.call('EXPIRE', KEYS[4], ARGV[7])
-  if id > tonumber(redis.call('HGET', KEYS[5], ARGV[6]) or '0') then
-    redis.call('HSET', KEYS[5], ARGV[6], id)
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[5])
+  if id > tonumber(redis.call('HGET', KEYS[2], ARGV[8]) or '0') then
+    redis.call('HSET', KEYS[2], ARGV[8], id)
   end
 end
-redis.call('PUBLISH', ARGV[5], id .. ' ' .. at .. ' ' .. keep .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+redis.call('PUBLISH', ARGV[7], id .. ' ' .. at .. ' ' .. keep .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
 return {id, epoch}
 """
 
