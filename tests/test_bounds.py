@@ -263,8 +263,8 @@ class MemoryBudgetTests(SynchronousTestCase):
 class PublishRateTests(SynchronousTestCase):
     def test_message_rate_holds_then_refills(self) -> None:
         """Past --max-publish-rate (a second's worth at once), PUB gets
-        -ERR rate-limited and nothing is kept; another client's PING is answered;
-        the budget comes back with time."""
+        -ERR rate-limited and nothing is kept (counted for /metrics); another
+        client's PING is answered; the budget comes back with time."""
         clock = Clock()
         hub = make_hub(clock, max_publish_rate=100)
         attacker, other = Conn(hub), Conn(hub)
@@ -273,6 +273,7 @@ class PublishRateTests(SynchronousTestCase):
         self.assertEqual(replies.count(b"-ERR rate-limited over 100 messages a second; "
                                        b"slow down\r\n"), 900)
         self.assertEqual(len(hub.history("flood")), 100)
+        self.assertEqual(hub.counters.rate_limited, 900)
         self.assertEqual(other.cmd("PING"), "PONG\r\n")
         self.assertEqual(other.cmd("PUB flood mine"), "+OK 101\r\n")  # its own budget
         clock.advance(0.5)
@@ -294,6 +295,7 @@ class PublishRateTests(SynchronousTestCase):
         self.assertEqual(replies.count(b"+OK "), 16)  # 1 MiB, the bucket's second
         self.assertEqual(replies.count(b"-ERR rate-limited over 1048576 bytes a second; "
                                        b"slow down\r\n"), 184)
+        self.assertEqual(hub.counters.rate_limited, 184)
         self.assertFalse(alice.closed)
         self.assertEqual(attacker.cmd("PING"), "PONG\r\n")
         received = alice.send(b"PING\n")

@@ -306,11 +306,16 @@ class FakeRedis:
     def __init__(self) -> None:
         self.sent: list[tuple[Any, ...]] = []
         self.streams: dict[str, list[Any]] = {}
+        self.unanswered: dict[str, list[Deferred[Any]]] = {}  # by command
 
     def _answer(self, result: Any) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         d.callback(result)
         return d
+
+    def whenDisconnected(self) -> Deferred[Any]:
+        self.lost: Deferred[Any] = Deferred()
+        return self.lost
 
     def subscribe(self, channel: str) -> Deferred[Any]:
         self.sent.append(("SUBSCRIBE", channel))
@@ -337,7 +342,17 @@ class FakeRedis:
             entries = self.streams.get(args[5], [])
             last = entries[-1][0].split(b"-")[0] if entries else b"0"
             return self._answer([None, last, entries])
-        return Deferred()  # no answer (client ids, names: not what these tests look at)
+        d: Deferred[Any] = Deferred()  # answered by the test, if at all
+        self.unanswered.setdefault(args[0], []).append(d)
+        return d
+
+    def send(self, command: bytes) -> Deferred[Any]:
+        """A command already in RESP (the publish script's)."""
+        name = command.split(b"\r\n")[2].decode()
+        self.sent.append((name,))
+        d: Deferred[Any] = Deferred()
+        self.unanswered.setdefault(name, []).append(d)
+        return d
 
 
 class InterestTests(SynchronousTestCase):
@@ -352,6 +367,7 @@ class InterestTests(SynchronousTestCase):
         self.hub.set_backplane(self.backplane)
         self.redis = FakeRedis()
         self.backplane._conn = self.backplane._listener = self.redis
+        self.backplane._publish_parts()  # as once connected
 
     def settled(self, result: Subscribed) -> tuple[list[Message], bool]:
         return self.successResultOf(result) if isinstance(result, Deferred) else result
@@ -504,6 +520,69 @@ class MissedReaderTests(SynchronousTestCase):
                       " ".join(e["log_format"] for e in logged))
 
 
+class MeasureTests(InterestTests):
+    """What --http's /metrics and /readyz read from the backplane."""
+
+    def test_publish_round_trip(self) -> None:
+        """Each publish's round trip, from its script sent to the read that
+        brought its answer, is in publish_seconds; waiting ones in pending."""
+        clock: Any = self.hub.clock
+        first: Any = self.hub.publish("x", "news", b"1")
+        clock.advance(0.003)
+        second: Any = self.hub.publish("x", "news", b"2")
+        self.assertEqual(self.backplane.pending, 2)
+        clock.advance(0.0004)
+        self.backplane.replies_arrived()  # one read brings both answers
+        for d, msg_id in zip(self.redis.unanswered["EVALSHA"], (1, 2)):
+            d.callback([msg_id, b"testepoch"])
+        self.assertEqual((self.successResultOf(first), self.successResultOf(second)), (1, 2))
+        histogram = self.backplane.publish_seconds
+        self.assertEqual((histogram.count, self.backplane.pending), (2, 0))
+        self.assertAlmostEqual(histogram.sum, 0.0034 + 0.0004)
+        buckets = dict(histogram.cumulative())
+        self.assertEqual((buckets["0.00025"], buckets["0.0005"], buckets["0.0025"],
+                          buckets["+Inf"]), (0, 1, 1, 2))
+        self.assertEqual(buckets["0.005"], 2)
+
+    def test_publish_errors(self) -> None:
+        """A publish Redis fails, and one refused while it is away, are counted."""
+        failed: Any = self.hub.publish("x", "news", b"1")
+        self.redis.unanswered["EVALSHA"][0].errback(ConnectionError("Lost connection"))
+        self.assertEqual(self.failureResultOf(failed, HubError).value.code, "unavailable")
+        self.backplane._conn = None
+        self.assertRaises(HubError, self.hub.publish, "x", "news", b"2")
+        self.assertEqual((self.backplane.publish_errors, self.backplane.publish_seconds.count,
+                          self.backplane.pending), (2, 0, 0))
+
+    def test_ping_and_connection_state(self) -> None:
+        """ping() asks Redis while connected and fails at once, saying where
+        and why, while a connection is down; losses are counted."""
+        d = self.backplane.ping()
+        self.assertNoResult(d)
+        self.redis.unanswered["PING"][0].callback("PONG")
+        self.assertIsNone(self.successResultOf(d))
+        self.assertTrue(self.backplane.connected)
+        self.backplane._listener_lost(self.redis)
+        self.assertEqual((self.backplane.connected, self.backplane.connection_losses),
+                         (False, 1))
+        self.assertEqual(str(self.failureResultOf(self.backplane.ping()).value),
+                         "not connected to 127.0.0.1:1")
+        self.backplane.last_error = "Connection refused"
+        self.assertEqual(str(self.failureResultOf(self.backplane.ping()).value),
+                         "not connected to 127.0.0.1:1 (Connection refused)")
+        waiting = self.backplane.when_connected()
+        self.assertNoResult(waiting)
+        self.backplane._listening(None, FakeRedis())
+        self.successResultOf(waiting)
+        self.successResultOf(self.backplane.when_connected())
+
+    def test_where_hides_the_password(self) -> None:
+        self.assertEqual(RedisAddress.parse("redis://:pw@h:6380/2").where, "h:6380/2")
+        self.assertEqual(RedisAddress.parse("redis://[::1]").where, "[::1]:6379")
+        self.assertEqual(RedisAddress.parse("unix:///run/r.sock?password=pw").where,
+                         "/run/r.sock")
+
+
 class NamesTests(TwoServers):
     """Names, client ids and direct messages across servers."""
 
@@ -613,7 +692,7 @@ class ReconnectTests(TwoServers):
         from txpubsub.doors.session import DoorSettings
         from txpubsub.server.listeners import ListenerService
 
-        from .netclient import WAIT, LineClient, connect, port_of
+        from .netclient import WAIT, LineClient, connect, port_of, serve
         from .test_tls import Certs
 
         certs = Certs()
@@ -659,13 +738,16 @@ class ReconnectTests(TwoServers):
         second = await as_alice(mtls(a))
         await second.closed.addTimeout(WAIT, reactor)
         self.assertEqual(second.lines, [b"BYE auth-failed alice is connected already"])
-        third = await connect(plain)
+        # A server that has seen no certificate called alice: taken in Redis.
+        fresh = self.server()
+        await wait_until(lambda: self.connected(fresh))
+        third = await connect(serve(self, fresh)[1])
         closing(third)
         self.assertEqual(await third.ask(b"NAME alice", b"-ERR"),
                          b"-ERR name-taken alice is taken by another client")
         self.assertEqual(await third.ask(b"PUB @alice hello", b"+OK"), b"+OK 1")
         await alice.wait(lambda lines: b"MSG @alice 1 " in lines[-1])
-        await wait_until(lambda: len(a.clients()) == 1)  # the refused ones are gone
+        await wait_until(lambda: len(a.clients()) == 0)  # the refused ones are gone
 
 
 class TwistdClusterTests(TestCase):

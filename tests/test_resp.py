@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import ClassVar
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -13,7 +14,7 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.resp import RespDoor, RespDoorFactory, unknown_command
 from txpubsub.doors.session import DoorSettings
 
-from .helpers import Conn, make_hub
+from .helpers import Conn, ConsumerTransport, make_hub
 from .test_auth import USERS, run_now
 
 
@@ -109,6 +110,36 @@ class CommandTests(RespCase):
                          b"the default user. Are you sure your configuration is correct?\r\n")
         self.assertEqual(c.send(cmd("AUTH", "u", "pw")),
                          b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+
+    def test_flush_commands_answer_ok(self) -> None:
+        """FLUSHALL, FLUSHDB and FUNCTION FLUSH (Redis's test suite sends them
+        before each unit): there is nothing to delete, so +OK, as Redis answers
+        an empty server; a bad option is Redis's syntax error."""
+        c = self.conn()
+        self.assertEqual(c.send(cmd("FLUSHALL")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("flushdb", "ASYNC")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("FUNCTION", "FLUSH", "sync")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("FLUSHALL", "later")), b"-ERR syntax error\r\n")
+        self.assertEqual(c.send(cmd("FUNCTION", "LOAD", "x")),
+                         b"-ERR unknown subcommand 'LOAD'. Try FUNCTION HELP.\r\n")
+        self.assertEqual(c.send(cmd("FUNCTION")),
+                         b"-ERR wrong number of arguments for 'function' command\r\n")
+
+    def test_nagle_is_off(self) -> None:
+        """The door sets TCP_NODELAY, as Redis does: a second message written
+        before the subscriber ACKs the first must not wait for its delayed ACK
+        (40 ms a step, seen in Redis's own pub/sub tests)."""
+        class Recording(ConsumerTransport):
+            options: ClassVar[dict[str, bool]] = {}
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.options["nodelay"] = enabled
+
+            def setTcpKeepAlive(self, enabled: bool) -> None:
+                self.options["keepalive"] = enabled
+
+        Conn(self.hub, self.factory, transport=Recording)
+        self.assertEqual(Recording.options, {"nodelay": True, "keepalive": True})
 
     def test_quit(self) -> None:
         c = self.conn()
@@ -230,6 +261,39 @@ class PubSubTests(RespCase):
         self.assertEqual(r.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
         self.assertEqual((self.hub.globs.count, self.hub.subscription_count()), (0, 0))
 
+    def test_client_reply_off_keeps_pushes(self) -> None:
+        """CLIENT REPLY OFF silences replies but not (un)subscribe
+        confirmations or messages; ON answers +OK again (Redis's
+        "PubSub messages with CLIENT REPLY OFF")."""
+        r = self.conn()
+        r.send(cmd("HELLO", "3"))
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "OFF")), b"")
+        self.assertEqual(r.send(cmd("SUBSCRIBE", "channel")),
+                         b">3\r\n$9\r\nsubscribe\r\n$7\r\nchannel\r\n:1\r\n")
+        self.assertEqual(r.send(cmd("PING") + cmd("NOPE") + cmd("SUBSCRIBE", "bad name")), b"")
+        self.assertEqual(self.conn().send(cmd("PUBLISH", "channel", "hi")), b":1\r\n")
+        self.assertEqual(r.take(), b">3\r\n$7\r\nmessage\r\n$7\r\nchannel\r\n$2\r\nhi\r\n")
+        # Its own PUBLISH: the message comes, the count does not.
+        self.assertEqual(r.send(cmd("PUBLISH", "channel", "me")),
+                         b">3\r\n$7\r\nmessage\r\n$7\r\nchannel\r\n$2\r\nme\r\n")
+        self.assertEqual(r.send(cmd("UNSUBSCRIBE", "channel")),
+                         b">3\r\n$11\r\nunsubscribe\r\n$7\r\nchannel\r\n:0\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "SKIP")), b"")  # no effect while OFF
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "ON") + cmd("PING")),
+                         b"+OK\r\n+PONG\r\n")
+
+    def test_client_reply_skip_and_reset(self) -> None:
+        """SKIP silences the one command after it; RESET ends OFF and answers."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "SKIP") + cmd("ECHO", "a")
+                                + cmd("ECHO", "b")), b"$1\r\nb\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "MAYBE")), b"-ERR syntax error\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY")),
+                         b"-ERR wrong number of arguments for 'client|reply' command\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "OFF") + cmd("ECHO", "a")
+                                + cmd("RESET") + cmd("ECHO", "b")),
+                         b"+RESET\r\n$1\r\nb\r\n")
+
     def test_hub_skips_the_glob_index_without_globs(self) -> None:
         """Servers whose clients hold no glob pay nothing for globs on publish."""
         def fail(*args: object) -> object:
@@ -340,6 +404,29 @@ class AuthTests(RespCase):
         # Commands pipelined after AUTH run as the user it makes.
         self.assertEqual(r.send(cmd("AUTH", "alice", "alice pw with spaces") + cmd("PING")),
                          b"+OK\r\n+PONG\r\n")
+
+    def test_pacing_and_a_pending_auth_hold_input_together(self) -> None:
+        """An AUTH answered during a publisher's stall does not cut the stall short."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("AUTH", "alice", "wrong")), b"")
+        self.clock.advance(0.999)
+        self.assertTrue(r.proto.session.pace())
+        self.clock.advance(0.001)
+        self.assertEqual(r.send(cmd("PING")), b"-WRONGPASS invalid username-password pair or "
+                                              b"user is disabled.\r\n")
+        self.clock.advance(0.01)  # the stall is over
+        self.assertEqual(r.take(), b"-NOAUTH Authentication required.\r\n")
+
+    def test_reset_must_auth_again_in_time(self) -> None:
+        """RESET makes the client nobody: it must AUTH again, within --auth-timeout."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("AUTH", "alice", "alice pw with spaces")), b"+OK\r\n")
+        self.clock.advance(60)
+        self.assertEqual(r.send(cmd("RESET") + cmd("PING")),
+                         b"+RESET\r\n-NOAUTH Authentication required.\r\n")
+        self.clock.advance(10)
+        self.assertTrue(r.take().startswith(b"-ERR closing: auth-timeout"))
+        self.assertTrue(r.closed)
 
     def test_hello_auth_and_pipelined(self) -> None:
         r = self.conn()

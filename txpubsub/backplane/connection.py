@@ -110,6 +110,11 @@ class Commands(_FastReplies, txredisapi.RedisProtocol):
 
     replies = 0
 
+    def dataReceived(self, data: bytes) -> None:
+        # One clock read per read, for every publish answered in it.
+        self.factory.backplane.replies_arrived()
+        _FastReplies.dataReceived(self, data)
+
     def connectionMade(self) -> Any:
         self._pending: deque[Deferred[Any]] = deque()
         return super().connectionMade()

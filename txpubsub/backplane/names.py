@@ -53,6 +53,7 @@ class ClusterNames:
     _block: tuple[int, int] = (0, 0)  # client numbers to hand out: [next, end)
     _spare_block: tuple[int, int] | None = None
     _fetching_block = False
+    publish_errors = 0  # publishes and direct messages Redis did not take
 
     @staticmethod
     def _ignore(failure: Failure) -> None:
@@ -75,6 +76,7 @@ class ClusterNames:
         """A direct message to a name or client id held on any server."""
         conn = self._conn
         if conn is None:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis cannot be reached; not sent")
         key = PREFIX + ("client:" if is_client_id(recipient) else "name:") + recipient
         d = conn.execute_command("EVAL", DIRECT_SCRIPT, 1, key, sender, payload, NAME_TTL)
@@ -87,6 +89,7 @@ class ClusterNames:
         return int(msg_id)
 
     def _not_sent(self, failure: Failure) -> None:
+        self.publish_errors += 1
         self._log.warn("redis: direct message failed: {why}", why=failure.value)
         raise HubError("unavailable", "redis did not take it; not acknowledged")
 
@@ -172,7 +175,11 @@ class ClusterNames:
                                           "are found there")
         key = PREFIX + ("client:" if is_client_id(name_or_id) else "name:") + name_or_id
         d = conn.execute_command("EVAL", KICK_SCRIPT, 1, key, reason)
-        return d.addCallbacks(self._kicked, self._not_sent, (name_or_id,))
+        return d.addCallbacks(self._kicked, self._not_kicked, (name_or_id,))
+
+    def _not_kicked(self, failure: Failure) -> None:
+        self._log.warn("redis: KICK failed: {why}", why=failure.value)
+        raise HubError("unavailable", "redis did not answer; nobody kicked")
 
     @staticmethod
     def _kicked(client_id: bytes | None, name_or_id: str) -> str:

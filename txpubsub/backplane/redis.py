@@ -23,16 +23,18 @@ imported only with --redis.
 """
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
 from txpubsub.backplane.connection import Commands, Factory, Listener, arguments
@@ -47,6 +49,7 @@ from txpubsub.backplane.scripts import (
 )
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import IDLE_CHANNEL, RETIRED_BUCKETS, SWEEP_INTERVAL, Hub, new_epoch
+from txpubsub.core.latency import LatencyHistogram
 from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord
 from txpubsub.core.session import Session
@@ -66,6 +69,23 @@ CHANNEL_TTL = int(IDLE_CHANNEL + SWEEP_INTERVAL)
 TOUCH_BATCH = 500
 # Channels whose publish arguments are kept ready, at most.
 CHANNEL_ARGS_KEPT = 10_000
+
+
+@implementer(IStreamClientEndpoint)
+class _Attempts:
+    """A client endpoint that remembers why its last connection attempt failed
+    (for /readyz: ClientService only counts failures)."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, backplane: RedisBackplane) -> None:
+        self.endpoint = endpoint
+        self.backplane = backplane
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return self.endpoint.connect(factory).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> Failure:
+        self.backplane.last_error = failure.getErrorMessage()
+        return failure
 
 
 def _glob(pattern: str) -> str:
@@ -103,6 +123,16 @@ class RedisBackplane(ClusterNames, Service):
             from twisted.internet import reactor
         self._hub = hub
         self._clock = clock or reactor
+        # Latency is measured on the monotonic clock, or a test's.
+        self._now = time.monotonic if clock is None else clock.seconds
+        self.where = address.where  # for /readyz and the log: no password
+        # --http: read at scrape time (txpubsub.server.metrics).
+        self.publish_seconds = LatencyHistogram()  # publish sent -> Redis's answer read
+        self.publish_errors = 0  # publishes and direct messages Redis did not take
+        self.connection_losses = 0  # usable connections (either) that were lost
+        self.last_error: str | None = None  # why the last connection attempt failed
+        self._replies_at = 0.0  # when the command connection's last read came
+        self._connected_waiters: list[Deferred[None]] = []
         self._candidate = new_epoch()  # the epoch, should Redis have none
         self._epoch_known_once = False
         self._conn: Any = None  # the command connection, while ready
@@ -139,7 +169,7 @@ class RedisBackplane(ClusterNames, Service):
         self._replies_seen = 0  # the command connection's replies at the last check
         self._silent_since: float | None = None  # waiting for a reply, none came since
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
-        endpoint = address.endpoint(reactor)
+        endpoint = _Attempts(address.endpoint(reactor), self)
         self._commands = ClientService(endpoint, Factory(Commands, address, self),
                                        retryPolicy=retry, clock=self._clock,
                                        prepareConnection=self._commands_ready)
@@ -199,6 +229,7 @@ class RedisBackplane(ClusterNames, Service):
         self._sha = sha.decode()
         self._publish_parts()
         self._conn = conn
+        self.last_error = None
         self._log.info("redis: connected")
         self._fetch_block()
         self._refresh()
@@ -209,6 +240,7 @@ class RedisBackplane(ClusterNames, Service):
             self._catch_up(channel)
         if self._missed is not None:
             self._missed.resume()
+        self._maybe_connected()
 
     def _check_replies(self) -> None:
         """Commands waiting and no reply for REPLY_TIMEOUT seconds: Redis is
@@ -232,6 +264,7 @@ class RedisBackplane(ClusterNames, Service):
     def _commands_lost(self, conn: Any) -> None:
         if self._conn is conn:
             self._conn = None
+            self.connection_losses += 1
             self._candidate = new_epoch()
             self._publish_parts()
             self._log.warn("redis: connection lost; publishes are refused until it is back")
@@ -274,10 +307,12 @@ class RedisBackplane(ClusterNames, Service):
         self._lost_at = None
         for channel in self._channels:
             self._watch(channel)
+        self._maybe_connected()
 
     def _listener_lost(self, listener: Any) -> None:
         if self._listener is listener:
             self._listener = None
+            self.connection_losses += 1
             self._current.clear()
             self._reading.clear()
             self._stalled.clear()
@@ -299,6 +334,46 @@ class RedisBackplane(ClusterNames, Service):
                     self._log.warn("redis: pub/sub lost before Redis's time was known: "
                                    "what wildcard subscriptions miss meanwhile is not read back")
 
+    @property
+    def connected(self) -> bool:
+        """Both connections are up and usable: publishes are taken and come back."""
+        return self._conn is not None and self._listener is not None
+
+    def when_connected(self) -> Deferred[None]:
+        """Fires once both connections are usable (at once if they are)."""
+        if self.connected:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._connected_waiters.append(d)
+        return d
+
+    def _maybe_connected(self) -> None:
+        if self.connected:
+            waiters, self._connected_waiters = self._connected_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def ping(self) -> Deferred[None]:
+        """Fires once Redis answers PING on the command connection (behind the
+        publishes waiting there); fails at once while a connection is down
+        (--http /readyz)."""
+        conn = self._conn
+        if conn is None or self._listener is None:
+            why = f"not connected to {self.where}"
+            if self.last_error:
+                why += f" ({self.last_error})"
+            return fail(ConnectionError(why))
+        return conn.execute_command("PING").addCallback(lambda _: None)
+
+    @property
+    def pending(self) -> int:
+        """Publishes waiting for Redis's answer (at most MAX_PENDING)."""
+        return self._pending
+
+    def replies_arrived(self) -> None:
+        """The command connection read something: the time its answers came."""
+        self._replies_at = self._now()
+
     def missed_done(self, reader: MissedReader) -> None:
         """The wildcard catch-up after a reconnect has finished (or given up)."""
         if self._missed is reader:
@@ -312,8 +387,10 @@ class RedisBackplane(ClusterNames, Service):
     ) -> Deferred[int]:
         conn = self._conn
         if conn is None:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis cannot be reached; not published")
         if self._pending >= MAX_PENDING:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis is behind; not published")
         self._pending += 1
         # The script's arguments, in RESP: what stays the same for a
@@ -323,10 +400,11 @@ class RedisBackplane(ClusterNames, Service):
         if keys is None:
             keys = self._channel_parts(name)
         sender_bytes = sender.encode()
+        sent = self._now()
         d = conn.send(b"%s%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%d\r\n%s%s" % (
             self._publish_head, keys[0], len(sender_bytes), sender_bytes, len(payload), payload,
             len(str(channel.keep)), channel.keep, self._publish_middle, keys[1]))
-        return d.addCallbacks(self._published, self._not_published)
+        return d.addCallbacks(self._published, self._not_published, (sent,))
 
     def _channel_parts(self, name: str) -> tuple[bytes, bytes]:
         """The publish script's arguments about one channel, in RESP (kept for
@@ -344,8 +422,10 @@ class RedisBackplane(ClusterNames, Service):
                                                       FLOORS_KEY)
         self._publish_middle = arguments(self._candidate, CHANNEL_TTL, self.server_id)
 
-    def _published(self, reply: list[Any]) -> int:
+    def _published(self, reply: list[Any], sent: float) -> int:
         self._pending -= 1
+        # Answered within a read of the command connection (replies_arrived).
+        self.publish_seconds.observe(self._replies_at - sent)
         msg_id, epoch = reply
         epoch = epoch.decode()
         if epoch != self._hub.epoch:
@@ -354,6 +434,7 @@ class RedisBackplane(ClusterNames, Service):
 
     def _not_published(self, failure: Failure) -> None:
         self._pending -= 1
+        self.publish_errors += 1
         self._log.warn("redis: publish failed: {why}", why=failure.value)
         # A timeout may hide a publish that did happen: never +OK, maybe -ERR.
         raise HubError("unavailable", "redis did not take it; not acknowledged")

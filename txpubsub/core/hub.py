@@ -29,6 +29,7 @@ from txpubsub.core.globs import GlobIndex
 from txpubsub.core.index import PatternIndex
 from txpubsub.core.message import Message
 from txpubsub.core.rate import PublishBudget
+from txpubsub.core.refusals import RefusalLog
 from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection, Member
 from txpubsub.core.session import Session
 from txpubsub.core.stats import Counters, DoorCounters
@@ -149,6 +150,9 @@ class Hub(Service):
         self.counters = Counters()
         self.door_counters: dict[str, DoorCounters] = {}
         self.registry = ClientRegistry(max_clients, connection_log)
+        # Peers refused before they are clients (protected mode, throttled
+        # logins), logged so that a scan cannot flood the log.
+        self.refusals = RefusalLog(clock)
         self._channels: dict[str, Channel[Session]] = {}
         # Channel names by their first token, so LIST news.* looks only at news.<...>
         self._by_head: dict[str, dict[str, Channel[Session]]] = {}
@@ -241,6 +245,7 @@ class Hub(Service):
         # A publish skips the call when everything is allowed anyway.
         self._restricted = not isinstance(authorizer, AllowAll)
         self._may_name = getattr(authorizer, "may_name", None)  # optional (see Authorizer)
+        self._may_claim = getattr(authorizer, "may_claim", None)  # optional too
 
     @property
     def max_clients(self) -> int:
@@ -268,6 +273,7 @@ class Hub(Service):
         Service.stopService(self)
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
+        self.refusals.stop()
         # Publishes being committed are answered and delivered before BYE.
         d = self.store.drain()
         d.addBoth(lambda _: self.close_all())
@@ -347,7 +353,7 @@ class Hub(Service):
         if self.max_publish_rate or self.max_publish_bytes_rate:
             client.publish_budget = PublishBudget(
                 self.max_publish_rate, self.max_publish_bytes_rate, client.connected_at,
-                self.max_payload)
+                self.max_payload, self.counters)
         self.counters.connections_total += 1
         _connections.info(
             "{client_id} connected from {address} on {listener}",
@@ -391,8 +397,12 @@ class Hub(Service):
         """
         if client.name_locked:
             raise HubError("forbidden", "your name comes from your certificate")
-        if self._may_name is not None and not self._may_name(client, check_name(name)):
-            raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        check_name(name)
+        if self._may_name is not None:  # a users file says whose names are whose
+            if not self._may_name(client, name):
+                raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        elif name in self.registry.certificate_names:
+            raise HubError("name-taken", f"{name} belongs to a client certificate")
         if self._claim_name is not None and client.name != check_name(name):
             holder = self.registry.by_name(name)
             if holder is not None:
@@ -415,11 +425,18 @@ class Hub(Service):
 
         A client that took that name with NAME loses it (``BYE kicked``);
         another connection holding it by certificate keeps it, and this one
-        is refused (HubError auth-failed). With a shared backplane the same
-        holds across servers: a Deferred, failing with auth-failed if a
-        certificate client of another server holds the name.
+        is refused (HubError auth-failed), as is a name the authorizer does
+        not know as a user (``may_claim``, with a users file). Without one,
+        the name stays reserved for certificates after this client has gone.
+        With a shared backplane the name is claimed across servers: a
+        Deferred, failing with auth-failed if a certificate client of another
+        server holds it.
         """
         check_name(name)
+        if self._may_claim is not None and not self._may_claim(name):
+            raise HubError("auth-failed", f"the certificate's name {name} is not a user of the "
+                                          f"users file (an operator may add [users.{name}], "
+                                          "no password needed)")
         holder = self.registry.by_name(name)
         if holder is not None and holder is not client:
             if holder.name_locked:
@@ -430,6 +447,7 @@ class Hub(Service):
         # maps it to its user when the door greets).
         self._rename(client, name)
         client.name_locked = True
+        self.registry.remember_certificate_name(name)
         if self._claim_certificate is not None:
             claiming: Deferred[None] | None = self._claim_certificate(client, name)
             if claiming is not None:
@@ -1074,5 +1092,6 @@ class Hub(Service):
             "connections_total": c.connections_total,
             "pacing_stalls": c.pacing_stalls,
             "auth_failures": c.auth_failures,
+            "auth_refused": c.auth_refused,
             "store_errors": self.store.errors,
         }

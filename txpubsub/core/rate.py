@@ -10,7 +10,12 @@ whole again, so a publish costs two additions and two comparisons.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from txpubsub.wire.errors import HubError
+
+if TYPE_CHECKING:
+    from txpubsub.core.stats import Counters
 
 
 class PublishBudget:
@@ -18,7 +23,8 @@ class PublishBudget:
 
     ``rate`` is messages a second and ``byte_rate`` bytes a second (0 turns
     either off). ``largest`` is the largest payload allowed: the byte bucket
-    holds at least that much, so any allowed message can be sent.
+    holds at least that much, so any allowed message can be sent. A refusal
+    is counted in ``counters.rate_limited`` (the server's, if given).
     """
 
     __slots__ = (
@@ -27,12 +33,15 @@ class PublishBudget:
         "byte_window",
         "bytes_due",
         "cost",
+        "counters",
         "due",
         "rate",
         "window",
     )
 
-    def __init__(self, rate: float, byte_rate: float, now: float, largest: int = 0) -> None:
+    def __init__(self, rate: float, byte_rate: float, now: float, largest: int = 0,
+                 counters: Counters | None = None) -> None:
+        self.counters = counters
         self.rate = rate
         self.byte_rate = byte_rate
         # Seconds of budget one message, and one byte, use up.
@@ -50,8 +59,14 @@ class PublishBudget:
         due = (self.due if self.due > now else now) + self.cost
         bytes_due = (self.bytes_due if self.bytes_due > now else now) + size * self.byte_cost
         if due - now > self.window:
+            self._refused()
             raise HubError("rate-limited", f"over {self.rate:.0f} messages a second; slow down")
         if bytes_due - now > self.byte_window:
+            self._refused()
             raise HubError("rate-limited", f"over {self.byte_rate:.0f} bytes a second; slow down")
         self.due = due
         self.bytes_due = bytes_due
+
+    def _refused(self) -> None:
+        if self.counters is not None:
+            self.counters.rate_limited += 1

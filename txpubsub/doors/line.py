@@ -93,10 +93,8 @@ class LineDoor(LineFramer):
         assert client is not None
         auth = self._auth
         if auth is not None:
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            if login.must_authenticate:
-                self._commands = PRE_AUTH
         info = {
             "server": "txpubsub",
             "version": __version__,
@@ -113,6 +111,9 @@ class LineDoor(LineFramer):
         if client.name_locked:
             info["name"] = client.name  # from the client's TLS certificate
         self.session.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+
+    def _gate(self, gated: bool) -> None:
+        self._commands = PRE_AUTH if gated else COMMANDS
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         return encode_bye(reason.value, text)
@@ -137,8 +138,9 @@ class LineDoor(LineFramer):
         self.session.connection_lost(reason)
 
     def release_input(self) -> None:
-        # Pacing must not let input through while an AUTH is being checked.
-        if self._login is None or not self._login.pending:
+        # Pacing must not let input through while an AUTH is being checked,
+        # nor an AUTH's answer while pacing holds it (the stall's end will).
+        if (self._login is None or not self._login.pending) and not self.session.stalled():
             super().release_input()
 
     # A peer that sends its last commands and shuts down its side

@@ -183,9 +183,9 @@ class Session:
         self.transport = transport
         self.address, self.family = describe_address(transport.getPeer())
         if self.settings.protected and not is_local(transport.getPeer()):
-            self._log.warn("refused {address} ({listener}): protected mode: "
-                           "{text}", address=self.address, listener=self.listener,
-                           text=PROTECTED_MODE_TEXT)
+            self.hub.refusals.refused(self._log, "protected mode", self.address,
+                                      "refused {address} ({listener}): protected mode: {text}",
+                                      listener=self.listener, text=PROTECTED_MODE_TEXT)
             self.close(CloseReason.PROTECTED_MODE, PROTECTED_MODE_TEXT)
             return
         if ISSLTransport.providedBy(transport):

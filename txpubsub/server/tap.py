@@ -31,6 +31,7 @@ from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.live import LiveSettings
 from txpubsub.server.logs import check_levels, observer_for
+from txpubsub.server.notify import Notifier
 from txpubsub.server.startup import ServerService
 from txpubsub.store.sqlite import SYNC_MODES, StoreError, open_store
 
@@ -398,6 +399,13 @@ class Options(usage.Options):
             _int_at_least(1),
         ],
         [
+            "max-auth-checks",
+            None,
+            4,
+            "Most password checks at once (AUTH past it: -ERR unavailable).",
+            _int_at_least(1),
+        ],
+        [
             "ping-interval",
             None,
             60,
@@ -548,7 +556,8 @@ def _users(options: Options, hub: Hub) -> Any:
     from txpubsub.auth.users import UsersFileError
 
     try:
-        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]))
+        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]),
+                                       max_checks=options["max-auth-checks"])
     except UsersFileError as e:
         raise SystemExit(f"txpubsub: --users: {e}") from None
 
@@ -706,8 +715,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if options["http"] is not None:
         from txpubsub.server.http import Readiness, ops_site
 
-        readiness = Readiness(reactor, list(services),
-                              {"store": hub.store, "backplane": hub.backplane},
+        needs: dict[str, Any] = {"store": hub.store}
+        if options["redis"]:
+            needs["redis"] = hub.backplane
+        readiness = Readiness(reactor, list(services), needs,
                               lambda: lifecycle.stopping is not None)
         services.append(ListenerService(reactor, options["http"], ops_site(hub, readiness)))
     if options["admin"] != "none":
@@ -722,4 +733,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for service in services:
         service.setServiceParent(top)
     lifecycle.setServiceParent(top)
+    # Last: started once every listener listens, stopped first.
+    lifecycle.notifier = Notifier(reactor, services)
+    lifecycle.notifier.setServiceParent(top)
     return top

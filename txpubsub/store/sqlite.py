@@ -16,6 +16,7 @@ import fcntl
 import os
 import re
 import sqlite3
+import time
 from typing import Any, Callable
 
 from twisted.enterprise import adbapi
@@ -25,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txpubsub.core.hub import ADMIN_SENDER
+from txpubsub.core.latency import LatencyHistogram
 from txpubsub.core.message import Message
 from txpubsub.core.store import SavedChannel
 from txpubsub.wire.errors import HubError, shorten
@@ -224,6 +226,12 @@ class SqliteStore:
         self._committed: Callable[[int], None] = lambda count: None
         self._refused: Callable[[int, HubError], None] = lambda count, error: None
         self._pending_bytes = 0  # of messages queued or being written
+        # --http: read at scrape time (txpubsub.server.metrics). Two clock
+        # reads per commit, and one when a message finds the queue empty.
+        self.commit_seconds = LatencyHistogram()  # each transaction, failed ones too
+        self.wait_seconds = LatencyHistogram()  # a commit's first message queued -> committed
+        self.committed_messages = 0
+        self._queued_at = 0.0  # when the oldest message queued now was queued
         self._behind: int | None = None  # refusing at the bound since this many bytes
         self._trouble: str | None = None  # why the last write failed, until one works
         self._state: dict[str, list[Any]] = {}  # name -> [keep, last_id, created_at, retired]
@@ -331,6 +339,8 @@ class SqliteStore:
                     path=self.path, size=self._pending_bytes)
             raise HubError(
                 "unavailable", "the history store is behind (too much waits for the disk)")
+        if not self._queue:
+            self._queued_at = time.monotonic()
         self._queue.append((msg, keep))
         self._appended += 1
         self._pending_bytes += size
@@ -383,9 +393,11 @@ class SqliteStore:
         rows = [row for row in rows
                 if row[1] > batch[row[0]][1] - batch[row[0]][0]
                 and row[1] > clear.get(row[0], 0) and not batch[row[0]][3]]
+        started = time.monotonic()
         writing = self._writing = self._pool.runInteraction(self._write, rows, batch, clear)
-        writing.addCallbacks(self._written, self._failed, callbackArgs=(queue,),
-                             errbackArgs=(queue, state, clear))
+        writing.addCallbacks(self._written, self._failed,
+                             callbackArgs=(queue, started, self._queued_at),
+                             errbackArgs=(queue, state, clear, started))
         return writing
 
     @staticmethod
@@ -411,8 +423,14 @@ class SqliteStore:
              if keep and not retired],
         )
 
-    def _written(self, _: object, queue: list[tuple[Message, int]]) -> None:
+    def _written(self, _: object, queue: list[tuple[Message, int]], started: float,
+                 queued_at: float) -> None:
         self._writing = None
+        now = time.monotonic()
+        self.commit_seconds.observe(now - started)
+        if queue:
+            self.wait_seconds.observe(now - queued_at)
+            self.committed_messages += len(queue)
         if self._trouble is not None:
             self._log.info("history store {path} writes again", path=self.path)
             self._trouble = None
@@ -427,8 +445,9 @@ class SqliteStore:
         self._told(len(queue))
 
     def _failed(self, failure: Failure, queue: list[tuple[Message, int]],
-                state: dict[str, list[Any]], clear: dict[str, int]) -> None:
+                state: dict[str, list[Any]], clear: dict[str, int], started: float) -> None:
         self._writing = None
+        self.commit_seconds.observe(time.monotonic() - started)
         self.errors += 1
         why = str(failure.value) or failure.type.__name__  # type: ignore[union-attr]
         if self._trouble is None:
@@ -460,6 +479,16 @@ class SqliteStore:
         self._done += count
         while self._drained and self._drained[0][0] <= self._done:
             self._drained.pop(0)[1].callback(None)
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages appended and not yet committed or refused (waiting or being written)."""
+        return self._appended - self._done
+
+    @property
+    def queued_bytes(self) -> int:
+        """What those hold, as MAX_PENDING_BYTES counts it (payloads, ROW_OVERHEAD each)."""
+        return self._pending_bytes
 
     def drain(self) -> Deferred[None]:
         """Fires once every message appended so far is committed or refused."""
