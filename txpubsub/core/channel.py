@@ -142,6 +142,14 @@ class Channel(Generic[T]):
             self.drop_oldest(self.kept_bytes - self.byte_cap)
         return self.kept_bytes - before
 
+    def set_keep(self, keep: int) -> int:
+        """Keep ``keep`` messages from now on (the newest of those kept stay);
+        returns the payload bytes let go of."""
+        newest = self.newest(keep) if keep else []
+        freed = self.clear_history()
+        self._keep = keep
+        return freed - self.restore(newest)
+
     def clear_history(self) -> int:
         """Forget every kept message; returns the payload bytes freed."""
         freed, self.kept_bytes = self.kept_bytes, 0

@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txpubsub.core.authorizer import AllowAll, Authorizer
 from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
@@ -225,6 +226,22 @@ class Hub(Service):
         self._left = getattr(backplane, "client_left", None)
         self._direct_elsewhere = getattr(backplane, "direct_elsewhere", None)
         self._everyone = getattr(backplane, "everyone", None)  # () -> Deferred[list[Member]]
+        # Cluster-wide events and admin acts: share_event(channel, text) sends
+        # a $sys.clients line to the other servers; channel_made(channel)
+        # registers a channel made here (the backplane then announces it on
+        # $sys.channels everywhere); create_channel(channel, keep),
+        # drop_channel(channel), kick_elsewhere(name_or_id, text) and
+        # claim_certificate(client, name) -> Deferred.
+        self._share_event = getattr(backplane, "share_event", None)
+        self._channel_made = getattr(backplane, "channel_made", None)
+        self._create_shared = getattr(backplane, "create_channel", None)
+        self._drop_shared = getattr(backplane, "drop_channel", None)
+        self._kick_elsewhere = getattr(backplane, "kick_elsewhere", None)
+        self._claim_certificate = getattr(backplane, "claim_certificate", None)
+        # Which server this is among those sharing the backplane (admin STATS).
+        self.server_id: str | None = getattr(backplane, "server_id", None)
+        # Ids come from here (memory or the store), not from elsewhere.
+        self._ids_here = local
 
     def restart_ids(self, epoch: str) -> None:
         """A new epoch from elsewhere (a shared backplane lost its data): ids
@@ -310,6 +327,22 @@ class Hub(Service):
         client.session.close(CloseReason.KICKED, text)
         return client.client_id
 
+    def kick_anywhere(self, name_or_id: str, text: str = "") -> str | Deferred[str]:
+        """``kick``, or with a shared backplane a client of another server (a
+        Deferred of its id then, once its server was told)."""
+        if self._kick_elsewhere is not None and self.registry.find(name_or_id) is None:
+            return self._kick_elsewhere(name_or_id, text)
+        return self.kick(name_or_id, text)
+
+    def drop_everywhere(self, channel: str) -> Deferred[None] | None:
+        """``drop``, or with a shared backplane on every server (a Deferred then)."""
+        if self._drop_shared is None:
+            self.drop(channel)
+            return None
+        if channel_kind(channel) != PLAIN:
+            raise HubError("forbidden", f"{shorten(channel)} cannot be dropped")
+        return self._drop_shared(channel)
+
     def drop(self, channel: str) -> None:
         """Remove a channel: its subscribers are told ``DROP`` and lose that
         subscription; wildcard subscriptions stay; ids go on if it comes back."""
@@ -329,7 +362,8 @@ class Hub(Service):
         self._history_bytes -= ch.clear_history()
         self._retire(ch)
         self._log.info("channel {channel} dropped", channel=channel)
-        self._announce("$sys.channels", f"drop {channel}")
+        if self._channel_made is None:  # else the backplane tells every server
+            self._announce("$sys.channels", f"drop {channel}")
 
     # -- clients ---------------------------------------------------------
 
@@ -409,7 +443,7 @@ class Hub(Service):
             self._announce("$sys.clients", f"name {client.client_id} {name}")
         return name
 
-    def claim_name(self, client: ClientRecord, name: str) -> None:
+    def claim_name(self, client: ClientRecord, name: str) -> Deferred[None] | None:
         """Give a client the name its TLS certificate carries, for good.
 
         A client that took that name with NAME loses it (``BYE kicked``);
@@ -417,6 +451,9 @@ class Hub(Service):
         is refused (HubError auth-failed), as is a name the authorizer does
         not know as a user (``may_claim``, with a users file). Without one,
         the name stays reserved for certificates after this client has gone.
+        With a shared backplane the name is claimed across servers: a
+        Deferred, failing with auth-failed if a certificate client of another
+        server holds it.
         """
         check_name(name)
         if self._may_claim is not None and not self._may_claim(name):
@@ -434,6 +471,17 @@ class Hub(Service):
         self._rename(client, name)
         client.name_locked = True
         self.registry.remember_certificate_name(name)
+        if self._claim_certificate is not None:
+            claiming: Deferred[None] | None = self._claim_certificate(client, name)
+            if claiming is not None:
+                return claiming.addErrback(self._certificate_refused, client, name)
+        return None
+
+    def _certificate_refused(self, failure: Failure, client: ClientRecord, name: str) -> Failure:
+        # Held elsewhere: not this connection's, not even while it closes.
+        if client.name == name and self._record_of.get(client.session) is client:
+            self.registry.unname(client)
+        return failure
 
     def clients(self) -> list[ClientRecord]:
         """Every connected client, oldest connection first."""
@@ -471,6 +519,44 @@ class Hub(Service):
         return self._new_channel(channel, self.default_history if history is None else history,
                                  client)
 
+    def create_channel(
+        self, channel: str, history: int | None = None, client: ClientRecord | None = None
+    ) -> Channel[Session] | Deferred[Channel[Session]]:
+        """``create``, for a client's CREATE: with a shared backplane the
+        channel and its history setting are made there first, for every
+        server (a Deferred then; HubError exists if it exists anywhere)."""
+        if self._create_shared is None:
+            return self.create(channel, history, client)
+        kind = channel_kind(channel)
+        if kind != PLAIN:
+            raise HubError("forbidden", f"{shorten(channel)} cannot be created by clients")
+        self._check(client is None or self.authorizer.may_publish(client, channel), channel)
+        if channel in self._channels:
+            raise HubError("exists", f"{shorten(channel)} exists")
+        if history is not None and history > self.max_history:
+            raise HubError("bad-args", f"history= is at most {self.max_history}")
+        keep = self.default_history if history is None else history
+        self._may_create(client)
+        d: Deferred[object] = self._create_shared(channel, keep)
+        return d.addCallback(lambda _: self.shared_channel(channel, keep, made_by=client))
+
+    def shared_channel(self, name: str, keep: int, last_id: int = 0,
+                       made_by: ClientRecord | None = None) -> Channel[Session]:
+        """This server's copy of a channel that exists on the shared backplane,
+        made or brought in line with it: keeping ``keep`` messages, its ids
+        known up to ``last_id`` (a copy with older ids forgets what it kept)."""
+        ch = self._channels.get(name)
+        if ch is None:
+            if made_by is not None and self._record_of.get(made_by.session) is made_by:
+                made_by.channels_created += 1
+            ch = self._new_channel(name, keep, limited=False)
+        elif ch.keep != keep:
+            self._history_bytes -= ch.set_keep(keep)
+        if last_id > ch.last_id:
+            self._history_bytes -= ch.clear_history()
+            ch.last_id = ch.pending_id = last_id
+        return ch
+
     @staticmethod
     def _check(allowed: bool, what: str) -> None:
         if not allowed:
@@ -480,26 +566,34 @@ class Hub(Service):
         self, name: str, keep: int, client: ClientRecord | None = None, limited: bool = True
     ) -> Channel[Session]:
         if limited:
-            if self._plain_channels >= self.max_channels:
-                raise HubError("too-many-channels",
-                               f"the server holds its most channels ({self.max_channels})")
+            self._may_create(client)
             if client is not None:
-                if client.channels_created >= self.max_channels_per_client:
-                    raise HubError("too-many-channels", f"at most {self.max_channels_per_client}"
-                                                        " new channels per connection")
                 client.channels_created += 1
         # A channel made again goes on from its last id: ids never restart in an
         # epoch. A name forgotten from _retired goes on from its bucket's floor.
+        # (Numbered elsewhere, a copy learns its ids from there.)
         start = self._retired.pop(name, None)
         if start is None:
             start = (self._retired_floors.get(zlib.crc32(name.encode()) % RETIRED_BUCKETS, 0)
-                     if self._retired_floors else 0)
+                     if self._retired_floors and self._ids_here else 0)
         ch: Channel[Session] = Channel(name, keep, self.clock.seconds(), start,
                                        byte_cap=self.max_channel_bytes)
         self._add_channel(ch)
         self.store.channel_created(name, keep, ch.created_at, ch.last_id)
-        self._announce("$sys.channels", f"create {name}")
+        if self._channel_made is None:
+            self._announce("$sys.channels", f"create {name}")
+        elif limited:
+            self._channel_made(ch)  # the backplane announces it, if new there
         return ch
+
+    def _may_create(self, client: ClientRecord | None) -> None:
+        """HubError too-many-channels if a new channel would pass a limit."""
+        if self._plain_channels >= self.max_channels:
+            raise HubError("too-many-channels",
+                           f"the server holds its most channels ({self.max_channels})")
+        if client is not None and client.channels_created >= self.max_channels_per_client:
+            raise HubError("too-many-channels", f"at most {self.max_channels_per_client}"
+                                                " new channels per connection")
 
     def forget_idle_channels(self) -> int:
         """Forget channels nobody subscribes to, that keep nothing, idle IDLE_CHANNEL s.
@@ -548,7 +642,9 @@ class Hub(Service):
             del self._by_head[head]
         # Ids still being committed count: they will be acknowledged.
         last_id = max(ch.last_id, ch.pending_id)
-        if last_id:  # a channel that never had a message has nothing to go on from
+        # A channel that never had a message has nothing to go on from; one
+        # numbered elsewhere goes on from there.
+        if last_id and self._ids_here:
             self._remember_retired(ch.name, last_id)
         self.store.channel_retired(ch.name, last_id)
 
@@ -880,9 +976,11 @@ class Hub(Service):
         return msg.msg_id
 
     def _announce(self, channel: str, text: str) -> None:
-        # Nothing is formatted or kept for a system channel nobody reads.
+        # Nothing is formatted or kept for a system channel nobody reads here.
         if self.has_readers(channel):
             self.publish_system(channel, text.encode())
+        if self._share_event is not None:
+            self._share_event(channel, text)  # the other servers' readers
 
     def has_readers(self, channel: str) -> bool:
         """Whether anyone would receive a message on ``channel`` now."""

@@ -344,8 +344,12 @@ class LineDoor(LineFramer):
             history = parse_number(args[1][len("history=") :], "history=")
         elif len(args) != 1:
             raise HubError("bad-args", "usage: CREATE <channel> [history=<n>]")
-        ch = self.hub.create(args[0], history, self.session.client)
-        self._replies.send(f"+OK created {ch.name}\r\n".encode())
+        ch = self.hub.create_channel(args[0], history, self.session.client)
+        if isinstance(ch, Deferred):  # made in Redis first, for every server
+            self._replies.send(ch.addCallbacks(
+                lambda c: f"+OK created {c.name}\r\n".encode(), self._refused))
+        else:
+            self._replies.send(f"+OK created {ch.name}\r\n".encode())
 
     def _stream(self, lines: Iterable[str | None], more: bool) -> None:
         """Send a listing's lines a batch at a time, then ``+OK <n>``, or

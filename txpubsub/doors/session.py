@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txpubsub.core.hub import Hub
@@ -260,11 +261,29 @@ class Session:
         if name is not None:
             # The name its TLS certificate carries: it may not change it.
             try:
-                self.hub.claim_name(self.client, name)
+                claiming = self.hub.claim_name(self.client, name)
             except HubError as e:
                 self.refuse(e.text)
                 return
+            if claiming is not None:
+                # Claimed on every server sharing Redis first; nothing is read
+                # from the client, nor sent to it, until then.
+                self.transport.pauseProducing()
+                claiming.addCallbacks(self._name_claimed, self._name_refused)
+                return
         self._door.greet()
+
+    def _name_claimed(self, _: object) -> None:
+        if self.close_reason is None and self.hub.record_of(self) is self.client:
+            self.transport.resumeProducing()
+            self._door.greet()
+
+    def _name_refused(self, failure: Failure) -> None:
+        if self.close_reason is None and self.hub.record_of(self) is self.client:
+            if not failure.check(HubError):
+                self._log.failure("claiming a certificate name failed", failure)
+            self.refuse(failure.value.text if failure.check(HubError)  # type: ignore[union-attr]
+                        else "the server failed and logged why")
 
     def handshake_completed(self) -> None:
         """The door's handshakeCompleted: join the hub, named by the certificate

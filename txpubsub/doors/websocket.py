@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 from txpubsub import __version__
 from txpubsub.auth.login import Login
+from txpubsub.core.channel import Channel
 from txpubsub.core.hub import Hub
 from txpubsub.core.message import Message
 from txpubsub.core.registry import ClientRecord, Member
@@ -350,8 +351,18 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_create(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel")
-        ch = self.hub.create(channel, _count(request, "history"), self.session.client)  # type: ignore[union-attr,arg-type]
-        self._ok(ref, channel=ch.name)
+        ch = self.hub.create_channel(channel, _count(request, "history"),  # type: ignore[arg-type]
+                                     self.session.client)  # type: ignore[union-attr]
+        if isinstance(ch, Deferred):  # made in Redis first, for every server
+            self._replies.send(ch.addCallbacks(  # type: ignore[union-attr]
+                self._created, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+        else:
+            self._ok(ref, channel=ch.name)
+
+    def _created(self, ch: Channel[Any], ref: Ref) -> bytes:
+        reply = self._with_ref("ok", ref)
+        reply["channel"] = ch.name
+        return text_frame(reply)
 
     def do_sub(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern")
