@@ -88,17 +88,19 @@ class Hub(Service):
     # Slots, not the instance dict: past 30 attributes CPython 3.11 stops
     # sharing an instance dict's keys, and every self.<attribute> on the
     # publish path became a dict lookup (measured: ~1.5% of a publish).
-    __slots__ = ("_all_gone", "_authorizer", "_by_head", "_channels", "_claim_name",
-                 "_codec_users", "_current", "_direct_elsewhere", "_durable", "_eager",
-                 "_everyone", "_fast_path", "_history_bytes", "_interest", "_joined", "_left",
-                 "_local", "_may_claim", "_may_name", "_patterns", "_plain_channels",
-                 "_record_of", "_restricted", "_retired", "_retired_floors", "_store_on_fan_out",
-                 "_subscriptions", "_sweeper", "_uncommitted", "auto_create", "backplane",
-                 "clock", "counters", "default_history", "door_counters", "epoch", "globs",
-                 "max_channel_bytes", "max_channels", "max_channels_per_client", "max_history",
-                 "max_history_bytes", "max_list", "max_payload", "max_publish_bytes_rate",
-                 "max_publish_rate", "max_replay", "max_retired", "max_subscriptions",
-                 "max_subscriptions_total", "refusals", "registry", "started_at", "store")
+    __slots__ = ("_all_gone", "_authorizer", "_by_head", "_channel_made", "_channels",
+                 "_claim_certificate", "_claim_name", "_codec_users", "_create_shared",
+                 "_current", "_direct_elsewhere", "_drop_shared", "_durable", "_eager",
+                 "_everyone", "_fast_path", "_history_bytes", "_ids_here", "_interest",
+                 "_joined", "_kick_elsewhere", "_left", "_local", "_may_claim", "_may_name",
+                 "_patterns", "_plain_channels", "_record_of", "_restricted", "_retired",
+                 "_retired_floors", "_share_event", "_store_on_fan_out", "_subscriptions",
+                 "_sweeper", "_uncommitted", "auto_create", "backplane", "clock", "counters",
+                 "default_history", "door_counters", "epoch", "globs", "max_channel_bytes",
+                 "max_channels", "max_channels_per_client", "max_history", "max_history_bytes",
+                 "max_list", "max_payload", "max_publish_bytes_rate", "max_publish_rate",
+                 "max_replay", "max_retired", "max_subscriptions", "max_subscriptions_total",
+                 "refusals", "registry", "server_id", "started_at", "store")
 
     def __init__(
         self,
