@@ -220,6 +220,12 @@ class ConfigFileTests(SynchronousTestCase):
         self.assertIn("history: expected a number or a string",
                       self.refused("[history]\nkeep = 1\n"))
 
+    def test_history_over_max_history_names_the_file(self) -> None:
+        """A check across two options is one line naming the file too, not
+        twistd's whole --help (found in review)."""
+        message = self.refused("history = 20000\n")
+        self.assertIn("history (20000) must not exceed max-history (10000)", message)
+
     def test_bad_endpoint(self) -> None:
         self.assertIn("port: bad endpoint 'tcp:nope'", self.refused('port = ["tcp:nope"]\n'))
 

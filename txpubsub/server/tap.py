@@ -26,7 +26,7 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.manhole import manhole_factory
 from txpubsub.doors.output import Batcher
 from txpubsub.doors.session import DoorSettings
-from txpubsub.server.config import file_arguments, find_config
+from txpubsub.server.config import ConfigError, file_arguments, find_config
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.live import LiveSettings
@@ -463,11 +463,12 @@ class Options(usage.Options):
         # given (a reload parses them again with the file as it is then).
         self.from_file: dict[str, Any] = {}
         self.arguments: list[str] = []
+        self.config_path: str | None = None
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         arguments = sys.argv[1:] if options is None else list(options)
         self.arguments = arguments
-        path = find_config(self, arguments)
+        path = self.config_path = find_config(self, arguments)
         if path is not None:
             single, self.from_file = file_arguments(Options, path)
             arguments = single + arguments
@@ -544,6 +545,12 @@ class Options(usage.Options):
         # Defaults are not coerced: check the default admin path too.
         _named("admin", _socket_path)(self["admin"])
         if self["history"] > self["max-history"]:
+            if self.config_path is not None:
+                # One line naming the file, as for its other errors (not --help).
+                raise ConfigError(
+                    f"txpubsub: {self.config_path}: history ({self['history']}) must not "
+                    f"exceed max-history ({self['max-history']}), from this file or the "
+                    "command line")
             raise usage.UsageError("--history: must not exceed --max-history")
 
 
