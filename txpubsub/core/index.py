@@ -74,7 +74,7 @@ class PatternIndex(Generic[T]):
 
     def __init__(self) -> None:
         self._root: _Node[T] = _Node()
-        self._count = 0
+        self.count = 0  # (pattern, subscriber) entries; read on every publish
         # channel -> the subscribers its wildcard matches reach, deduplicated;
         # forgotten whenever a subscription changes (as nats-server's sublist
         # cache), oldest first when full.
@@ -84,7 +84,7 @@ class PatternIndex(Generic[T]):
 
     def __len__(self) -> int:
         """How many (pattern, subscriber) entries the index holds."""
-        return self._count
+        return self.count
 
     def add(self, pattern: str, subscriber: T) -> None:
         """Index a subscriber under a valid pattern (adding twice is harmless)."""
@@ -104,7 +104,7 @@ class PatternIndex(Generic[T]):
                 slot = node.exact = set()
         if subscriber not in slot:
             slot.add(subscriber)
-            self._count += 1
+            self.count += 1
             self._forget_matches()
 
     def remove(self, pattern: str, subscriber: T) -> None:
@@ -131,7 +131,7 @@ class PatternIndex(Generic[T]):
                 end.rest = None
             else:
                 end.exact = None
-        self._count -= 1
+        self.count -= 1
         self._forget_matches()
         for depth in range(len(tokens), 0, -1):
             if not path[depth].is_empty():

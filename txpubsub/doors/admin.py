@@ -184,9 +184,12 @@ class AdminDoor(LineFramer):
         ])
 
     def do_stats(self, rest: bytes) -> bytes:
-        return self._listing([f"STAT {key} {value}" for key, value in self.hub.stats().items()])
+        stats = [f"STAT {key} {value}" for key, value in self.hub.stats().items()]
+        if self.hub.server_id is not None:  # which of the servers sharing Redis
+            stats.append(f"STAT server {self.hub.server_id}")
+        return self._listing(stats)
 
-    def do_kick(self, rest: bytes) -> bytes:
+    def do_kick(self, rest: bytes) -> Reply:
         who, _, reason = rest.lstrip(b" ").partition(b" ")
         if not who:
             raise HubError("bad-args", "usage: KICK <id or name> [reason]")
@@ -199,15 +202,22 @@ class AdminDoor(LineFramer):
             if not ids:
                 raise HubError("no-such-client", f"no client is user {shorten(user)}")
             return f"+OK kicked {' '.join(ids)}\r\n".encode()
-        client_id = self.hub.kick(target, reason.decode().strip())
-        return f"+OK kicked {client_id}\r\n".encode()
+        client_id = self.hub.kick_anywhere(target, reason.decode().strip())
+        if isinstance(client_id, str):
+            return f"+OK kicked {client_id}\r\n".encode()
+        # A client of another server sharing Redis: kicked once its server is told.
+        return client_id.addCallbacks(lambda c: f"+OK kicked {c}\r\n".encode(), _refusal)
 
-    def do_drop(self, rest: bytes) -> bytes:
+    def do_drop(self, rest: bytes) -> Reply:
         args = split_args(rest)
         if len(args) != 1:
             raise HubError("bad-args", "usage: DROP <channel>")
-        self.hub.drop(args[0])
-        return f"+OK dropped {args[0]}\r\n".encode()
+        done = f"+OK dropped {args[0]}\r\n".encode()
+        dropping = self.hub.drop_everywhere(args[0])
+        if dropping is None:
+            return done
+        # Shared through Redis: dropped on every server.
+        return dropping.addCallbacks(lambda _: done, _refusal)
 
     def do_pub(self, rest: bytes) -> Reply:
         channel, _, payload = rest.lstrip(b" ").partition(b" ")

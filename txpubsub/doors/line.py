@@ -94,10 +94,8 @@ class LineDoor(LineFramer):
         assert client is not None
         auth = self._auth
         if auth is not None:
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            if login.must_authenticate:
-                self._commands = PRE_AUTH
         info = {
             "server": "txpubsub",
             "version": __version__,
@@ -114,6 +112,9 @@ class LineDoor(LineFramer):
         if client.name_locked:
             info["name"] = client.name  # from the client's TLS certificate
         self.session.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+
+    def _gate(self, gated: bool) -> None:
+        self._commands = PRE_AUTH if gated else COMMANDS
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         return encode_bye(reason.value, text)
@@ -138,8 +139,9 @@ class LineDoor(LineFramer):
         self.session.connection_lost(reason)
 
     def release_input(self) -> None:
-        # Pacing must not let input through while an AUTH is being checked.
-        if self._login is None or not self._login.pending:
+        # Pacing must not let input through while an AUTH is being checked,
+        # nor an AUTH's answer while pacing holds it (the stall's end will).
+        if (self._login is None or not self._login.pending) and not self.session.stalled():
             super().release_input()
 
     # A peer that sends its last commands and shuts down its side
@@ -351,8 +353,12 @@ class LineDoor(LineFramer):
             history = parse_number(args[1][len("history=") :], "history=")
         elif len(args) != 1:
             raise HubError("bad-args", "usage: CREATE <channel> [history=<n>]")
-        ch = self.hub.create(args[0], history, self.session.client)
-        self._replies.send(f"+OK created {ch.name}\r\n".encode())
+        ch = self.hub.create_channel(args[0], history, self.session.client)
+        if isinstance(ch, Deferred):  # made in Redis first, for every server
+            self._replies.send(ch.addCallbacks(
+                lambda c: f"+OK created {c.name}\r\n".encode(), self._refused))
+        else:
+            self._replies.send(f"+OK created {ch.name}\r\n".encode())
 
     def _stream(self, lines: Iterable[str | None], more: bool) -> None:
         """Send a listing's lines a batch at a time, then ``+OK <n>``, or

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 
 from txpubsub import __version__
 from txpubsub.auth.login import Login
+from txpubsub.core.channel import Channel
 from txpubsub.core.hub import Hub
 from txpubsub.core.message import Message
 from txpubsub.core.pending import PendingPublish
@@ -52,6 +53,10 @@ from txpubsub.wire.websocket import (
 )
 
 OP_PONG = 0xA
+# Before a client that must authenticate has: the largest frame (as Redis's
+# 16 KiB for unauthenticated input), so a stranger cannot make the server
+# parse megabytes of JSON.
+PRE_AUTH_FRAME = 16384
 Ref = object  # a request's "ref" (a string or a number), or _NO_REF
 _NO_REF = object()  # a request without "ref"
 
@@ -132,7 +137,10 @@ class JsonDoor(WebSocketServerProtocol):
         self._replies: _Replies | None = None
         self._login: Login | None = None  # with --users: this connection's way in
         self._gated = False  # must authenticate: only auth and ping until then
-        self._waiting: list[tuple[bytes, bool]] | None = None  # frames behind an auth
+        # An auth is being checked: the frames that came behind it (in the same
+        # read; no more is read until it is answered), run once it is.
+        self._waiting: list[tuple[bytes, bool]] | None = None
+        self._holding = False  # the transport is paused (an auth, or pacing)
 
     # -- the opening handshake (autobahn) ----------------------------------
 
@@ -180,12 +188,19 @@ class JsonDoor(WebSocketServerProtocol):
         auth = self.factory.doors.auth
         if auth is not None:
             client = session.client
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            self._gated = info["auth_required"] = login.must_authenticate
+            info["auth_required"] = self._gated
             if client.user is not None:
                 info["user"] = client.user  # from the client's TLS certificate
         session.send(text_frame(info))
+
+    def _gate(self, gated: bool) -> None:
+        self._gated = gated
+        limit = self.factory.frame_limit
+        if gated:
+            limit = min(limit, PRE_AUTH_FRAME)
+        self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         if self.state != WebSocketProtocol.STATE_OPEN:
@@ -207,11 +222,17 @@ class JsonDoor(WebSocketServerProtocol):
             self.session.send(text_frame({"type": "drop", "channel": channel}))
 
     def hold_input(self) -> None:
-        self.transport.pauseProducing()
+        if not self._holding and not self.transport.disconnecting:
+            self._holding = True
+            self.transport.pauseProducing()
 
     def release_input(self) -> None:
-        if not self.transport.disconnecting:
-            self.transport.resumeProducing()
+        if self._waiting is not None:
+            return  # pacing must not let frames in while an auth is being checked
+        if self._holding:
+            self._holding = False
+            if not self.transport.disconnecting:
+                self.transport.resumeProducing()
 
     # -- the transport's calls ---------------------------------------------
 
@@ -235,7 +256,8 @@ class JsonDoor(WebSocketServerProtocol):
         if session is not None and session.client is not None and session.close_reason is None:
             if code == WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG:
                 session.close(CloseReason.TOO_LARGE,
-                              f"frames are at most {self.factory.frame_limit} bytes")
+                              f"frames are at most {self.maxMessagePayloadSize} bytes"
+                              + (" before auth" if self._gated else ""))
                 return
             session.close_reason = CloseReason.BAD_FRAME
             session.flush()
@@ -331,8 +353,18 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_create(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel")
-        ch = self.hub.create(channel, _count(request, "history"), self.session.client)  # type: ignore[union-attr,arg-type]
-        self._ok(ref, channel=ch.name)
+        ch = self.hub.create_channel(channel, _count(request, "history"),  # type: ignore[arg-type]
+                                     self.session.client)  # type: ignore[union-attr]
+        if isinstance(ch, Deferred):  # made in Redis first, for every server
+            self._replies.send(ch.addCallbacks(  # type: ignore[union-attr]
+                self._created, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+        else:
+            self._ok(ref, channel=ch.name)
+
+    def _created(self, ch: Channel[Any], ref: Ref) -> bytes:
+        reply = self._with_ref("ok", ref)
+        reply["channel"] = ch.name
+        return text_frame(reply)
 
     def do_sub(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern")
@@ -497,9 +529,19 @@ class JsonDoor(WebSocketServerProtocol):
         if self._login is None:
             raise HubError("auth-failed", "this server has no users")
         assert user is not None and password is not None
-        d = self._login.attempt(user, password)
-        if not d.called:
-            self._waiting = []
+        if not (_readable_ref(user) and _readable_ref(password)):
+            # JSON's "\ud800" parses, but is no text a password could be.
+            raise HubError("bad-args", '"user" and "password" must be text (no lone surrogates)')
+        # Nothing more is read, and what autobahn has read already waits, until
+        # the answer (a failure's comes a second later): requests behind an auth
+        # run as the user it makes this client, and guesses go one at a time.
+        self._waiting = []
+        self.hold_input()
+        try:
+            d = self._login.attempt(user, password)
+        except Exception:
+            self._go_on()
+            raise
         reply = d.addCallbacks(self._authenticated, self._not_authenticated,
                                callbackArgs=(ref,), errbackArgs=(ref,))
         self._replies.send(reply)  # type: ignore[union-attr]
@@ -507,7 +549,7 @@ class JsonDoor(WebSocketServerProtocol):
     def _authenticated(self, user: str | None, ref: Ref) -> bytes:
         if user is None:
             return b""  # the last failure: the socket is closing with auth-failed
-        self._gated = False
+        self._gate(False)
         reply = self._with_ref("ok", ref)
         reply["user"] = user
         # The replies of what waited go after this one: its slot is first in line.
@@ -527,10 +569,14 @@ class JsonDoor(WebSocketServerProtocol):
         return _Replies.INTERNAL_ERROR
 
     def _go_on(self) -> None:
-        """Run the frames that arrived while an auth was being checked."""
+        """Run the frames that arrived while an auth was being checked (another
+        auth among them holds the rest again), then read on."""
         waiting, self._waiting = self._waiting, None
         for payload, binary in waiting or ():
             self.onMessage(payload, binary)
+        session = self.session
+        if self._waiting is None and session is not None and not session.stalled():
+            self.release_input()
 
 
 OPS: dict[str, Callable[[JsonDoor, dict[str, Any], Ref], None]] = {

@@ -21,6 +21,7 @@ import fcntl
 import os
 import re
 import sqlite3
+import time
 from typing import Any, Callable
 
 from twisted.enterprise import adbapi
@@ -30,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txpubsub.core.hub import ADMIN_SENDER
+from txpubsub.core.latency import LatencyHistogram
 from txpubsub.core.message import Message
 from txpubsub.core.store import SavedChannel
 from txpubsub.wire.errors import HubError, shorten
@@ -243,6 +245,24 @@ def _pragmas(conn: sqlite3.Connection, sync: str = "normal") -> None:
     conn.execute("PRAGMA synchronous=FULL" if sync == "full" else "PRAGMA synchronous=NORMAL")
 
 
+class _Batch:
+    """What the reactor's side keeps of one commit until it has finished."""
+
+    __slots__ = ("count", "queued_at", "reset", "restarts", "saving", "size", "started",
+                 "state")
+
+    def __init__(self, count: int, size: int, state: dict[str, list[Any]], reset: str | None,
+                 restarts: int, queued_at: float) -> None:
+        self.count = count  # messages
+        self.size = size  # their bytes, as counted in _pending_bytes
+        self.state = state  # channels created or retired, put back if it fails
+        self.saving: dict[str, list[Any]] | None = None  # last ids saved with it
+        self.reset = reset  # restart()'s epoch, put back if it fails
+        self.restarts = restarts  # restart()s before it began
+        self.queued_at = queued_at  # its first message queued (time.monotonic)
+        self.started = time.monotonic()
+
+
 class SqliteStore:
     """History, last ids and the epoch in one SQLite file."""
 
@@ -274,6 +294,12 @@ class SqliteStore:
         self._committed: Callable[[int], None] = lambda count: None
         self._refused: Callable[[int, HubError], None] = lambda count, error: None
         self._pending_bytes = 0  # of messages queued or being written
+        # --http: read at scrape time (txpubsub.server.metrics). Two clock
+        # reads per commit, and one when a message finds the queue empty.
+        self.commit_seconds = LatencyHistogram()  # each transaction, failed ones too
+        self.wait_seconds = LatencyHistogram()  # a commit's first message queued -> committed
+        self.committed_messages = 0
+        self._queued_at = 0.0  # when the oldest message queued now was queued
         self._behind: int | None = None  # refusing at the bound since this many bytes
         self._trouble: str | None = None  # why the last write failed, until one works
         # name -> [keep, last_id, created_at, retired, floor]: channels created or retired
@@ -399,6 +425,8 @@ class SqliteStore:
                     path=self.path, size=self._pending_bytes)
             raise HubError(
                 "unavailable", "the history store is behind (too much waits for the disk)")
+        if not self._queue:
+            self._queued_at = time.monotonic()
         self._queue.append(msg)
         self._keeps.append(keep)
         self._appended += 1
@@ -453,15 +481,14 @@ class SqliteStore:
         # ``state`` stays as it is, to be written again if this fails; the
         # writer's thread reads these and changes none of them.
         state, self._state = self._state, {}
-        saving: dict[str, list[Any]] | None = None
+        batch = _Batch(len(queue), size, state, reset, self._restarts, self._queued_at)
         if self._closed or self.reactor.seconds() - self._saved_at >= SAVE_INTERVAL:
-            saving, self._unsaved = self._unsaved, {}
+            batch.saving, self._unsaved = self._unsaved, {}
             self._saved_at = self.reactor.seconds()
         writing = self._writing = self._pool.runInteraction(
-            self._write, queue, keeps, state, saving, reset, stale)
-        writing.addCallbacks(self._written, self._failed,
-                             callbackArgs=(len(queue), size, self._restarts),
-                             errbackArgs=(len(queue), state, saving, reset, self._restarts))
+            self._write, queue, keeps, state, batch.saving, reset, stale)
+        writing.addCallbacks(self._written, self._failed, callbackArgs=(batch,),
+                             errbackArgs=(batch,))
         return writing
 
     def _write(self, txn: Any, queue: list[Message], keeps: list[int],
@@ -537,15 +564,20 @@ class SqliteStore:
                         f"AND NOT EXISTS ({LIVE})", (start, end[0]))
             self._swept = end[0]
 
-    def _written(self, unsaved: dict[str, list[Any]], count: int, size: int,
-                 restarts: int) -> None:
+    def _written(self, unsaved: dict[str, list[Any]], batch: _Batch) -> None:
         self._writing = None
-        if restarts == self._restarts:  # else they are of an id space gone
+        now = time.monotonic()
+        self.commit_seconds.observe(now - batch.started)
+        count = batch.count
+        if count:
+            self.wait_seconds.observe(now - batch.queued_at)
+            self.committed_messages += count
+        if batch.restarts == self._restarts:  # else they are of an id space gone
             self._unsaved.update(unsaved)
         if self._trouble is not None:
             self._log.info("history store {path} writes again", path=self.path)
             self._trouble = None
-        self._pending_bytes -= size
+        self._pending_bytes -= batch.size
         if self._behind is not None and self._pending_bytes <= self._behind // 2:
             self._log.info("history store {path} has caught up", path=self.path)
             self._behind = None
@@ -555,13 +587,13 @@ class SqliteStore:
         self._committed(count)
         self._told(count)
 
-    def _failed(self, failure: Failure, count: int, state: dict[str, list[Any]],
-                saving: dict[str, list[Any]] | None, reset: str | None,
-                restarts: int) -> None:
+    def _failed(self, failure: Failure, batch: _Batch) -> None:
         self._writing = None
-        if reset is not None and self._reset is None:
-            self._reset = reset  # the file still holds the old id space
-        if restarts != self._restarts:  # what this batch held is of an id space gone
+        self.commit_seconds.observe(time.monotonic() - batch.started)
+        if batch.reset is not None and self._reset is None:
+            self._reset = batch.reset  # the file still holds the old id space
+        state, saving = batch.state, batch.saving
+        if batch.restarts != self._restarts:  # what this batch held is of an id space gone
             state, saving = {}, None
         if saving is not None:  # last ids of earlier commits: still to be saved
             for name, values in saving.items():
@@ -576,7 +608,7 @@ class SqliteStore:
                 failure, path=self.path)
         # What waited behind this batch fails too: committing it would leave
         # a gap in its channels' ids. Nothing of it was acknowledged or seen.
-        count += len(self._queue)
+        count = batch.count + len(self._queue)
         self._queue, self._keeps = [], []
         self._queued_bytes = self._pending_bytes = self._stale = 0
         self._behind = None
@@ -595,6 +627,16 @@ class SqliteStore:
         self._done += count
         while self._drained and self._drained[0][0] <= self._done:
             self._drained.pop(0)[1].callback(None)
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages appended and not yet committed or refused (waiting or being written)."""
+        return self._appended - self._done
+
+    @property
+    def queued_bytes(self) -> int:
+        """What those hold, as MAX_PENDING_BYTES counts it (payloads, ROW_OVERHEAD each)."""
+        return self._pending_bytes
 
     def drain(self) -> Deferred[None]:
         """Fires once every message appended so far is committed or refused."""
