@@ -48,27 +48,34 @@ RETRY_INTERVAL = 1.0
 SYNC_MODES = ("normal", "full")
 SCHEMA_VERSION = "2"
 # ``floor``: ids up to it belong to an earlier life of the channel (before a
-# drop), whose rows are dead. Messages have no key but their rowid: a key of
-# (channel, id) made every commit write a page per channel it touched.
-SCHEMA = """
-CREATE TABLE txpubsub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+# drop), whose rows are dead. Channels are looked up by name (by the sweep,
+# once per row it looks at): WITHOUT ROWID, one B-tree search each. Messages
+# have no key but their rowid: a key of (channel, id) made every commit
+# write a page per channel it touched.
+CHANNELS = """
 CREATE TABLE channels (
     name TEXT PRIMARY KEY, keep INTEGER NOT NULL, last_id INTEGER NOT NULL,
     created_at REAL NOT NULL, retired INTEGER NOT NULL DEFAULT 0,
-    floor INTEGER NOT NULL DEFAULT 0);
+    floor INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+"""
+MESSAGES = """
 CREATE TABLE messages (
     channel TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL,
     payload BLOB NOT NULL, published_at REAL NOT NULL);
 """
-# Schema 1 kept messages in a (channel, id) primary key and no floor.
-MIGRATE_FROM_1 = """
-ALTER TABLE channels ADD COLUMN floor INTEGER NOT NULL DEFAULT 0;
+SCHEMA = f"""
+CREATE TABLE txpubsub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{CHANNELS}{MESSAGES}"""
+# Schema 1 kept messages in a (channel, id) primary key, and no floor.
+MIGRATE_FROM_1 = f"""
+ALTER TABLE channels RENAME TO channels_1;
 ALTER TABLE messages RENAME TO messages_1;
-CREATE TABLE messages (
-    channel TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL,
-    payload BLOB NOT NULL, published_at REAL NOT NULL);
+{CHANNELS}{MESSAGES}
+INSERT INTO channels (name, keep, last_id, created_at, retired)
+    SELECT name, keep, last_id, created_at, retired FROM channels_1;
 INSERT INTO messages SELECT channel, id, sender, payload, published_at
     FROM messages_1 ORDER BY channel, id;
+DROP TABLE channels_1;
 DROP TABLE messages_1;
 """
 # A message row is live while its channel keeps it: not retired, after the
@@ -256,7 +263,7 @@ class _Batch:
         self.count = count  # messages
         self.size = size  # their bytes, as counted in _pending_bytes
         self.state = state  # channels created or retired, put back if it fails
-        self.saving: dict[str, list[Any]] | None = None  # last ids saved with it
+        self.saving: dict[str, tuple[Any, ...]] | None = None  # last ids saved with it
         self.reset = reset  # restart()'s epoch, put back if it fails
         self.restarts = restarts  # restart()s before it began
         self.queued_at = queued_at  # its first message queued (time.monotonic)
@@ -307,7 +314,7 @@ class SqliteStore:
         self._swept = 0  # the sweep goes on after this rowid (the writer's thread only)
         # Channels whose last id is on disk only in their newest row (see
         # SAVE_INTERVAL): name -> [name, keep, last_id, created_at].
-        self._unsaved: dict[str, list[Any]] = {}
+        self._unsaved: dict[str, tuple[Any, ...]] = {}
         self._saved_at = reactor.seconds()
         self._reset: str | None = None  # restart(): the new epoch, for the next commit
         self._stale = 0  # messages queued before that restart(): not written
@@ -492,8 +499,8 @@ class SqliteStore:
         return writing
 
     def _write(self, txn: Any, queue: list[Message], keeps: list[int],
-               state: dict[str, list[Any]], saving: dict[str, list[Any]] | None,
-               reset: str | None = None, stale: int = 0) -> dict[str, list[Any]]:
+               state: dict[str, list[Any]], saving: dict[str, tuple[Any, ...]] | None,
+               reset: str | None = None, stale: int = 0) -> dict[str, tuple[Any, ...]]:
         """One transaction, on the writer's thread: channels, rows, a sweep.
 
         Returns the channels whose last ids it left unsaved (SAVE_INTERVAL);
@@ -507,17 +514,17 @@ class SqliteStore:
             self._swept = 0
             queue, keeps = queue[stale:], keeps[stale:]
         changed = {name: list(values) for name, values in state.items()}
-        advanced: dict[str, list[Any]] = {}  # channels that only had messages
-        for msg, keep in zip(queue, keeps):
+        # Channels that only had messages: where their newest one is (ints and
+        # tuples: nothing for the garbage collector to walk while this runs).
+        newest: dict[str, int] = {}
+        for i, msg in enumerate(queue):
             values = changed.get(msg.channel)
             if values is None:
-                values = advanced.get(msg.channel)
-                if values is None:
-                    advanced[msg.channel] = [msg.channel, keep, msg.msg_id, msg.published_at]
-                else:
-                    values[2] = msg.msg_id  # a channel's ids grow within a batch
+                newest[msg.channel] = i  # a channel's ids grow within a batch
             elif msg.msg_id > values[1]:
                 values[1] = msg.msg_id
+        advanced = {name: (name, keeps[i], queue[i].msg_id, queue[i].published_at)
+                    for name, i in newest.items()}
         # Only rows that stay live: none that would be swept at once (out of
         # their channel's window by the end of this batch, or of a channel
         # dropped, or from before it was made again, in this batch).
@@ -525,9 +532,6 @@ class SqliteStore:
                    for name, (keep, last_id, _, retired, floor) in changed.items()}
         for name, keep, last_id, _ in advanced.values():
             horizon[name] = last_id - keep
-        rows = [(msg.channel, msg.msg_id, msg.sender, msg.payload, msg.published_at)
-                for msg, keep in zip(queue, keeps)
-                if keep and msg.msg_id > horizon[msg.channel]]
         txn.executemany(UPSERT_CHANNEL, [
             (name, keep, last_id, created_at, retired, floor)
             for name, (keep, last_id, created_at, retired, floor) in changed.items()
@@ -543,8 +547,11 @@ class SqliteStore:
             txn.executemany(ADVANCE_CHANNEL, [values for values in advanced.values()
                                               if not values[1]])
             unsaved = {name: values for name, values in advanced.items() if values[1]}
-        txn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", rows)
-        self._sweep(txn, SWEEP * len(rows))
+        # Each row made as it is bound (no list of them all).
+        txn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (
+            (msg.channel, msg.msg_id, msg.sender, msg.payload, msg.published_at)
+            for msg, keep in zip(queue, keeps) if keep and msg.msg_id > horizon[msg.channel]))
+        self._sweep(txn, SWEEP * max(txn.rowcount, 0))  # rows written (summed)
         return unsaved
 
     def _sweep(self, txn: Any, count: int) -> None:
@@ -564,7 +571,7 @@ class SqliteStore:
                         f"AND NOT EXISTS ({LIVE})", (start, end[0]))
             self._swept = end[0]
 
-    def _written(self, unsaved: dict[str, list[Any]], batch: _Batch) -> None:
+    def _written(self, unsaved: dict[str, tuple[Any, ...]], batch: _Batch) -> None:
         self._writing = None
         now = time.monotonic()
         self.commit_seconds.observe(now - batch.started)
