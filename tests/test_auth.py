@@ -543,6 +543,27 @@ class PermissionTests(AuthCase):
         self.assertEqual(bob.take(), b"MSG @bob 1 alice hello\r\n")
         self.assertTrue(bob.cmd("PUB @alice hi").startswith("-ERR forbidden "))
 
+    def test_inbox_deny_rule_holds_for_a_client_id(self) -> None:
+        """deny_publish = ["@bob"] stops direct messages to the client named bob,
+        and to the user bob, also when they are sent to its client id."""
+        self.write(USERS + f"""
+[users.dave]
+password = "{cheap("dave")}"
+publish = ["@*"]
+deny_publish = ["@bob"]
+""")
+        self.assertIsNone(self.auth.reload())
+        bob = self.bob()
+        dave = self.conn("dave", "dave")
+        self.assertTrue(dave.cmd("PUB @c1 x").startswith("-ERR forbidden "))  # the user bob
+        self.assertEqual(bob.cmd("NAME bob"), "+OK bob\r\n")
+        self.assertTrue(dave.cmd("PUB @bob x").startswith("-ERR forbidden "))
+        self.assertTrue(dave.cmd("PUB @c1 x").startswith("-ERR forbidden "))
+        self.assertEqual(bob.take(), b"")
+        alice = self.alice()
+        self.assertEqual(dave.cmd("PUB @c3 hi"), "+OK 1\r\n")
+        self.assertEqual(alice.take(), b"MSG @c3 1 c2 hi\r\n")
+
     def test_user_without_rules(self) -> None:
         """A user with no rules may publish, subscribe and read nowhere; the rest works."""
         carol = self.conn("carol", "carol")
