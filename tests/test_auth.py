@@ -311,6 +311,18 @@ class AuthRequiredTests(AuthCase):
         self.assertEqual(conn.take(), b"-ERR auth-failed wrong user or password\r\nPONG\r\n")
         self.assertIsNone(conn.proto.session.client.user)  # type: ignore[union-attr]
 
+    def test_pipelined_after_auth_answered_after_it(self) -> None:
+        """Commands pipelined behind an AUTH checked on the thread (answered
+        later, as in a real server) are answered after its +OK, and the
+        messages they cause come after it too, not ahead of the replies."""
+        checks = self.held_checks()
+        conn = self.conn()
+        self.assertEqual(conn.send(b"AUTH bob bob-pw\nSUB news.uk\nPUB news.uk hi\n"), b"")
+        [(d, check, args)] = checks
+        d.callback(check(*args))
+        self.assertEqual(conn.take(), b"+OK bob\r\n+OK subscribed news.uk 0\r\n"
+                                      b"MSG news.uk 1 c1 hi\r\n+OK 1\r\n")
+
     def test_gone_during_the_check(self) -> None:
         """A client that leaves while its password is checked leaves no timer behind."""
         checks = self.held_checks()
@@ -530,6 +542,27 @@ class PermissionTests(AuthCase):
         self.assertEqual(alice.cmd("PUB @bob hello"), "+OK 1\r\n")
         self.assertEqual(bob.take(), b"MSG @bob 1 alice hello\r\n")
         self.assertTrue(bob.cmd("PUB @alice hi").startswith("-ERR forbidden "))
+
+    def test_inbox_deny_rule_holds_for_a_client_id(self) -> None:
+        """deny_publish = ["@bob"] stops direct messages to the client named bob,
+        and to the user bob, also when they are sent to its client id."""
+        self.write(USERS + f"""
+[users.dave]
+password = "{cheap("dave")}"
+publish = ["@*"]
+deny_publish = ["@bob"]
+""")
+        self.assertIsNone(self.auth.reload())
+        bob = self.bob()
+        dave = self.conn("dave", "dave")
+        self.assertTrue(dave.cmd("PUB @c1 x").startswith("-ERR forbidden "))  # the user bob
+        self.assertEqual(bob.cmd("NAME bob"), "+OK bob\r\n")
+        self.assertTrue(dave.cmd("PUB @bob x").startswith("-ERR forbidden "))
+        self.assertTrue(dave.cmd("PUB @c1 x").startswith("-ERR forbidden "))
+        self.assertEqual(bob.take(), b"")
+        alice = self.alice()
+        self.assertEqual(dave.cmd("PUB @c3 hi"), "+OK 1\r\n")
+        self.assertEqual(alice.take(), b"MSG @c3 1 c2 hi\r\n")
 
     def test_user_without_rules(self) -> None:
         """A user with no rules may publish, subscribe and read nowhere; the rest works."""
@@ -982,6 +1015,24 @@ class WebSocketAuthTests(AuthCase):
             {"type": "ok", "ref": 3, "user": "bob"},
             {"type": "ok", "ref": 4, "id": 1}])
         self.assertEqual(ws.transport.producerState, "producing")
+        ws.lose()
+
+    def test_requests_behind_an_auth_checked_later_answered_after_it(self) -> None:
+        """An auth checked on the thread (answered later, as in a real server):
+        the requests behind it are answered after its ok, and the messages they
+        cause come after it too, not ahead of the replies."""
+        from .wsframes import client_frame
+
+        checks = AuthRequiredTests.held_checks(self)  # type: ignore[arg-type]
+        ws = self.ws()
+        requests = [{"op": "auth", "user": "bob", "password": "bob-pw", "ref": 1},
+                    {"op": "sub", "pattern": "news.uk", "ref": 2},
+                    {"op": "pub", "channel": "news.uk", "data": "x", "ref": 3}]
+        ws.proto.dataReceived(b"".join(client_frame(json.dumps(r).encode()) for r in requests))
+        [(d, check, args)] = checks
+        d.callback(check(*args))
+        self.assertEqual([(r["type"], r.get("ref")) for r in ws.take()],
+                         [("ok", 1), ("ok", 2), ("msg", None), ("ok", 3)])
         ws.lose()
 
     def test_pacing_does_not_read_past_a_pending_auth(self) -> None:

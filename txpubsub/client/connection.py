@@ -329,6 +329,9 @@ class _Noting:
 # Resuming a wildcard subscription resumes at most this many of the channels
 # it brought (the most recently first seen), each with its own since=.
 RESUME_PER_PATTERN = 1000
+# Seconds before a connection whose login was refused (after the first
+# connection) is dropped for a new try.
+LOGIN_RETRY = 10.0
 
 
 class Client:
@@ -413,6 +416,15 @@ class Client:
                 self._fail_waiting(e)
                 conn.transport.loseConnection()
                 await self._service.stopService()
+                return
+            if step == "login":
+                # Not in as the user, so not "connected": its commands and
+                # subscriptions would be refused (and the subscriptions lost).
+                # A new connection tries again, a pause later (a login may be
+                # refused for a while: unavailable, rate-limited, a password
+                # being changed), slower than the server's failure budget.
+                self.on_state(f"login refused: {e}; trying again in {LOGIN_RETRY:g} s")
+                self._reactor.callLater(LOGIN_RETRY, conn.transport.loseConnection)
                 return
             self.on_state(f"{step} refused: {e}")
         except ServerClosed:

@@ -1105,6 +1105,13 @@ class Hub(Service):
         if client is not None:
             self._check(self.authorizer.may_publish(client, "@" + recipient), "@" + recipient)
         target = self.registry.find(recipient)
+        if client is not None and target is not None and self._restricted:
+            # Reached by its id, a client is still the one an inbox rule names
+            # (@bob denied must not let @c7 reach bob), by name or by user.
+            for alias in (target.name, target.user):
+                if alias is not None and alias != recipient:
+                    self._check(self.authorizer.may_publish(client, "@" + alias),
+                                "@" + recipient)
         if target is None and self._direct_elsewhere is not None:
             return self._direct_elsewhere(recipient, sender, payload)
         if target is None or not target.addressable:

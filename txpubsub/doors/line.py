@@ -482,16 +482,21 @@ class LineDoor(LineFramer):
             self.release_input()
             raise
         self._replies.send(d.addCallbacks(self._authenticated, self._not_authenticated))
+        # Input goes on once the answer is written (or queued in order): what
+        # was pipelined behind AUTH, and the messages it causes, come after it.
+        d.addBoth(self._auth_answered)
 
     def _authenticated(self, user: str | None) -> bytes:
         if user is None:
             return b""  # the last failure: the connection is closing with BYE auth-failed
         self._commands = COMMANDS
-        self.release_input()
         return f"+OK {user}\r\n".encode()
 
+    def _auth_answered(self, _: object) -> None:
+        if self.session.close_reason is None:
+            self.release_input()
+
     def _not_authenticated(self, failure: Failure) -> bytes:
-        self.release_input()
         if failure.check(HubError):
             return failure.value.as_line()  # type: ignore[union-attr]
         self._log.failure("AUTH from {client!r} failed", failure, client=self.session.client)

@@ -545,6 +545,9 @@ class JsonDoor(WebSocketServerProtocol):
         reply = d.addCallbacks(self._authenticated, self._not_authenticated,
                                callbackArgs=(ref,), errbackArgs=(ref,))
         self._replies.send(reply)  # type: ignore[union-attr]
+        # What waited runs once the answer is written (or queued in order), so
+        # its replies, and the messages it causes, come after the answer.
+        reply.addBoth(self._auth_answered)
 
     def _authenticated(self, user: str | None, ref: Ref) -> bytes:
         if user is None:
@@ -552,12 +555,14 @@ class JsonDoor(WebSocketServerProtocol):
         self._gate(False)
         reply = self._with_ref("ok", ref)
         reply["user"] = user
-        # The replies of what waited go after this one: its slot is first in line.
-        self._go_on()
         return text_frame(reply)
 
+    def _auth_answered(self, _: object) -> None:
+        session = self.session
+        if session is not None and session.close_reason is None:
+            self._go_on()
+
     def _not_authenticated(self, failure: Failure, ref: Ref) -> bytes:
-        self._go_on()
         if failure.check(HubError):
             error = failure.value
             assert isinstance(error, HubError)
