@@ -95,8 +95,7 @@ async def measure(store: str, sync: str, rounds: int) -> dict[str, object]:
     await run(60)  # warm up: fill every channel's history
     cpu, main, wall = await run(rounds)
     await hub.store.close()
-    for name in os.listdir(os.path.dirname(path)):
-        os.unlink(os.path.join(os.path.dirname(path), name))
+    shutil.rmtree(os.path.dirname(path))
     return {"store": store if store == "memory" else f"sqlite-{sync}",
             "cpu_us_per_pub": round(cpu, 2), "reactor_thread_us": round(main, 2),
             "wall_us_per_pub": round(wall, 2)}
