@@ -346,13 +346,28 @@ class FakeRedis:
         self.unanswered.setdefault(args[0], []).append(d)
         return d
 
-    def send(self, command: bytes) -> Deferred[Any]:
-        """A command already in RESP (the publish script's)."""
+    def send(self, command: bytes, answer: Callable[[Any, Any], Any] | None = None,
+             arg: Any = None) -> Deferred[Any]:
+        """A command already in RESP (the publish script's), its reply turned
+        into its result by ``answer`` as Commands does."""
         name = command.split(b"\r\n")[2].decode()
         self.sent.append((name,))
         d: Deferred[Any] = Deferred()
         self.unanswered.setdefault(name, []).append(d)
-        return d
+        if answer is None:
+            return d
+        result: Deferred[Any] = Deferred()
+
+        def answered(reply: Any) -> None:
+            try:
+                value = answer(reply.value if isinstance(reply, Failure) else reply, arg)
+            except Exception:
+                result.errback()
+            else:
+                result.callback(value)
+
+        d.addBoth(answered)
+        return result
 
 
 class InterestTests(SynchronousTestCase):

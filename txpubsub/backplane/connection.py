@@ -6,11 +6,12 @@ txredisapi imports the reactor: this module is imported only with --redis.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import txredisapi
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
@@ -103,39 +104,96 @@ class _FastReplies:
 
 
 class Commands(_FastReplies, txredisapi.RedisProtocol):
-    """The command connection: a command is one write and one Deferred, fired
-    by the next reply (txredisapi's takes three Deferreds and a timer each).
+    """The command connection: a command is one Deferred, fired by its reply
+    (txredisapi's takes three Deferreds and a timer each), and the commands
+    of one reactor turn go out in one write (Redis answers in command order).
     A reply that does not come is the backplane's watchdog's business
-    (``replies`` counts those that did)."""
+    (``replies`` counts those that did).
+
+    A command sent with an ``answer`` function has its reply (or the
+    ConnectionError of a lost connection) turned into its Deferred's result
+    by ``answer(reply, arg)``, which may raise: the publishes' replies are
+    handled so, with no callback chain of their own."""
 
     replies = 0
 
     def dataReceived(self, data: bytes) -> None:
         # One clock read per read, for every publish answered in it.
         self.factory.backplane.replies_arrived()
-        _FastReplies.dataReceived(self, data)
+        buf = self._unread + data if self._unread else data
+        pos = 0
+        size = len(buf)
+        while pos < size:
+            if buf.startswith(b"*2\r\n:", pos):
+                # [integer, bulk string]: a publish's [id, epoch], nearly
+                # everything this connection reads, read without _parse.
+                end = buf.find(b"\r\n", pos + 5)
+                if end < 0:
+                    break
+                if buf[end + 2:end + 3] == b"$":
+                    header = buf.find(b"\r\n", end + 3)
+                    if header < 0:
+                        break
+                    length = int(buf[end + 3:header])
+                    at = header + 2
+                    if length >= 0:
+                        if size < at + length + 2:
+                            break
+                        reply: Any = [int(buf[pos + 5:end]), buf[at:at + length]]
+                        pos = at + length + 2
+                        self.replyReceived(reply)
+                        continue
+            reply, end = _parse(buf, pos)
+            if reply is _INCOMPLETE:
+                break
+            pos = end
+            self.replyReceived(reply)
+        self._unread = buf[pos:]
 
     def connectionMade(self) -> Any:
-        self._pending: deque[Deferred[Any]] = deque()
+        self._pending: deque[tuple[Deferred[Any], Any, Any]] = deque()
+        self._unsent: list[bytes] = []
+        self._write_call: Any = None
         return super().connectionMade()
 
     def execute_command(self, *args: Any, **options: Any) -> Deferred[Any]:
         return self.send(_command(*args))
 
-    def send(self, command: bytes) -> Deferred[Any]:
-        """A command already in RESP: its reply."""
+    def send(self, command: bytes, answer: Callable[[Any, Any], Any] | None = None,
+             arg: Any = None) -> Deferred[Any]:
+        """A command already in RESP: its reply (or what ``answer`` makes of it)."""
         if not self.connected:
             raise txredisapi.ConnectionError("Not connected")
-        self.transport.write(command)
+        unsent = self._unsent
+        if not unsent:
+            self._write_call = self.factory.clock.callLater(0, self.write_now)
+        unsent.append(command)
         d: Deferred[Any] = Deferred()
-        self._pending.append(d)
+        self._pending.append((d, answer, arg))
         return d
+
+    def write_now(self) -> None:
+        """Write the commands sent this turn (at the turn's end)."""
+        call, self._write_call = self._write_call, None
+        if call is not None and call.active():
+            call.cancel()
+        unsent = self._unsent
+        if unsent and self.connected:
+            self.transport.write(b"".join(unsent) if len(unsent) > 1 else unsent[0])
+        del unsent[:]
 
     def replyReceived(self, reply: Any) -> None:
         self.replies += 1
         if self._pending:
-            d = self._pending.popleft()
-            if isinstance(reply, Exception):
+            d, answer, arg = self._pending.popleft()
+            if answer is not None:
+                try:
+                    reply = answer(reply, arg)
+                except Exception:
+                    d.errback()
+                    return
+                d.callback(reply)
+            elif isinstance(reply, Exception):
                 d.errback(reply)
             else:
                 d.callback(reply)
@@ -147,9 +205,20 @@ class Commands(_FastReplies, txredisapi.RedisProtocol):
 
     def connectionLost(self, why: Any) -> None:
         super().connectionLost(why)
+        del self._unsent[:]
+        if self._write_call is not None and self._write_call.active():
+            self._write_call.cancel()
+        self._write_call = None
         pending, self._pending = self._pending, deque()
-        for d in pending:
-            d.errback(txredisapi.ConnectionError("Lost connection"))
+        for d, answer, arg in pending:
+            error = txredisapi.ConnectionError("Lost connection")
+            if answer is None:
+                d.errback(error)
+                continue
+            try:
+                d.callback(answer(error, arg))
+            except Exception:
+                d.errback()
 
 
 _MESSAGE = b"*3\r\n$7\r\nmessage\r\n$"
@@ -201,7 +270,11 @@ class Factory(protocol.Factory):
     noisy = False
     _log = Logger()
 
-    def __init__(self, protocol: type, address: RedisAddress, backplane: Any) -> None:
+    def __init__(self, protocol: type, address: RedisAddress, backplane: Any,
+                 clock: IReactorTime | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
         self.protocol_class = protocol
         self.address = address
         self.backplane = backplane

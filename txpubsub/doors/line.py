@@ -234,7 +234,7 @@ class LineDoor(LineFramer):
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
             # Numbered elsewhere (a shared backplane): the reply waits its turn.
-            self._replies.send(msg_id.addCallbacks(self._numbered, self._refused))
+            self._replies.send_later(msg_id, self._numbered, self._refused)
 
     def _numbered(self, msg_id: int) -> bytes:
         self.session.msgs_in += 1
@@ -263,7 +263,7 @@ class LineDoor(LineFramer):
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
-            self._replies.send(msg_id.addCallbacks(self._numbered, self._refused))
+            self._replies.send_later(msg_id, self._numbered, self._refused)
 
     def do_pubb(self, rest: bytes) -> None:
         args = split_args(rest)
