@@ -558,11 +558,21 @@ class RedisBackplane(ClusterNames, Service):
                 self._last_event = data
                 self._system_event(channel, sender.decode(), payload)
             return
-        msg = Message(channel, int(msg_id), sender.decode(), payload, float(at))
-        self.seen = msg.published_at
+        self.seen = published_at = float(at)
+        msg = Message(channel, int(msg_id), sender.decode(), payload, published_at)
         history = int(keep)
         held = self._held.get(channel)
-        if held is not None:
+        if held is None and self._missed is None:
+            # arrive() written out for a channel here and current: this runs
+            # once per message.
+            hub = self._hub
+            ch = hub.channel(channel)
+            if ch is not None and ch.keep == history:
+                if msg.msg_id > ch.last_id:
+                    hub.fan_out(ch, msg, None)
+                return
+            self.arrive(msg, history)
+        elif held is not None:
             held.append((msg, history))
             if len(held) > MAX_HELD:
                 self._log.warn("redis: catching up {channel} takes too long: more than "
