@@ -142,6 +142,7 @@ class RedisBackplane(ClusterNames, Service):
         self._pending = 0
         self._publish_head = self._publish_middle = b""
         self._epoch_bytes = b""  # the epoch in the last publish's reply
+        self._answer = self._answered  # bound once: made per publish otherwise
         self._channel_args: dict[str, tuple[bytes, bytes]] = {}
         self._channels: dict[str, int] = {}  # concrete channel -> local subscriptions
         self._globs: dict[str, int] = {}  # Redis glob -> local wildcard subscriptions
@@ -414,7 +415,7 @@ class RedisBackplane(ClusterNames, Service):
         # _answered, with no callbacks of the backplane's on it.
         return conn.send(b"%s%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%d\r\n%s%s" % (
             self._publish_head, keys[0], len(sender_bytes), sender_bytes, len(payload), payload,
-            len(b"%d" % keep), keep, self._publish_middle, keys[1]), self._answered, self._now())
+            len(b"%d" % keep), keep, self._publish_middle, keys[1]), self._answer, self._now())
 
     def _channel_parts(self, name: str) -> tuple[bytes, bytes]:
         """The publish script's arguments about one channel, in RESP (kept for

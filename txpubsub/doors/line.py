@@ -69,8 +69,8 @@ class LineDoor(LineFramer):
     """One client connection speaking the line protocol; its session is the hub's."""
 
     _log = Logger()
-    __slots__ = ("_auth", "_commands", "_login", "_pubb_channel", "_pubb_refusal", "_replies",
-                 "codec", "hub", "quiet", "session")
+    __slots__ = ("_auth", "_commands", "_login", "_pub_reply", "_pubb_channel", "_pubb_refusal",
+                 "_replies", "codec", "hub", "quiet", "session")
 
     def __init__(self, factory: LineDoorFactory) -> None:
         super().__init__()
@@ -82,6 +82,7 @@ class LineDoor(LineFramer):
         self._pubb_channel: str | None = None
         self._pubb_refusal = b""
         self._replies = ReplyQueue(self.session.send)
+        self._pub_reply = self._published  # bound once: made per PUB otherwise
         self._commands = COMMANDS  # PRE_AUTH until a client that must authenticate has
         self._login: Login | None = None
         self._auth = factory.auth
@@ -234,7 +235,13 @@ class LineDoor(LineFramer):
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
             # Numbered elsewhere (a shared backplane): the reply waits its turn.
-            self._replies.send_later(msg_id, self._numbered, self._refused)
+            self._replies.send_later(msg_id, self._pub_reply)
+
+    def _published(self, result: int | Failure) -> bytes:
+        """The reply to a PUB numbered elsewhere: its id, or why it was refused."""
+        if isinstance(result, Failure):
+            return self._refused(result)
+        return self._numbered(result)
 
     def _numbered(self, msg_id: int) -> bytes:
         self.session.msgs_in += 1
@@ -263,7 +270,7 @@ class LineDoor(LineFramer):
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
-            self._replies.send_later(msg_id, self._numbered, self._refused)
+            self._replies.send_later(msg_id, self._pub_reply)
 
     def do_pubb(self, rest: bytes) -> None:
         args = split_args(rest)

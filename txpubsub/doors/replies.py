@@ -20,12 +20,13 @@ class ReplyQueue:
     their replies in order. A reply of ``b""`` (QUIET) writes nothing.
     """
 
-    __slots__ = ("_waiting", "_write")
+    __slots__ = ("_made", "_waiting", "_write")
     _log = Logger()
     INTERNAL_ERROR = b"-ERR internal-error the server failed this command and logged why\r\n"
 
     def __init__(self, write: Callable[[bytes], object]) -> None:
         self._write = write
+        self._made = self._make  # bound once: one object less per reply waiting
         self._waiting: deque[list[object]] | None = None  # made when first needed
 
     def send(self, reply: Reply) -> None:
@@ -42,20 +43,18 @@ class ReplyQueue:
             slot[0] = None
             reply.addBoth(self._ready, slot)
 
-    def send_later(
-        self, result: Deferred[Any], done: Callable[[Any], bytes],
-        refused: Callable[[Failure], bytes],
-    ) -> None:
-        """Queue the reply ``done`` or ``refused`` makes of ``result`` once it
-        fires: ``send(result.addCallbacks(done, refused))`` with one callback
-        on ``result`` instead of two (a PUB through a shared backplane)."""
+    def send_later(self, result: Deferred[Any], make: Callable[[Any], bytes]) -> None:
+        """Queue the reply ``make`` turns ``result`` into once it fires (its
+        value or its Failure): ``send(result.addBoth(make))`` with one
+        callback on ``result`` instead of two (a PUB through a shared
+        backplane; fewer objects per publish waiting, less for the GC)."""
         slot: list[object] = [None]
         if self._waiting is None:
             self._waiting = deque()
         self._waiting.append(slot)
-        result.addCallbacks(self._made, self._made, (slot, done), None, (slot, refused))
+        result.addBoth(self._made, slot, make)
 
-    def _made(self, result: Any, slot: list[object], make: Callable[[Any], bytes]) -> None:
+    def _make(self, result: Any, slot: list[object], make: Callable[[Any], bytes]) -> None:
         try:
             slot[0] = make(result)
         except Exception:
