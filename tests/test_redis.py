@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -260,6 +260,52 @@ class TwoServersTests(TwoServers):
         self.assertLess(time.monotonic() - started, 1.4)  # before Redis answers again
         yield wait_until(lambda: self.connected(hub))
         self.assertGreaterEqual((yield hub.publish("x", "news", b"later")), 1)
+
+    @inlineCallbacks
+    def test_pipelined_publishes(self) -> Any:
+        """Publishes made in one reactor turn go to Redis in one write and are
+        answered in order, with consecutive ids; a line client pipelining PUBs
+        reads its +OKs in order. When the connection drops with publishes
+        waiting, every one of them is refused (-ERR unavailable), none +OK,
+        and publishing works again once it is back."""
+        from .helpers import Conn
+
+        a, b = self.hubs
+        reader, got = self.client(b)
+        yield self.subscribe(b, reader, "pipe")
+        conn: Any = a.backplane.connection  # type: ignore[attr-defined]
+        writes: list[bytes] = []
+        write = conn.transport.write
+        self.patch(conn.transport, "write", lambda data: (writes.append(data), write(data)))
+        published = [a.publish("x", "pipe", b"%d" % i) for i in range(200)]
+        results = yield DeferredList(published, consumeErrors=True)
+        self.assertEqual(len(writes), 1)
+        self.assertEqual([r for _, r in results], list(range(1, 201)))
+        yield wait_until(lambda: len(got.messages) == 200)
+        self.assertEqual([(m.msg_id, m.payload) for m in got.messages],
+                         [(i + 1, b"%d" % i) for i in range(200)])
+
+        line = Conn(a)
+        self.addCleanup(line.lose)
+        line.send(b"QUIET off\r\n" + b"".join(b"PUB pipe p%d\r\n" % i for i in range(20)))
+        read = [b""]
+        yield wait_until(lambda: read.__setitem__(0, read[0] + line.take())  # type: ignore[func-returns-value]
+                         or read[0].count(b"+OK ") == 20)
+        self.assertEqual([x for x in read[0].split(b"\r\n") if x[4:5].isdigit()],
+                         [b"+OK %d" % i for i in range(201, 221)])
+
+        waiting = [a.publish("x", "pipe", b"lost %d" % i) for i in range(50)]
+        conn.transport.abortConnection()
+        yield wait_until(lambda: all(d.called for d in waiting), timeout=5)
+        for d in waiting:
+            error = yield self.assertFailure(d, HubError)
+            self.assertEqual(error.as_line(),
+                             b"-ERR unavailable redis did not take it; not acknowledged\r\n")
+        with self.assertRaises(HubError) as caught:
+            a.publish("x", "pipe", b"while away")
+        self.assertEqual(caught.exception.code, "unavailable")
+        yield wait_until(lambda: self.connected(a))
+        self.assertGreater((yield a.publish("x", "pipe", b"back")), 220)
 
     @inlineCallbacks
     def test_line_clients(self) -> Any:
@@ -886,6 +932,62 @@ class RepliesTests(SynchronousTestCase):
                 listener.dataReceived(wire[i:i + size])
             self.assertEqual(got, [(b"a", b"x\r\ny "), (b"bc", b""),
                                    (b"message\r\n$", b"*3\r")], size)
+
+    def test_one_write_per_turn_replies_in_order(self) -> None:
+        """The command connection writes the commands of one reactor turn at
+        its end, in one write; replies fire them in order (a publish's through
+        its answer function); a lost connection fails every command waiting,
+        answered ones included, and a command not yet written is not."""
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        from txpubsub.backplane.connection import Commands
+
+        clock = Clock()
+
+        class Backplane:
+            def replies_arrived(self) -> None:
+                pass
+
+        class Factory:
+            backplane = Backplane()
+
+        Factory.clock = clock  # type: ignore[attr-defined]
+        writes: list[bytes] = []
+
+        class Transport(StringTransport):
+            def write(self, data: bytes) -> None:
+                writes.append(data)
+                super().write(data)
+
+        def answer(reply: Any, arg: str) -> Any:
+            if isinstance(reply, Exception):
+                raise HubError("unavailable", f"{arg}: {reply}")
+            return (arg, reply)
+
+        conn = Commands(None, convertNumbers=False)
+        conn.factory = Factory()
+        conn.makeConnection(Transport())
+        got = conn.execute_command("GET", "k")
+        first = conn.send(b"*1\r\n$4\r\nPING\r\n", answer, "first")
+        second = conn.send(b"*1\r\n$4\r\nPING\r\n", answer, "second")
+        self.assertEqual((writes, conn.waiting), ([], 3))
+        clock.advance(0)
+        self.assertEqual(writes, [b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+                                  + b"*1\r\n$4\r\nPING\r\n" * 2])
+        conn.dataReceived(b"$1\r\nv\r\n*2\r\n:7\r\n$5\r\nepoch\r\n*2\r\n:8\r\n$-1\r\n")
+        self.assertEqual(self.successResultOf(got), b"v")
+        self.assertEqual(self.successResultOf(first), ("first", [7, b"epoch"]))
+        self.assertEqual(self.successResultOf(second), ("second", [8, None]))
+        third = conn.send(b"*1\r\n$4\r\nPING\r\n", answer, "third")
+        fourth = conn.execute_command("PING")
+        conn.connectionLost(Failure(ConnectionDone()))
+        clock.advance(0)
+        self.assertEqual(len(writes), 1)  # not written after the loss
+        self.assertEqual(self.failureResultOf(third, HubError).value.as_line(),  # type: ignore[attr-defined]
+                         b"-ERR unavailable third: Lost connection\r\n")
+        self.failureResultOf(fourth)
+        self.assertEqual(conn.waiting, 0)
 
     def test_commands(self) -> None:
         """Commands go out as RESP arrays of bulk strings."""

@@ -562,8 +562,7 @@ class RedisBackplane(ClusterNames, Service):
         self.seen = published_at = float(at)
         msg = Message(channel, int(msg_id), sender.decode(), payload, published_at)
         history = int(keep)
-        held = self._held.get(channel)
-        if held is None and self._missed is None:
+        if not self._held and self._missed is None:
             # arrive() written out for a channel here and current: this runs
             # once per message.
             hub = self._hub
@@ -573,7 +572,9 @@ class RedisBackplane(ClusterNames, Service):
                     hub.fan_out(ch, msg, None)
                 return
             self.arrive(msg, history)
-        elif held is not None:
+            return
+        held = self._held.get(channel)
+        if held is not None:
             held.append((msg, history))
             if len(held) > MAX_HELD:
                 self._log.warn("redis: catching up {channel} takes too long: more than "
