@@ -194,9 +194,9 @@ async def main() -> None:
         redis.terminate()
         redis.wait(timeout=15)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\ncommit {commit()}; medians of {args.rounds} rounds ({args.subscribers} subscribers spread over the "
-          f"servers, {args.messages} messages of {len(PAYLOAD)} bytes, publisher on the "
-          f"first server; load average {os.getloadavg()[0]:.1f}):")
+    print(f"\ncommit {commit()}; medians of {args.rounds} rounds ({args.subscribers} "
+          f"subscribers spread over the servers, {args.messages} messages of {len(PAYLOAD)} "
+          f"bytes, publisher on the first server; load average {os.getloadavg()[0]:.1f}):")
     base_rows = results.get("memory") or next(iter(results.values()))
     base = statistics.median(r["deliveries/s"] for r in base_rows)
     base_cpu = statistics.median(r["srv CPU s/M"] for r in base_rows)

@@ -276,8 +276,13 @@ class TwoServersTests(TwoServers):
         conn: Any = a.backplane.connection  # type: ignore[attr-defined]
         writes: list[bytes] = []
         write = conn.transport.write
-        self.patch(conn.transport, "write", lambda data: (writes.append(data), write(data)))
-        published = [a.publish("x", "pipe", b"%d" % i) for i in range(200)]
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        self.patch(conn.transport, "write", counted)
+        published: list[Any] = [a.publish("x", "pipe", b"%d" % i) for i in range(200)]
         results = yield DeferredList(published, consumeErrors=True)
         self.assertEqual(len(writes), 1)
         self.assertEqual([r for _, r in results], list(range(1, 201)))
@@ -289,12 +294,16 @@ class TwoServersTests(TwoServers):
         self.addCleanup(line.lose)
         line.send(b"QUIET off\r\n" + b"".join(b"PUB pipe p%d\r\n" % i for i in range(20)))
         read = [b""]
-        yield wait_until(lambda: read.__setitem__(0, read[0] + line.take())  # type: ignore[func-returns-value]
-                         or read[0].count(b"+OK ") == 20)
+
+        def twenty_replies() -> bool:
+            read[0] += line.take()
+            return read[0].count(b"+OK ") == 20
+
+        yield wait_until(twenty_replies)
         self.assertEqual([x for x in read[0].split(b"\r\n") if x[4:5].isdigit()],
                          [b"+OK %d" % i for i in range(201, 221)])
 
-        waiting = [a.publish("x", "pipe", b"lost %d" % i) for i in range(50)]
+        waiting: list[Any] = [a.publish("x", "pipe", b"lost %d" % i) for i in range(50)]
         conn.transport.abortConnection()
         yield wait_until(lambda: all(d.called for d in waiting), timeout=5)
         for d in waiting:
@@ -984,7 +993,7 @@ class RepliesTests(SynchronousTestCase):
         conn.connectionLost(Failure(ConnectionDone()))
         clock.advance(0)
         self.assertEqual(len(writes), 1)  # not written after the loss
-        self.assertEqual(self.failureResultOf(third, HubError).value.as_line(),  # type: ignore[attr-defined]
+        self.assertEqual(self.failureResultOf(third, HubError).value.as_line(),
                          b"-ERR unavailable third: Lost connection\r\n")
         self.failureResultOf(fourth)
         self.assertEqual(conn.waiting, 0)
