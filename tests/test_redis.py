@@ -998,6 +998,51 @@ class RepliesTests(SynchronousTestCase):
         self.failureResultOf(fourth)
         self.assertEqual(conn.waiting, 0)
 
+    def test_listener_reads_what_came_meanwhile(self) -> None:
+        """The pub/sub connection reads what is already waiting on its socket
+        in the same reactor turn (up to LISTENER_TURN bytes), and never waits
+        for more: a partial message stays for the next read."""
+        from twisted.internet.testing import StringTransport
+
+        from txpubsub.backplane import connection
+
+        got: list[bytes] = []
+
+        class Backplane:
+            def received(self, channel: bytes, data: bytes) -> None:
+                got.append(data)
+
+        class Factory:
+            backplane = Backplane()
+
+        def message(i: int) -> bytes:
+            return b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$4\r\n%04d\r\n" % i
+
+        ours, redis = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(redis.close)
+        ours.setblocking(False)
+        listener = connection.Listener(None, convertNumbers=False)
+        listener.factory = Factory()
+        listener.makeConnection(StringTransport())
+        listener._socket = ours
+        redis.sendall(b"".join(message(i) for i in range(1, 100)) + message(100)[:10])
+        listener.dataReceived(message(0))  # what the reactor read
+        self.assertEqual(got, [b"%04d" % i for i in range(100)])
+        listener.dataReceived(message(100)[10:])
+        self.assertEqual(got[-1], b"0100")
+        # At most LISTENER_TURN bytes a turn: the rest waits for the next read.
+        del got[:]
+        self.patch(connection, "LISTENER_TURN", len(message(0)) * 3)
+        redis.sendall(b"".join(message(i) for i in range(1, 10)))
+        listener.dataReceived(message(0))
+        counts = [len(got)]
+        redis.close()  # the end is left for Twisted's own read
+        for _ in range(3):
+            listener.dataReceived(b"")
+            counts.append(len(got))
+        self.assertEqual(counts, [3, 6, 9, 10])
+
     def test_commands(self) -> None:
         """Commands go out as RESP arrays of bulk strings."""
         from txpubsub.backplane.connection import _command
