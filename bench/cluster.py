@@ -11,6 +11,7 @@ Redis spent meanwhile from /proc. Setups alternate, ROUNDS times; the
 medians are printed.
 
     .venv/bin/python bench/cluster.py [--subscribers 120] [--messages 20000] [--rounds 3]
+        [--setups "memory,redis x1"] [--before OTHER_CHECKOUT/.venv/bin/python]
 """
 from __future__ import annotations
 
@@ -63,9 +64,9 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.05)
 
 
-def start_server(tmp: str, name: str,
-                 redis_port: int | None) -> tuple[subprocess.Popen[bytes], int]:
-    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+def start_server(tmp: str, name: str, redis_port: int | None,
+                 python: str = sys.executable) -> tuple[subprocess.Popen[bytes], int]:
+    twistd = os.path.join(os.path.dirname(python), "twistd")
     log_path = os.path.join(tmp, f"{name}.log")
     log = open(log_path, "wb")  # a file, not a pipe: a full pipe would stall the server
     extra = [] if redis_port is None else ["--redis", f"redis://127.0.0.1:{redis_port}/0"]
@@ -144,23 +145,38 @@ async def one_round(ports: list[int], pids: list[int], subscribers: int, message
             "redis us/publish": used[-1] / messages * 1e6 if len(pids) > len(ports) else 0.0}
 
 
+def commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                           text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+    return found.stdout.strip() or "unknown"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=120)
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--setups", default="memory,redis x1,redis x2,redis x3",
+                        help="which setups to run, comma-separated")
+    parser.add_argument("--before", metavar="PYTHON",
+                        help="also run 'before x1': one --redis server from another "
+                             "checkout's venv (its python), to compare two versions")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     redis, redis_port = start_redis(tmp)
-    setups = {"memory": (1, None), "redis x1": (1, redis_port), "redis x2": (2, redis_port),
-              "redis x3": (3, redis_port)}
+    known = {"memory": (1, None), "redis x1": (1, redis_port), "redis x2": (2, redis_port),
+             "redis x3": (3, redis_port)}
+    setups = {name: known[name] for name in args.setups.split(",")}
+    if args.before:
+        setups["before x1"] = (1, redis_port)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in setups}
     try:
         for n in range(args.rounds):
             order = list(setups) if n % 2 == 0 else list(reversed(setups))
             for name in order:
                 servers, port = setups[name]
-                procs = [start_server(tmp, f"{name.replace(' ', '')}-{i}", port)
+                python = args.before if name == "before x1" else sys.executable
+                procs = [start_server(tmp, f"{name.replace(' ', '')}-{i}", port, python)
                          for i in range(servers)]
                 pids = [p.pid for p, _ in procs] + ([redis.pid] if port else [])
                 try:
@@ -178,11 +194,12 @@ async def main() -> None:
         redis.terminate()
         redis.wait(timeout=15)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nmedians of {args.rounds} rounds ({args.subscribers} subscribers spread over the "
-          f"servers, {args.messages} messages of {len(PAYLOAD)} bytes, publisher on the "
-          f"first server; load average {os.getloadavg()[0]:.1f}):")
-    base = statistics.median(r["deliveries/s"] for r in results["memory"])
-    base_cpu = statistics.median(r["srv CPU s/M"] for r in results["memory"])
+    print(f"\ncommit {commit()}; medians of {args.rounds} rounds ({args.subscribers} "
+          f"subscribers spread over the servers, {args.messages} messages of {len(PAYLOAD)} "
+          f"bytes, publisher on the first server; load average {os.getloadavg()[0]:.1f}):")
+    base_rows = results.get("memory") or next(iter(results.values()))
+    base = statistics.median(r["deliveries/s"] for r in base_rows)
+    base_cpu = statistics.median(r["srv CPU s/M"] for r in base_rows)
     for name, rows in results.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         print(f"{name:9} deliveries/s {med['deliveries/s']:12,.0f} "
@@ -190,6 +207,12 @@ async def main() -> None:
               f"{med['publishes/s']:8,.0f}, servers' CPU {med['srv CPU s/M']:.3f} s/M "
               f"deliveries ({med['srv CPU s/M'] / base_cpu:.2f}x memory), Redis "
               f"{med['redis us/publish']:.1f} us CPU/publish")
+    if "memory" in results:
+        # Each round's own ratio, which the machine's load moves less.
+        for name, rows in results.items():
+            ratios = [r["srv CPU s/M"] / m["srv CPU s/M"] for r, m in zip(rows, results["memory"])]
+            print(f"{name:9} servers' CPU / memory's in the same round: median "
+                  f"{statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import deferLater
@@ -333,6 +333,61 @@ class TwoServersTests(TwoServers):
         self.assertGreaterEqual((yield hub.publish("x", "news", b"later")), 1)
 
     @inlineCallbacks
+    def test_pipelined_publishes(self) -> Any:
+        """Publishes made in one reactor turn go to Redis in one write and are
+        answered in order, with consecutive ids; a line client pipelining PUBs
+        reads its +OKs in order. When the connection drops with publishes
+        waiting, every one of them is refused (-ERR unavailable), none +OK,
+        and publishing works again once it is back."""
+        from .helpers import Conn
+
+        a, b = self.hubs
+        reader, got = self.client(b)
+        yield self.subscribe(b, reader, "pipe")
+        conn: Any = a.backplane.connection  # type: ignore[attr-defined]
+        writes: list[bytes] = []
+        write = conn.transport.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        self.patch(conn.transport, "write", counted)
+        published: list[Any] = [a.publish("x", "pipe", b"%d" % i) for i in range(200)]
+        results = yield DeferredList(published, consumeErrors=True)
+        self.assertEqual(len(writes), 1)
+        self.assertEqual([r for _, r in results], list(range(1, 201)))
+        yield wait_until(lambda: len(got.messages) == 200)
+        self.assertEqual([(m.msg_id, m.payload) for m in got.messages],
+                         [(i + 1, b"%d" % i) for i in range(200)])
+
+        line = Conn(a)
+        self.addCleanup(line.lose)
+        line.send(b"QUIET off\r\n" + b"".join(b"PUB pipe p%d\r\n" % i for i in range(20)))
+        read = [b""]
+
+        def twenty_replies() -> bool:
+            read[0] += line.take()
+            return read[0].count(b"+OK ") == 20
+
+        yield wait_until(twenty_replies)
+        self.assertEqual([x for x in read[0].split(b"\r\n") if x[4:5].isdigit()],
+                         [b"+OK %d" % i for i in range(201, 221)])
+
+        waiting: list[Any] = [a.publish("x", "pipe", b"lost %d" % i) for i in range(50)]
+        conn.transport.abortConnection()
+        yield wait_until(lambda: all(d.called for d in waiting), timeout=5)
+        for d in waiting:
+            error = yield self.assertFailure(d, HubError)
+            self.assertEqual(error.as_line(),
+                             b"-ERR unavailable redis did not take it; not acknowledged\r\n")
+        with self.assertRaises(HubError) as caught:
+            a.publish("x", "pipe", b"while away")
+        self.assertEqual(caught.exception.code, "unavailable")
+        yield wait_until(lambda: self.connected(a))
+        self.assertGreater((yield a.publish("x", "pipe", b"back")), 220)
+
+    @inlineCallbacks
     def test_line_clients(self) -> Any:
         """What line clients read: +OK with the shared id, HISTORY and SUB since=
         on a server where nobody read the channel, -ERR unavailable with Redis
@@ -417,13 +472,28 @@ class FakeRedis:
         self.unanswered.setdefault(args[0], []).append(d)
         return d
 
-    def send(self, command: bytes) -> Deferred[Any]:
-        """A command already in RESP (the publish script's)."""
+    def send(self, command: bytes, answer: Callable[[Any, Any], Any] | None = None,
+             arg: Any = None) -> Deferred[Any]:
+        """A command already in RESP (the publish script's), its reply turned
+        into its result by ``answer`` as Commands does."""
         name = command.split(b"\r\n")[2].decode()
         self.sent.append((name,))
         d: Deferred[Any] = Deferred()
         self.unanswered.setdefault(name, []).append(d)
-        return d
+        if answer is None:
+            return d
+        result: Deferred[Any] = Deferred()
+
+        def answered(reply: Any) -> None:
+            try:
+                value = answer(reply.value if isinstance(reply, Failure) else reply, arg)
+            except Exception:
+                result.errback()
+            else:
+                result.callback(value)
+
+        d.addBoth(answered)
+        return result
 
 
 class InterestTests(SynchronousTestCase):
@@ -942,6 +1012,107 @@ class RepliesTests(SynchronousTestCase):
                 listener.dataReceived(wire[i:i + size])
             self.assertEqual(got, [(b"a", b"x\r\ny "), (b"bc", b""),
                                    (b"message\r\n$", b"*3\r")], size)
+
+    def test_one_write_per_turn_replies_in_order(self) -> None:
+        """The command connection writes the commands of one reactor turn at
+        its end, in one write; replies fire them in order (a publish's through
+        its answer function); a lost connection fails every command waiting,
+        answered ones included, and a command not yet written is not."""
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        from txpubsub.backplane.connection import Commands
+
+        clock = Clock()
+
+        class Backplane:
+            def replies_arrived(self) -> None:
+                pass
+
+        class Factory:
+            backplane = Backplane()
+
+        Factory.clock = clock  # type: ignore[attr-defined]
+        writes: list[bytes] = []
+
+        class Transport(StringTransport):
+            def write(self, data: bytes) -> None:
+                writes.append(data)
+                super().write(data)
+
+        def answer(reply: Any, arg: str) -> Any:
+            if isinstance(reply, Exception):
+                raise HubError("unavailable", f"{arg}: {reply}")
+            return (arg, reply)
+
+        conn = Commands(None, convertNumbers=False)
+        conn.factory = Factory()
+        conn.makeConnection(Transport())
+        got = conn.execute_command("GET", "k")
+        first = conn.send(b"*1\r\n$4\r\nPING\r\n", answer, "first")
+        second = conn.send(b"*1\r\n$4\r\nPING\r\n", answer, "second")
+        self.assertEqual((writes, conn.waiting), ([], 3))
+        clock.advance(0)
+        self.assertEqual(writes, [b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+                                  + b"*1\r\n$4\r\nPING\r\n" * 2])
+        conn.dataReceived(b"$1\r\nv\r\n*2\r\n:7\r\n$5\r\nepoch\r\n*2\r\n:8\r\n$-1\r\n")
+        self.assertEqual(self.successResultOf(got), b"v")
+        self.assertEqual(self.successResultOf(first), ("first", [7, b"epoch"]))
+        self.assertEqual(self.successResultOf(second), ("second", [8, None]))
+        third = conn.send(b"*1\r\n$4\r\nPING\r\n", answer, "third")
+        fourth = conn.execute_command("PING")
+        conn.connectionLost(Failure(ConnectionDone()))
+        clock.advance(0)
+        self.assertEqual(len(writes), 1)  # not written after the loss
+        self.assertEqual(self.failureResultOf(third, HubError).value.as_line(),
+                         b"-ERR unavailable third: Lost connection\r\n")
+        self.failureResultOf(fourth)
+        self.assertEqual(conn.waiting, 0)
+
+    def test_listener_reads_what_came_meanwhile(self) -> None:
+        """The pub/sub connection reads what is already waiting on its socket
+        in the same reactor turn (up to LISTENER_TURN bytes), and never waits
+        for more: a partial message stays for the next read."""
+        from twisted.internet.testing import StringTransport
+
+        from txpubsub.backplane import connection
+
+        got: list[bytes] = []
+
+        class Backplane:
+            def received(self, channel: bytes, data: bytes) -> None:
+                got.append(data)
+
+        class Factory:
+            backplane = Backplane()
+
+        def message(i: int) -> bytes:
+            return b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$4\r\n%04d\r\n" % i
+
+        ours, redis = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(redis.close)
+        ours.setblocking(False)
+        listener = connection.Listener(None, convertNumbers=False)
+        listener.factory = Factory()
+        listener.makeConnection(StringTransport())
+        listener._socket = ours
+        redis.sendall(b"".join(message(i) for i in range(1, 100)) + message(100)[:10])
+        listener.dataReceived(message(0))  # what the reactor read
+        self.assertEqual(got, [b"%04d" % i for i in range(100)])
+        listener.dataReceived(message(100)[10:])
+        self.assertEqual(got[-1], b"0100")
+        # At most LISTENER_TURN bytes a turn: the rest waits for the next read.
+        del got[:]
+        self.patch(connection, "LISTENER_TURN", len(message(0)) * 3)
+        redis.sendall(b"".join(message(i) for i in range(1, 10)))
+        listener.dataReceived(message(0))
+        counts = [len(got)]
+        redis.close()  # the end is left for Twisted's own read
+        for _ in range(3):
+            listener.dataReceived(b"")
+            counts.append(len(got))
+        self.assertEqual(counts, [3, 6, 9, 10])
 
     def test_commands(self) -> None:
         """Commands go out as RESP arrays of bulk strings."""

@@ -6,11 +6,12 @@ txredisapi imports the reactor: this module is imported only with --redis.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import txredisapi
-from twisted.internet import protocol
+from twisted.internet import protocol, tcp, unix
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
@@ -103,39 +104,104 @@ class _FastReplies:
 
 
 class Commands(_FastReplies, txredisapi.RedisProtocol):
-    """The command connection: a command is one write and one Deferred, fired
-    by the next reply (txredisapi's takes three Deferreds and a timer each).
+    """The command connection: a command is one Deferred, fired by its reply
+    (txredisapi's takes three Deferreds and a timer each), and the commands
+    of one reactor turn go out in one write (Redis answers in command order).
     A reply that does not come is the backplane's watchdog's business
-    (``replies`` counts those that did)."""
+    (``replies`` counts those that did).
+
+    A command sent with an ``answer`` function has its reply (or the
+    ConnectionError of a lost connection) turned into its Deferred's result
+    by ``answer(reply, arg)``, which may raise: the publishes' replies are
+    handled so, with no callback chain of their own."""
 
     replies = 0
 
     def dataReceived(self, data: bytes) -> None:
         # One clock read per read, for every publish answered in it.
         self.factory.backplane.replies_arrived()
-        _FastReplies.dataReceived(self, data)
+        buf = self._unread + data if self._unread else data
+        pos = 0
+        size = len(buf)
+        while pos < size:
+            if buf.startswith(b"*2\r\n:", pos):
+                # [integer, bulk string]: a publish's [id, epoch], nearly
+                # everything this connection reads, read without _parse.
+                end = buf.find(b"\r\n", pos + 5)
+                if end < 0:
+                    break
+                if buf[end + 2:end + 3] == b"$":
+                    header = buf.find(b"\r\n", end + 3)
+                    if header < 0:
+                        break
+                    length = int(buf[end + 3:header])
+                    at = header + 2
+                    if length >= 0:
+                        if size < at + length + 2:
+                            break
+                        reply: Any = [int(buf[pos + 5:end]), buf[at:at + length]]
+                        pos = at + length + 2
+                        self.replyReceived(reply)
+                        continue
+            reply, end = _parse(buf, pos)
+            if reply is _INCOMPLETE:
+                break
+            pos = end
+            self.replyReceived(reply)
+        self._unread = buf[pos:]
 
     def connectionMade(self) -> Any:
-        self._pending: deque[Deferred[Any]] = deque()
+        # Each command waiting: its Deferred, answer and arg, flat (no tuple
+        # per publish waiting: less for the GC to go through).
+        self._pending: deque[Any] = deque()
+        self._unsent: list[bytes] = []
+        self._write_call: Any = None
         return super().connectionMade()
 
     def execute_command(self, *args: Any, **options: Any) -> Deferred[Any]:
         return self.send(_command(*args))
 
-    def send(self, command: bytes) -> Deferred[Any]:
-        """A command already in RESP: its reply."""
+    def send(self, command: bytes, answer: Callable[[Any, Any], Any] | None = None,
+             arg: Any = None) -> Deferred[Any]:
+        """A command already in RESP: its reply (or what ``answer`` makes of it)."""
         if not self.connected:
             raise txredisapi.ConnectionError("Not connected")
-        self.transport.write(command)
+        unsent = self._unsent
+        if not unsent:
+            self._write_call = self.factory.clock.callLater(0, self.write_now)
+        unsent.append(command)
         d: Deferred[Any] = Deferred()
-        self._pending.append(d)
+        pending = self._pending
+        pending.append(d)
+        pending.append(answer)
+        pending.append(arg)
         return d
+
+    def write_now(self) -> None:
+        """Write the commands sent this turn (at the turn's end)."""
+        call, self._write_call = self._write_call, None
+        if call is not None and call.active():
+            call.cancel()
+        unsent = self._unsent
+        if unsent and self.connected:
+            self.transport.write(b"".join(unsent) if len(unsent) > 1 else unsent[0])
+        del unsent[:]
 
     def replyReceived(self, reply: Any) -> None:
         self.replies += 1
-        if self._pending:
-            d = self._pending.popleft()
-            if isinstance(reply, Exception):
+        pending = self._pending
+        if pending:
+            d = pending.popleft()
+            answer = pending.popleft()
+            arg = pending.popleft()
+            if answer is not None:
+                try:
+                    reply = answer(reply, arg)
+                except Exception:
+                    d.errback()
+                    return
+                d.callback(reply)
+            elif isinstance(reply, Exception):
                 d.errback(reply)
             else:
                 d.callback(reply)
@@ -143,22 +209,71 @@ class Commands(_FastReplies, txredisapi.RedisProtocol):
     @property
     def waiting(self) -> int:
         """Commands sent and not answered yet."""
-        return len(self._pending)
+        return len(self._pending) // 3
 
     def connectionLost(self, why: Any) -> None:
         super().connectionLost(why)
+        del self._unsent[:]
+        if self._write_call is not None and self._write_call.active():
+            self._write_call.cancel()
+        self._write_call = None
         pending, self._pending = self._pending, deque()
-        for d in pending:
-            d.errback(txredisapi.ConnectionError("Lost connection"))
+        while pending:
+            d = pending.popleft()
+            answer = pending.popleft()
+            arg = pending.popleft()
+            error = txredisapi.ConnectionError("Lost connection")
+            if answer is None:
+                d.errback(error)
+                continue
+            try:
+                d.callback(answer(error, arg))
+            except Exception:
+                d.errback()
 
 
 _MESSAGE = b"*3\r\n$7\r\nmessage\r\n$"
 
 
+# Bytes the pub/sub connection reads in one reactor turn, at most.
+LISTENER_TURN = 1 << 18
+
+
 class Listener(_FastReplies, txredisapi.SubscriberProtocol):
-    """The pub/sub connection: every message goes to the backplane."""
+    """The pub/sub connection: every message goes to the backplane.
+
+    Redis sends messages as it runs the scripts, a few dozen at a time
+    (it reads 16 KiB of commands per loop). What came while a read was
+    being delivered is read in the same reactor turn (on a plain TCP or
+    Unix socket, up to LISTENER_TURN bytes): the subscribers' connections
+    are written once per turn, so more messages per turn is fewer writes
+    per message. Nothing waits for it: what is not there yet is not
+    waited for."""
+
+    _socket: Any = None
+
+    def connectionMade(self) -> Any:
+        if type(self.transport) in (tcp.Client, unix.Client):
+            self._socket = self.transport.socket
+        return super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
+        self._read(data)
+        sock = self._socket
+        if sock is None:
+            return
+        total = len(data)
+        while total < LISTENER_TURN and self.connected and not self.transport.disconnecting:
+            try:
+                more = sock.recv(min(65536, LISTENER_TURN - total))
+            except OSError:
+                return  # nothing more now (EAGAIN), or an error Twisted's next read finds
+            if not more:
+                return  # the end: Twisted's next read finds it too
+            total += len(more)
+            self._read(more)
+
+    def _read(self, data: bytes) -> None:
         # A channel's message, nearly everything this connection reads, is
         # cut out where it lies and handed on; anything else is parsed.
         buf = self._unread + data if self._unread else data
@@ -201,7 +316,11 @@ class Factory(protocol.Factory):
     noisy = False
     _log = Logger()
 
-    def __init__(self, protocol: type, address: RedisAddress, backplane: Any) -> None:
+    def __init__(self, protocol: type, address: RedisAddress, backplane: Any,
+                 clock: IReactorTime | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
         self.protocol_class = protocol
         self.address = address
         self.backplane = backplane

@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from txredisapi import ConnectionError as LostConnection
 from zope.interface import implementer
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
@@ -140,6 +141,8 @@ class RedisBackplane(ClusterNames, Service):
         self._sha = ""
         self._pending = 0
         self._publish_head = self._publish_middle = b""
+        self._epoch_bytes = b""  # the epoch in the last publish's reply
+        self._answer = self._answered  # bound once: made per publish otherwise
         self._channel_args: dict[str, tuple[bytes, bytes]] = {}
         self._channels: dict[str, int] = {}  # concrete channel -> local subscriptions
         self._globs: dict[str, int] = {}  # Redis glob -> local wildcard subscriptions
@@ -170,7 +173,7 @@ class RedisBackplane(ClusterNames, Service):
         self._silent_since: float | None = None  # waiting for a reply, none came since
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         endpoint = _Attempts(address.endpoint(reactor), self)
-        self._commands = ClientService(endpoint, Factory(Commands, address, self),
+        self._commands = ClientService(endpoint, Factory(Commands, address, self, self._clock),
                                        retryPolicy=retry, clock=self._clock,
                                        prepareConnection=self._commands_ready)
         self._pubsub = ClientService(endpoint, Factory(Listener, address, self),
@@ -215,10 +218,16 @@ class RedisBackplane(ClusterNames, Service):
         if set_no_delay is not None:
             set_no_delay(True)
 
-    def _commands_ready(self, conn: Any) -> Deferred[None]:
-        self._no_delay(conn)
-        d = conn.whenConnected()
-        d.addCallback(lambda _: conn.execute_command("SET", EPOCH_KEY, self._candidate, "NX"))
+    def _commands_ready(self, proxy: Any) -> Deferred[None]:
+        self._no_delay(proxy)
+        # Fires with the protocol itself: used directly, not through
+        # ClientService's proxy (an attribute lookup less per publish).
+        d = proxy.whenConnected()
+        d.addCallback(self._handshake)
+        return d
+
+    def _handshake(self, conn: Any) -> Deferred[None]:
+        d = conn.execute_command("SET", EPOCH_KEY, self._candidate, "NX")
         d.addCallback(lambda _: conn.execute_command("GET", EPOCH_KEY))
         d.addCallback(self._epoch_known)
         d.addCallback(lambda _: conn.execute_command("SCRIPT", "LOAD", PUBLISH_SCRIPT))
@@ -274,6 +283,7 @@ class RedisBackplane(ClusterNames, Service):
 
     def _new_epoch(self, epoch: str) -> None:
         hub = self._hub
+        self._epoch_bytes = b""  # the next publish's reply is compared again
         if not self._epoch_known_once and not (hub.store.durable and epoch != hub.epoch):
             self._epoch_known_once = True  # at start: Redis's epoch is ours
             hub.epoch = epoch
@@ -404,11 +414,12 @@ class RedisBackplane(ClusterNames, Service):
         if keys is None:
             keys = self._channel_parts(name)
         sender_bytes = sender.encode()
-        sent = self._now()
-        d = conn.send(b"%s%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%d\r\n%s%s" % (
+        keep = channel.keep
+        # One Deferred per publish: the connection hands its reply to
+        # _answered, with no callbacks of the backplane's on it.
+        return conn.send(b"%s%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%d\r\n%s%s" % (
             self._publish_head, keys[0], len(sender_bytes), sender_bytes, len(payload), payload,
-            len(str(channel.keep)), channel.keep, self._publish_middle, keys[1]))
-        return d.addCallbacks(self._published, self._not_published, (sent,))
+            len(b"%d" % keep), keep, self._publish_middle, keys[1]), self._answer, self._now())
 
     def _channel_parts(self, name: str) -> tuple[bytes, bytes]:
         """The publish script's arguments about one channel, in RESP (kept for
@@ -426,22 +437,25 @@ class RedisBackplane(ClusterNames, Service):
                                                       FLOORS_KEY)
         self._publish_middle = arguments(self._candidate, CHANNEL_TTL, self.server_id)
 
-    def _published(self, reply: list[Any], sent: float) -> int:
+    def _answered(self, reply: Any, sent: float) -> int:
+        """A publish's id from Redis's reply ``[id, epoch]``; HubError
+        unavailable if the script failed or the connection was lost."""
         self._pending -= 1
+        if isinstance(reply, Exception):
+            self.publish_errors += 1
+            # A lost connection is logged once, not per publish that waited.
+            if not isinstance(reply, LostConnection):
+                self._log.warn("redis: publish failed: {why}", why=reply)
+            # A timeout may hide a publish that did happen: never +OK, maybe -ERR.
+            raise HubError("unavailable", "redis did not take it; not acknowledged")
         # Answered within a read of the command connection (replies_arrived).
         self.publish_seconds.observe(self._replies_at - sent)
         msg_id, epoch = reply
-        epoch = epoch.decode()
-        if epoch != self._hub.epoch:
-            self._new_epoch(epoch)
+        if epoch != self._epoch_bytes:
+            self._epoch_bytes = epoch
+            if epoch.decode() != self._hub.epoch:
+                self._new_epoch(epoch.decode())
         return int(msg_id)
-
-    def _not_published(self, failure: Failure) -> None:
-        self._pending -= 1
-        self.publish_errors += 1
-        self._log.warn("redis: publish failed: {why}", why=failure.value)
-        # A timeout may hide a publish that did happen: never +OK, maybe -ERR.
-        raise HubError("unavailable", "redis did not take it; not acknowledged")
 
     # -- channels and their events across servers ---------------------------------
 
@@ -549,9 +563,20 @@ class RedisBackplane(ClusterNames, Service):
                 self._last_event = data
                 self._system_event(channel, sender.decode(), payload)
             return
-        msg = Message(channel, int(msg_id), sender.decode(), payload, float(at))
-        self.seen = msg.published_at
+        self.seen = published_at = float(at)
+        msg = Message(channel, int(msg_id), sender.decode(), payload, published_at)
         history = int(keep)
+        if not self._held and self._missed is None:
+            # arrive() written out for a channel here and current: this runs
+            # once per message.
+            hub = self._hub
+            ch = hub.channel(channel)
+            if ch is not None and ch.keep == history:
+                if msg.msg_id > ch.last_id:
+                    hub.fan_out(ch, msg, None)
+                return
+            self.arrive(msg, history)
+            return
         held = self._held.get(channel)
         if held is not None:
             held.append((msg, history))

@@ -70,8 +70,8 @@ class LineDoor(LineFramer):
     """One client connection speaking the line protocol; its session is the hub's."""
 
     _log = Logger()
-    __slots__ = ("_auth", "_commands", "_login", "_pubb_channel", "_pubb_refusal", "_replies",
-                 "codec", "hub", "quiet", "session")
+    __slots__ = ("_auth", "_commands", "_login", "_pub_reply", "_pubb_channel", "_pubb_refusal",
+                 "_replies", "codec", "hub", "quiet", "session")
 
     def __init__(self, factory: LineDoorFactory) -> None:
         super().__init__()
@@ -83,6 +83,7 @@ class LineDoor(LineFramer):
         self._pubb_channel: str | None = None
         self._pubb_refusal = b""
         self._replies = ReplyQueue(self.session.send)
+        self._pub_reply = self._published  # bound once: made per PUB otherwise
         self._commands = COMMANDS  # PRE_AUTH until a client that must authenticate has
         self._login: Login | None = None
         self._auth = factory.auth
@@ -243,7 +244,13 @@ class LineDoor(LineFramer):
             self._replies.send_stored(
                 answer, b"" if self.quiet else b"+OK %d\r\n" % answer.msg.msg_id, HubError.as_line)
         else:
-            self._replies.send(answer.addCallbacks(self._numbered, self._refused))  # type: ignore
+            self._replies.send_later(answer, self._pub_reply)  # type: ignore[arg-type]
+
+    def _published(self, result: int | Failure) -> bytes:
+        """The reply to a PUB numbered elsewhere: its id, or why it was refused."""
+        if isinstance(result, Failure):
+            return self._refused(result)
+        return self._numbered(result)
 
     def _numbered(self, msg_id: int) -> bytes:
         self.session.msgs_in += 1

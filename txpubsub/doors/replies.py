@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -24,7 +24,7 @@ class ReplyQueue:
     their replies in order. A reply of ``b""`` (QUIET) writes nothing.
     """
 
-    __slots__ = ("_flush_waiting", "_waiting", "_write")
+    __slots__ = ("_flush_waiting", "_made", "_waiting", "_write")
     _log = Logger()
     INTERNAL_ERROR = b"-ERR internal-error the server failed this command and logged why\r\n"
 
@@ -33,6 +33,7 @@ class ReplyQueue:
         # Slots: [bytes], [None] until a Deferred fires, or a PendingPublish.
         self._waiting: deque[list[object] | PendingPublish] | None = None  # made when needed
         self._flush_waiting = self._flush  # one bound method: the hub wakes each waiter once
+        self._made = self._make  # bound once: one object less per reply waiting
 
     def send(self, reply: Reply) -> None:
         """Queue one command's reply (bytes, or a Deferred of bytes)."""
@@ -60,6 +61,25 @@ class ReplyQueue:
         self._waiting.append(pending)
         if pending.settled:
             self._flush()
+
+    def send_later(self, result: Deferred[Any], make: Callable[[Any], bytes]) -> None:
+        """Queue the reply ``make`` turns ``result`` into once it fires (its
+        value or its Failure): ``send(result.addBoth(make))`` with one
+        callback on ``result`` instead of two (a PUB through a shared
+        backplane; fewer objects per publish waiting, less for the GC)."""
+        slot: list[object] = [None]
+        if self._waiting is None:
+            self._waiting = deque()
+        self._waiting.append(slot)
+        result.addBoth(self._made, slot, make)
+
+    def _make(self, result: Any, slot: list[object], make: Callable[[Any], bytes]) -> None:
+        try:
+            slot[0] = make(result)
+        except Exception:
+            self._log.failure("a reply could not be made")
+            slot[0] = self.INTERNAL_ERROR
+        self._flush()
 
     def _ready(self, result: object, slot: list[object]) -> None:
         if isinstance(result, Failure):
