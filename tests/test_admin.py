@@ -264,7 +264,7 @@ class AdminProcessTests(TestCase):
         self.assertEqual(reason.exitCode, 1)
         self.assertIn(b"another server is running on this socket", second.output)
         self.assertNotIn(b"Traceback", second.output)
-        self.assertEqual((await self.admin(workdir, b"STATS"))[-1], b"+OK 15")
+        self.assertEqual((await self.admin(workdir, b"STATS"))[-1], b"+OK 16")
         process.signalProcess(signal.SIGTERM)
         await server.ended.addTimeout(WAIT, reactor)
 
@@ -369,13 +369,13 @@ class AdminSocketTests(TestCase):
         """printf 'STATS\\nCLIENTS\\n' | nc -U -N prints both replies and exits."""
         reply = await deferToThread(ask_and_half_close, self.path, b"STATS\nCLIENTS\n")
         self.assertIn(b"STAT uptime_s ", reply)
-        self.assertTrue(reply.endswith(b"+OK 15\r\n+OK 0\r\n"), reply)
+        self.assertTrue(reply.endswith(b"+OK 16\r\n+OK 0\r\n"), reply)
 
     async def test_last_line_without_line_end_is_answered(self) -> None:
         """printf 'STATS' (no newline) | nc -U -N still gets the STATS reply."""
         reply = await deferToThread(ask_and_half_close, self.path, b"HELP\r\nSTATS")
         self.assertTrue(reply.startswith(b"HELP CLIENTS"), reply)
-        self.assertTrue(reply.endswith(b"+OK 15\r\n"), reply)
+        self.assertTrue(reply.endswith(b"+OK 16\r\n"), reply)
 
 
 class AdminPathTests(SynchronousTestCase):

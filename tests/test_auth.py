@@ -9,19 +9,24 @@ import sys
 import tempfile
 from typing import Any
 
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from txpubsub.auth.authenticator import Authenticator
+from txpubsub.auth.cred import make_portal
 from txpubsub.auth.passwords import hash_password, verify_password
+from txpubsub.auth.throttle import LoginThrottle
 from txpubsub.auth.users import UsersFileError, load_users, parse_users
 from txpubsub.core.hub import Hub
 from txpubsub.doors.admin import AdminFactory
 from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.session import DoorSettings, is_local
 from txpubsub.server.lifecycle import Lifecycle
+from txpubsub.wire.errors import HubError
 
 from .helpers import Conn, ConsumerTransport, make_hub
 
@@ -61,6 +66,15 @@ publish = ["news.anon"]
 def run_now(f: Any, *args: Any) -> Deferred[Any]:
     """Instead of a thread: the check runs at once (the Clock is the only time)."""
     return maybeDeferred(f, *args)
+
+
+def log_events(case: SynchronousTestCase) -> list[dict[str, Any]]:
+    """The events logged from now to the end of the test."""
+    events: list[dict[str, Any]] = []
+    observer: Any = events.append
+    globalLogPublisher.addObserver(observer)
+    case.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
 
 
 class FarTransport(ConsumerTransport):
@@ -158,12 +172,76 @@ class AuthRequiredTests(AuthCase):
         self.assertFalse(conn.closed)
         self.assertEqual(self.hub.stats()["auth_failures"], 1)
 
+    def test_pacing_and_a_pending_auth_hold_input_together(self) -> None:
+        """A publisher's stall ending does not read past a pending AUTH, and an
+        AUTH answered during a stall does not cut the stall short."""
+        conn = self.conn()
+        session = conn.proto.session
+        self.assertEqual(conn.send(b"AUTH bob no\nPING\n"), b"")
+        self.assertTrue(session.pace())
+        self.clock.advance(0.5)
+        self.assertEqual(conn.take(), b"")
+        self.clock.advance(0.5)
+        self.assertEqual(conn.take(), b"-ERR auth-failed wrong user or password\r\nPONG\r\n")
+        self.assertEqual(conn.send(b"AUTH bob no\n"), b"")
+        self.clock.advance(0.999)
+        self.assertTrue(session.pace())
+        self.clock.advance(0.001)
+        self.assertEqual(conn.send(b"PING\n"), b"-ERR auth-failed wrong user or password\r\n")
+        self.clock.advance(0.01)  # the stall is over
+        self.assertEqual(conn.take(), b"PONG\r\n")
+
     def test_unknown_user_is_the_same_failure(self) -> None:
         """An unknown user is answered exactly as a wrong password."""
         conn = self.conn()
         conn.cmd("AUTH mallory x")
         self.clock.advance(1)
         self.assertEqual(conn.take(), b"-ERR auth-failed wrong user or password\r\n")
+
+    def test_unknown_user_costs_a_users_check_on_the_thread(self) -> None:
+        """An unknown user's password is checked against a real user's hash (the
+        same cost, whatever the file's costs: no enumeration by timing), on the
+        thread: nothing is hashed on the reactor, not even a first decoy."""
+        from txpubsub.auth import cred
+
+        self.patch(cred, "_decoy", [])
+        calls: list[tuple[Any, ...]] = []
+
+        def recording(f: Any, *args: Any) -> Deferred[Any]:
+            calls.append((f, *args))
+            return Deferred()
+
+        self.auth.portal = make_portal(lambda: self.auth.table, recording)
+        self.auth.authenticate("mallory", "x")
+        self.auth.authenticate("alice", "x")
+        [(check, stored, decoy, password), (_, alice, _, _)] = calls
+        self.assertEqual((stored, decoy, password, alice), (None, ALICE, "x", ALICE))
+        self.assertEqual(cred._decoy, [])
+        self.assertFalse(check(None, ALICE, "alice pw with spaces"))  # never a user
+        cred._decoy.append(cheap("x"))  # what the first check would make (at the default cost)
+        self.assertFalse(check(None, None, "x"))  # no user has a password: the default
+        self.assertTrue(check(ALICE, ALICE, "alice pw with spaces"))
+
+    def test_failure_log_line_cannot_be_forged(self) -> None:
+        """The user a client gave is logged as it is only if it is a name: a newline
+        in it (WebSocket JSON may carry one) cannot forge a log line, nor can a
+        long one flood the log."""
+        events = log_events(self)
+        ws = WebSocketAuthTests.ws(self)  # type: ignore[arg-type]
+        forged = "x\n2030-01-01T00:00:00+0000 [txpubsub] c9 authenticated as alice"
+        ws.ask({"op": "auth", "user": forged, "password": "x"})
+        ws.ask({"op": "auth", "user": "y" * 5000, "password": "x"})
+        self.clock.advance(1)
+        lines = [formatEvent(e) for e in events if "failed (" in e["log_format"]]
+        self.assertEqual(len(lines), 2)
+        self.assertEqual([line.count("\n") for line in lines], [0, 0])
+        self.assertIn("as 'x\\n2030-01-01T00:00:00+0000 [txpubsub] c9 authenticated as alic... "
+                      "failed", lines[0])
+        self.assertLess(len(lines[1]), 200)
+        conn = self.conn()
+        conn.cmd("AUTH mallory x")
+        self.assertIn("authentication as mallory failed", formatEvent(events[-1]))
+        ws.lose()
 
     def test_third_failure_bye(self) -> None:
         """The third failure on one connection gets BYE auth-failed and the close."""
@@ -207,12 +285,206 @@ class AuthRequiredTests(AuthCase):
         self.assertTrue(conn.cmd("AUTH").startswith("-ERR bad-args "))
         self.assertTrue(conn.cmd("AUTH alice").startswith("-ERR bad-args "))
 
+    def held_checks(self) -> list[tuple[Deferred[Any], Any, tuple[Any, ...]]]:
+        """Password checks stay pending until the test answers them."""
+        checks: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+
+        def held(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            checks.append((d, f, args))
+            return d
+
+        self.auth.portal = make_portal(lambda: self.auth.table, held)
+        return checks
+
+    def test_user_removed_while_its_password_is_checked(self) -> None:
+        """A reload takes a user out while its AUTH is being checked: the right
+        password is then a failure, not a login as a user the file no longer has."""
+        checks = self.held_checks()
+        conn = self.conn()
+        self.assertEqual(conn.send(b"AUTH bob bob-pw\nPING\n"), b"")
+        self.write(USERS.split("[users.bob]")[0])
+        self.auth.reload()
+        [(d, check, args)] = checks
+        d.callback(check(*args))  # the thread's answer: the password was right
+        self.clock.advance(1)
+        self.assertEqual(conn.take(), b"-ERR auth-failed wrong user or password\r\nPONG\r\n")
+        self.assertIsNone(conn.proto.session.client.user)  # type: ignore[union-attr]
+
+    def test_pipelined_after_auth_answered_after_it(self) -> None:
+        """Commands pipelined behind an AUTH checked on the thread (answered
+        later, as in a real server) are answered after its +OK, and the
+        messages they cause come after it too, not ahead of the replies."""
+        checks = self.held_checks()
+        conn = self.conn()
+        self.assertEqual(conn.send(b"AUTH bob bob-pw\nSUB news.uk\nPUB news.uk hi\n"), b"")
+        [(d, check, args)] = checks
+        d.callback(check(*args))
+        self.assertEqual(conn.take(), b"+OK bob\r\n+OK subscribed news.uk 0\r\n"
+                                      b"MSG news.uk 1 c1 hi\r\n+OK 1\r\n")
+
+    def test_gone_during_the_check(self) -> None:
+        """A client that leaves while its password is checked leaves no timer behind."""
+        checks = self.held_checks()
+        conn = self.conn()
+        conn.cmd("AUTH alice nope")
+        conn.lose()
+        [(d, check, args)] = checks
+        d.callback(check(*args))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.hub.stats()["auth_failures"], 1)
+
     def test_gone_during_delay(self) -> None:
         """A client that leaves while its failure is delayed leaves no timer behind."""
         conn = self.conn()
         conn.cmd("AUTH alice nope")
         conn.lose()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class LoginThrottleTests(SynchronousTestCase):
+    """The server-wide bounds on password checking (auth/throttle.py), on a Clock."""
+
+    def test_checks_at_once(self) -> None:
+        throttle = LoginThrottle(Clock(), max_checks=2)
+        throttle.admit("203.0.113.7")
+        throttle.admit("127.0.0.1")
+        with self.assertRaises(HubError) as refused:
+            throttle.admit("198.51.100.1")
+        self.assertEqual(refused.exception.code, "unavailable")
+        throttle.done("127.0.0.1", failed=False)
+        throttle.admit("198.51.100.1")
+
+    def test_failure_budget_per_address(self) -> None:
+        """Ten failures from an address, then one every six seconds; a right
+        password gives its try back; loopback and Unix sockets have no budget."""
+        clock = Clock()
+        throttle = LoginThrottle(clock, max_checks=100)
+        for _ in range(10):
+            throttle.admit("203.0.113.7")
+            throttle.done("203.0.113.7", failed=True)
+        with self.assertRaises(HubError) as refused:
+            throttle.admit("203.0.113.7")
+        self.assertEqual((refused.exception.code, refused.exception.text),
+                         ("rate-limited", "too many failed logins from 203.0.113.7; try again "
+                                          "in 6 s"))
+        throttle.admit("198.51.100.1")  # another address is not concerned
+        for local in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "unix:/run/x.sock"):
+            for _ in range(20):
+                throttle.admit(local)
+                throttle.done(local, failed=True)
+        clock.advance(5.9)
+        self.assertRaises(HubError, throttle.admit, "203.0.113.7")
+        clock.advance(0.1)
+        throttle.admit("203.0.113.7")
+        throttle.done("203.0.113.7", failed=False)  # given back
+        throttle.admit("203.0.113.7")
+        throttle.done("203.0.113.7", failed=True)
+        self.assertRaises(HubError, throttle.admit, "203.0.113.7")
+        clock.advance(60)
+        for _ in range(10):
+            throttle.admit("203.0.113.7")  # a check in progress holds a try
+        self.assertRaises(HubError, throttle.admit, "203.0.113.7")
+
+    def test_addresses_remembered_are_bounded(self) -> None:
+        throttle = LoginThrottle(Clock(), max_checks=10**6, max_addresses=100)
+        for i in range(1000):
+            host = f"10.0.{i // 256}.{i % 256}"
+            throttle.admit(host)
+            throttle.done(host, failed=True)
+        self.assertEqual(len(throttle._budgets), 100)
+        self.assertIn("10.0.3.231", throttle._budgets)  # the latest are kept
+
+
+class ThrottledAuthTests(AuthCase):
+    """The throttle seen by clients: a flood of guesses does not hold up a real login."""
+
+    def far(self, host: str = "203.0.113.7") -> Conn:
+        transport = ConsumerTransport(peerAddress=IPv4Address("TCP", host, 50000))
+        return Conn(self.hub, self.factory, transport=lambda **_: transport)  # type: ignore[arg-type]
+
+    def test_guesser_address_refused_unchecked(self) -> None:
+        """After ten failures from one address (on any connections), its AUTHs are
+        refused at once with rate-limited and how long to wait, unchecked and not
+        counted as failures; other addresses log in as usual."""
+        checked: list[str] = []
+
+        def counting(f: Any, *args: Any) -> Deferred[Any]:
+            checked.append(args[-1])
+            return run_now(f, *args)
+
+        self.auth.throttle.max_checks = 100
+        self.auth.portal = make_portal(lambda: self.auth.table, counting)
+        events = log_events(self)
+        guessers = [self.far() for _ in range(10)]
+        for guesser in guessers:
+            self.assertEqual(guesser.cmd("AUTH bob guess"), "")
+        self.assertEqual(len(checked), 10)
+        late = self.far()
+        self.assertEqual(late.cmd("AUTH bob bob-pw"),
+                         "-ERR rate-limited too many failed logins from 203.0.113.7; try again "
+                         "in 6 s\r\n")
+        self.clock.advance(1)
+        for guesser in guessers:
+            self.assertTrue(guesser.take().startswith(b"-ERR auth-failed "))
+        self.assertEqual(guessers[0].cmd("AUTH bob guess").split()[:2], ["-ERR", "rate-limited"])
+        self.assertEqual(len(checked), 10)
+        stats = self.hub.stats()
+        self.assertEqual((stats["auth_failures"], stats["auth_refused"]), (10, 2))
+        self.assertFalse(late.closed)
+        refusals = [formatEvent(e) for e in events if "refused unchecked" in e["log_format"]]
+        self.assertEqual(refusals, ["203.0.113.7:50000: AUTH refused unchecked: too many failed "
+                                    "logins from 203.0.113.7; try again in 6 s"])
+        self.assertEqual(self.far("198.51.100.1").cmd("AUTH bob bob-pw"), "+OK bob\r\n")
+        self.assertEqual(self.conn().cmd("AUTH bob bob-pw"), "+OK bob\r\n")  # loopback
+        self.clock.advance(5)
+        self.assertEqual(late.cmd("AUTH bob bob-pw"), "+OK bob\r\n")
+
+    def test_checks_at_once_are_bounded(self) -> None:
+        """Past --max-auth-checks checks in progress, an AUTH is answered at once
+        with unavailable (not queued behind the others), and the connection stays."""
+        waiting: list[Deferred[Any]] = []
+
+        def held(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            waiting.append(d)
+            return d
+
+        self.auth.throttle.max_checks = 2
+        self.auth.portal = make_portal(lambda: self.auth.table, held)
+        slow = [self.far(f"198.51.100.{i}") for i in (1, 2)]
+        for conn in slow:
+            self.assertEqual(conn.cmd("AUTH bob guess"), "")
+        real = self.conn()
+        self.assertEqual(real.send(b"AUTH bob bob-pw\nPING\n"),
+                         b"-ERR unavailable 2 passwords are being checked, the most at once; "
+                         b"try again in a moment\r\nPONG\r\n")
+        waiting[0].callback(False)
+        self.clock.advance(1)
+        self.assertTrue(slow[0].take().startswith(b"-ERR auth-failed "))
+        self.assertEqual(real.cmd("AUTH bob bob-pw"), "")
+        waiting[2].callback(True)
+        self.assertEqual(real.take(), b"+OK bob\r\n")
+        self.assertEqual(self.hub.stats()["auth_refused"], 1)
+
+    def test_websocket_and_resp_say_why(self) -> None:
+        """The JSON door answers a refused auth with its code; RESP with the text."""
+        from txpubsub.doors.resp import RespDoorFactory
+
+        from .test_resp import cmd
+
+        self.auth.throttle.max_checks = 0
+        ws = WebSocketAuthTests.ws(self)  # type: ignore[arg-type]
+        reply = ws.ask({"op": "auth", "user": "bob", "password": "bob-pw", "ref": 1})
+        self.assertEqual((reply[0]["ref"], reply[0]["code"]), (1, "unavailable"))
+        self.assertEqual(ws.ask({"op": "ping"}), [{"type": "pong"}])
+        ws.lose()
+        factory = RespDoorFactory(self.hub, "tcp:resp", DoorSettings())
+        factory.auth = self.auth
+        resp = Conn(self.hub, factory)
+        self.assertEqual(resp.send(cmd("AUTH", "bob", "bob-pw") + cmd("PING")),
+                         b"-ERR 0 passwords are being checked, the most at once; try again "
+                         b"in a moment\r\n-NOAUTH Authentication required.\r\n")
 
 
 class PermissionTests(AuthCase):
@@ -270,6 +542,27 @@ class PermissionTests(AuthCase):
         self.assertEqual(alice.cmd("PUB @bob hello"), "+OK 1\r\n")
         self.assertEqual(bob.take(), b"MSG @bob 1 alice hello\r\n")
         self.assertTrue(bob.cmd("PUB @alice hi").startswith("-ERR forbidden "))
+
+    def test_inbox_deny_rule_holds_for_a_client_id(self) -> None:
+        """deny_publish = ["@bob"] stops direct messages to the client named bob,
+        and to the user bob, also when they are sent to its client id."""
+        self.write(USERS + f"""
+[users.dave]
+password = "{cheap("dave")}"
+publish = ["@*"]
+deny_publish = ["@bob"]
+""")
+        self.assertIsNone(self.auth.reload())
+        bob = self.bob()
+        dave = self.conn("dave", "dave")
+        self.assertTrue(dave.cmd("PUB @c1 x").startswith("-ERR forbidden "))  # the user bob
+        self.assertEqual(bob.cmd("NAME bob"), "+OK bob\r\n")
+        self.assertTrue(dave.cmd("PUB @bob x").startswith("-ERR forbidden "))
+        self.assertTrue(dave.cmd("PUB @c1 x").startswith("-ERR forbidden "))
+        self.assertEqual(bob.take(), b"")
+        alice = self.alice()
+        self.assertEqual(dave.cmd("PUB @c3 hi"), "+OK 1\r\n")
+        self.assertEqual(alice.take(), b"MSG @c3 1 c2 hi\r\n")
 
     def test_user_without_rules(self) -> None:
         """A user with no rules may publish, subscribe and read nowhere; the rest works."""
@@ -348,6 +641,18 @@ class ReloadTests(AuthCase):
         dave = self.conn("dave", "dave")
         self.assertEqual(dave.cmd("NAME dave"), "+OK dave\r\n")
 
+    def test_users_file_open_to_others_is_said(self) -> None:
+        """A users file other users may read gets a warning at start and reload."""
+        os.chmod(self.path, 0o640)
+        events = log_events(self)
+        Authenticator.from_file(self.hub, self.path)
+        self.assertEqual([e for e in events if "open to other users" in e["log_format"]], [])
+        os.chmod(self.path, 0o644)
+        Authenticator.from_file(self.hub, self.path).reload()
+        said = [formatEvent(e) for e in events if "open to other users" in e["log_format"]]
+        self.assertEqual(said, [f"users file {self.path} is open to other users of this "
+                                f"machine (mode 0644): chmod o-rwx {self.path}"] * 2)
+
     def test_bad_file_keeps_old_rules(self) -> None:
         """A users file that cannot be used keeps the old rules and says why."""
         bob = self.bob()
@@ -389,12 +694,45 @@ class ReloadTests(AuthCase):
         self.assertFalse(bob.closed)
 
     def test_user_removed(self) -> None:
-        """A user taken out of the file keeps its connection but may do nothing."""
+        """A user taken out of the file is let go of (as Redis's ACL DELUSER and
+        NATS's reload do), with nothing before its BYE; a password change
+        keeps sessions."""
         bob = self.bob()
-        self.write(USERS.split("[users.bob]")[0])
+        bob.cmd("SUB news.uk")
+        alice = self.alice()
+        self.write(USERS.split("[users.bob]")[0].replace(ALICE, cheap("new")))
         self.lifecycle().reload()
-        self.assertTrue(bob.cmd("PUB news.uk x").startswith("-ERR forbidden "))
-        self.assertEqual(bob.cmd("PING"), "PONG\r\n")
+        self.assertEqual(bob.take(), b"BYE kicked user bob was removed\r\n")
+        self.assertTrue(bob.closed)
+        self.assertEqual(alice.cmd("PUB chat.x hi"), "+OK 1\r\n")
+
+    def test_anonymous_rules_taken_away(self) -> None:
+        """A reload without [anonymous]: connected anonymous clients must AUTH now,
+        within --auth-timeout of the reload; a user's connection is not concerned."""
+        self.write(USERS + ANONYMOUS)
+        self.lifecycle().reload()
+        anonymous, other, bob = self.conn(), self.conn(), self.bob()
+        self.assertEqual(anonymous.cmd("LIST"), "+OK 0\r\n")
+        self.clock.advance(30)
+        self.write(USERS)
+        self.lifecycle().reload()
+        self.assertEqual(anonymous.cmd("LIST"),
+                         "-ERR auth-required AUTH <user> <password> first\r\n")
+        self.assertEqual(other.cmd("AUTH bob bob-pw"), "+OK bob\r\n")
+        self.clock.advance(10)
+        self.assertEqual(anonymous.take(),
+                         b"BYE auth-timeout not authenticated within 10 seconds\r\n")
+        self.assertFalse(other.closed or bob.closed)
+
+    def test_anonymous_rules_given(self) -> None:
+        """A reload that adds [anonymous] lets clients waiting to AUTH in, with
+        those rules, and their timeout stops."""
+        waiting = self.conn()
+        self.write(USERS + ANONYMOUS)
+        self.lifecycle().reload()
+        self.assertEqual(waiting.cmd("SUB news.uk"), "+OK subscribed news.uk 0\r\n")
+        self.clock.advance(60)
+        self.assertFalse(waiting.closed)
 
 
 class ProtectedModeTests(SynchronousTestCase):
@@ -408,6 +746,46 @@ class ProtectedModeTests(SynchronousTestCase):
         self.assertIn(b"--users", conn.greeting)
         self.assertIn(b"--allow-anonymous", conn.greeting)
         self.assertTrue(conn.closed)
+
+    def test_refusals_logged_once_per_address_per_interval(self) -> None:
+        """A scan does not flood the log: one line per address per minute (at most
+        BURST a minute in all), the rest counted in one summary line a minute later."""
+        events = log_events(self)
+        clock = Clock()
+        hub = make_hub(clock)
+        hub.refusals.burst = 3
+
+        def connect(host: str, port: int) -> None:
+            address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+            conn = Conn(hub, transport=lambda **_: ConsumerTransport(peerAddress=address),  # type: ignore[arg-type]
+                        protected=True)
+            self.assertTrue(conn.greeting.startswith(b"BYE protected-mode "))
+
+        def said() -> list[str]:
+            lines = [formatEvent(e) for e in events]
+            del events[:]
+            return lines
+
+        for port in range(1000, 1050):
+            connect("203.0.113.7", port)
+        connect("198.51.100.1", 1)
+        connect("2001:db8::1", 1)
+        connect("198.51.100.2", 1)  # past the burst of 3 lines
+        lines = said()
+        self.assertEqual(len(lines), 3, lines)
+        self.assertTrue(lines[0].startswith("refused 203.0.113.7:1000 (tcp:test): protected "
+                                            "mode: this server has no --users"), lines[0])
+        self.assertIn("refused 198.51.100.1:1 ", lines[1])
+        self.assertIn("refused [2001:db8::1]:1 ", lines[2])
+        clock.advance(59)
+        self.assertEqual(said(), [])
+        clock.advance(1)
+        self.assertEqual(said(), ["50 more refusals not logged in the last 60 s: protected mode "
+                                  "50 from 2 addresses"])
+        connect("203.0.113.7", 2000)  # a new interval: logged again
+        self.assertEqual(len(said()), 1)
+        clock.advance(120)
+        self.assertEqual(said(), [])  # nothing left out, no summary
 
     def test_local_peer_let_in(self) -> None:
         conn = self.conn(None, protected=True)
@@ -432,6 +810,31 @@ class CertificateUserTests(AuthCase):
         """A verified certificate whose name is a user of the file is that user."""
         self.assertEqual(self.auth.certificate_user("alice").name, "alice")  # type: ignore[union-attr]
         self.assertIsNone(self.auth.certificate_user("zed"))
+
+    def test_certificate_name_must_be_a_user(self) -> None:
+        """With --users a certificate's name is taken only if it is a user (whose
+        name the users file reserves); the user alice may still NAME alice after
+        AUTH by password, though her certificate has carried it."""
+        alice_cert = self.conn()
+        client = self.hub.find_client("c1")
+        assert client is not None
+        with self.assertRaises(HubError) as refused:
+            self.hub.claim_name(client, "zed")
+        self.assertEqual(refused.exception.code, "auth-failed")
+        self.hub.claim_name(client, "alice")
+        alice_cert.lose()
+        self.assertTrue(self.bob().cmd("NAME alice").startswith("-ERR name-taken alice is "
+                                                                "reserved for the user"))
+        self.assertEqual(self.alice().cmd("NAME alice"), "+OK alice\r\n")
+
+    def test_certificate_names_remembered_are_bounded(self) -> None:
+        from txpubsub.core import registry
+
+        self.patch(registry, "MAX_CERTIFICATE_NAMES", 3)
+        names = self.hub.registry
+        for name in ("a", "b", "c", "a", "d"):
+            names.remember_certificate_name(name)
+        self.assertEqual(list(names.certificate_names), ["c", "a", "d"])
 
     def test_certificate_user_greeting(self) -> None:
         """A client named by its certificate after a user is that user from the start:
@@ -585,6 +988,105 @@ class WebSocketAuthTests(AuthCase):
         self.assertEqual(ws.take(), [
             {"type": "err", "ref": 1, "code": "auth-failed", "text": "wrong user or password"},
             {"type": "pong", "ref": 2}])
+        ws.lose()
+
+    def test_requests_behind_an_auth_are_not_read_until_it_is_answered(self) -> None:
+        """Frames pipelined behind an auth wait, unread (the socket is paused), until
+        it is answered: guesses are checked one at a time, a second apart, and what
+        follows a right password runs as that user, its replies in order."""
+        from .wsframes import client_frame
+
+        ws = self.ws()
+        wrong = {"op": "auth", "user": "bob", "password": "no"}
+        requests = [dict(wrong, ref=1), dict(wrong, ref=2),
+                    {"op": "auth", "user": "bob", "password": "bob-pw", "ref": 3},
+                    {"op": "pub", "channel": "news.uk", "data": "x", "ref": 4}]
+        ws.proto.dataReceived(b"".join(client_frame(json.dumps(r).encode()) for r in requests))
+        self.assertEqual(ws.take(), [])
+        self.assertEqual(ws.transport.producerState, "paused")
+        self.assertEqual(self.hub.stats()["auth_failures"], 1)
+        self.clock.advance(1)
+        self.assertEqual([r["ref"] for r in ws.take()], [1])
+        self.assertEqual(ws.transport.producerState, "paused")
+        self.assertEqual(self.hub.stats()["auth_failures"], 2)
+        self.clock.advance(1)
+        self.assertEqual(ws.take(), [
+            {"type": "err", "ref": 2, "code": "auth-failed", "text": "wrong user or password"},
+            {"type": "ok", "ref": 3, "user": "bob"},
+            {"type": "ok", "ref": 4, "id": 1}])
+        self.assertEqual(ws.transport.producerState, "producing")
+        ws.lose()
+
+    def test_requests_behind_an_auth_checked_later_answered_after_it(self) -> None:
+        """An auth checked on the thread (answered later, as in a real server):
+        the requests behind it are answered after its ok, and the messages they
+        cause come after it too, not ahead of the replies."""
+        from .wsframes import client_frame
+
+        checks = AuthRequiredTests.held_checks(self)  # type: ignore[arg-type]
+        ws = self.ws()
+        requests = [{"op": "auth", "user": "bob", "password": "bob-pw", "ref": 1},
+                    {"op": "sub", "pattern": "news.uk", "ref": 2},
+                    {"op": "pub", "channel": "news.uk", "data": "x", "ref": 3}]
+        ws.proto.dataReceived(b"".join(client_frame(json.dumps(r).encode()) for r in requests))
+        [(d, check, args)] = checks
+        d.callback(check(*args))
+        self.assertEqual([(r["type"], r.get("ref")) for r in ws.take()],
+                         [("ok", 1), ("ok", 2), ("msg", None), ("ok", 3)])
+        ws.lose()
+
+    def test_pacing_does_not_read_past_a_pending_auth(self) -> None:
+        """The end of a publisher's stall does not resume reading while an auth
+        is checked; the auth's answer does not resume it during a stall."""
+        ws = self.ws()
+        session = ws.proto.session
+        ws.ask({"op": "auth", "user": "bob", "password": "no", "ref": 1})
+        self.assertTrue(session.pace())
+        self.clock.advance(0.5)
+        self.assertEqual(ws.transport.producerState, "paused")
+        self.clock.advance(0.5)
+        self.assertEqual(ws.take()[0]["code"], "auth-failed")
+        self.assertEqual(ws.transport.producerState, "producing")
+        ws.ask({"op": "auth", "user": "bob", "password": "no", "ref": 2})
+        self.clock.advance(0.999)
+        self.assertTrue(session.pace())
+        self.clock.advance(0.001)
+        self.assertEqual(ws.take()[0]["code"], "auth-failed")
+        self.assertEqual(ws.transport.producerState, "paused")  # the stall's
+        self.clock.advance(0.01)
+        self.assertEqual(ws.transport.producerState, "producing")
+        ws.lose()
+
+    def test_frames_before_auth_are_small(self) -> None:
+        """Until it has authenticated, a client's frames are at most 16 KiB (as
+        Redis's unauthenticated input): past it, closed 1009 too-large."""
+        ws = self.ws()
+        ws.ask({"op": "auth", "user": "bob", "password": "bob-pw"})
+        ok = ws.ask({"op": "pub", "channel": "news.uk", "data": "x" * 20000, "ref": 1})
+        self.assertEqual(ok, [{"type": "ok", "ref": 1, "id": 1}])
+        stranger = self.ws()
+        stranger.ask({"op": "ping", "data": "x" * 16000})
+        self.assertFalse(stranger.closed)
+        stranger.send_frame(json.dumps({"op": "ping", "data": "x" * 17000}).encode())
+        frames = stranger.frames()
+        self.assertEqual((frames[-1][0], int.from_bytes(frames[-1][1][:2], "big"),
+                          frames[-1][1][2:]), (8, 1009, b"too-large"))
+        self.assertTrue(stranger.closed)
+        ws.lose()
+        stranger.lose()
+
+    def test_lone_surrogates_are_bad_args(self) -> None:
+        """JSON may escape a lone surrogate ("\\ud800"): an auth carrying one is a
+        clear bad-args, not an internal error with a traceback in the log; nor
+        can one make the Authenticator raise."""
+        ws = self.ws()
+        for user, password in (("bob", "\ud800"), ("\udfff", "x")):
+            reply = ws.ask({"op": "auth", "user": user, "password": password, "ref": 1})
+            self.assertEqual((reply[0]["code"], reply[0]["ref"]), ("bad-args", 1))
+        self.assertEqual(self.flushLoggedErrors(), [])
+        failed: list[Any] = []
+        self.auth.authenticate("bob", "\ud800").addErrback(failed.append)
+        self.assertTrue(failed[0].check(UnauthorizedLogin))
         ws.lose()
 
     def test_third_failure_and_timeout_close(self) -> None:

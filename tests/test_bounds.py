@@ -11,8 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from txpubsub.core.hub import LIST_WORK, TURN_WORK
+from txpubsub.wire.errors import HubError
 
-from .helpers import Conn, ConsumerTransport, make_hub, next_turn
+from .helpers import Conn, ConsumerTransport, Recorder, make_hub, next_turn
 
 
 def lines(data: bytes) -> list[bytes]:
@@ -375,8 +376,8 @@ class MemoryBudgetTests(SynchronousTestCase):
 class PublishRateTests(SynchronousTestCase):
     def test_message_rate_holds_then_refills(self) -> None:
         """Past --max-publish-rate (a second's worth at once), PUB gets
-        -ERR rate-limited and nothing is kept; another client's PING is answered;
-        the budget comes back with time."""
+        -ERR rate-limited and nothing is kept (counted for /metrics); another
+        client's PING is answered; the budget comes back with time."""
         clock = Clock()
         hub = make_hub(clock, max_publish_rate=100)
         attacker, other = Conn(hub), Conn(hub)
@@ -385,12 +386,42 @@ class PublishRateTests(SynchronousTestCase):
         self.assertEqual(replies.count(b"-ERR rate-limited over 100 messages a second; "
                                        b"slow down\r\n"), 900)
         self.assertEqual(len(hub.history("flood")), 100)
+        self.assertEqual(hub.counters.rate_limited, 900)
         self.assertEqual(other.cmd("PING"), "PONG\r\n")
         self.assertEqual(other.cmd("PUB flood mine"), "+OK 101\r\n")  # its own budget
         clock.advance(0.5)
         replies = attacker.send(b"PUB flood again\n" * 60)
         self.assertEqual(replies.count(b"+OK "), 50)
         self.assertEqual(replies.count(b"-ERR rate-limited "), 10)
+
+    def test_prepaid_budget_never_lets_more_through_than_the_rate(self) -> None:
+        """At 10,000 a second (spent from a prepaid 1% at a time), a flood gets
+        exactly a second's worth, then half a second's worth after 0.5 s; a
+        pause after spending part of a prepaid chunk adds at most 1% to the
+        next burst."""
+        clock = Clock()
+        hub = make_hub(clock, max_publish_rate=10_000, max_publish_bytes_rate=0)
+        client = hub.attach(Recorder(), "127.0.0.1:1", "tcp:test")
+
+        def burst(n: int) -> int:
+            sent = 0
+            for _ in range(n):
+                try:
+                    hub.publish("x", "flood", b"y", client)
+                except HubError as e:
+                    self.assertEqual(e.code, "rate-limited")
+                else:
+                    sent += 1
+            return sent
+
+        self.assertEqual(burst(20_000), 10_000)
+        clock.advance(0.5)
+        self.assertEqual(burst(20_000), 5_000)
+        clock.advance(10)
+        self.assertEqual(burst(30), 30)  # 100 taken from the bucket, 70 still prepaid
+        clock.advance(10)
+        self.assertEqual(burst(20_000), 10_070)
+        self.assertEqual(hub.counters.rate_limited, 10_000 + 15_000 + 9_930)
 
     def test_direct_message_flood_refused_before_the_reader_is_cut(self) -> None:
         """A flood of 64 KiB PUBB @alice stops at --max-publish-bytes; alice,
@@ -406,6 +437,7 @@ class PublishRateTests(SynchronousTestCase):
         self.assertEqual(replies.count(b"+OK "), 16)  # 1 MiB, the bucket's second
         self.assertEqual(replies.count(b"-ERR rate-limited over 1048576 bytes a second; "
                                        b"slow down\r\n"), 184)
+        self.assertEqual(hub.counters.rate_limited, 184)
         self.assertFalse(alice.closed)
         self.assertEqual(attacker.cmd("PING"), "PONG\r\n")
         received = alice.send(b"PING\n")
@@ -499,11 +531,14 @@ class HistoryBytesTests(SynchronousTestCase):
 
         ring = RingHistory("r", 4)
         for i in range(1, 7):  # wrapped: 3 4 5 6
-            ring.append(Message("r", i, "s", b"p" * i, 0.0))
-        self.assertEqual(ring.oldest_size(), 3)
+            ring.add(Message("r", i, "s", b"p" * i, 0.0))
+        self.assertEqual([ring.message(0).msg_id, ring.message(-1).msg_id,
+                          ring.message(3).payload], [3, 6, b"p" * 6])
+        with self.assertRaises(IndexError):
+            ring.message(4)
         self.assertEqual(ring.drop_oldest(5), 7)  # 3 and 4
         self.assertEqual([m.msg_id for m in ring.newest(10)], [5, 6])
-        ring.append(Message("r", 7, "s", b"p", 0.0))
-        ring.append(Message("r", 8, "s", b"p", 0.0))
-        ring.append(Message("r", 9, "s", b"p", 0.0))
+        ring.add(Message("r", 7, "s", b"p", 0.0))
+        ring.add(Message("r", 8, "s", b"p", 0.0))
+        ring.add(Message("r", 9, "s", b"p", 0.0))
         self.assertEqual([m.msg_id for m in ring.newest(10)], [6, 7, 8, 9])

@@ -70,6 +70,15 @@ class ArgumentTests(SynchronousTestCase):
                       usage_error("pub", "news", "x", "--connect-timeout", "nan"))
         self.assertIn("argument --repeat:", usage_error("pub", "news", "x", "--repeat", "0"))
 
+    def test_user_without_a_password_to_hand(self) -> None:
+        """--user with no $TXPUBSUB_PASSWORD and no terminal to ask on: exit 2 saying
+        what to set (never a prompt read from the message stdin)."""
+        self.patch(sys, "stdin", io.StringIO("secret\n"))
+        self.assertIn("--user needs a password: set $TXPUBSUB_PASSWORD",
+                      usage_error("pub", "news", "-", "--user", "bob"))
+        args = parse(["sub", "news"], {"TXPUBSUB_USER": "bob", "TXPUBSUB_PASSWORD": "pw"})
+        self.assertEqual((args.user, args.password), ("bob", "pw"))
+
     def test_bad_channels_and_names_are_usage_errors(self) -> None:
         """sub a..b, chat a..b and --name 'bad name' are refused by the command itself."""
         self.assertIn("argument PATTERN: bad channel name 'a..b'", usage_error("sub", "a..b"))
@@ -286,6 +295,31 @@ class CLITests(TestCase):
                               b"by another client\n")
         await holder.quit()
 
+    async def test_user_logs_in(self) -> None:
+        """--user logs in, the password from $TXPUBSUB_PASSWORD: sub and pub work as
+        that user on a server with --users; a wrong password is one line, exit 1."""
+        from txpubsub.auth.authenticator import Authenticator
+        from txpubsub.auth.users import parse_users
+
+        from .test_auth import USERS
+
+        hub = Hub(reactor, epoch="users")
+        service, address = serve(self, hub)
+        service.factory.auth = Authenticator(hub, parse_users(USERS), failure_delay=0.1)
+        env = {**os.environ, "TXPUBSUB_SERVER": address, "TXPUBSUB_PASSWORD": "bob-pw"}
+        sub = self.spawn("sub", "news.uk", "--count", "1", "--user", "bob", env=env)
+        for _ in range(int(WAIT / 0.02)):
+            if hub.subscribers_of("news.uk"):
+                break
+            await deferLater(reactor, 0.02)
+        self.assertEqual(await self.run_cli("pub", "news.uk", "hi", env={
+            **env, "TXPUBSUB_USER": "bob"}), (b"", b"", 0))
+        self.assertEqual(await sub.ended.addTimeout(WAIT, reactor), (b"hi\n", b"", 0))
+        self.assertEqual(await self.run_cli("pub", "news.uk", "x", "--user", "bob", env={
+            **env, "TXPUBSUB_PASSWORD": "no"}),
+            (b"", b"txpubsub: the server refused: -ERR auth-failed wrong user or password\n",
+             1))
+
     async def test_pub_binary(self) -> None:
         _out, err, code = await self.run_cli("pub", "bin", "-", "--binary", stdin=b"\x00\xff\n")
         self.assertEqual(code, 0, err)
@@ -314,7 +348,7 @@ class CLITests(TestCase):
         out, err, code = await self.run_cli("admin", path, "STATS")
         self.assertEqual(code, 0, err)
         self.assertIn(b"STAT clients 0\n", out)
-        self.assertTrue(out.endswith(b"+OK 15\n"))
+        self.assertTrue(out.endswith(b"+OK 16\n"))
         out, err, code = await self.run_cli("admin", path, "KICK", "nobody")
         self.assertEqual((code, err), (1, b"-ERR no-such-client no client nobody\n"))
         out, err, code = await self.run_cli("admin", path, stdin=b"STATS\nHELP\n")

@@ -301,3 +301,77 @@ class ReconnectOnClockTests(SynchronousTestCase):
         watcher = self.hub.find_client("w")
         assert watcher is not None
         self.assertEqual(watcher.patterns, {"news.>"})
+
+    def with_users(self) -> None:
+        from txpubsub.auth.authenticator import Authenticator
+        from txpubsub.auth.users import parse_users
+
+        from .test_auth import USERS, run_now
+
+        factory = self.net.server
+        assert isinstance(factory, LineDoorFactory)
+        factory.auth = Authenticator(self.hub, parse_users(USERS), run_in_thread=run_now)
+
+    def test_logs_in_on_every_connection(self) -> None:
+        """With user= the client logs in before it names itself (bob may take the
+        name bob only as the user bob) and resumes as the user after a drop."""
+        self.with_users()
+        client = self.client(name="bob", user="bob", password="bob-pw")
+        got: list[Delivery] = []
+        subscribed = client.subscribe("news.uk", got.append)
+        self.net.flush()
+        self.successResultOf(subscribed)
+        self.hub.publish("p", "news.uk", b"before")
+        self.net.flush()
+        self.hub.kick("bob")
+        self.net.flush()
+        self.hub.publish("p", "news.uk", b"during")
+        self.net.advance(1.3)
+        self.assertEqual(self.states.count("connected"), 2)
+        self.assertEqual([m.payload for m in got], [b"before", b"during"])
+        bob = self.hub.find_client("bob")
+        assert bob is not None
+        self.assertEqual(bob.user, "bob")
+
+    def test_login_refused_on_a_reconnect_is_tried_again(self) -> None:
+        """A login refused on a later connection (here: too many checks at once,
+        as when every client of a restarted server logs in again) is not
+        'connected' as nobody: the subscriptions stay, the client tries again on
+        a new connection a pause later, and resumes as the user."""
+        from txpubsub.client.connection import LOGIN_RETRY
+
+        self.with_users()
+        throttle = self.net.server.auth.throttle  # type: ignore[attr-defined]
+        client = self.client(name="bob", user="bob", password="bob-pw")
+        got: list[Delivery] = []
+        subscribed = client.subscribe("news.uk", got.append)
+        self.net.flush()
+        self.successResultOf(subscribed)
+        self.hub.publish("p", "news.uk", b"before")
+        self.net.flush()
+        throttle.checking = throttle.max_checks  # every check slot is busy
+        self.hub.kick("bob")
+        self.net.flush()
+        self.net.advance(1.3)
+        self.assertEqual(self.states.count("connected"), 1)
+        self.assertIn("login refused: unavailable", self.states[-1])
+        self.hub.publish("p", "news.uk", b"during")
+        throttle.checking = 0
+        self.net.advance(LOGIN_RETRY)
+        self.net.advance(1.3)
+        self.assertEqual(self.states.count("connected"), 2)
+        self.assertEqual([m.payload for m in got], [b"before", b"during"])
+        bob = self.hub.find_client("bob")
+        assert bob is not None
+        self.assertEqual(bob.user, "bob")
+
+    def test_wrong_password_fails_once_without_retrying(self) -> None:
+        self.with_users()
+        connected = self.client(user="bob", password="nope").connection()
+        self.net.flush()
+        self.net.advance(1)
+        failure = self.failureResultOf(connected, CommandError)
+        self.assertEqual((failure.value.code, failure.value.text),
+                         ("auth-failed", "wrong user or password"))
+        self.net.advance(60)
+        self.assertEqual(self.net.attempts, 1)

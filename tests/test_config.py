@@ -73,6 +73,7 @@ def non_defaults(directory: str) -> dict[str, Any]:
         "tls-handshake-timeout": 3,
         "users": f"{directory}/users.toml",
         "auth-timeout": 4,
+        "max-auth-checks": 3,
         "ping-interval": 5,
         "time-interval": 0.5,
         "feed": ["feeds.>=tcp:23411:interface=127.0.0.1"],
@@ -219,6 +220,12 @@ class ConfigFileTests(SynchronousTestCase):
         self.assertIn("history: expected a number or a string",
                       self.refused("[history]\nkeep = 1\n"))
 
+    def test_history_over_max_history_names_the_file(self) -> None:
+        """A check across two options is one line naming the file too, not
+        twistd's whole --help (found in review)."""
+        message = self.refused("history = 20000\n")
+        self.assertIn("history (20000) must not exceed max-history (10000)", message)
+
     def test_bad_endpoint(self) -> None:
         self.assertIn("port: bad endpoint 'tcp:nope'", self.refused('port = ["tcp:nope"]\n'))
 
@@ -312,6 +319,19 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(conn.take(), b"PING\r\n")
         self.reactor.advance(5)
         self.assertEqual(conn.take(), b"BYE stale nothing heard for 610 seconds\r\n")
+
+    def test_reload_changes_auth_limits(self) -> None:
+        """--auth-timeout and --max-auth-checks follow a reload."""
+        users = os.path.join(self.directory, "users.toml")
+        with open(users, "w") as f:
+            f.write("[users.alice]\n")
+        self.write(f"users = {users!r}\nmax-auth-checks = 4\nauth-timeout = 10\n")
+        _, lifecycle, factory = self.start()
+        auth: Any = factory.auth
+        self.assertEqual((auth.throttle.max_checks, auth.timeout), (4, 10))
+        self.write(f"users = {users!r}\nmax-auth-checks = 9\nauth-timeout = 3\n")
+        lifecycle.reload()
+        self.assertEqual((auth.throttle.max_checks, auth.timeout), (9, 3))
 
     def test_bad_file_on_reload_keeps_the_running_options(self) -> None:
         self.write("max-payload = 100\n")

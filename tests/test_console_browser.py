@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from txpubsub.client import CommandError
 from txpubsub.client.blocking import BlockingClient
 
 from .test_twistd import twistd
@@ -28,14 +29,14 @@ WAIT_MS = 15000
 SCREENSHOTS = os.environ.get("TXPUBSUB_SCREENSHOTS")  # a folder to keep the page's pictures in
 
 
-def start_server(tmp: str, line_port: int = 0,
-                 web_port: int = 0) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_server(tmp: str, line_port: int = 0, web_port: int = 0,
+                 *options: str) -> tuple[subprocess.Popen[bytes], int, int]:
     """twistd with a line listener and a --ws listener on free ports (or these):
     (process, line, web); its admin socket is tmp/admin.sock."""
     proc = subprocess.Popen(
         [*twistd(), "-n", "--pidfile=", "txpubsub", "--admin", os.path.join(tmp, "admin.sock"),
          "--port", f"tcp:{line_port}:interface=127.0.0.1",
-         "--ws", f"tcp:{web_port}:interface=127.0.0.1:backlog=64"],
+         "--ws", f"tcp:{web_port}:interface=127.0.0.1:backlog=64", *options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp)
     assert proc.stdout is not None
     output = b""
@@ -145,6 +146,40 @@ class ConsoleBrowserTests(SynchronousTestCase):
             "() => [...document.querySelectorAll('#channels tr')].some("
             "r => r.innerText.replace(/\\s+/g, ' ').trim() === 'lobby 2 2 2')")
         self.screenshot(page, "console-laptop.png")
+
+    def test_log_in_on_a_server_with_users(self) -> None:
+        """On a server with --users the page asks for a user and password, says why
+        a wrong one was refused, and once logged in works as that user."""
+        from .test_auth import USERS
+
+        users = os.path.join(self.tmp, "users.toml")
+        with open(users, "w") as f:
+            f.write(USERS)
+        os.chmod(users, 0o600)
+        self.stop_server()
+        self.proc, self.line_port, self.web_port = start_server(self.tmp, 0, 0, "--users", users)
+        page = self.open_page()
+        page.wait_for_selector("#login-form:not([hidden])")
+        self.screenshot(page, "console-login.png")
+        page.fill("#user", "alice")
+        page.fill("#password", "wrong")
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#error:has-text('wrong user or password')")
+        page.fill("#password", "alice pw with spaces")
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#messages li:has-text('logged in as alice')")
+        self.assertTrue(page.locator("#login-form").is_hidden())
+        page.fill("#pattern", "chat.room")
+        page.click("#join-form button[type=submit]")
+        page.wait_for_selector(".chip:has-text('chat.room')")
+        tcp = BlockingClient(f"tcp:127.0.0.1:{self.line_port}", timeout=10, user="bob",
+                             password="bob-pw")
+        self.addCleanup(tcp.close)
+        with self.assertRaises(CommandError) as refused:
+            tcp.publish("chat.room", "bob may not")
+        self.assertEqual(refused.exception.code, "forbidden")
+        self.admin("PUB chat.room hello alice")
+        page.wait_for_selector("#messages li:has-text('hello alice')")
 
     def test_direct_messages_and_phone_width(self) -> None:
         """A direct message each way between the page and a TCP client, on a phone-sized page."""

@@ -46,6 +46,9 @@ class LaterStore:
     def channel_retired(self, name: str, last_id: int) -> None:
         self.retired[name] = last_id
 
+    def restart(self, epoch: str) -> None:
+        self.epoch = epoch
+
     def drain(self) -> Deferred[None]:
         return succeed(None)
 
@@ -134,6 +137,90 @@ class AcknowledgeAfterCommitTests(SynchronousTestCase):
         conn.send(b"PUB t c\n")
         self.store.commit()
         self.assertEqual(conn.take(), b"+OK 2\r\n")
+
+
+class EveryDoorTests(SynchronousTestCase):
+    """Each door answers a publish once its commit has finished, in command
+    order, and a refused one with its own error form."""
+
+    def setUp(self) -> None:
+        self.store = LaterStore()
+        store: Store = self.store
+        self.hub = make_hub(Clock(), store=store)
+
+    def test_quiet_line_publisher(self) -> None:
+        """QUIET: nothing for a stored publish, the error for a refused one,
+        in order with the other replies; published counts only stored ones."""
+        conn = Conn(self.hub)
+        conn.cmd("QUIET on")
+        self.assertEqual(conn.send(b"PUB t a\nPING\n"), b"")
+        self.store.commit()
+        self.assertEqual(conn.take(), b"PONG\r\n")
+        conn.send(b"PUB t b\nPING\n")
+        self.store.fail()
+        self.assertEqual(conn.take(), b"-ERR unavailable the history store cannot write: "
+                                      b"full\r\nPONG\r\n")
+        self.assertEqual(conn.proto.session.msgs_in, 1)
+
+    def test_websocket(self) -> None:
+        from .wsframes import WsConn
+
+        ws = WsConn(self.hub)
+        self.addCleanup(ws.lose)
+        self.assertEqual(ws.ask({"op": "pub", "channel": "t", "data": "a", "ref": 1}), [])
+        self.store.commit()
+        self.assertEqual(ws.take(), [{"type": "ok", "ref": 1, "id": 1}])
+        ws.ask({"op": "pub", "channel": "t", "data": "b", "ref": 2})
+        self.store.fail()
+        self.assertEqual(ws.take(), [{"type": "err", "ref": 2, "code": "unavailable",
+                                      "text": "the history store cannot write: full"}])
+
+    def test_resp(self) -> None:
+        """PUBLISH's count of this server's readers, after the commit."""
+        from txpubsub.doors.resp import RespDoorFactory
+
+        reader = Conn(self.hub)
+        reader.cmd("SUB t")
+        conn = Conn(self.hub, RespDoorFactory(self.hub, "tcp:resp"))
+        self.assertEqual(conn.send(b"PUBLISH t a\r\nPING\r\n"), b"")
+        self.store.commit()
+        self.assertEqual(conn.take(), b":1\r\n+PONG\r\n")
+        conn.send(b"PUBLISH t b\r\n")
+        self.store.fail()
+        self.assertEqual(conn.take(), b"-ERR unavailable the history store cannot write: full\r\n")
+
+    def test_ingest(self) -> None:
+        """An ingest line is delivered after its commit; a refusal is counted."""
+        from txpubsub.doors.feeds import IngestDoor, IngestFactory
+
+        reader = Conn(self.hub)
+        reader.cmd("SUB t")
+        ingest = Conn(self.hub, IngestFactory("t", self.hub, "tcp:ingest"))
+        ingest.send(b"a\nb\n")
+        self.assertEqual(reader.take(), b"")
+        self.store.commit()
+        self.assertEqual(reader.take(), b"MSG t 1 c2 a\r\nMSG t 2 c2 b\r\n")
+        ingest.send(b"c\n")
+        self.store.fail()
+        door = ingest.proto
+        assert isinstance(door, IngestDoor)
+        self.assertEqual((door._refused, door.session.msgs_in), (1, 2))
+
+    def test_admin(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from txpubsub.doors.admin import AdminDoor
+
+        door = AdminDoor(self.hub, lambda grace: None, lambda: ())
+        transport = StringTransport()
+        door.makeConnection(transport)
+        door.dataReceived(b"PUB t a\nPUB t b\n")
+        self.assertEqual(transport.value(), b"")
+        self.store.commit(1)
+        self.assertEqual(transport.value(), b"+OK 1\r\n")
+        self.store.fail()
+        self.assertEqual(transport.value(), b"+OK 1\r\n-ERR unavailable the history store "
+                                            b"cannot write: full\r\n")
 
 
 class MemoryStoreTests(SynchronousTestCase):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txpubsub.core.history import DequeHistory, RingHistory
+from txpubsub.core.history import FlatHistory, RingHistory
 from txpubsub.core.hub import IDLE_CHANNEL, SWEEP_INTERVAL
 from txpubsub.core.message import Message
 
@@ -284,19 +284,33 @@ class ReplayPropertyTests(SynchronousTestCase):
 
 
 class HistoryFormsTests(SynchronousTestCase):
-    @given(form=st.sampled_from([DequeHistory, RingHistory]), keep=st.integers(1, 12),
-           published=st.integers(0, 40), asked=st.integers(0, 50))
+    @given(form=st.sampled_from([FlatHistory, RingHistory]), keep=st.integers(1, 12),
+           published=st.integers(0, 40), asked=st.integers(0, 50),
+           dropped=st.integers(0, 200))
     def test_newest_are_the_last_published_oldest_first(
-        self, form: type[DequeHistory | RingHistory], keep: int, published: int, asked: int
+        self, form: type[FlatHistory | RingHistory], keep: int, published: int, asked: int,
+        dropped: int,
     ) -> None:
-        """Either form (PyPy's rings, CPython's deque), however often it wrapped,
-        replays the newest messages in order."""
+        """Either form (PyPy's rings, CPython's flat deque), however often it wrapped,
+        replays the newest messages in order, counts the payload bytes it keeps
+        and lets go of the oldest first."""
         ring = form("t", keep)
-        sent = [Message("t", i, f"s{i % 3}", b"p%d" % i, float(i)) for i in range(1, published + 1)]
-        for msg in sent:
-            ring.append(msg)
-        want = sent[len(sent) - min(asked, keep, published):]
+        sent = [Message("t", i, f"s{i % 3}é" * (i % 4), b"p%d" % i * (i % 5), i / 3)
+                for i in range(1, published + 1)]
+        held = sum(ring.add(msg) for msg in sent)
+        kept = sent[len(sent) - min(keep, published):]
+        self.assertEqual(held, sum(len(m.payload) for m in kept))
+        want = kept[len(kept) - min(asked, len(kept)):]
         got = ring.newest(asked)
-        self.assertEqual(len(ring), min(keep, published))
+        self.assertEqual(ring.message_count(), min(keep, published))
         self.assertEqual([(m.channel, m.msg_id, m.sender, m.payload, m.published_at) for m in got],
                          [(m.channel, m.msg_id, m.sender, m.payload, m.published_at) for m in want])
+        if kept:
+            self.assertEqual(ring.message(0).msg_id, kept[0].msg_id)
+            self.assertEqual(ring.message(-1).payload, kept[-1].payload)
+        freed = ring.drop_oldest(dropped)
+        gone = 0
+        while kept and gone < dropped:
+            gone += len(kept.pop(0).payload)
+        self.assertEqual(freed, gone)
+        self.assertEqual([m.msg_id for m in ring.newest(keep)], [m.msg_id for m in kept])

@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 import warnings
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.application.service import MultiService
@@ -46,12 +48,16 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 class MetricsTests(TestCase):
-    async def start(self) -> tuple[Hub, MultiService]:
-        directory = tempfile.mkdtemp()
+    timeout = 60
+
+    async def start(self, *arguments: str) -> tuple[Hub, MultiService]:
+        """A whole server (makeService) with --http, and ``arguments``."""
+        self.directory = directory = tempfile.mkdtemp()
         self.admin = os.path.join(directory, "admin.sock")
         options = Options()
         options.parseOptions(["--port", "tcp:0:interface=127.0.0.1",
-                              "--http", "tcp:0:interface=127.0.0.1", "--admin", self.admin])
+                              "--http", "tcp:0:interface=127.0.0.1", "--admin", self.admin,
+                              *arguments])
         top = makeService(options, reactor)
         assert isinstance(top, MultiService)
         for service in top:
@@ -105,7 +111,107 @@ class MetricsTests(TestCase):
         self.assertIn(("version", __import__("txpubsub").__version__), build[1])
         every = set(COUNTERS) | set(GAUGES) | {"bytes_out", "uptime_s"}
         self.assertEqual(every, set(stats), "a STATS counter has no metric")
+        # A memory store and no Redis: none of their metrics.
+        self.assertEqual([k for k in found if k[0].startswith(("txpubsub_store_c",
+                                                               "txpubsub_store_q",
+                                                               "txpubsub_redis_"))], [])
         await reader.quit()
+
+    async def test_rate_limited_and_limits(self) -> None:
+        """Publishes refused by --max-publish-rate are counted; the limits an
+        alert compares with are there."""
+        await self.start("--max-publish-rate", "1", "--max-channels", "500")
+        writer = await connect(self.clients)
+        writer.send(b"PUB news a\r\nPUB news b\r\nPUB news c\r\n")
+        await writer.wait(lambda lines: sum(x.startswith((b"+OK", b"-ERR")) for x in lines) == 3)
+        self.assertEqual(sum(x.startswith(b"-ERR rate-limited") for x in writer.lines), 2)
+        found = samples((await get(self.http, "/metrics"))[1])
+        self.assertEqual((found[("txpubsub_rate_limited_total", ())],
+                          found[("txpubsub_max_channels", ())],
+                          found[("txpubsub_max_clients", ())]), (2, 500, 10000))
+        await writer.quit()
+
+    async def test_store_commits_and_queue(self) -> None:
+        """With --store sqlite, /metrics has each commit's time, how long
+        publishes waited for it, what was committed and what waits."""
+        from txpubsub.store.sqlite import MAX_PENDING_BYTES
+
+        started = time.monotonic()
+        await self.start("--store", f"sqlite:{tempfile.mkdtemp()}/history.db")
+        writer = await connect(self.clients)
+        writer.send(b"".join(b"PUB news m%d\r\n" % n for n in range(5)))
+        await writer.wait(lambda lines: sum(x.startswith(b"+OK") for x in lines) == 5)
+        found = samples((await get(self.http, "/metrics"))[1])
+        elapsed = time.monotonic() - started
+        self.assertEqual(found[("txpubsub_store_committed_messages_total", ())], 5)
+        commits = found[("txpubsub_store_commit_seconds_count", ())]
+        waits = found[("txpubsub_store_wait_seconds_count", ())]
+        # Group commit: one to five commits hold the five messages (and the
+        # channel's creation may have one of its own).
+        self.assertTrue(1 <= waits <= 5 and waits <= commits <= waits + 1, (waits, commits))
+        for name in ("txpubsub_store_commit_seconds", "txpubsub_store_wait_seconds"):
+            self.assertTrue(0 < found[(name + "_sum", ())] < elapsed, name)
+            self.assertEqual(found[(name + "_bucket", (("le", "+Inf"),))],
+                             found[(name + "_count", ())])
+        self.assertLessEqual(found[("txpubsub_store_commit_seconds_sum", ())],
+                             found[("txpubsub_store_wait_seconds_sum", ())] + elapsed)
+        self.assertEqual((found[("txpubsub_store_queue_messages", ())],
+                          found[("txpubsub_store_queue_bytes", ())],
+                          found[("txpubsub_store_max_queue_bytes", ())]),
+                         (0, 0, MAX_PENDING_BYTES))
+        self.assertEqual(await get(self.http, "/readyz"), (200, "ready\n"))
+        await writer.quit()
+
+    async def test_readyz_follows_redis(self) -> None:
+        """With --redis, /readyz is 503 saying so while Redis cannot be reached
+        (at start, after it stops) and 200 once it is back; /metrics shows the
+        connection and each publish's round trip through Redis."""
+        from .test_redis import RedisProcess
+
+        redis = RedisProcess()
+        redis.stop()  # down when the server starts
+        self.addCleanup(redis.stop)
+        hub, _ = await self.start("--redis", redis.url)
+        backplane: Any = hub.backplane
+        status, text = await get(self.http, "/readyz")
+        self.assertEqual(status, 503)
+        self.assertTrue(text.startswith(
+            f"redis unreachable: not connected to 127.0.0.1:{redis.port}"), text)
+        self.assertEqual(await get(self.http, "/healthz"), (200, "ok\n"))
+        found = samples((await get(self.http, "/metrics"))[1])
+        self.assertEqual(found[("txpubsub_redis_connected", ())], 0)
+
+        redis.start()
+        started = time.monotonic()
+        await backplane.when_connected().addTimeout(WAIT, reactor)
+        self.assertEqual(await get(self.http, "/readyz"), (200, "ready\n"))
+        client = await connect(self.clients)
+        for n in range(3):
+            await client.ask(b"PUB news m%d" % n, b"+OK")
+        found = samples((await get(self.http, "/metrics"))[1])
+        self.assertEqual(found[("txpubsub_redis_connected", ())], 1)
+        self.assertEqual(found[("txpubsub_redis_publish_seconds_count", ())], 3)
+        self.assertTrue(0 < found[("txpubsub_redis_publish_seconds_sum", ())]
+                        < time.monotonic() - started)
+        self.assertEqual((found[("txpubsub_redis_pending_publishes", ())],
+                          found[("txpubsub_redis_publish_errors_total", ())],
+                          found[("txpubsub_redis_connection_losses_total", ())]), (0, 0, 0))
+
+        redis.stop()
+        status, text = await get(self.http, "/readyz")
+        self.assertEqual(status, 503)
+        self.assertTrue(text.startswith("redis unreachable: "), text)
+        self.assertEqual(await client.ask(b"PUB news lost", b"-ERR"),
+                         b"-ERR unavailable redis cannot be reached; not published")
+        found = samples((await get(self.http, "/metrics"))[1])
+        self.assertEqual(found[("txpubsub_redis_connected", ())], 0)
+        self.assertGreaterEqual(found[("txpubsub_redis_connection_losses_total", ())], 1)
+        self.assertEqual(found[("txpubsub_redis_publish_errors_total", ())], 1)
+
+        redis.start()
+        await backplane.when_connected().addTimeout(WAIT, reactor)
+        self.assertEqual(await get(self.http, "/readyz"), (200, "ready\n"))
+        await client.quit()
 
     async def test_health_and_readiness(self) -> None:
         await self.start()

@@ -34,6 +34,14 @@ class HubTests(SynchronousTestCase):
     def assertCode(self, code: str, f, *args) -> None:
         self.assertEqual(self.assertRaises(HubError, f, *args).code, code)
 
+    def test_hub_keeps_its_state_in_slots(self) -> None:
+        """Every attribute the hub sets is a slot: an instance dict past 30 keys
+        stops sharing its keys in CPython 3.11, and then each self.<attribute>
+        on the publish path is a dict lookup (docs/benchmarks.md, issue 13)."""
+        self.hub.startService()
+        self.addCleanup(self.hub.stopService)
+        self.assertEqual(sorted(vars(self.hub)), ["running"])  # Service's own
+
     def test_ids_per_channel_from_one(self) -> None:
         """Each channel numbers its messages 1, 2, 3 on its own."""
         self.assertEqual([self.hub.publish("x", "a", b"") for _ in range(3)], [1, 2, 3])

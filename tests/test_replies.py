@@ -42,3 +42,32 @@ class ReplyQueueTests(SynchronousTestCase):
         d.errback(KeyError("bug"))
         self.assertEqual(self.written, [ReplyQueue.INTERNAL_ERROR, b"PONG\r\n"])
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+    def test_send_later_keeps_order(self) -> None:
+        """A reply made from a Deferred's result (a PUB numbered by a shared
+        backplane) keeps its place; a refusal is made into its -ERR line, and
+        a failure to make the reply into internal-error."""
+        made = []
+
+        def make(result: object) -> bytes:
+            made.append(result)
+            if result == "bug":
+                raise KeyError("bug")
+            return result if isinstance(result, bytes) else b"-ERR refused\r\n"
+
+        first: Deferred[object] = Deferred()
+        second: Deferred[object] = Deferred()
+        third: Deferred[object] = Deferred()
+        self.queue.send_later(first, make)
+        self.queue.send(b"PONG\r\n")
+        self.queue.send_later(second, make)
+        self.queue.send_later(third, make)
+        second.errback(ValueError("refused"))
+        third.callback("bug")
+        self.assertEqual(self.written, [])
+        first.callback(b"+OK 1\r\n")
+        self.assertEqual(self.written, [b"+OK 1\r\n", b"PONG\r\n", b"-ERR refused\r\n",
+                                        ReplyQueue.INTERNAL_ERROR])
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+        # Each Deferred's result was handled: nothing left unhandled in them.
+        self.assertEqual([first.result, second.result, third.result], [None, None, None])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import ClassVar
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -13,7 +14,7 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.resp import RespDoor, RespDoorFactory, unknown_command
 from txpubsub.doors.session import DoorSettings
 
-from .helpers import Conn, make_hub, next_turn
+from .helpers import Conn, ConsumerTransport, make_hub, next_turn
 from .test_auth import USERS, run_now
 
 
@@ -102,6 +103,32 @@ class CommandTests(RespCase):
         self.assertEqual(c.send(cmd("CONFIG", "GET", "maxmemory")), b"*0\r\n")
         self.assertEqual(c.send(cmd("COMMAND", "DOCS")), b"*0\r\n")
 
+    def test_client_setinfo_refuses_what_would_break_client_info(self) -> None:
+        """As Redis 7.2: a lib-name or lib-ver with a space, a newline or another
+        byte outside ! to ~ is refused, so CLIENT INFO stays one line of
+        key=value fields that client libraries split on spaces."""
+        c = self.conn()
+        for value in ("a b", "a\nid=7", "caf\u00e9"):
+            self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", value)),
+                             b"-ERR lib-name cannot contain spaces, newlines or special "
+                             b"characters.\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "LIB-VER", "1 2")),
+                         b"-ERR LIB-VER cannot contain spaces, newlines or special "
+                         b"characters.\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", "redis-py")), b"+OK\r\n")
+        info = c.send(cmd("CLIENT", "INFO"))
+        self.assertIn(b" lib-name=redis-py lib-ver=\n\r\n", info)
+        self.assertEqual(info.count(b"\n"), 3, info)  # the bulk's header, the line, its CRLF
+        self.assertEqual(c.send(cmd("CLIENT", "SETINFO", "lib-name", "")), b"+OK\r\n")
+
+    def test_client_no_evict_and_no_touch_take_on_or_off(self) -> None:
+        """As Redis: ON and OFF (any case) are +OK, anything else a syntax error."""
+        c = self.conn()
+        for sub in ("NO-EVICT", "no-touch"):
+            self.assertEqual(c.send(cmd("CLIENT", sub, "on")), b"+OK\r\n")
+            self.assertEqual(c.send(cmd("CLIENT", sub, "OFF")), b"+OK\r\n")
+            self.assertEqual(c.send(cmd("CLIENT", sub, "maybe")), b"-ERR syntax error\r\n")
+
     def test_hello(self) -> None:
         """HELLO 3 answers a map and switches to RESP3; HELLO 2 back."""
         c = self.conn()
@@ -116,6 +143,16 @@ class CommandTests(RespCase):
         self.assertEqual(c.send(cmd("HELLO", "3", "FOO")),
                          b"-ERR Syntax error in HELLO option 'FOO'\r\n")
 
+    def test_hello_checks_the_version_before_its_options(self) -> None:
+        """As Redis's helloCommand: an unsupported version is NOPROTO whatever
+        follows it, so a client probing for RESP4 reads the code it looks for."""
+        c = self.conn()
+        self.assertEqual(c.send(cmd("HELLO", "4", "FOO")),
+                         b"-NOPROTO unsupported protocol version\r\n")
+        self.assertEqual(c.send(cmd("HELLO", "1", "SETNAME", "bob")),
+                         b"-NOPROTO unsupported protocol version\r\n")
+        self.assertEqual(c.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
+
     def test_auth_without_users(self) -> None:
         c = self.conn()
         self.assertEqual(c.send(cmd("AUTH", "pw")),
@@ -123,6 +160,36 @@ class CommandTests(RespCase):
                          b"the default user. Are you sure your configuration is correct?\r\n")
         self.assertEqual(c.send(cmd("AUTH", "u", "pw")),
                          b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+
+    def test_flush_commands_answer_ok(self) -> None:
+        """FLUSHALL, FLUSHDB and FUNCTION FLUSH (Redis's test suite sends them
+        before each unit): there is nothing to delete, so +OK, as Redis answers
+        an empty server; a bad option is Redis's syntax error."""
+        c = self.conn()
+        self.assertEqual(c.send(cmd("FLUSHALL")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("flushdb", "ASYNC")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("FUNCTION", "FLUSH", "sync")), b"+OK\r\n")
+        self.assertEqual(c.send(cmd("FLUSHALL", "later")), b"-ERR syntax error\r\n")
+        self.assertEqual(c.send(cmd("FUNCTION", "LOAD", "x")),
+                         b"-ERR unknown subcommand 'LOAD'. Try FUNCTION HELP.\r\n")
+        self.assertEqual(c.send(cmd("FUNCTION")),
+                         b"-ERR wrong number of arguments for 'function' command\r\n")
+
+    def test_nagle_is_off(self) -> None:
+        """The door sets TCP_NODELAY, as Redis does: a second message written
+        before the subscriber ACKs the first must not wait for its delayed ACK
+        (40 ms a step, seen in Redis's own pub/sub tests)."""
+        class Recording(ConsumerTransport):
+            options: ClassVar[dict[str, bool]] = {}
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.options["nodelay"] = enabled
+
+            def setTcpKeepAlive(self, enabled: bool) -> None:
+                self.options["keepalive"] = enabled
+
+        Conn(self.hub, self.factory, transport=Recording)
+        self.assertEqual(Recording.options, {"nodelay": True, "keepalive": True})
 
     def test_quit(self) -> None:
         c = self.conn()
@@ -235,6 +302,29 @@ class PubSubTests(RespCase):
         self.assertEqual(q.send(cmd("PUBSUB", "NOPE")),
                          b"-ERR unknown subcommand 'NOPE'. Try PUBSUB HELP.\r\n")
 
+    def test_info_counts_channels_with_subscribers_by_section(self) -> None:
+        """INFO's pubsub_channels is what Redis's is, the channels someone
+        subscribes to by name (not every channel the server keeps), and INFO
+        <section> answers that section only, as Redis does."""
+        line = Conn(self.hub, self.lines)
+        line.cmd("PUB kept.a hi")  # a channel nobody subscribes to
+        q = self.conn()
+        self.assertIn(b"\r\npubsub_channels:0\r\n", q.send(cmd("INFO")))
+        r = self.conn()
+        r.send(cmd("SUBSCRIBE", "b.x"))
+        r.send(cmd("PSUBSCRIBE", "b*"))
+        info = q.send(cmd("INFO", "stats"))
+        self.assertEqual(info, b"$47\r\n# Stats\r\npubsub_channels:1\r\npubsub_patterns:1\r\n\r\n")
+        clients = q.send(cmd("INFO", "CLIENTS"))
+        self.assertTrue(clients.endswith(b"\r\n# Clients\r\nconnected_clients:3\r\n\r\n"),
+                        clients)
+        self.assertEqual(q.send(cmd("INFO", "keyspace")), b"$0\r\n\r\n")
+        both = q.send(cmd("INFO", "server", "stats"))
+        self.assertIn(b"# Server\r\n", both)
+        self.assertIn(b"\r\n\r\n# Stats\r\n", both)
+        self.assertNotIn(b"# Clients", both)
+        self.assertIn(b"# Clients", q.send(cmd("INFO", "everything")))
+
     def test_reset(self) -> None:
         r = self.conn()
         r.send(cmd("HELLO", "3", "SETNAME", "rita"))
@@ -243,6 +333,39 @@ class PubSubTests(RespCase):
         self.assertEqual(r.send(cmd("RESET")), b"+RESET\r\n")
         self.assertEqual(r.send(cmd("CLIENT", "GETNAME")), b"$-1\r\n")
         self.assertEqual((self.hub.globs.count, self.hub.subscription_count()), (0, 0))
+
+    def test_client_reply_off_keeps_pushes(self) -> None:
+        """CLIENT REPLY OFF silences replies but not (un)subscribe
+        confirmations or messages; ON answers +OK again (Redis's
+        "PubSub messages with CLIENT REPLY OFF")."""
+        r = self.conn()
+        r.send(cmd("HELLO", "3"))
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "OFF")), b"")
+        self.assertEqual(r.send(cmd("SUBSCRIBE", "channel")),
+                         b">3\r\n$9\r\nsubscribe\r\n$7\r\nchannel\r\n:1\r\n")
+        self.assertEqual(r.send(cmd("PING") + cmd("NOPE") + cmd("SUBSCRIBE", "bad name")), b"")
+        self.assertEqual(self.conn().send(cmd("PUBLISH", "channel", "hi")), b":1\r\n")
+        self.assertEqual(r.take(), b">3\r\n$7\r\nmessage\r\n$7\r\nchannel\r\n$2\r\nhi\r\n")
+        # Its own PUBLISH: the message comes, the count does not.
+        self.assertEqual(r.send(cmd("PUBLISH", "channel", "me")),
+                         b">3\r\n$7\r\nmessage\r\n$7\r\nchannel\r\n$2\r\nme\r\n")
+        self.assertEqual(r.send(cmd("UNSUBSCRIBE", "channel")),
+                         b">3\r\n$11\r\nunsubscribe\r\n$7\r\nchannel\r\n:0\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "SKIP")), b"")  # no effect while OFF
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "ON") + cmd("PING")),
+                         b"+OK\r\n+PONG\r\n")
+
+    def test_client_reply_skip_and_reset(self) -> None:
+        """SKIP silences the one command after it; RESET ends OFF and answers."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "SKIP") + cmd("ECHO", "a")
+                                + cmd("ECHO", "b")), b"$1\r\nb\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "MAYBE")), b"-ERR syntax error\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY")),
+                         b"-ERR wrong number of arguments for 'client|reply' command\r\n")
+        self.assertEqual(r.send(cmd("CLIENT", "REPLY", "OFF") + cmd("ECHO", "a")
+                                + cmd("RESET") + cmd("ECHO", "b")),
+                         b"+RESET\r\n$1\r\nb\r\n")
 
     def test_hub_skips_the_glob_index_without_globs(self) -> None:
         """Servers whose clients hold no glob pay nothing for globs on publish."""
@@ -309,6 +432,19 @@ class ProtocolErrorTests(RespCase):
                          b"-ERR Protocol error: invalid bulk length\r\n")
         self.assertTrue(r.closed)
 
+    def test_bulk_bound_follows_a_reloaded_max_payload(self) -> None:
+        """A reload's --max-payload holds for connected Redis clients at once,
+        as for line clients: raised, a bigger PUBLISH goes through; lowered, it
+        is refused from its header."""
+        hub = make_hub(Clock(), max_payload=1000)
+        r = Conn(hub, RespDoorFactory(hub, "tcp:resp", DoorSettings(max_line=100)))
+        hub.max_payload = 2000  # what a reload's LiveSettings does
+        self.assertEqual(r.send(cmd("PUBLISH", "a", b"x" * 1500)), b":0\r\n")
+        hub.max_payload = 500
+        self.assertEqual(r.send(b"*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$600\r\n"),
+                         b"-ERR Protocol error: invalid bulk length\r\n")
+        self.assertTrue(r.closed)
+
     def test_command_over_the_input_bound(self) -> None:
         """Many bulks, each under --max-payload, cannot add up past the bound."""
         hub = make_hub(Clock(), max_payload=1000)
@@ -354,6 +490,29 @@ class AuthTests(RespCase):
         # Commands pipelined after AUTH run as the user it makes.
         self.assertEqual(r.send(cmd("AUTH", "alice", "alice pw with spaces") + cmd("PING")),
                          b"+OK\r\n+PONG\r\n")
+
+    def test_pacing_and_a_pending_auth_hold_input_together(self) -> None:
+        """An AUTH answered during a publisher's stall does not cut the stall short."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("AUTH", "alice", "wrong")), b"")
+        self.clock.advance(0.999)
+        self.assertTrue(r.proto.session.pace())
+        self.clock.advance(0.001)
+        self.assertEqual(r.send(cmd("PING")), b"-WRONGPASS invalid username-password pair or "
+                                              b"user is disabled.\r\n")
+        self.clock.advance(0.01)  # the stall is over
+        self.assertEqual(r.take(), b"-NOAUTH Authentication required.\r\n")
+
+    def test_reset_must_auth_again_in_time(self) -> None:
+        """RESET makes the client nobody: it must AUTH again, within --auth-timeout."""
+        r = self.conn()
+        self.assertEqual(r.send(cmd("AUTH", "alice", "alice pw with spaces")), b"+OK\r\n")
+        self.clock.advance(60)
+        self.assertEqual(r.send(cmd("RESET") + cmd("PING")),
+                         b"+RESET\r\n-NOAUTH Authentication required.\r\n")
+        self.clock.advance(10)
+        self.assertTrue(r.take().startswith(b"-ERR closing: auth-timeout"))
+        self.assertTrue(r.closed)
 
     def test_hello_auth_and_pipelined(self) -> None:
         r = self.conn()

@@ -99,6 +99,23 @@ class SessionBehaviour(_Base):
         self.assertGreater(written, 0)
         self.assertEqual(self.hub.stats()["bytes_out"] - before, written)
 
+    def test_messages_out_counts_deliveries_not_replies(self) -> None:
+        """admin CLIENTS' "out" counts the messages a connection was handed,
+        written or still waiting, and none of its replies or greeting."""
+        conn = self.connect()
+        session = conn.proto.session
+        assert session.client is not None
+        self.hub.subscribe(session.client, "t")
+        self.hub.publish("x", "t", b"one")
+        self.assertEqual(session.msgs_out, 1)  # waiting for the turn's write
+        conn.take()
+        session.send(b"+OK a reply\r\n")
+        self.hub.publish("x", "t", b"two")
+        self.hub.publish("x", "t", b"three")
+        self.assertEqual(session.msgs_out, 3)
+        conn.take()
+        self.assertEqual(session.msgs_out, 3)
+
     def test_goodbye_counts_in_bytes_out(self) -> None:
         """A kicked client's last line (BYE for the line door) is a byte the
         server wrote: STATS bytes_out counts it like every other."""

@@ -10,14 +10,15 @@ import tempfile
 from typing import Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorThreads
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txpubsub.core.hub import Hub
-from txpubsub.store.sqlite import SCHEMA, SqliteStore, StoreError, open_store
+from txpubsub.core.pending import PendingPublish
+from txpubsub.store import sqlite as sqlite_store
+from txpubsub.store.sqlite import SCHEMA, SCHEMA_VERSION, SqliteStore, StoreError, open_store
 from txpubsub.wire.errors import HubError
 
 from .helpers import Conn, kept
@@ -25,6 +26,16 @@ from .netclient import WAIT, connect
 from .test_twistd import ServerProcess, twistd
 
 threads = cast(IReactorThreads, reactor)  # Twisted types `reactor` with fewer interfaces
+# The schema before issue 15's second half: messages keyed by (channel, id).
+SCHEMA_1 = """
+CREATE TABLE txpubsub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE channels (
+    name TEXT PRIMARY KEY, keep INTEGER NOT NULL, last_id INTEGER NOT NULL,
+    created_at REAL NOT NULL, retired INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE messages (
+    channel TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL,
+    payload BLOB NOT NULL, published_at REAL NOT NULL, PRIMARY KEY (channel, id));
+"""
 
 
 async def answered(conn: Conn, data: bytes, replies: int = 1) -> bytes:
@@ -44,6 +55,8 @@ async def answered(conn: Conn, data: bytes, replies: int = 1) -> bytes:
 async def publish(hub: Hub, channel: str, payload: bytes) -> int:
     """The id of a publish, once it is committed."""
     msg_id = hub.publish("x", channel, payload)
+    if isinstance(msg_id, PendingPublish):
+        return await msg_id.deferred()
     return msg_id if isinstance(msg_id, int) else await msg_id
 
 
@@ -141,14 +154,75 @@ class SqliteStoreTests(TestCase):
         await hub.store.close()
         self.assertFalse(os.path.exists(link + ".lock"))
 
-    async def test_only_the_window_is_kept_on_disk(self) -> None:
-        hub, conn = self.start(history=2)
-        await answered(conn, b"PUB news x\n" * 10, 10)
-        assert isinstance(hub.store, SqliteStore)
-        await hub.store.flush()
+    def rows(self) -> list[tuple[str, int]]:
         with sqlite3.connect(self.path) as db:
-            rows = db.execute("SELECT id FROM messages ORDER BY id").fetchall()
-        self.assertEqual(rows, [(9,), (10,)])
+            return db.execute("SELECT channel, id FROM messages ORDER BY rowid").fetchall()
+
+    async def test_only_the_window_is_written(self) -> None:
+        """Of what one commit holds, only each channel's window is written."""
+        _hub, conn = self.start(history=2)
+        await answered(conn, b"PUB news x\n" * 10, 10)
+        self.assertEqual(self.rows(), [("news", 9), ("news", 10)])
+
+    async def test_rows_out_of_the_window_are_swept(self) -> None:
+        """Commit after commit, rows that left their channel's window are
+        deleted: the file holds at most twice the windows."""
+        self.patch(sqlite_store, "SAVE_INTERVAL", 0.0)  # last ids saved every commit
+        hub, _ = self.start(history=2)
+        most = 0
+        for n in range(60):
+            self.assertEqual(await publish(hub, "abc"[n % 3], b"m"), n // 3 + 1)
+            if n >= 30:
+                most = max(most, len(self.rows()))
+        self.assertLessEqual(most, 2 * 3 * 2)
+        self.assertTrue({("a", 20), ("b", 20), ("c", 20), ("c", 19)} <= set(self.rows()))
+
+    async def test_a_dropped_channel_made_again_loads_only_its_new_life(self) -> None:
+        """A channel dropped after its messages were written, then made again:
+        a restart loads only what came after; the old rows are swept."""
+        self.patch(sqlite_store, "SAVE_INTERVAL", 0.0)
+        hub, conn = self.start()
+        for i in range(3):
+            await pub(conn, f"PUB news old{i}")
+        hub.drop("news")
+        self.assertEqual(await pub(conn, "PUB news new"), "+OK 4\r\n")
+        hub, conn = await self.restart(hub)
+        self.assertEqual(conn.cmd("HISTORY news"), "MSG news 4 c1 new\r\n+OK 1\r\n")
+        for i in range(3):
+            await pub(conn, f"PUB other {i}")
+        self.assertEqual([row for row in self.rows() if row[0] == "news"], [("news", 4)])
+
+    async def test_a_last_id_not_yet_saved_comes_from_the_newest_row(self) -> None:
+        """A channel's row may lag its newest message by up to SAVE_INTERVAL
+        (then the process is killed): ids go on after the newest message."""
+        forged_store(self.path, [("news", 2, 1, 1.0, 0)],
+                     [("news", i, "alice", b"m%d" % i, 2.0) for i in (1, 2, 3)])
+        _hub, conn = self.start()
+        self.assertEqual(conn.cmd("HISTORY news"),
+                         "MSG news 2 alice m2\r\nMSG news 3 alice m3\r\n+OK 2\r\n")
+        self.assertEqual(await pub(conn, "PUB news next"), "+OK 4\r\n")
+
+    async def test_a_schema_1_store_is_brought_up_to_date(self) -> None:
+        """A file written before schema 2 opens with its epoch, ids and history."""
+        with sqlite3.connect(self.path) as db:
+            db.executescript(SCHEMA_1)
+            db.executemany("INSERT INTO txpubsub_meta VALUES (?, ?)",
+                           [("schema", "1"), ("epoch", "old"), ("clean", "1")])
+            db.executemany("INSERT INTO channels VALUES (?, ?, ?, ?, ?)",
+                           [("news", 2, 3, 1.0, 0), ("gone", 0, 7, 1.0, 1)])
+            db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
+                           [("news", i, "c1", b"m%d" % i, 2.0) for i in (3, 2)])
+        db.close()
+        hub, conn = self.start()
+        self.assertEqual(hub.epoch, "old")
+        self.assertEqual(conn.cmd("HISTORY news"),
+                         "MSG news 2 c1 m2\r\nMSG news 3 c1 m3\r\n+OK 2\r\n")
+        self.assertEqual(await pub(conn, "PUB news next"), "+OK 4\r\n")
+        self.assertEqual(await pub(conn, "PUB gone again"), "+OK 8\r\n")
+        with sqlite3.connect(self.path) as db:
+            self.assertEqual(db.execute("SELECT value FROM txpubsub_meta WHERE key = 'schema'")
+                             .fetchone(), (SCHEMA_VERSION,))
+        db.close()
 
     async def test_forgotten_channel_ids_survive_restart(self) -> None:
         hub, conn = self.start(history=0)
@@ -168,10 +242,12 @@ class SqliteStoreTests(TestCase):
                          b"MSGB bin 1 c1 4\r\n\x00\r\n\xff\r\n+OK 1\r\n")
 
     def break_disk(self, store: SqliteStore) -> None:
-        """From now on every commit fails as a full disk does, until mend_disk."""
-        self.good_write = store._write
+        """From now on every commit fails as a full disk does (its statements
+        run, then it fails and is rolled back), until _write is put back."""
+        self.good_write = good = store._write
 
-        def full(*args: object) -> None:
+        def full(*args: Any) -> None:
+            good(*args)
             raise sqlite3.OperationalError("database or disk is full")
 
         store._write = full  # type: ignore[method-assign,assignment]
@@ -229,7 +305,9 @@ class SqliteStoreTests(TestCase):
 
     async def test_ids_refused_by_a_failed_write_are_handed_out_again(self) -> None:
         """Ids of a failed commit were never acknowledged nor delivered: the next
-        publishes take them, with no gap, and a restart goes on from there."""
+        publishes take them, with no gap, and a restart goes on from there
+        (the failed commit's last ids are not saved later either)."""
+        self.patch(sqlite_store, "SAVE_INTERVAL", 0.0)
         hub, _ = self.start()
         store = hub.store
         assert isinstance(store, SqliteStore)
@@ -237,10 +315,12 @@ class SqliteStoreTests(TestCase):
         self.break_disk(store)
         tries = [hub.publish("x", "news", b"m") for _ in range(3)]
         for attempt in tries:
-            assert isinstance(attempt, Deferred)
-            await self.assertFailure(attempt, HubError)
+            assert isinstance(attempt, PendingPublish)
+            await self.assertFailure(attempt.deferred(), HubError)
         self.flushLoggedErrors()
         store._write = self.good_write  # type: ignore[method-assign]
+        self.assertEqual(await publish(hub, "other", b"a commit saving last ids"), 1)
+        hub, _ = await self.restart(hub)
         self.assertEqual(await publish(hub, "news", b"after"), 2)
         hub, _ = await self.restart(hub)
         self.assertEqual(await publish(hub, "news", b"later"), 3)
@@ -314,8 +394,9 @@ def forged_store(path: str, channels: list[tuple[Any, ...]],
     with sqlite3.connect(path) as db:
         db.executescript(SCHEMA)
         db.executemany("INSERT INTO txpubsub_meta VALUES (?, ?)",
-                       [("schema", "1"), ("epoch", "e"), ("clean", "1")])
-        db.executemany("INSERT INTO channels VALUES (?, ?, ?, ?, ?)", channels)
+                       [("schema", SCHEMA_VERSION), ("epoch", "e"), ("clean", "1")])
+        db.executemany("INSERT INTO channels (name, keep, last_id, created_at, retired, floor) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", [(*ch, 0)[:6] for ch in channels])
         db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", messages)
     db.close()
 
@@ -358,8 +439,8 @@ class BadRowTests(SynchronousTestCase):
              "bob forged'"),
             ([news], [("news", 1, "alice", "text, not a blob", 1.0)],
              "channel news message 1: payload (not a BLOB) 'text, not a blob'"),
-            ([news], [("news", 1, "alice", b"x", 1.0), ("news", 5, "alice", b"x", 1.0)],
-             "channel news: message id (after 1, up to 3) 5"),
+            ([news], [("news", 2, "alice", b"x", 1.0), ("news", 1, "alice", b"x", 1.0)],
+             "channel news: message id (after 2) 1"),
             ([news], [("news", 1, "alice", b"x", "yesterday")],
              "channel news message 1: published_at 'yesterday'"),
             ([("bad name\x1b[2J", 1, 1, 1.0, 0)], [], "channel name 'bad name\\x1b[2J'"),
@@ -367,6 +448,7 @@ class BadRowTests(SynchronousTestCase):
             ([("news", -1, 1, 1.0, 0)], [], "channel news: keep -1"),
             ([("news", 1, "seven", 1.0, 0)], [], "channel news: last_id 'seven'"),
             ([("news", 1, 1, 1.0, 2)], [], "channel news: retired 2"),
+            ([("news", 1, 1, 1.0, 0, 2)], [], "channel news: floor (up to last_id 1) 2"),
         ]
         for channels, messages, said in cases:
             self.path = os.path.join(tempfile.mkdtemp(), "x.db")

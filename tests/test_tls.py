@@ -220,6 +220,22 @@ class TLSTests(TestCase):
         self.assertEqual(squatter.lines[-1], b"BYE kicked that name belongs to a certificate")
         self.clients.remove(squatter)
 
+    async def test_certificate_name_stays_reserved_after_its_holder_leaves(self) -> None:
+        """Once a certificate has carried a name, NAME cannot take it, also after
+        the holder has gone (a squatter polling NAME would get its direct
+        messages); the holder comes back to it."""
+        plain = await self.plain_connect(self.listen("tcp:0:interface=127.0.0.1"))
+        port = self.mtls(DoorSettings(tls_name_from="cn"))
+        options = self.certs.client_options(self.certs.client("x", common_name="sensor-7"))
+        sensor = await self.tls_connect(port, options)
+        await sensor.quit()
+        self.clients.remove(sensor)
+        self.assertEqual(await plain.ask(b"NAME sensor-7", b"-ERR"),
+                         b"-ERR name-taken sensor-7 belongs to a client certificate")
+        self.assertEqual(await plain.ask(b"NAME sensor-8", b"+OK"), b"+OK sensor-8")
+        again = await self.tls_connect(port, options)
+        self.assertEqual(json.loads(again.lines[0][5:])["name"], "sensor-7")
+
     async def test_plain_client_on_tls_port(self) -> None:
         """Plain text to a TLS port fails for that client alone."""
         port = self.ssl()

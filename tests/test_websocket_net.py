@@ -27,12 +27,20 @@ class WebSocketServerTests(TestCase):
         self.start()
 
     def start(self, settings: DoorSettings | None = None, listen: str = "tcp:0:interface=127.0.0.1",
-              **hub_options: Any) -> None:
+              users: str | None = None, **hub_options: Any) -> None:
         self.hub = Hub(reactor, epoch="wstest", **hub_options)
         self.settings = settings or DoorSettings()
         _, self.line_address = serve(self, self.hub, settings=self.settings)
+        auth = None
+        if users is not None:
+            from txpubsub.auth.authenticator import Authenticator
+            from txpubsub.auth.users import parse_users
+
+            # Checks on the real thread pool; a short failure delay.
+            auth = Authenticator(self.hub, parse_users(users), failure_delay=0.2)
         [service] = web_listeners(reactor, self.hub, [listen],
-                                  ("http://allowed.test",), self.settings, Batcher(reactor))
+                                  ("http://allowed.test",), self.settings, Batcher(reactor),
+                                  auth)
         service.startService()
         self.addCleanup(service.stopService)
         self.port = service.port.getHost().port  # type: ignore[union-attr]
@@ -224,3 +232,32 @@ class WebSocketServerTests(TestCase):
         await tel.ask(b"PUB secure over tls " + b"y" * 50000, b"+OK")
         await web.wait(lambda objs: objs[-1].get("type") == "msg")
         self.assertEqual(len(web.objects[-1]["data"]), 50009)
+
+    async def test_requests_pipelined_behind_auths(self) -> None:
+        """Over real sockets (ws and wss), requests sent straight after a wrong and
+        a right auth are answered in order, the pub judged as the user the second
+        auth made: the socket, paused during each check, reads on afterwards."""
+        from .test_auth import USERS
+        from .test_tls import Certs
+
+        certs = Certs()
+        for listen, tls in (("tcp:0:interface=127.0.0.1", None),
+                            (f"ssl:0:interface=127.0.0.1:privateKey={certs.key_path}"
+                             f":certKey={certs.cert_path}", certs.client_options())):
+            self.start(listen=listen, users=USERS)
+            web = await self.ws(tls=tls)
+            self.assertIs(web.objects[0]["auth_required"], True)
+            requests = [{"op": "auth", "user": "bob", "password": "no", "ref": 1},
+                        {"op": "pub", "channel": "news.uk", "data": "x", "ref": 2},
+                        {"op": "auth", "user": "bob", "password": "bob-pw", "ref": 3},
+                        {"op": "pub", "channel": "news.uk", "data": "x", "ref": 4},
+                        {"op": "pub", "channel": "news.fr", "data": "x", "ref": 5}]
+            for request in requests:
+                web.send(request)
+            await web.wait(lambda objs: len(objs) == 6)
+            self.assertEqual([(o.get("ref"), o.get("code") or o.get("user") or o.get("id"))
+                              for o in web.objects[1:]],
+                             [(1, "auth-failed"), (2, "auth-required"), (3, "bob"), (4, 1),
+                              (5, "forbidden")])
+            self.assertEqual(await web.ask({"op": "ping"}), {"type": "pong", "ref": "r1"})
+            await web.close()

@@ -30,3 +30,8 @@ class RulesAuthorizer:
     def may_name(self, client: ClientRecord, name: str) -> bool:
         """A user's user name is reserved for that user."""
         return name not in self.table.users or client.user == name
+
+    def may_claim(self, name: str) -> bool:
+        """A TLS certificate's name must be a user: only then is it reserved
+        (on every listener, whether or not its holder is connected)."""
+        return name in self.table.users

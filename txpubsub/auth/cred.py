@@ -24,11 +24,22 @@ _decoy: list[str] = []
 
 
 def _decoy_hash() -> str:
-    """Checked instead when the user does not exist, so that an unknown user
-    costs about the time of a wrong password (no user enumeration by timing)."""
+    """A hash at the default cost, made once (on the checking thread)."""
     if not _decoy:
         _decoy.append(hash_password("not a password"))
     return _decoy[0]
+
+
+def _check(stored: str | None, decoy: str | None, password: str) -> bool:
+    """Whether ``password`` is the one ``stored`` was made from. Without a
+    stored hash (no such user, or a certificate-only one) the password is
+    checked against ``decoy`` (another user's hash, or a default one) and
+    refused, so that an unknown user costs the time of a wrong password (no
+    user enumeration by timing). Runs on a thread: nothing slow on the reactor."""
+    if stored is None:
+        verify_password(decoy or _decoy_hash(), password)
+        return False
+    return verify_password(stored, password)
 
 RunInThread = Callable[..., "Deferred[Any]"]
 
@@ -90,12 +101,13 @@ class PasswordHashChecker:
         password = credentials.password
         if isinstance(password, bytes):
             password = password.decode("utf-8", "replace")
-        user = self._table().users.get(username)
+        table = self._table()
+        user = table.users.get(username)
         stored = user.password if user is not None else None
-        d = self._run(verify_password, stored or _decoy_hash(), password)
+        d = self._run(_check, stored, table.decoy, password)
 
         def decided(ok: bool) -> bytes:
-            if ok and stored is not None:
+            if ok:
                 return str(username).encode()  # avatar ids are bytes in twisted.cred
             raise UnauthorizedLogin("wrong user or password")
 

@@ -8,7 +8,7 @@ Deferred gives; the Login closes the session itself (``auth-timeout``,
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
@@ -19,7 +19,18 @@ from twisted.python.failure import Failure
 from txpubsub.auth.authenticator import Authenticator
 from txpubsub.auth.cred import UserAvatar
 from txpubsub.core.registry import ClientRecord
-from txpubsub.wire.errors import CloseReason, HubError
+from txpubsub.wire.errors import CloseReason, HubError, shorten
+from txpubsub.wire.names import check_name
+
+
+def loggable(user: str) -> str:
+    """A user as a client typed it, safe for a log line: a name as it is,
+    anything else quoted, escaped and cut short (a "user" holding a newline
+    would forge a log line; 64 KiB of one would flood the log)."""
+    try:
+        return check_name(user)
+    except HubError:
+        return shorten(ascii(user), 64)
 
 
 class Login:
@@ -27,9 +38,12 @@ class Login:
 
     _log = Logger()
 
-    def __init__(self, auth: Authenticator, client: ClientRecord) -> None:
+    def __init__(self, auth: Authenticator, client: ClientRecord,
+                 gate: Callable[[bool], None] | None = None) -> None:
         self.auth = auth
         self.client = client
+        # The door's: True lets only AUTH (and PING, HELP, QUIT) in, False all.
+        self._gate = gate
         self.failures = 0
         self.pending = False  # an AUTH is being checked (or its failure delayed)
         self._timer: IDelayedCall | None = None
@@ -48,29 +62,53 @@ class Login:
 
     def start(self, certificate_name: str | None = None) -> None:
         """The client is in the hub: a verified certificate naming a user makes
-        it that user; otherwise, if it must authenticate, the timeout starts."""
+        it that user; otherwise, if it must authenticate, the door gates it and
+        the timeout starts."""
+        self.auth.logins.add(self)
         if certificate_name is not None:
             avatar = self.auth.certificate_user(certificate_name)
             if avatar is not None:
                 self._become(avatar, "certificate")
                 return
-        if self.must_authenticate and self.auth.timeout > 0:
-            clock = self.auth.hub.clock
-            self._timer = clock.callLater(self.auth.timeout, self._too_slow)
+        self.reconsider()
+
+    def reconsider(self) -> None:
+        """Gate the client and run the timeout if it must authenticate now (the
+        users file may have lost or gained its anonymous rules); else neither."""
+        must = self.must_authenticate
+        if self._gate is not None:
+            self._gate(must)
+        if not must:
+            self.cancel_timer()
+        elif self._timer is None and self.auth.timeout > 0:
+            self._timer = self.auth.hub.clock.callLater(self.auth.timeout, self._too_slow)
+
+    def reset(self) -> None:
+        """The client is nobody again (RESP's RESET); a certificate's user stays."""
+        if not self.client.name_locked:
+            self.client.user = None
+            self.reconsider()
 
     def attempt(self, user: str, password: str) -> Deferred[str]:
         """Check AUTH's user and password: fires with the user name, or fails
         with HubError auth-failed after the failure delay. On the last allowed
         failure the connection is closed (``BYE auth-failed``) instead and the
-        Deferred fires with None."""
+        Deferred fires with None. Raises HubError at once if the password
+        cannot be checked now (forbidden, unavailable, rate-limited)."""
         if self.client.user is not None:
             raise HubError("forbidden", f"already authenticated as {self.client.user}")
-        self.pending = True
         started = self.auth.hub.clock.seconds()
-        d = self.auth.authenticate(user, password)
-        return d.addCallbacks(self._accepted, self._rejected, errbackArgs=(user, started))
+        # HubError unavailable or rate-limited here: refused unchecked, no failure.
+        d = self.auth.authenticate(user, password, self.client.address)
+        self.pending = True
+        return d.addCallbacks(self._accepted, self._rejected, callbackArgs=(started,),
+                              errbackArgs=(user, started))
 
-    def _accepted(self, avatar: UserAvatar) -> str:
+    def _accepted(self, avatar: UserAvatar, started: float) -> Any:
+        if avatar.name not in self.auth.table.users:
+            # Taken out of the file (a reload) while its password was checked.
+            return self._rejected(Failure(UnauthorizedLogin("no longer a user")), avatar.name,
+                                  started)
         self.pending = False
         if self._closed:
             return avatar.name
@@ -84,15 +122,18 @@ class Login:
                        client_id=self.client.client_id, address=self.client.address,
                        user=avatar.name, how=how)
 
-    def _rejected(self, failure: Failure, user: str, started: float) -> Deferred[Any]:
+    def _rejected(self, failure: Failure, user: str, started: float) -> Deferred[Any] | None:
         if not failure.check(UnauthorizedLogin):
             self._log.failure("checking a password failed", failure)
         self.failures += 1
         self.auth.hub.counters.auth_failures += 1
         self._log.warn("{client_id} from {address}: authentication as {user} failed "
                        "({failures} of {allowed})", client_id=self.client.client_id,
-                       address=self.client.address, user=user, failures=self.failures,
-                       allowed=self.auth.max_failures)
+                       address=self.client.address, user=loggable(user),
+                       failures=self.failures, allowed=self.auth.max_failures)
+        if self._closed:
+            self.pending = False
+            return None  # gone meanwhile: no delay to wait, nobody to answer
         clock = self.auth.hub.clock
         # The delay counts from the AUTH, so the hashing time is part of it.
         wait = max(0.0, started + self.auth.failure_delay - clock.seconds())
@@ -112,7 +153,7 @@ class Login:
 
     def _too_slow(self) -> None:
         self._timer = None
-        if self.client.user is None:
+        if self.must_authenticate:
             self.close(CloseReason.AUTH_TIMEOUT,
                        f"not authenticated within {self.auth.timeout:g} seconds")
 
@@ -130,6 +171,7 @@ class Login:
     def stop(self) -> None:
         """The connection is gone: no timer may fire for it."""
         self._closed = True
+        self.auth.logins.discard(self)
         self.cancel_timer()
         for call in self._delays:
             if call.active():

@@ -53,6 +53,15 @@ class UserTable:
     anonymous: Rules | None = None  # None: every client must authenticate
     source: str = "-"
 
+    @property
+    def decoy(self) -> str | None:
+        """A user's password hash, checked for unknown users: their AUTH then
+        costs what a real user's does, whatever cost the file's hashes have."""
+        for user in self.users.values():
+            if user.password is not None:
+                return user.password
+        return None
+
     def rules_for(self, user: str | None) -> Rules:
         """The rules of a user (NOTHING if the file no longer has it), or the
         anonymous rules for a client that did not authenticate."""

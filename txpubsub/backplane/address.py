@@ -51,6 +51,13 @@ class RedisAddress:
         return cls(parts.scheme, parts.hostname or "127.0.0.1", port, path, password,
                    username or None, int(db_text))
 
+    @property
+    def where(self) -> str:
+        """Where Redis is, without the password: ``host:port/db`` or the socket path."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        place = self.path if self.scheme == "unix" else f"{host}:{self.port}"
+        return f"{place}/{self.db}" if self.db else place
+
     def endpoint(self, reactor: Any) -> IStreamClientEndpoint:
         """A client endpoint for this address."""
         from twisted.internet.endpoints import (

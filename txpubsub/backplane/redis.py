@@ -5,7 +5,8 @@ the message in the channel's Stream (XADD, trimmed to the channel's
 history, the stream id being the message id) and PUBLISHes it. So ids are
 consecutive and the same on every server, and the message reaches this
 server's subscribers when it comes back over Redis pub/sub, through
-``Hub.arrived``, like any other server's.
+``Hub.arrived``, like any other server's. A channel's settings (its
+history) live in Redis too, made by the first server that makes the channel.
 
 A server subscribes in Redis once per channel it has local subscribers for,
 and once per glob covering its wildcard patterns (filtered again by the
@@ -13,271 +14,79 @@ hub's own matcher). A channel's first local subscriber waits until Redis
 confirmed the subscription and the Stream filled in what this server missed
 (``current``), so a replay comes from complete history and the live stream
 follows it with no gap; after a reconnect the same catch-up hands the
-messages published meanwhile to the subscribers still in place.
+messages published meanwhile to the subscribers still in place, and
+txpubsub.backplane.missed does it for channels read only through wildcards.
 
-txredisapi imports the reactor: this module is imported only with --redis.
+The client side (names, ids, WHO, direct messages, KICK) is in
+txpubsub.backplane.names. txredisapi imports the reactor: this module is
+imported only with --redis.
 """
 from __future__ import annotations
 
+import time
+import zlib
 from typing import Any
 
-import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from txredisapi import ConnectionError as LostConnection
+from zope.interface import implementer
 
 from txpubsub.backplane.address import REPLY_TIMEOUT, RedisAddress
+from txpubsub.backplane.connection import Commands, Factory, Listener, arguments
+from txpubsub.backplane.missed import MAX_HELD, MissedReader
+from txpubsub.backplane.names import HEARTBEAT, PREFIX, ClusterNames
+from txpubsub.backplane.scripts import (
+    CHANNEL_SCRIPT,
+    CREATE_SCRIPT,
+    DROP_SCRIPT,
+    PUBLISH_SCRIPT,
+    TOUCH_SCRIPT,
+)
 from txpubsub.core.channel import Channel
-from txpubsub.core.hub import Hub, new_epoch, refused
+from txpubsub.core.hub import IDLE_CHANNEL, RETIRED_BUCKETS, SWEEP_INTERVAL, Hub, new_epoch
+from txpubsub.core.latency import LatencyHistogram
 from txpubsub.core.message import Message
-from txpubsub.core.registry import ClientRecord, Member
+from txpubsub.core.registry import ClientRecord
 from txpubsub.core.session import Session
 from txpubsub.wire.errors import HubError, shorten
-from txpubsub.wire.names import is_client_id, is_wildcard
+from txpubsub.wire.names import is_wildcard
 
-PREFIX = "txpubsub:"
 EPOCH_KEY = PREFIX + "epoch"
-def _policy(allowed: frozenset[str]) -> str:
-    """A DIRECT as DIRECT_SCRIPT reads it: the senders taken, or "-" for none."""
-    return " ".join(sorted(allowed)) or "-"
-
-
+FLOORS_KEY = PREFIX + "floors"
 # Publishes waiting for Redis at once; past this a publish is refused.
 MAX_PENDING = 10000
-
-# Names and client ids of a server that stops refreshing them are freed this
-# many seconds later; they are refreshed every HEARTBEAT seconds.
-NAME_TTL = 30
-HEARTBEAT = 10.0
-# Client numbers are taken from Redis this many at a time.
-ID_BLOCK = 1000
-
-# KEYS[1] the name; ARGV[1] "<server> <client id>", ARGV[2] the TTL. 1 if ours now.
-CLAIM_SCRIPT = """
-local held = redis.call('GET', KEYS[1])
-if held and held ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
-# KEYS: names and client keys; ARGV[i]: what each should hold. Deletes those still ours.
-RELEASE_SCRIPT = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i] then redis.call('DEL', key) end
-end
-return 1
-"""
-# KEYS: names and client keys; ARGV[1] the TTL, ARGV[i + 1] what each holds.
-# Renews those still ours (or free again); returns the names lost to others.
-REFRESH_SCRIPT = """
-local lost = {}
-for i, key in ipairs(KEYS) do
-  local held = redis.call('GET', key)
-  if held and held ~= ARGV[i + 1] then
-    table.insert(lost, key)
-  else
-    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-  end
-end
-return lost
-"""
-# KEYS[1] the recipient's name or client key; ARGV: sender, payload, TTL, the
-# sender's client id ("" for the server's own voice). Numbers the message in
-# the recipient's inbox and sends it to its server; 0: no such client; -1 or
-# -2: the recipient's DIRECT takes nobody's, or only others' (its
-# txpubsub:direct:<id> key: "-", or the names and ids it takes, spaced).
-DIRECT_SCRIPT = """
-local held = redis.call('GET', KEYS[1])
-if not held then return 0 end
-local server, client = string.match(held, '^(%S+) (%S+)$')
-local policy = redis.call('GET', 'txpubsub:direct:' .. client)
-if policy and ARGV[4] ~= '' then
-  if policy == '-' then return -1 end
-  local taken = false
-  for who in string.gmatch(policy, '%S+') do
-    if who == ARGV[1] or who == ARGV[4] then taken = true end
-  end
-  if not taken then return -2 end
-end
-local inbox = 'txpubsub:inbox:' .. client
-local id = redis.call('INCR', inbox)
-redis.call('EXPIRE', inbox, 86400)
-local now = redis.call('TIME')
-local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
-redis.call('PUBLISH', 'txpubsub:srv:' .. server,
-           client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
-return id
-"""
-
-# KEYS[1] the servers' sorted set, KEYS[2] this server's client list;
-# ARGV[1] this server, ARGV[2] the TTL, then client id, "name connected_at" pairs.
-# The heartbeat: this server is alive, and these are its clients.
-SERVER_SCRIPT = """
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[1], now[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-if #ARGV > 2 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
-return 1
-"""
-# KEYS[1] the servers' sorted set; ARGV[1] the TTL. Every live server's clients,
-# as client id, "name connected_at" pairs.
-WHO_SCRIPT = """
-local now = redis.call('TIME')
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now[1] - ARGV[1]))
-local found = {}
-for _, server in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  for _, item in ipairs(redis.call('HGETALL', 'txpubsub:who:' .. server)) do
-    table.insert(found, item)
-  end
-end
-return found
-"""
-
-PUBLISH_SCRIPT = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
-local id = redis.call('INCR', KEYS[2])
-local now = redis.call('TIME')
-local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
-local keep = tonumber(ARGV[2])
-if keep > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', keep, id, 's', ARGV[3], 't', at, 'p', ARGV[4])
-else
-  redis.call('DEL', KEYS[3])
-end
-redis.call('PUBLISH', ARGV[5], id .. ' ' .. at .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
-return {id, epoch}
-"""
+# A channel that keeps nothing is forgotten in Redis this long after its last
+# publish, or after the last minute a server had subscribers for it: as a
+# single server forgets such a channel IDLE_CHANNEL seconds after its last use
+# (checking every SWEEP_INTERVAL).
+CHANNEL_TTL = int(IDLE_CHANNEL + SWEEP_INTERVAL)
+# Keys renewed in one script, at most.
+TOUCH_BATCH = 500
+# Channels whose publish arguments are kept ready, at most.
+CHANNEL_ARGS_KEPT = 10_000
 
 
-_INCOMPLETE = object()
+@implementer(IStreamClientEndpoint)
+class _Attempts:
+    """A client endpoint that remembers why its last connection attempt failed
+    (for /readyz: ClientService only counts failures)."""
 
-
-def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
-    """One RESP2 reply at ``pos``: (value, next position), or (_INCOMPLETE, pos).
-
-    Values as txredisapi gives them with charset=None, convertNumbers=False:
-    bulk strings as bytes, status replies as str, errors as ResponseError.
-    """
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return _INCOMPLETE, pos
-    kind = buf[pos]
-    after = end + 2
-    if kind == 36:  # $ bulk string
-        size = int(buf[pos + 1:end])
-        if size < 0:
-            return None, after
-        if len(buf) < after + size + 2:
-            return _INCOMPLETE, pos
-        return buf[after:after + size], after + size + 2
-    if kind == 42:  # * array
-        count = int(buf[pos + 1:end])
-        if count < 0:
-            return None, after
-        items = []
-        for _ in range(count):
-            item, after = _parse(buf, after)
-            if item is _INCOMPLETE:
-                return _INCOMPLETE, pos
-            items.append(item)
-        return items, after
-    if kind == 58:  # : integer
-        return int(buf[pos + 1:end]), after
-    text = buf[pos + 1:end].decode(errors="replace")
-    if kind == 45:  # - error
-        return txredisapi.ResponseError(text[4:] if text[:4] == "ERR " else text), after
-    return text, after  # + status
-
-
-def _command(*args: Any, **options: Any) -> bytes:
-    """A command in RESP, in one join (txredisapi's builder makes two calls per
-    argument: a third of a publish's CPU)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        elif not isinstance(arg, bytes):
-            arg = format(arg, "f").encode() if isinstance(arg, float) else bytes(arg)
-        parts.append(b"$%d\r\n" % len(arg))
-        parts.append(arg)
-        parts.append(b"\r\n")
-    return b"".join(parts)
-
-
-class _FastReplies:
-    """Reads replies in one pass per read, and writes commands in one join.
-
-    txredisapi's own reader gives every bulk string a reactor turn of its own
-    (pausing and resuming the socket) and copies its buffer at every line:
-    measured, about 2,300 messages/s through pub/sub. This hands the same
-    values to its ``replyReceived``.
-    """
-
-    _unread = b""
-    _build_command = staticmethod(_command)
-
-    def dataReceived(self, data: bytes) -> None:
-        buf = self._unread + data if self._unread else data
-        pos = 0
-        size = len(buf)
-        while pos < size:
-            reply, end = _parse(buf, pos)
-            if reply is _INCOMPLETE:
-                break
-            pos = end
-            self.replyReceived(reply)  # type: ignore[attr-defined]
-        self._unread = buf[pos:]
-
-
-class _Commands(_FastReplies, txredisapi.RedisProtocol):
-    """The command connection."""
-
-
-class _Listener(_FastReplies, txredisapi.SubscriberProtocol):
-    """The pub/sub connection: every message goes to the backplane."""
-
-    def messageReceived(self, pattern: bytes | None, channel: bytes, message: bytes) -> None:
-        self.factory.backplane.received(channel, message)
-
-
-class _Factory(Factory):
-    """txredisapi protocols that keep bytes as bytes (ECOSYSTEM.md section 1)."""
-
-    isLazy = False
-    noisy = False
-    _log = Logger()
-
-    def __init__(self, protocol: type, address: RedisAddress, backplane: RedisBackplane) -> None:
-        self.protocol_class = protocol
-        self.address = address
+    def __init__(self, endpoint: IStreamClientEndpoint, backplane: RedisBackplane) -> None:
+        self.endpoint = endpoint
         self.backplane = backplane
 
-    def buildProtocol(self, addr: Any) -> Any:
-        p = self.protocol_class(None, replyTimeout=REPLY_TIMEOUT, password=self.address.password,
-                          dbid=self.address.db or None, convertNumbers=False,
-                          username=self.address.username)
-        p.factory = self
-        return p
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return self.endpoint.connect(factory).addErrback(self._failed)
 
-    # What txredisapi's protocol calls when AUTH or SELECT fail.
-    def stopTrying(self) -> None:
-        pass
-
-    def connectionError(self, why: str) -> None:
-        self._log.error("redis: {why}", why=why)
+    def _failed(self, failure: Failure) -> Failure:
+        self.backplane.last_error = failure.getErrorMessage()
+        return failure
 
 
 def _glob(pattern: str) -> str:
@@ -291,7 +100,20 @@ def _glob(pattern: str) -> str:
     return PREFIX + "m:" + ".".join(tokens)
 
 
-class RedisBackplane(Service):
+def floor_bucket(channel: str) -> int:
+    """Which of the id floors covers ``channel`` (as the hub's retired names)."""
+    return zlib.crc32(channel.encode()) % RETIRED_BUCKETS
+
+
+def stream_entry(channel: str, entry: list[Any]) -> Message:
+    """A Message from a Stream entry ``[b"<id>-0", [b"s", sender, b"t", time, b"p", payload]]``."""
+    fields = entry[1]
+    values = dict(zip(fields[::2], fields[1::2]))
+    return Message(channel, int(entry[0].split(b"-")[0]), values[b"s"].decode(), values[b"p"],
+                   float(values[b"t"]))
+
+
+class RedisBackplane(ClusterNames, Service):
     """Numbers and carries messages through Redis, for every server sharing it."""
 
     _log = Logger()
@@ -302,32 +124,75 @@ class RedisBackplane(Service):
             from twisted.internet import reactor
         self._hub = hub
         self._clock = clock or reactor
+        # Latency is measured on the monotonic clock, or a test's.
+        self._now = time.monotonic if clock is None else clock.seconds
+        self.where = address.where  # for /readyz and the log: no password
+        # --http: read at scrape time (txpubsub.server.metrics).
+        self.publish_seconds = LatencyHistogram()  # publish sent -> Redis's answer read
+        self.publish_errors = 0  # publishes and direct messages Redis did not take
+        self.connection_losses = 0  # usable connections (either) that were lost
+        self.last_error: str | None = None  # why the last connection attempt failed
+        self._replies_at = 0.0  # when the command connection's last read came
+        self._connected_waiters: list[Deferred[None]] = []
         self._candidate = new_epoch()  # the epoch, should Redis have none
         self._epoch_known_once = False
         self._conn: Any = None  # the command connection, while ready
         self._listener: Any = None  # the pub/sub connection, while ready
         self._sha = ""
         self._pending = 0
+        self._publish_head = self._publish_middle = b""
+        self._epoch_bytes = b""  # the epoch in the last publish's reply
+        self._answer = self._answered  # bound once: made per publish otherwise
+        self._channel_args: dict[str, tuple[bytes, bytes]] = {}
         self._channels: dict[str, int] = {}  # concrete channel -> local subscriptions
         self._globs: dict[str, int] = {}  # Redis glob -> local wildcard subscriptions
         self._current: set[str] = set()  # subscribed in Redis and caught up
-        self._held: dict[str, list[Message]] = {}  # live messages held during a catch-up
+        # Live messages (and their channel's history) held while a channel
+        # subscribed in Redis is caught up; the catch-ups being read (each a
+        # token its reply must still find there), and those waiting for the
+        # command connection.
+        self._held: dict[str, list[tuple[Message, int]]] = {}
+        self._reading: dict[str, object] = {}
+        self._stalled: set[str] = set()
         self._waiters: dict[str, list[Deferred[None]]] = {}
+        # Redis's time when this server last heard from it (a message, a
+        # heartbeat), and that time when the pub/sub connection was lost.
+        self.seen: float | None = None
+        self._lost_at: float | None = None
+        self._missed: MissedReader | None = None  # reading what wildcards missed
+        self._last_event = b""
         self.server_id = new_epoch()  # this server, among those sharing Redis
-        self._block = (0, 0)  # client numbers to hand out: [next, end)
-        self._spare_block: tuple[int, int] | None = None
-        self._fetching_block = False
         hub.registry.next_number = self._next_client_number
         self._heartbeat = LoopingCall(self._refresh)
         self._heartbeat.clock = self._clock
+        self._toucher = LoopingCall(self._touch_channels)
+        self._toucher.clock = self._clock
+        self._watchdog = LoopingCall(self._check_replies)
+        self._watchdog.clock = self._clock
+        self._replies_seen = 0  # the command connection's replies at the last check
+        self._silent_since: float | None = None  # waiting for a reply, none came since
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
-        endpoint = address.endpoint(reactor)
-        self._commands = ClientService(endpoint, _Factory(_Commands, address, self),
+        endpoint = _Attempts(address.endpoint(reactor), self)
+        self._commands = ClientService(endpoint, Factory(Commands, address, self, self._clock),
                                        retryPolicy=retry, clock=self._clock,
                                        prepareConnection=self._commands_ready)
-        self._pubsub = ClientService(endpoint, _Factory(_Listener, address, self),
+        self._pubsub = ClientService(endpoint, Factory(Listener, address, self),
                                      retryPolicy=retry, clock=self._clock,
                                      prepareConnection=self._listener_ready)
+
+    @property
+    def connection(self) -> Any:
+        """The command connection, or None while Redis is away."""
+        return self._conn
+
+    @property
+    def hub(self) -> Hub:
+        """The hub this backplane carries messages for."""
+        return self._hub
+
+    def reads_through_globs(self, channel: str) -> bool:
+        """Whether only wildcard subscriptions here read ``channel``."""
+        return channel not in self._channels and self._hub.has_readers(channel)
 
     # -- connections ---------------------------------------------------------
 
@@ -336,11 +201,14 @@ class RedisBackplane(Service):
         self._commands.startService()
         self._pubsub.startService()
         self._heartbeat.start(HEARTBEAT, now=False)
+        self._toucher.start(SWEEP_INTERVAL, now=False)
+        self._watchdog.start(REPLY_TIMEOUT / 4, now=False)
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
-        if self._heartbeat.running:
-            self._heartbeat.stop()
+        for loop in (self._heartbeat, self._toucher, self._watchdog):
+            if loop.running:
+                loop.stop()
         return DeferredList([self._commands.stopService(), self._pubsub.stopService()])
 
     @staticmethod
@@ -350,10 +218,16 @@ class RedisBackplane(Service):
         if set_no_delay is not None:
             set_no_delay(True)
 
-    def _commands_ready(self, conn: Any) -> Deferred[None]:
-        self._no_delay(conn)
-        d = conn.whenConnected()
-        d.addCallback(lambda _: conn.execute_command("SET", EPOCH_KEY, self._candidate, "NX"))
+    def _commands_ready(self, proxy: Any) -> Deferred[None]:
+        self._no_delay(proxy)
+        # Fires with the protocol itself: used directly, not through
+        # ClientService's proxy (an attribute lookup less per publish).
+        d = proxy.whenConnected()
+        d.addCallback(self._handshake)
+        return d
+
+    def _handshake(self, conn: Any) -> Deferred[None]:
+        d = conn.execute_command("SET", EPOCH_KEY, self._candidate, "NX")
         d.addCallback(lambda _: conn.execute_command("GET", EPOCH_KEY))
         d.addCallback(self._epoch_known)
         d.addCallback(lambda _: conn.execute_command("SCRIPT", "LOAD", PUBLISH_SCRIPT))
@@ -362,32 +236,62 @@ class RedisBackplane(Service):
 
     def _usable(self, sha: bytes, conn: Any) -> None:
         self._sha = sha.decode()
+        self._publish_parts()
         self._conn = conn
+        self.last_error = None
         self._log.info("redis: connected")
         self._fetch_block()
         self._refresh()
         # ClientService hands over a proxy; the protocol reports itself.
         conn.whenDisconnected().addCallback(lambda _: self._commands_lost(conn))
-        # Channels whose catch-up failed while this connection was down.
-        for channel in self._channels:
-            if channel not in self._current and channel not in self._held:
-                self._catch_up(channel)
+        # Channels subscribed in Redis whose catch-up waited for this connection.
+        for channel in list(self._stalled):
+            self._catch_up(channel)
+        if self._missed is not None:
+            self._missed.resume()
+        self._maybe_connected()
+
+    def _check_replies(self) -> None:
+        """Commands waiting and no reply for REPLY_TIMEOUT seconds: Redis is
+        stuck or the network is; the connection is dropped, which refuses
+        what waited (-ERR unavailable) and connects again."""
+        conn = self._conn
+        if conn is None or not conn.waiting or conn.replies != self._replies_seen:
+            self._replies_seen = 0 if conn is None else conn.replies
+            self._silent_since = None
+            return
+        now = self._clock.seconds()
+        if self._silent_since is None:
+            self._silent_since = now
+        elif now - self._silent_since >= REPLY_TIMEOUT:
+            self._log.warn("redis: no reply for {seconds:.0f} s to {count} commands; "
+                           "connecting again", seconds=now - self._silent_since,
+                           count=conn.waiting)
+            self._silent_since = None
+            conn.transport.abortConnection()
 
     def _commands_lost(self, conn: Any) -> None:
         if self._conn is conn:
             self._conn = None
+            self.connection_losses += 1
             self._candidate = new_epoch()
+            self._publish_parts()
             self._log.warn("redis: connection lost; publishes are refused until it is back")
 
     def _epoch_known(self, epoch: bytes) -> None:
         self._new_epoch(epoch.decode())
 
     def _new_epoch(self, epoch: str) -> None:
-        if not self._epoch_known_once:
+        hub = self._hub
+        self._epoch_bytes = b""  # the next publish's reply is compared again
+        if not self._epoch_known_once and not (hub.store.durable and epoch != hub.epoch):
             self._epoch_known_once = True  # at start: Redis's epoch is ours
-            self._hub.epoch = epoch
-        elif epoch != self._hub.epoch:
-            self._hub.restart_ids(epoch)  # Redis lost its data: ids start again
+            hub.epoch = epoch
+        elif epoch != hub.epoch:
+            # Redis lost its data, or (at start) the history a --store file
+            # kept is of another id space: ids start again.
+            self._epoch_known_once = True
+            hub.restart_ids(epoch)
 
     def _listener_ready(self, listener: Any) -> Deferred[None]:
         self._no_delay(listener)
@@ -398,22 +302,96 @@ class RedisBackplane(Service):
     def _listening(self, _: object, listener: Any) -> None:
         self._listener = listener
         listener.whenDisconnected().addCallback(lambda _: self._listener_lost(listener))
-        listener.subscribe(PREFIX + "srv:" + self.server_id).addErrback(self._ignore)
-        for glob in self._globs:
-            listener.psubscribe(glob).addErrback(self._ignore)
+        # One channel or glob per command: txredisapi matches each confirmation
+        # to the next command waiting for one.
+        for server in (self.server_id, "all"):
+            listener.subscribe(PREFIX + "srv:" + server).addErrback(self._ignore)
+        globs = list(self._globs)
+        if globs:
+            subscribed: Deferred[Any] = DeferredList(
+                [listener.psubscribe(glob) for glob in globs], fireOnOneErrback=True,
+                consumeErrors=True)
+            if self._lost_at is not None:
+                # What wildcard subscriptions here missed while away: read
+                # from the Streams once the globs are live again.
+                self._missed = reader = MissedReader(self, self._lost_at, globs)
+                subscribed.addCallbacks(reader.subscribed, reader.finish)
+            else:
+                subscribed.addErrback(self._ignore)
+        self._lost_at = None
         for channel in self._channels:
             self._watch(channel)
+        self._maybe_connected()
 
     def _listener_lost(self, listener: Any) -> None:
         if self._listener is listener:
             self._listener = None
+            self.connection_losses += 1
             self._current.clear()
-            for channel in list(self._held):
-                self._release(channel)
+            self._reading.clear()
+            self._stalled.clear()
+            held, self._held = self._held, {}
+            for messages in held.values():
+                # Not caught up: what the Stream keeps is read again once the
+                # listener is back (delivering it now would skip what came
+                # before it); what nothing keeps goes on now.
+                for msg, keep in messages:
+                    if not keep:
+                        self.arrive(msg, keep)
+            cut = self.seen
+            if self._missed is not None:
+                cut = self._missed.cut  # not read back yet: from the first loss
+                self._missed.interrupt()
+            if self._globs and self._lost_at is None:
+                self._lost_at = cut
+                if cut is None:
+                    self._log.warn("redis: pub/sub lost before Redis's time was known: "
+                                   "what wildcard subscriptions miss meanwhile is not read back")
 
-    @staticmethod
-    def _ignore(failure: Failure) -> None:
-        """A lost connection fails what it had sent; the reconnect does it again."""
+    @property
+    def connected(self) -> bool:
+        """Both connections are up and usable: publishes are taken and come back."""
+        return self._conn is not None and self._listener is not None
+
+    def when_connected(self) -> Deferred[None]:
+        """Fires once both connections are usable (at once if they are)."""
+        if self.connected:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._connected_waiters.append(d)
+        return d
+
+    def _maybe_connected(self) -> None:
+        if self.connected:
+            waiters, self._connected_waiters = self._connected_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def ping(self) -> Deferred[None]:
+        """Fires once Redis answers PING on the command connection (behind the
+        publishes waiting there); fails at once while a connection is down
+        (--http /readyz)."""
+        conn = self._conn
+        if conn is None or self._listener is None:
+            why = f"not connected to {self.where}"
+            if self.last_error:
+                why += f" ({self.last_error})"
+            return fail(ConnectionError(why))
+        return conn.execute_command("PING").addCallback(lambda _: None)
+
+    @property
+    def pending(self) -> int:
+        """Publishes waiting for Redis's answer (at most MAX_PENDING)."""
+        return self._pending
+
+    def replies_arrived(self) -> None:
+        """The command connection read something: the time its answers came."""
+        self._replies_at = self._now()
+
+    def missed_done(self, reader: MissedReader) -> None:
+        """The wildcard catch-up after a reconnect has finished (or given up)."""
+        if self._missed is reader:
+            self._missed = None
 
     # -- publishing ------------------------------------------------------------
 
@@ -423,276 +401,223 @@ class RedisBackplane(Service):
     ) -> Deferred[int]:
         conn = self._conn
         if conn is None:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis cannot be reached; not published")
         if self._pending >= MAX_PENDING:
+            self.publish_errors += 1
             raise HubError("unavailable", "redis is behind; not published")
         self._pending += 1
+        # The script's arguments, in RESP: what stays the same for a
+        # connection and for a channel is made once.
         name = channel.name
-        d = conn.execute_command(
-            "EVALSHA", self._sha, 3, EPOCH_KEY, PREFIX + "id:" + name, PREFIX + "s:" + name,
-            self._candidate, channel.keep, sender, payload, PREFIX + "m:" + name)
-        return d.addCallbacks(self._published, self._not_published)
+        keys = self._channel_args.get(name)
+        if keys is None:
+            keys = self._channel_parts(name)
+        sender_bytes = sender.encode()
+        keep = channel.keep
+        # One Deferred per publish: the connection hands its reply to
+        # _answered, with no callbacks of the backplane's on it.
+        return conn.send(b"%s%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%d\r\n%s%s" % (
+            self._publish_head, keys[0], len(sender_bytes), sender_bytes, len(payload), payload,
+            len(b"%d" % keep), keep, self._publish_middle, keys[1]), self._answer, self._now())
 
-    def _published(self, reply: list[Any]) -> int:
+    def _channel_parts(self, name: str) -> tuple[bytes, bytes]:
+        """The publish script's arguments about one channel, in RESP (kept for
+        the channels published to lately)."""
+        if len(self._channel_args) >= CHANNEL_ARGS_KEPT:
+            self._channel_args.clear()
+        self._channel_args[name] = found = (
+            arguments(PREFIX + "id:" + name, PREFIX + "s:" + name, PREFIX + "ch:" + name),
+            arguments(PREFIX + "m:" + name, floor_bucket(name), name))
+        return found
+
+    def _publish_parts(self) -> None:
+        """The publish script's arguments that stay the same on a connection."""
+        self._publish_head = b"*17\r\n" + arguments("EVALSHA", self._sha, 5, EPOCH_KEY,
+                                                      FLOORS_KEY)
+        self._publish_middle = arguments(self._candidate, CHANNEL_TTL, self.server_id)
+
+    def _answered(self, reply: Any, sent: float) -> int:
+        """A publish's id from Redis's reply ``[id, epoch]``; HubError
+        unavailable if the script failed or the connection was lost."""
         self._pending -= 1
+        if isinstance(reply, Exception):
+            self.publish_errors += 1
+            # A lost connection is logged once, not per publish that waited.
+            if not isinstance(reply, LostConnection):
+                self._log.warn("redis: publish failed: {why}", why=reply)
+            # A timeout may hide a publish that did happen: never +OK, maybe -ERR.
+            raise HubError("unavailable", "redis did not take it; not acknowledged")
+        # Answered within a read of the command connection (replies_arrived).
+        self.publish_seconds.observe(self._replies_at - sent)
         msg_id, epoch = reply
-        epoch = epoch.decode()
-        if epoch != self._hub.epoch:
-            self._new_epoch(epoch)
+        if epoch != self._epoch_bytes:
+            self._epoch_bytes = epoch
+            if epoch.decode() != self._hub.epoch:
+                self._new_epoch(epoch.decode())
         return int(msg_id)
 
-    def _not_published(self, failure: Failure) -> None:
-        self._pending -= 1
-        self._log.warn("redis: publish failed: {why}", why=failure.value)
-        # A timeout may hide a publish that did happen: never +OK, maybe -ERR.
-        raise HubError("unavailable", "redis did not take it; not acknowledged")
+    # -- channels and their events across servers ---------------------------------
 
-    def direct(
-        self, recipient: ClientRecord, sender: str, payload: bytes,
-        publisher: ClientRecord | None,
-    ) -> Deferred[int]:
-        """A direct message to a client of this server: numbered in Redis too,
-        so an inbox has one id space wherever its messages come from."""
-        return self.direct_elsewhere(recipient.client_id, sender, payload, publisher)
+    def channel_made(self, ch: Channel[Session]) -> None:
+        """A channel made here by a client: made in Redis too, with its history,
+        unless it exists there (then Redis's settings win, as messages say)."""
+        conn = self._conn
+        if conn is not None:
+            name = ch.name
+            conn.execute_command(
+                "EVAL", CHANNEL_SCRIPT, 3, PREFIX + "ch:" + name, PREFIX + "id:" + name,
+                PREFIX + "s:" + name, ch.keep, "", CHANNEL_TTL, self.server_id,
+                name).addErrback(self._ignore)
 
-    def direct_elsewhere(self, recipient: str, sender: str, payload: bytes,
-                         publisher: ClientRecord | None = None) -> Deferred[int]:
-        """A direct message to a name or client id held on any server."""
+    def create_channel(self, channel: str, keep: int) -> Deferred[None]:
+        """CREATE: the channel and its history setting, for every server;
+        HubError exists if it exists in Redis."""
         conn = self._conn
         if conn is None:
-            raise HubError("unavailable", "redis cannot be reached; not sent")
-        key = PREFIX + ("client:" if is_client_id(recipient) else "name:") + recipient
-        d = conn.execute_command("EVAL", DIRECT_SCRIPT, 1, key, sender, payload, NAME_TTL,
-                                 publisher.client_id if publisher is not None else "")
-        return d.addCallbacks(self._sent, self._not_sent, (recipient,))
+            raise HubError("unavailable", "redis cannot be reached; channels are made there")
+        d = conn.execute_command("EVAL", CREATE_SCRIPT, 1, PREFIX + "ch:" + channel, keep,
+                                 CHANNEL_TTL, self.server_id, channel)
+        return d.addCallbacks(self._created, self._failed, (channel,))
 
     @staticmethod
-    def _sent(msg_id: int, recipient: str) -> int:
-        if not msg_id:
-            raise HubError("no-such-client", f"no client called {shorten(recipient)}")
-        if msg_id < 0:
-            raise refused(shorten(recipient), msg_id == -1)
-        return int(msg_id)
+    def _created(made: int, channel: str) -> None:
+        if not made:
+            raise HubError("exists", f"{shorten(channel)} exists")
 
-    def direct_policy(self, client: ClientRecord, allowed: frozenset[str] | None
-                      ) -> Deferred[None]:
-        """A client's DIRECT, for every server (DIRECT_SCRIPT reads it)."""
+    def _failed(self, failure: Failure) -> None:
+        self._log.warn("redis: command failed: {why}", why=failure.value)
+        raise HubError("unavailable", "redis did not answer; nothing done")
+
+    def drop_channel(self, channel: str) -> Deferred[None]:
+        """Admin DROP: the channel's history and settings go from Redis, and
+        every server drops its copy (its subscribers get DROP)."""
         conn = self._conn
         if conn is None:
-            raise HubError("unavailable", "redis cannot be reached; nothing changed")
-        key = PREFIX + "direct:" + client.client_id
-        if allowed is None:
-            d = conn.execute_command("DEL", key)
-        else:
-            d = conn.execute_command("SET", key, _policy(allowed), "EX", NAME_TTL)
-        return d.addCallbacks(lambda _: None, self._policy_not_set)
+            raise HubError("unavailable", "redis cannot be reached; channels are dropped there")
+        d = conn.execute_command(
+            "EVAL", DROP_SCRIPT, 4, PREFIX + "ch:" + channel, PREFIX + "id:" + channel,
+            PREFIX + "s:" + channel, FLOORS_KEY, floor_bucket(channel), CHANNEL_TTL,
+            self.server_id, channel)
+        return d.addCallbacks(self._dropped, self._failed, (channel,))
 
-    def _policy_not_set(self, failure: Failure) -> None:
-        self._log.warn("redis: DIRECT failed: {why}", why=failure.value)
-        raise HubError("unavailable", "redis did not answer; nothing changed")
+    def _dropped(self, existed: int, channel: str) -> None:
+        if self._hub.channel(channel) is not None:
+            self._hub.drop(channel)
+        elif not existed:
+            raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
 
-    def _not_sent(self, failure: Failure) -> None:
-        self._log.warn("redis: direct message failed: {why}", why=failure.value)
-        raise HubError("unavailable", "redis did not take it; not acknowledged")
+    def _server_message(self, data: bytes) -> None:
+        if data.startswith(b"drop "):  # on txpubsub:srv:all: a channel dropped elsewhere
+            _, server, channel = data.decode().split(" ", 2)
+            if server != self.server_id and self._hub.channel(channel) is not None:
+                self._hub.drop(channel)
+            return
+        ClusterNames._server_message(self, data)
 
-    def _direct_received(self, data: bytes) -> None:
-        client_id, msg_id, at, sender, payload = data.split(b" ", 4)
+    def share_event(self, channel: str, text: str) -> None:
+        """A $sys.clients line of this server, for the other servers' readers
+        (channel events come from the scripts that change channels)."""
+        conn = self._conn
+        if conn is not None and channel == "$sys.clients":
+            conn.execute_command(
+                "PUBLISH", PREFIX + "m:" + channel,
+                f"0 {self._clock.seconds()!r} 0 {self.server_id} {text}").addErrback(self._ignore)
+
+    def _system_event(self, channel: str, server: str, text: bytes) -> None:
+        if channel == "$sys.clients" and server == self.server_id:
+            return  # told to this server's readers when it happened
         hub = self._hub
-        target = hub.find_client(client_id.decode())
-        if target is None or not target.addressable:
-            return  # gone since Redis looked it up
-        target.inbox_last_id = int(msg_id)
-        hub.deliver_direct(target, Message("@" + target.sender, int(msg_id), sender.decode(),
-                                           payload, float(at)), None)
+        if hub.has_readers(channel):
+            hub.publish_system(channel, text)
 
-    # -- names and client ids across servers -------------------------------------
-
-    def _holder(self, client: ClientRecord) -> str:
-        return f"{self.server_id} {client.client_id}"
-
-    def claim_name(self, client: ClientRecord, name: str) -> Deferred[None]:
-        """Take ``name`` for ``client`` on every server (HubError name-taken)."""
-        conn = self._conn
-        if conn is None:
-            raise HubError("unavailable", "redis cannot be reached; names are shared there")
-        old = client.name
-        d = conn.execute_command("EVAL", CLAIM_SCRIPT, 1, PREFIX + "name:" + name,
-                                 self._holder(client), NAME_TTL)
-        return d.addCallbacks(self._claimed, self._not_claimed, (client, name, old))
-
-    def _claimed(self, ok: int, client: ClientRecord, name: str, old: str | None) -> None:
-        if not ok:
-            raise HubError("name-taken", f"{name} is taken by another client")
-        if old is not None:
-            self._let_go([PREFIX + "name:" + old], [self._holder(client)])
-        if self._hub.find_client(client.client_id) is not client:
-            self._let_go([PREFIX + "name:" + name], [self._holder(client)])
-        elif client.addressable:
-            self._list(client, name)
-
-    def _not_claimed(self, failure: Failure) -> None:
-        self._log.warn("redis: NAME failed: {why}", why=failure.value)
-        raise HubError("unavailable", "redis did not answer; no name taken")
-
-    def client_joined(self, client: ClientRecord) -> None:
-        """A new local client: reachable by id from every server (after this
-        reactor turn, when its door has said whether it takes direct messages)."""
-        self._clock.callLater(0, self._announce_client, client)
-
-    def _announce_client(self, client: ClientRecord) -> None:
-        conn = self._conn
-        if conn is not None and client.addressable and \
-                self._hub.find_client(client.client_id) is client:
-            conn.execute_command("SET", PREFIX + "client:" + client.client_id,
-                                 self._holder(client), "EX", NAME_TTL).addErrback(self._ignore)
-            self._list(client, client.name)
-
-    def _list(self, client: ClientRecord, name: str | None) -> None:
-        """Show ``client`` in every server's WHO."""
-        conn = self._conn
-        if conn is not None:
-            conn.execute_command("HSET", self._who_key, client.client_id,
-                                 f"{name or '-'} {client.connected_at!r}").addErrback(self._ignore)
-
-    @property
-    def _who_key(self) -> str:
-        return PREFIX + "who:" + self.server_id
-
-    def everyone(self) -> Deferred[list[Member]]:
-        """Every client of every live server sharing Redis, by id number."""
-        conn = self._conn
-        if conn is None:
-            raise HubError("unavailable", "redis cannot be reached; WHO lists every server's")
-        d = conn.execute_command("EVAL", WHO_SCRIPT, 1, PREFIX + "servers", NAME_TTL)
-        return d.addCallbacks(self._members, self._not_listed)
-
-    @staticmethod
-    def _members(found: list[bytes]) -> list[Member]:
-        members = []
-        for client_id, value in zip(found[::2], found[1::2]):
-            name, _, connected_at = value.decode().partition(" ")
-            members.append(Member(client_id.decode(), None if name == "-" else name,
-                                  float(connected_at)))
-        members.sort(key=lambda m: int(m.client_id[1:]))
-        return members
-
-    def _not_listed(self, failure: Failure) -> None:
-        self._log.warn("redis: WHO failed: {why}", why=failure.value)
-        raise HubError("unavailable", "redis did not answer")
-
-    def client_left(self, client: ClientRecord, name: str | None) -> None:
-        """A local client is gone: its id and name are free on every server."""
-        keys = [PREFIX + "client:" + client.client_id]
-        if name is not None:
-            keys.append(PREFIX + "name:" + name)
-        values = [self._holder(client)] * len(keys)
-        if client.direct_from is not None:
-            keys.append(PREFIX + "direct:" + client.client_id)
-            values.append(_policy(client.direct_from))
-        self._let_go(keys, values)
-        conn = self._conn
-        if conn is not None:
-            conn.execute_command("HDEL", self._who_key, client.client_id).addErrback(self._ignore)
-
-    def _let_go(self, keys: list[str], values: list[str]) -> None:
-        conn = self._conn
-        if conn is not None:
-            conn.execute_command("EVAL", RELEASE_SCRIPT, len(keys), *keys,
-                                 *values).addErrback(self._ignore)
-
-    def _refresh(self) -> None:
-        """The heartbeat: this server's names and client ids stay held."""
+    def _touch_channels(self) -> None:
+        """Channels with subscribers here that keep nothing in Redis live on
+        there (those with a Stream live as long as it does)."""
         conn = self._conn
         if conn is None:
             return
-        keys, values, listed = [], [], []
-        for client in self._hub.clients():
-            if client.addressable:
-                listed += [client.client_id, f"{client.name or '-'} {client.connected_at!r}"]
-                holder = self._holder(client)
-                keys.append(PREFIX + "client:" + client.client_id)
-                values.append(holder)
-                if client.name is not None:
-                    keys.append(PREFIX + "name:" + client.name)
-                    values.append(holder)
-                if client.direct_from is not None:
-                    keys.append(PREFIX + "direct:" + client.client_id)
-                    values.append(_policy(client.direct_from))
-        conn.execute_command("EVAL", SERVER_SCRIPT, 2, PREFIX + "servers", self._who_key,
-                             self.server_id, NAME_TTL, *listed).addErrback(self._ignore)
-        if keys:
-            d = conn.execute_command("EVAL", REFRESH_SCRIPT, len(keys), *keys, NAME_TTL,
-                                     *values)
-            d.addCallbacks(self._lost_names, self._ignore)
-
-    def _lost_names(self, lost: list[bytes]) -> None:
-        for key in lost:
-            # Redis was away longer than NAME_TTL and another server's client
-            # took the name meanwhile: both hold it until one lets go.
-            self._log.warn("redis: {key} is held by another server now", key=key.decode())
-
-    def _next_client_number(self, last: int) -> int:
-        start, end = self._block
-        if start >= end and self._spare_block is not None:
-            (start, end), self._spare_block = self._spare_block, None
-        if start < end:
-            self._block = (start + 1, end)
-            if end - start < ID_BLOCK // 2:
-                self._fetch_block()
-            return start
-        # No numbers from Redis yet (it has not been reached): local ones,
-        # unique on this server only until it has.
-        self._fetch_block()
-        return last + 1
-
-    def _fetch_block(self) -> None:
-        conn = self._conn
-        if conn is None or self._fetching_block or self._spare_block is not None:
-            return
-        self._fetching_block = True
-        d = conn.execute_command("INCRBY", PREFIX + "client-ids", ID_BLOCK)
-        d.addCallbacks(self._block_fetched, self._block_failed)
-
-    def _block_fetched(self, end: int) -> None:
-        self._fetching_block = False
-        end = int(end) + 1
-        block = (end - ID_BLOCK, end)
-        if self._block[0] >= self._block[1]:
-            self._block = block
-        else:
-            self._spare_block = block
-
-    def _block_failed(self, failure: Failure) -> None:
-        self._fetching_block = False
+        keys = []
+        for channel in self._channels:
+            if channel[0] != "$":
+                keys += [PREFIX + "ch:" + channel, PREFIX + "id:" + channel]
+        for i in range(0, len(keys), TOUCH_BATCH * 2):
+            batch = keys[i:i + TOUCH_BATCH * 2]
+            conn.execute_command("EVAL", TOUCH_SCRIPT, len(batch), *batch,
+                                 CHANNEL_TTL).addErrback(self._ignore)
 
     # -- receiving ---------------------------------------------------------------
 
     def received(self, redis_channel: bytes, data: bytes) -> None:
-        """A message from Redis pub/sub (any server's, ours included)."""
-        if redis_channel.startswith(b"txpubsub:srv:"):
-            self._direct_received(data)
+        """A message from Redis pub/sub (any server's, ours included):
+        ``<id> <time> <history> <sender> <payload>`` on ``txpubsub:m:<channel>``."""
+        if redis_channel[9:11] != b"m:":  # txpubsub:srv:...
+            self._server_message(data)
             return
-        channel = redis_channel.decode()[len(PREFIX) + 2:]
-        msg_id, at, sender, payload = data.split(b" ", 3)
-        msg = Message(channel, int(msg_id), sender.decode(), payload, float(at))
+        channel = redis_channel[11:].decode()
+        msg_id, at, keep, sender, payload = data.split(b" ", 4)
+        if msg_id == b"0":  # a system channel's event
+            # A channel and a glob both subscribed bring it twice, one right
+            # after the other (its time and server make it unique).
+            if data != self._last_event:
+                self._last_event = data
+                self._system_event(channel, sender.decode(), payload)
+            return
+        self.seen = published_at = float(at)
+        msg = Message(channel, int(msg_id), sender.decode(), payload, published_at)
+        history = int(keep)
+        if not self._held and self._missed is None:
+            # arrive() written out for a channel here and current: this runs
+            # once per message.
+            hub = self._hub
+            ch = hub.channel(channel)
+            if ch is not None and ch.keep == history:
+                if msg.msg_id > ch.last_id:
+                    hub.fan_out(ch, msg, None)
+                return
+            self.arrive(msg, history)
+            return
         held = self._held.get(channel)
         if held is not None:
-            held.append(msg)
+            held.append((msg, history))
+            if len(held) > MAX_HELD:
+                self._log.warn("redis: catching up {channel} takes too long: more than "
+                               "{count} live messages came meanwhile; some before them may "
+                               "be missing", channel=channel, count=MAX_HELD)
+                self._release(channel)
+        elif self._missed is not None and channel not in self._channels:
+            self._missed.hold(msg, history)
         else:
-            self._arrive(msg)
+            self.arrive(msg, history)
 
-    def _arrive(self, msg: Message) -> None:
+    def _saw_time(self, now: bytes) -> None:
+        self.seen = float(now)
+
+    def arrive(self, msg: Message, keep: int) -> None:
+        """Hand on a message from Redis, if it is new here and wanted here."""
         hub = self._hub
         ch = hub.channel(msg.channel)
         if ch is None:
             # A glob is wider than the patterns it covers: a channel none of
             # them matches (and no one here waits for) is not made here.
             if msg.channel in self._channels or hub.has_readers(msg.channel):
+                hub.shared_channel(msg.channel, keep)
                 hub.arrived(msg)
         elif msg.msg_id > ch.last_id:
             # Each message once: a channel and a glob may both bring it, and
             # a catch-up may overlap what pub/sub brings.
+            if ch.keep != keep:
+                hub.shared_channel(msg.channel, keep)  # Redis's setting wins
             hub.arrived(msg)
+
+    def arrive_all(self, channel: str, keep: int | None, entries: list[Any]) -> None:
+        """Stream entries of ``channel`` (oldest first) that this server may have
+        missed, each handed on once; ``keep`` is the channel's history in Redis."""
+        if keep is None:
+            ch = self._hub.channel(channel)
+            keep = ch.keep if ch is not None else self._hub.default_history
+        for entry in entries:
+            self.arrive(stream_entry(channel, entry), keep)
 
     # -- interest ------------------------------------------------------------------
 
@@ -719,6 +644,7 @@ class RedisBackplane(Service):
                 listener.punsubscribe(key).addErrback(self._ignore)
         else:
             self._current.discard(key)
+            self._reading.pop(key, None)
             if key in self._held:
                 self._release(key)
             if listener is not None:
@@ -744,27 +670,64 @@ class RedisBackplane(Service):
         listener = self._listener
         if listener is None:
             return  # subscribed when the listener is back
-        self._held.setdefault(channel, [])
         d = listener.subscribe(PREFIX + "m:" + channel)
-        d.addCallbacks(lambda _: self._catch_up(channel), lambda f: self._release(channel))
-
-    def _catch_up(self, channel: str) -> None:
-        """Read from the Stream what came after this server's last id, then go live."""
-        conn = self._conn
-        if conn is None or channel not in self._channels:
-            self._release(channel)
+        if channel[0] == "$":
+            d.addErrback(self._ignore)  # events: nothing to catch up
             return
         self._held.setdefault(channel, [])
+        d.addCallbacks(lambda _: self._catch_up(channel), self._ignore)
+
+    def _catch_up(self, channel: str) -> None:
+        """Read from Redis what came after this server's last id (and the
+        channel's settings), then go live. The channel is subscribed in
+        Redis; live messages are held meanwhile."""
+        if self._listener is None or channel in self._reading:
+            return  # caught up when the listener is back, or being read
+        if channel not in self._channels:
+            self._release(channel)  # nobody here wants it any more
+            return
+        self._held.setdefault(channel, [])
+        conn = self._conn
+        if conn is None:
+            self._stalled.add(channel)  # read once the command connection is back
+            return
+        self._stalled.discard(channel)
+        self._reading[channel] = token = object()
         ch = self._hub.channel(channel)
         start = f"({ch.last_id}" if ch is not None and ch.last_id else "-"
-        d = conn.execute_command("XRANGE", PREFIX + "s:" + channel, start, "+")
-        d.addCallbacks(self._caught_up, lambda f: self._release(channel), (channel,))
+        d = conn.execute_command(
+            "EVAL", CHANNEL_SCRIPT, 3, PREFIX + "ch:" + channel, PREFIX + "id:" + channel,
+            PREFIX + "s:" + channel, "", start, CHANNEL_TTL, self.server_id, channel)
+        d.addCallbacks(self._caught_up, self._not_caught_up, (channel, token),
+                       errbackArgs=(channel, token))
 
-    def _caught_up(self, entries: list[Any], channel: str) -> None:
-        for entry_id, fields in entries:
-            values = dict(zip(fields[::2], fields[1::2]))
-            self._arrive(Message(channel, int(entry_id.split(b"-")[0]), values[b"s"].decode(),
-                                 values[b"p"], float(values[b"t"])))
+    def _not_caught_up(self, failure: Failure, channel: str, token: object) -> None:
+        if self._reading.get(channel) is not token:
+            return
+        del self._reading[channel]
+        if self._conn is None:
+            self._stalled.add(channel)  # again once the command connection is back
+        else:
+            self._log.warn("redis: catching up {channel} failed: {why}; some messages may "
+                           "be missing", channel=channel, why=failure.value)
+            self._release(channel)
+
+    def _caught_up(self, reply: list[Any], channel: str, token: object) -> None:
+        if self._reading.get(channel) is not token:
+            return  # read for a subscription that has gone since
+        del self._reading[channel]
+        keep, last, entries = reply
+        hub = self._hub
+        self._hole(channel, keep, int(last), entries)
+        if keep is not None or entries or last != b"0":
+            # It exists in Redis: a copy here (even with --no-auto-create), its
+            # history Redis's, its ids known up to Redis's last.
+            if keep is not None:
+                hub.shared_channel(channel, int(keep))
+            self.arrive_all(channel, None if keep is None else int(keep), entries)
+            ch = hub.channel(channel)
+            hub.shared_channel(channel, ch.keep if ch is not None else hub.default_history,
+                               int(last))
         if self._release(channel) and channel in self._channels:
             self._current.add(channel)
             waiters = self._waiters.pop(channel, [])
@@ -775,11 +738,25 @@ class RedisBackplane(Service):
                 # this returns (when the catch-up was immediate).
                 self._clock.callLater(0, self.interest, channel, -1)
 
+    def _hole(self, channel: str, keep: bytes | None, last: int, entries: list[Any]) -> None:
+        """Say so when messages published while this server was away are no
+        longer in the channel's history: its subscribers here miss them."""
+        ch = self._hub.channel(channel)
+        if ch is None or not ch.last_id or not ch.subscribers or keep in (None, b"0"):
+            return
+        first = int(entries[0][0].split(b"-")[0]) if entries else last + 1
+        if first > ch.last_id + 1:
+            self._log.warn("redis: {count} messages of {channel} published while this server "
+                           "was away are no longer in its history ({keep}): its subscribers "
+                           "here miss them", count=first - ch.last_id - 1, channel=channel,
+                           keep=int(keep))
+
     def _release(self, channel: str) -> bool:
         """End a catch-up: what pub/sub brought meanwhile goes on its way."""
+        self._stalled.discard(channel)
         held = self._held.pop(channel, None)
-        for msg in held or ():
-            self._arrive(msg)
+        for msg, keep in held or ():
+            self.arrive(msg, keep)
         return held is not None
 
     @staticmethod

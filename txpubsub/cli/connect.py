@@ -9,8 +9,11 @@ system trust store (or ``--ca``) and the name connected to (or
 from __future__ import annotations
 
 import argparse
+import getpass
 import math
+import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -155,6 +158,10 @@ def add_server_options(parser: argparse.ArgumentParser, env: Mapping[str, str],
                             f"{DEFAULT_SERVER})")
     group.add_argument("--name", type=name_type, default=env.get("TXPUBSUB_NAME"),
                        help="the client name to take (default: $TXPUBSUB_NAME; none)")
+    group.add_argument("--user", default=env.get("TXPUBSUB_USER"),
+                       help="log in as this user of the server's --users file; the password "
+                            "is $TXPUBSUB_PASSWORD, else asked on the terminal "
+                            "(default: $TXPUBSUB_USER; none)")
     if connect_timeout is None:
         wait = "keep trying, saying so on stderr"
     else:
@@ -183,8 +190,23 @@ def wants_tls(args: argparse.Namespace) -> bool:
     return bool(server.tls or args.ca or args.cert or server.cert or args.insecure)
 
 
-def check_server_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Mistakes in the connection options: usage errors (exit 2) before connecting."""
+def check_server_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                         env: Mapping[str, str] | None = None,
+                         ask: Callable[[str], str] | None = None) -> None:
+    """Mistakes in the connection options: usage errors (exit 2) before
+    connecting; and --user's password, from ``env`` or asked (on a terminal)."""
+    args.password = ""
+    if getattr(args, "user", None) is not None:
+        env = os.environ if env is None else env
+        password = env.get("TXPUBSUB_PASSWORD")
+        if password is None:
+            if ask is None:
+                if not sys.stdin.isatty():
+                    parser.error("--user needs a password: set $TXPUBSUB_PASSWORD (it is asked "
+                                 "for only on a terminal)")
+                ask = getpass.getpass
+            password = ask(f"password for {args.user}: ")
+        args.password = password
     if args.insecure and args.ca:
         parser.error("--insecure and --ca contradict each other: choose one")
     if args.key and not (args.cert or args.server.cert):
@@ -254,6 +276,8 @@ async def connect_once(reactor: Any, args: argparse.Namespace) -> Any:
         if conn.transport is not None:
             conn.transport.abortConnection()
         raise Failed(explain(args.server, e)[0]) from None
+    if args.user is not None:
+        await conn.auth(args.user, args.password)
     if args.name:
         await conn.name(args.name)
     return conn
@@ -284,7 +308,8 @@ class Reconnecting:
         self._first = True
         self.client = Client(reactor, endpoint(reactor, args), name=args.name,
                              on_state=self._state, on_direct=on_direct,
-                             on_connect_failed=self._attempt_failed)
+                             on_connect_failed=self._attempt_failed, user=args.user,
+                             password=args.password)
 
     def start(self) -> None:
         self._arm()

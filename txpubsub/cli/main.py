@@ -76,7 +76,7 @@ def parse(argv: list[str] | None = None,
     if positionals:
         args.message = positionals[1:]  # as given, even a second "--"
     if args.cmd in TWISTED:
-        check_server_options(command, args)
+        check_server_options(command, args, env)
     check = getattr(SUBCOMMANDS[args.cmd][0], "check", None)
     if check is not None:
         check(command, args)

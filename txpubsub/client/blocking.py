@@ -1,6 +1,6 @@
 """A small blocking client for scripts: connect, publish, iterate messages.
 
-    with BlockingClient("tcp:127.0.0.1:23400", name="script") as client:
+    with BlockingClient("tcp:127.0.0.1:23400", name="script") as client:  # user=, password=
         client.publish("news.uk", "hello")
         client.subscribe("news.>")
         for msg in client.messages(timeout=5):
@@ -40,7 +40,7 @@ class BlockingClient:
     """One blocking connection; deliveries wait in a queue until read."""
 
     def __init__(self, server: str = "tcp:127.0.0.1:23400", name: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, user: str | None = None, password: str = "") -> None:
         self.sock = open_socket(server, timeout)
         self.parser = ServerParser()
         self.info: dict[str, Any] = {}
@@ -51,8 +51,14 @@ class BlockingClient:
             event = self._next()
             if isinstance(event, ServerLine) and event.kind == "INFO" and event.info:
                 self.info = event.info
-        if name:
-            self.command(f"NAME {name}")
+        try:
+            if user is not None:
+                self.command(f"AUTH {user} {password}")  # a server with --users
+            if name:
+                self.command(f"NAME {name}")
+        except BaseException:
+            self.sock.close()  # refused: the caller gets the error, not a socket
+            raise
 
     def __enter__(self) -> BlockingClient:
         return self

@@ -234,6 +234,12 @@ class Connection(Protocol):
         return d
 
     @deferred
+    async def auth(self, user: str, password: str) -> str:
+        """Log in as a user of the server's ``--users`` file; returns the user."""
+        reply, _ = await self._command(f"AUTH {user} {password}")
+        return reply.text
+
+    @deferred
     async def name(self, name: str) -> str:
         reply, _ = await self._command(f"NAME {name}")
         return reply.text
@@ -323,6 +329,9 @@ class _Noting:
 # Resuming a wildcard subscription resumes at most this many of the channels
 # it brought (the most recently first seen), each with its own since=.
 RESUME_PER_PATTERN = 1000
+# Seconds before a connection whose login was refused (after the first
+# connection) is dropped for a new try.
+LOGIN_RETRY = 10.0
 
 
 class Client:
@@ -334,13 +343,17 @@ class Client:
                  name: str | None = None, on_direct: OnMessage | None = None,
                  on_state: Callable[[str], object] | None = None,
                  keepalive: float = KEEPALIVE,
-                 on_connect_failed: Callable[[BaseException], object] | None = None) -> None:
+                 on_connect_failed: Callable[[BaseException], object] | None = None,
+                 user: str | None = None, password: str = "") -> None:
         """``on_connect_failed`` hears why each failed attempt failed (before the
         server's INFO: refused, unreachable, a TLS handshake); ``Client`` retries
-        regardless until ``stop()``."""
+        regardless until ``stop()``. With ``user``, each connection first
+        logs in (``AUTH``) with ``password``."""
         if isinstance(endpoint, str):
             endpoint = cast(IStreamClientEndpoint, clientFromString(reactor, endpoint))
         self.name = name
+        self.user = user
+        self._password = password
         self.on_connect_failed = on_connect_failed
         self.on_direct = on_direct
         self.on_state = on_state or (lambda state: None)
@@ -387,9 +400,13 @@ class Client:
         self._fail_waiting(ServerClosed("stopped"))
 
     async def _resume(self, conn: Connection, info: dict[str, Any]) -> None:
-        """On every new connection: name, then make every subscription again."""
+        """On every new connection: log in, name, then make every subscription again."""
         self.epoch = info.get("epoch")
+        step = "login"
         try:
+            if self.user is not None:
+                await conn.auth(self.user, self._password)
+            step = "name"
             if self.name:
                 await conn.name(self.name)
         except CommandError as e:
@@ -400,9 +417,18 @@ class Client:
                 conn.transport.loseConnection()
                 await self._service.stopService()
                 return
-            self.on_state(f"name refused: {e}")
+            if step == "login":
+                # Not in as the user, so not "connected": its commands and
+                # subscriptions would be refused (and the subscriptions lost).
+                # A new connection tries again, a pause later (a login may be
+                # refused for a while: unavailable, rate-limited, a password
+                # being changed), slower than the server's failure budget.
+                self.on_state(f"login refused: {e}; trying again in {LOGIN_RETRY:g} s")
+                self._reactor.callLater(LOGIN_RETRY, conn.transport.loseConnection)
+                return
+            self.on_state(f"{step} refused: {e}")
         except ServerClosed:
-            return  # ClientService reconnects
+            return  # ClientService reconnects (a third failed login is a BYE)
         for pattern, (callback, last, since) in list(self._subscriptions.items()):
             try:
                 await self._resubscribe(conn, pattern, callback, last, since)

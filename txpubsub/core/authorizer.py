@@ -16,7 +16,9 @@ class Authorizer(Protocol):
 
     An authorizer may also have ``may_name(client, name) -> bool`` (NAME;
     False is ``name-taken``): txpubsub.auth reserves each user's user name
-    for that user. The hub asks it only if it is there.
+    for that user; and ``may_claim(name) -> bool`` (a TLS certificate's
+    name; False refuses the connection): txpubsub.auth takes only its users.
+    The hub asks them only if they are there.
     """
 
     def may_publish(self, client: ClientRecord, channel: str) -> bool:

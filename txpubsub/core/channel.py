@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
-from txpubsub.core.history import DequeHistory, History, RingHistory
+from txpubsub.core.history import FlatHistory, History, RingHistory
 from txpubsub.core.message import Message
 
 T = TypeVar("T")
@@ -22,6 +22,7 @@ class Channel(Generic[T]):
     """
 
     __slots__ = (
+        "_full",
         "_keep",
         "_kept",
         "byte_cap",
@@ -47,9 +48,10 @@ class Channel(Generic[T]):
     ) -> None:
         self.name = name
         self._keep = keep
+        self._full = 4 * keep  # a FlatHistory's length once it is full
         self.byte_cap = byte_cap  # most payload bytes kept (--max-channel-bytes)
         self.kept_bytes = 0  # payload bytes kept now
-        self._kept: DequeHistory | RingHistory | None = None  # made at the first message kept
+        self._kept: FlatHistory | RingHistory | None = None  # made at the first message kept
         self.last_id = last_id
         # With a durable store: the newest id handed out, committed or not
         # (last_id and history only advance once the commit has finished).
@@ -68,31 +70,53 @@ class Channel(Generic[T]):
     @property
     def kept(self) -> int:
         """How many messages are kept now (consecutive ids up to ``last_id``)."""
-        return len(self._kept) if self._kept is not None else 0
+        return self._kept.message_count() if self._kept is not None else 0
 
     def newest(self, count: int) -> list[Message]:
         """The newest ``count`` kept messages (at most all), oldest first."""
         return self._kept.newest(count) if self._kept is not None else []
 
-    def record(self, msg: Message) -> int:
-        """Count a new message (numbered by the backplane) and keep it;
-        returns how many payload bytes more (or fewer) the channel keeps."""
-        self.last_id = msg.msg_id
-        self.published += 1
-        self.last_publish_at = msg.published_at
-        kept = self._kept
-        if kept is None:
-            if not self._keep:
-                return 0
-            kept = self._kept = History(self.name, self._keep)
-        size = len(msg.payload)
-        if len(kept) == self._keep:
-            size -= kept.oldest_size()  # append lets go of the oldest
-        kept.append(msg)
-        kept_bytes = self.kept_bytes = self.kept_bytes + size
-        if kept_bytes > self.byte_cap:
-            size -= self.drop_oldest(kept_bytes - self.byte_cap)
-        return size
+    if History is FlatHistory:
+
+        def record(self, msg: Message) -> int:
+            """Count a new message (numbered by the backplane) and keep it;
+            returns how many payload bytes more (or fewer) the channel keeps."""
+            # CPython: FlatHistory.add written out (this runs once per publish).
+            self.last_id = msg.msg_id
+            self.published += 1
+            self.last_publish_at = msg.published_at
+            kept: FlatHistory | None = self._kept  # type: ignore[assignment]
+            if kept is None:
+                if not self._keep:
+                    return 0
+                kept = self._kept = FlatHistory(self.name, self._keep)
+            size = len(msg.payload)
+            if len(kept) == self._full:
+                size -= len(kept[2])  # the oldest's payload, which extend lets go of
+            kept.extend((msg.msg_id, msg.sender, msg.payload, msg.published_at))
+            kept_bytes = self.kept_bytes = self.kept_bytes + size
+            if kept_bytes > self.byte_cap:
+                size -= self.drop_oldest(kept_bytes - self.byte_cap)
+            return size
+
+    else:
+
+        def record(self, msg: Message) -> int:
+            """Count a new message (numbered by the backplane) and keep it;
+            returns how many payload bytes more (or fewer) the channel keeps."""
+            self.last_id = msg.msg_id
+            self.published += 1
+            self.last_publish_at = msg.published_at
+            kept = self._kept
+            if kept is None:
+                if not self._keep:
+                    return 0
+                kept = self._kept = History(self.name, self._keep)
+            size = kept.add(msg)
+            kept_bytes = self.kept_bytes = self.kept_bytes + size
+            if kept_bytes > self.byte_cap:
+                size -= self.drop_oldest(kept_bytes - self.byte_cap)
+            return size
 
     def drop_oldest(self, nbytes: int) -> int:
         """Forget the oldest kept messages until ``nbytes`` payload bytes are
@@ -113,13 +137,18 @@ class Channel(Generic[T]):
                 if not self._keep:
                     break
                 kept = self._kept = History(self.name, self._keep)
-            if len(kept) == self._keep:
-                self.kept_bytes -= kept.oldest_size()
-            kept.append(msg)
-            self.kept_bytes += len(msg.payload)
+            self.kept_bytes += kept.add(msg)
         if self.kept_bytes > self.byte_cap:
             self.drop_oldest(self.kept_bytes - self.byte_cap)
         return self.kept_bytes - before
+
+    def set_keep(self, keep: int) -> int:
+        """Keep ``keep`` messages from now on (the newest of those kept stay);
+        returns the payload bytes let go of."""
+        newest = self.newest(keep) if keep else []
+        freed = self.clear_history()
+        self._keep = keep
+        return freed - self.restore(newest)
 
     def clear_history(self) -> int:
         """Forget every kept message; returns the payload bytes freed."""

@@ -13,21 +13,25 @@ import string
 import zlib
 from collections import deque
 from collections.abc import Iterable
-from typing import Union
+from typing import Callable, Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txpubsub.core.authorizer import AllowAll, Authorizer
 from txpubsub.core.backplane import Backplane, LocalBackplane, MessageId
 from txpubsub.core.channel import Channel
+from txpubsub.core.codec import Codec
 from txpubsub.core.globs import GlobIndex
 from txpubsub.core.index import NO_LIMIT, PatternIndex
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.rate import PublishBudget
+from txpubsub.core.refusals import RefusalLog
 from txpubsub.core.registry import ClientRecord, ClientRegistry, ClosedConnection, Member
 from txpubsub.core.session import Session
 from txpubsub.core.stats import Counters, DoorCounters
@@ -99,6 +103,22 @@ class Hub(Service):
     """The channel service: owns all state, takes its clock as a parameter."""
 
     _log = Logger()
+    # Slots, not the instance dict: past 30 attributes CPython 3.11 stops
+    # sharing an instance dict's keys, and every self.<attribute> on the
+    # publish path became a dict lookup (measured: ~1.5% of a publish).
+    __slots__ = ("_all_gone", "_authorizer", "_by_head", "_channel_made", "_channels",
+                 "_claim_certificate", "_claim_name", "_codec_users", "_create_shared", "_current",
+                 "_direct_elsewhere", "_direct_policy", "_drop_shared", "_durable", "_eager",
+                 "_everyone", "_fast_path", "_history_bytes", "_ids_here", "_interest", "_joined",
+                 "_kick_elsewhere", "_left", "_local", "_may_claim", "_may_name", "_patterns",
+                 "_plain_channels", "_record_of", "_restricted", "_retired", "_retired_floors",
+                 "_share_event", "_store_on_fan_out", "_subscriptions", "_sweeper", "_uncommitted",
+                 "auto_create", "backplane", "clock", "counters", "default_history",
+                 "door_counters", "epoch", "globs", "max_channel_bytes", "max_channels",
+                 "max_channels_per_client", "max_history", "max_history_bytes", "max_list",
+                 "max_payload", "max_publish_bytes_rate", "max_publish_rate", "max_replay",
+                 "max_retired", "max_subscriptions", "max_subscriptions_total", "refusals",
+                 "registry", "server_id", "started_at", "store")
 
     def __init__(
         self,
@@ -150,14 +170,15 @@ class Hub(Service):
         self._plain_channels = 0
         # Where forgotten retired names' last ids went (see _new_channel).
         self._retired_floors: dict[int, int] = {}
+        # Whether a publish to an existing channel may take publish()'s short
+        # path: in memory, nothing to check (set with the backplane and authorizer).
+        self._local = self._restricted = self._fast_path = False
         self.store: Store = store or MemoryStore(epoch or new_epoch())
         self.epoch = epoch or self.store.epoch
         self.set_backplane(backplane or LocalBackplane(self))
         # Messages appended to a durable store, oldest first, until it says
         # they are committed (None: one stored after its delivery).
-        self._uncommitted: deque[
-            tuple[Channel[Session], Message, ClientRecord | None, Deferred[int]] | None
-        ] = deque()
+        self._uncommitted: deque[PendingPublish | None] = deque()
         if self.store.durable:
             self.store.listen(self._committed, self._refused)
         self.authorizer = authorizer or AllowAll()
@@ -165,6 +186,9 @@ class Hub(Service):
         self.counters = Counters()
         self.door_counters: dict[str, DoorCounters] = {}
         self.registry = ClientRegistry(max_clients, connection_log)
+        # Peers refused before they are clients (protected mode, throttled
+        # logins), logged so that a scan cannot flood the log.
+        self.refusals = RefusalLog(clock)
         self._channels: dict[str, Channel[Session]] = {}
         # Channel names by their first token, so LIST news.* looks only at news.<...>
         self._by_head: dict[str, dict[str, Channel[Session]]] = {}
@@ -174,6 +198,9 @@ class Hub(Service):
         # at only while there are any.
         self.globs = GlobIndex()
         self._record_of: dict[Session, ClientRecord] = {}
+        # Sessions connected per codec, and the eager codecs among them.
+        self._codec_users: dict[Codec, int] = {}
+        self._eager: list[Codec] = []
         self._retired: dict[str, int] = {}  # forgotten or dropped channel -> its last id
         self._sweeper: LoopingCall | None = None
         self._all_gone: list[Deferred[None]] = []
@@ -205,6 +232,7 @@ class Hub(Service):
         # delivered after the commit (_publish_durable); through another
         # backplane, which numbers elsewhere and tells the store on arrival.
         self._local = local and not self.store.durable
+        self._fast_path = self._local and not self._restricted
         self._durable = local and self.store.durable
         self._store_on_fan_out = self.store.durable and not local
         self._interest = getattr(backplane, "interest", None)
@@ -219,6 +247,22 @@ class Hub(Service):
         # direct_policy(client, allowed) -> Deferred: a client's DIRECT, on every server.
         self._direct_policy = getattr(backplane, "direct_policy", None)
         self._everyone = getattr(backplane, "everyone", None)  # () -> Deferred[list[Member]]
+        # Cluster-wide events and admin acts: share_event(channel, text) sends
+        # a $sys.clients line to the other servers; channel_made(channel)
+        # registers a channel made here (the backplane then announces it on
+        # $sys.channels everywhere); create_channel(channel, keep),
+        # drop_channel(channel), kick_elsewhere(name_or_id, text) and
+        # claim_certificate(client, name) -> Deferred.
+        self._share_event = getattr(backplane, "share_event", None)
+        self._channel_made = getattr(backplane, "channel_made", None)
+        self._create_shared = getattr(backplane, "create_channel", None)
+        self._drop_shared = getattr(backplane, "drop_channel", None)
+        self._kick_elsewhere = getattr(backplane, "kick_elsewhere", None)
+        self._claim_certificate = getattr(backplane, "claim_certificate", None)
+        # Which server this is among those sharing the backplane (admin STATS).
+        self.server_id: str | None = getattr(backplane, "server_id", None)
+        # Ids come from here (memory or the store), not from elsewhere.
+        self._ids_here = local
 
     def restart_ids(self, epoch: str) -> None:
         """A new epoch from elsewhere (a shared backplane lost its data): ids
@@ -226,10 +270,12 @@ class Hub(Service):
         self._log.warn("new epoch {epoch} (was {old}): ids start again", epoch=epoch,
                        old=self.epoch)
         self.epoch = epoch
+        self.store.restart(epoch)
         for ch in self._channels.values():
             if not ch.system:
                 ch.last_id = 0
                 self._history_bytes -= ch.clear_history()
+                self.store.channel_created(ch.name, ch.keep, ch.created_at, 0)
         self._retired.clear()
         self._retired_floors.clear()
 
@@ -243,7 +289,9 @@ class Hub(Service):
         self._authorizer = authorizer
         # A publish skips the call when everything is allowed anyway.
         self._restricted = not isinstance(authorizer, AllowAll)
+        self._fast_path = self._local and not self._restricted
         self._may_name = getattr(authorizer, "may_name", None)  # optional (see Authorizer)
+        self._may_claim = getattr(authorizer, "may_claim", None)  # optional too
 
     @property
     def max_clients(self) -> int:
@@ -271,6 +319,7 @@ class Hub(Service):
         Service.stopService(self)
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
+        self.refusals.stop()
         # Publishes being committed are answered and delivered before BYE.
         d = self.store.drain()
         d.addBoth(lambda _: self.close_all())
@@ -301,6 +350,22 @@ class Hub(Service):
         client.session.close(CloseReason.KICKED, text)
         return client.client_id
 
+    def kick_anywhere(self, name_or_id: str, text: str = "") -> str | Deferred[str]:
+        """``kick``, or with a shared backplane a client of another server (a
+        Deferred of its id then, once its server was told)."""
+        if self._kick_elsewhere is not None and self.registry.find(name_or_id) is None:
+            return self._kick_elsewhere(name_or_id, text)
+        return self.kick(name_or_id, text)
+
+    def drop_everywhere(self, channel: str) -> Deferred[None] | None:
+        """``drop``, or with a shared backplane on every server (a Deferred then)."""
+        if self._drop_shared is None:
+            self.drop(channel)
+            return None
+        if channel_kind(channel) != PLAIN:
+            raise HubError("forbidden", f"{shorten(channel)} cannot be dropped")
+        return self._drop_shared(channel)
+
     def drop(self, channel: str) -> None:
         """Remove a channel: its subscribers are told ``DROP`` and lose that
         subscription; wildcard subscriptions stay; ids go on if it comes back."""
@@ -320,7 +385,8 @@ class Hub(Service):
         self._history_bytes -= ch.clear_history()
         self._retire(ch)
         self._log.info("channel {channel} dropped", channel=channel)
-        self._announce("$sys.channels", f"drop {channel}")
+        if self._channel_made is None:  # else the backplane tells every server
+            self._announce("$sys.channels", f"drop {channel}")
 
     # -- clients ---------------------------------------------------------
 
@@ -333,7 +399,7 @@ class Hub(Service):
         if self.max_publish_rate or self.max_publish_bytes_rate:
             client.publish_budget = PublishBudget(
                 self.max_publish_rate, self.max_publish_bytes_rate, client.connected_at,
-                self.max_payload)
+                self.max_payload, self.counters)
         self.counters.connections_total += 1
         _connections.info(
             "{client_id} connected from {address} on {listener}",
@@ -377,8 +443,12 @@ class Hub(Service):
         """
         if client.name_locked:
             raise HubError("forbidden", "your name comes from your certificate")
-        if self._may_name is not None and not self._may_name(client, check_name(name)):
-            raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        check_name(name)
+        if self._may_name is not None:  # a users file says whose names are whose
+            if not self._may_name(client, name):
+                raise HubError("name-taken", f"{name} is reserved for the user of that name")
+        elif name in self.registry.certificate_names:
+            raise HubError("name-taken", f"{name} belongs to a client certificate")
         if self._claim_name is not None and client.name != check_name(name):
             holder = self.registry.by_name(name)
             if holder is not None:
@@ -396,14 +466,23 @@ class Hub(Service):
             self._announce("$sys.clients", f"name {client.client_id} {name}")
         return name
 
-    def claim_name(self, client: ClientRecord, name: str) -> None:
+    def claim_name(self, client: ClientRecord, name: str) -> Deferred[None] | None:
         """Give a client the name its TLS certificate carries, for good.
 
         A client that took that name with NAME loses it (``BYE kicked``);
         another connection holding it by certificate keeps it, and this one
-        is refused (HubError auth-failed).
+        is refused (HubError auth-failed), as is a name the authorizer does
+        not know as a user (``may_claim``, with a users file). Without one,
+        the name stays reserved for certificates after this client has gone.
+        With a shared backplane the name is claimed across servers: a
+        Deferred, failing with auth-failed if a certificate client of another
+        server holds it.
         """
         check_name(name)
+        if self._may_claim is not None and not self._may_claim(name):
+            raise HubError("auth-failed", f"the certificate's name {name} is not a user of the "
+                                          f"users file (an operator may add [users.{name}], "
+                                          "no password needed)")
         holder = self.registry.by_name(name)
         if holder is not None and holder is not client:
             if holder.name_locked:
@@ -414,6 +493,18 @@ class Hub(Service):
         # maps it to its user when the door greets).
         self._rename(client, name)
         client.name_locked = True
+        self.registry.remember_certificate_name(name)
+        if self._claim_certificate is not None:
+            claiming: Deferred[None] | None = self._claim_certificate(client, name)
+            if claiming is not None:
+                return claiming.addErrback(self._certificate_refused, client, name)
+        return None
+
+    def _certificate_refused(self, failure: Failure, client: ClientRecord, name: str) -> Failure:
+        # Held elsewhere: not this connection's, not even while it closes.
+        if client.name == name and self._record_of.get(client.session) is client:
+            self.registry.unname(client)
+        return failure
 
     def clients(self) -> list[ClientRecord]:
         """Every connected client, oldest connection first."""
@@ -451,6 +542,44 @@ class Hub(Service):
         return self._new_channel(channel, self.default_history if history is None else history,
                                  client)
 
+    def create_channel(
+        self, channel: str, history: int | None = None, client: ClientRecord | None = None
+    ) -> Channel[Session] | Deferred[Channel[Session]]:
+        """``create``, for a client's CREATE: with a shared backplane the
+        channel and its history setting are made there first, for every
+        server (a Deferred then; HubError exists if it exists anywhere)."""
+        if self._create_shared is None:
+            return self.create(channel, history, client)
+        kind = channel_kind(channel)
+        if kind != PLAIN:
+            raise HubError("forbidden", f"{shorten(channel)} cannot be created by clients")
+        self._check(client is None or self.authorizer.may_publish(client, channel), channel)
+        if channel in self._channels:
+            raise HubError("exists", f"{shorten(channel)} exists")
+        if history is not None and history > self.max_history:
+            raise HubError("bad-args", f"history= is at most {self.max_history}")
+        keep = self.default_history if history is None else history
+        self._may_create(client)
+        d: Deferred[object] = self._create_shared(channel, keep)
+        return d.addCallback(lambda _: self.shared_channel(channel, keep, made_by=client))
+
+    def shared_channel(self, name: str, keep: int, last_id: int = 0,
+                       made_by: ClientRecord | None = None) -> Channel[Session]:
+        """This server's copy of a channel that exists on the shared backplane,
+        made or brought in line with it: keeping ``keep`` messages, its ids
+        known up to ``last_id`` (a copy with older ids forgets what it kept)."""
+        ch = self._channels.get(name)
+        if ch is None:
+            if made_by is not None and self._record_of.get(made_by.session) is made_by:
+                made_by.channels_created += 1
+            ch = self._new_channel(name, keep, limited=False)
+        elif ch.keep != keep:
+            self._history_bytes -= ch.set_keep(keep)
+        if last_id > ch.last_id:
+            self._history_bytes -= ch.clear_history()
+            ch.last_id = ch.pending_id = last_id
+        return ch
+
     @staticmethod
     def _check(allowed: bool, what: str) -> None:
         if not allowed:
@@ -460,26 +589,34 @@ class Hub(Service):
         self, name: str, keep: int, client: ClientRecord | None = None, limited: bool = True
     ) -> Channel[Session]:
         if limited:
-            if self._plain_channels >= self.max_channels:
-                raise HubError("too-many-channels",
-                               f"the server holds its most channels ({self.max_channels})")
+            self._may_create(client)
             if client is not None:
-                if client.channels_created >= self.max_channels_per_client:
-                    raise HubError("too-many-channels", f"at most {self.max_channels_per_client}"
-                                                        " new channels per connection")
                 client.channels_created += 1
         # A channel made again goes on from its last id: ids never restart in an
         # epoch. A name forgotten from _retired goes on from its bucket's floor.
+        # (Numbered elsewhere, a copy learns its ids from there.)
         start = self._retired.pop(name, None)
         if start is None:
             start = (self._retired_floors.get(zlib.crc32(name.encode()) % RETIRED_BUCKETS, 0)
-                     if self._retired_floors else 0)
+                     if self._retired_floors and self._ids_here else 0)
         ch: Channel[Session] = Channel(name, keep, self.clock.seconds(), start,
                                        byte_cap=self.max_channel_bytes)
         self._add_channel(ch)
         self.store.channel_created(name, keep, ch.created_at, ch.last_id)
-        self._announce("$sys.channels", f"create {name}")
+        if self._channel_made is None:
+            self._announce("$sys.channels", f"create {name}")
+        elif limited:
+            self._channel_made(ch)  # the backplane announces it, if new there
         return ch
+
+    def _may_create(self, client: ClientRecord | None) -> None:
+        """HubError too-many-channels if a new channel would pass a limit."""
+        if self._plain_channels >= self.max_channels:
+            raise HubError("too-many-channels",
+                           f"the server holds its most channels ({self.max_channels})")
+        if client is not None and client.channels_created >= self.max_channels_per_client:
+            raise HubError("too-many-channels", f"at most {self.max_channels_per_client}"
+                                                " new channels per connection")
 
     def forget_idle_channels(self) -> int:
         """Forget channels nobody subscribes to, that keep nothing, idle IDLE_CHANNEL s.
@@ -528,7 +665,9 @@ class Hub(Service):
             del self._by_head[head]
         # Ids still being committed count: they will be acknowledged.
         last_id = max(ch.last_id, ch.pending_id)
-        if last_id:  # a channel that never had a message has nothing to go on from
+        # A channel that never had a message has nothing to go on from; one
+        # numbered elsewhere goes on from there.
+        if last_id and self._ids_here:
             self._remember_retired(ch.name, last_id)
         self.store.channel_retired(ch.name, last_id)
 
@@ -766,22 +905,47 @@ class Hub(Service):
 
     def publish(
         self, sender: str, channel: str, payload: bytes, client: ClientRecord | None = None
-    ) -> MessageId:
+    ) -> MessageId | PendingPublish:
         """Check a message and hand it to the backplane, which numbers it and
         brings it to every matching connection once.
 
         ``sender`` is the name shown to readers; ``client``, the connection
         that published (None for the server's own voice), is checked by the
         authorizer and paced if a reader is falling behind. Returns the id,
-        or a Deferred of it if the backplane numbers messages elsewhere or a
-        durable store must commit the message first (then it fails with
-        HubError unavailable if the store cannot).
+        a Deferred of it if the backplane numbers messages elsewhere, or a
+        PendingPublish if a durable store must commit the message first
+        (refused with HubError unavailable if the store cannot).
         """
         if len(payload) > self.max_payload:
             raise HubError("too-large", f"payload over {self.max_payload} bytes")
-        if client is not None and client.publish_budget is not None:
-            client.publish_budget.take(len(payload), self.clock.seconds())  # rate-limited
         ch = self._channels.get(channel)
+        if ch is None or ch.system or not self._fast_path:
+            return self._publish_checked(sender, channel, payload, client, ch)
+        # The common case written out (an existing channel, the in-process
+        # backplane, everything allowed): LocalBackplane.publish costs no call.
+        now = self.clock.seconds()
+        if client is not None:
+            budget = client.publish_budget
+            if budget is not None:
+                # PublishBudget.spend written out: the prepaid part costs no call.
+                budget.left -= 1
+                budget.left_bytes -= len(payload)
+                if budget.left < 0 or budget.left_bytes < 0:
+                    budget.refill(len(payload), now)  # rate-limited
+        msg = Message(ch.name, ch.last_id + 1, sender, payload, now)
+        self.fan_out(ch, msg, client)
+        return msg.msg_id
+
+    def _publish_checked(
+        self, sender: str, channel: str, payload: bytes, client: ClientRecord | None,
+        ch: Channel[Session] | None,
+    ) -> MessageId | PendingPublish:
+        """``publish`` for everything but the common case: a new channel, a
+        direct message, a system channel, permissions, a durable store or a
+        shared backplane."""
+        now = self.clock.seconds()
+        if client is not None and client.publish_budget is not None:
+            client.publish_budget.spend(len(payload), now)  # rate-limited
         if ch is None:
             kind = channel_kind(channel)
             if kind == INBOX:
@@ -797,8 +961,7 @@ class Hub(Service):
               and not self._authorizer.may_publish(client, channel)):
             self._check(False, channel)
         if self._local:
-            # LocalBackplane.publish, written out: the default costs no extra call.
-            msg = Message(ch.name, ch.last_id + 1, sender, payload, self.clock.seconds())
+            msg = Message(ch.name, ch.last_id + 1, sender, payload, now)
             self.fan_out(ch, msg, client)
             return msg.msg_id
         if self._durable:
@@ -807,34 +970,43 @@ class Hub(Service):
 
     def _publish_durable(
         self, ch: Channel[Session], sender: str, payload: bytes, client: ClientRecord | None
-    ) -> Deferred[int]:
+    ) -> PendingPublish:
         """Number a message, have the store commit it, and only then keep it in
         memory, deliver it and acknowledge it: nobody sees an id a crash could
         take back. Commits finish in order, so deliveries stay in id order."""
         msg = Message(ch.name, ch.pending_id + 1, sender, payload, self.clock.seconds())
         self.store.append(msg, ch.keep)  # HubError unavailable: refused at once
         ch.pending_id += 1
-        acked: Deferred[int] = Deferred()
-        self._uncommitted.append((ch, msg, client, acked))
-        return acked
+        pending = PendingPublish(ch, msg, client)
+        self._uncommitted.append(pending)
+        return pending
 
     def _committed(self, count: int) -> None:
-        """The store committed the next ``count`` messages: deliver, acknowledge."""
+        """The store committed the next ``count`` messages: deliver them, then
+        have their acknowledgements written (each waiter told once)."""
         uncommitted = self._uncommitted
         channels = self._channels
+        record_of = self._record_of
+        waiters: dict[Callable[[], None], None] = {}
         for _ in range(count):
-            entry = uncommitted.popleft()
-            if entry is None:  # stored after delivery (another backplane)
+            pending = uncommitted.popleft()
+            if pending is None:  # stored after delivery (another backplane)
                 continue
-            ch, msg, client, acked = entry
+            ch = pending.channel
+            client = pending.client
+            if client is not None:
+                if record_of.get(client.session) is client:
+                    client.session.msgs_in += 1
+                else:
+                    client = None  # a publisher gone meanwhile is not paced
             # A channel dropped (or forgotten) meanwhile has no history or readers
             # left to give it to; its last id already counts this one (_retire).
             if channels.get(ch.name) is ch:
-                # A publisher gone meanwhile is not paced.
-                if client is not None and self._record_of.get(client.session) is not client:
-                    client = None
-                self.fan_out(ch, msg, client)
-            acked.callback(msg.msg_id)
+                self.fan_out(ch, pending.msg, client)
+            pending.settled = True
+            if pending.waiter is not None:
+                waiters[pending.waiter] = None
+        self._wake(waiters)
 
     def _refused(self, count: int, error: HubError) -> None:
         """The store could not commit the next ``count`` messages: refuse them.
@@ -842,14 +1014,26 @@ class Hub(Service):
         The store refuses everything appended after a failure too, so the ids
         go back to before the first of them (nobody saw any) with no gap."""
         uncommitted = self._uncommitted
+        waiters: dict[Callable[[], None], None] = {}
         for _ in range(count):
-            entry = uncommitted.popleft()
-            if entry is None:
+            pending = uncommitted.popleft()
+            if pending is None:
                 continue
-            ch, msg, _, acked = entry
-            if ch.pending_id >= msg.msg_id:
-                ch.pending_id = msg.msg_id - 1
-            acked.errback(error)
+            ch, msg_id = pending.channel, pending.msg.msg_id
+            if ch.pending_id >= msg_id:
+                ch.pending_id = msg_id - 1
+            pending.error = error
+            pending.settled = True
+            if pending.waiter is not None:
+                waiters[pending.waiter] = None
+        self._wake(waiters)
+
+    def _wake(self, waiters: Iterable[Callable[[], None]]) -> None:
+        for waiter in waiters:
+            try:
+                waiter()
+            except Exception:
+                self._log.failure("writing the answers to publishes failed")
 
     def publish_system(self, channel: str, payload: bytes) -> int:
         """Publish on a system channel (the server's own voice, this server only)."""
@@ -859,9 +1043,11 @@ class Hub(Service):
         return msg.msg_id
 
     def _announce(self, channel: str, text: str) -> None:
-        # Nothing is formatted or kept for a system channel nobody reads.
+        # Nothing is formatted or kept for a system channel nobody reads here.
         if self.has_readers(channel):
             self.publish_system(channel, text.encode())
+        if self._share_event is not None:
+            self._share_event(channel, text)  # the other servers' readers
 
     def has_readers(self, channel: str) -> bool:
         """Whether anyone would receive a message on ``channel`` now."""
@@ -884,13 +1070,13 @@ class Hub(Service):
 
         The backplane calls this; ``publisher`` is paced if a reader is behind.
         """
-        self._history_bytes += ch.record(msg)
-        if self._history_bytes > self.max_history_bytes:
+        held = self._history_bytes = self._history_bytes + ch.record(msg)
+        if held > self.max_history_bytes:
             self._evict_history()
         if self._store_on_fan_out and not ch.system:
             self._store_delivered(ch, msg)
         readers: Iterable[Session] = ch.subscribers
-        if len(self._patterns):
+        if self._patterns.count:
             # One copy per connection, however many subscriptions match.
             wild = self._patterns.readers(ch.name)
             if wild:
@@ -962,6 +1148,13 @@ class Hub(Service):
         if client is not None:
             self._check(self.authorizer.may_publish(client, "@" + recipient), "@" + recipient)
         target = self.registry.find(recipient)
+        if client is not None and target is not None and self._restricted:
+            # Reached by its id, a client is still the one an inbox rule names
+            # (@bob denied must not let @c7 reach bob), by name or by user.
+            for alias in (target.name, target.user):
+                if alias is not None and alias != recipient:
+                    self._check(self.authorizer.may_publish(client, "@" + alias),
+                                "@" + recipient)
         if target is None and self._direct_elsewhere is not None:
             return self._direct_elsewhere(recipient, sender, payload, client)
         if target is None or not target.addressable:
@@ -1005,6 +1198,13 @@ class Hub(Service):
 
     def _deliver(self, msg: Message, readers: Iterable[Session]) -> list[Session] | None:
         """Hand a message to each reader; returns those falling behind, if any."""
+        # The eager codecs in use are primed first, so their sessions take the
+        # bytes without a check (txpubsub.core.codec). A delivery never
+        # publishes (the Session seam), so they stay this message's bytes.
+        for codec in self._eager:
+            data = codec.last_bytes = codec.encode(msg)
+            codec.last_size = len(data)
+            codec.last = msg
         counters = self.counters
         delivered = 0
         behind = None
@@ -1023,6 +1223,23 @@ class Hub(Service):
         counters.bytes_in += len(msg.payload)
         counters.msgs_out += delivered
         return behind
+
+    def use_codec(self, codec: Codec) -> None:
+        """A session of ``codec``'s format joined: an eager codec is primed
+        for every delivery while any of its sessions is here."""
+        users = self._codec_users
+        users[codec] = users.get(codec, 0) + 1
+        self._eager = [c for c in users if c.eager]
+
+    def release_codec(self, codec: Codec) -> None:
+        """A session of ``codec``'s format left (or changed format)."""
+        users = self._codec_users
+        left = users.get(codec, 0) - 1
+        if left > 0:
+            users[codec] = left
+        else:
+            users.pop(codec, None)
+        self._eager = [c for c in users if c.eager]
 
     def counters_for(self, door: str) -> DoorCounters:
         """The counters of one kind of door (``line``, ``feed``, ...), made on first use."""
@@ -1047,6 +1264,7 @@ class Hub(Service):
             "connections_total": c.connections_total,
             "pacing_stalls": c.pacing_stalls,
             "auth_failures": c.auth_failures,
+            "auth_refused": c.auth_refused,
             "store_errors": self.store.errors,
             "history_bytes": self._history_bytes,
             "history_evictions": c.history_evictions,

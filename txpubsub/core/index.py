@@ -59,11 +59,11 @@ def _literals(tokens: list[str]) -> Callable[[list[str]], Any]:
 class PatternIndex(Generic[T]):
     """Subscribers by pattern; ``match`` finds every set that a channel reaches."""
 
-    __slots__ = ("_cache", "_cached_refs", "_cached_under", "_count", "_exact", "_exact_wild",
-                 "_rest", "_rest_wild", "_shapes", "budget", "charged", "over_budget", "work")
+    __slots__ = ("_cache", "_cached_refs", "_cached_under", "_exact", "_exact_wild", "_rest",
+                 "_rest_wild", "_shapes", "budget", "charged", "count", "over_budget", "work")
 
     def __init__(self) -> None:
-        self._count = 0
+        self.count = 0  # (pattern, subscriber) entries; read on every publish
         self._shapes: dict[ShapeKey, Shape[T]] = {}
         # Shapes by the channels they can match: without ">" by token count,
         # with ">" by the tokens before it (channels longer than that). A
@@ -91,7 +91,7 @@ class PatternIndex(Generic[T]):
 
     def __len__(self) -> int:
         """How many (pattern, subscriber) entries the index holds."""
-        return self._count
+        return self.count
 
     def shapes(self) -> int:
         """How many shapes the patterns make (what an uncached match may cost)."""
@@ -116,7 +116,7 @@ class PatternIndex(Generic[T]):
             subscribers = patterns[found] = set()
         if subscriber not in subscribers:
             subscribers.add(subscriber)
-            self._count += 1
+            self.count += 1
             self._forget_matches(tokens[0])
 
     def remove(self, pattern: str, subscriber: T) -> None:
@@ -132,7 +132,7 @@ class PatternIndex(Generic[T]):
         if subscribers is None or subscriber not in subscribers:
             return
         subscribers.discard(subscriber)
-        self._count -= 1
+        self.count -= 1
         # Before the empty set is let go of: a cached match may hold it.
         self._forget_matches(tokens[0])
         if subscribers:

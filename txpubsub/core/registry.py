@@ -12,6 +12,9 @@ from txpubsub.core.session import Session
 from txpubsub.wire.errors import HubError, ServerFull, shorten
 from txpubsub.wire.names import check_name, is_client_id
 
+# Certificate names remembered (so reserved) at most; the oldest go first.
+MAX_CERTIFICATE_NAMES = 100000
+
 
 class ClientRecord:
     """The hub's record of one connection: its id, name, subscriptions, session."""
@@ -82,6 +85,9 @@ class ClientRegistry:
         # backplane hands out numbers unique across servers).
         self.next_number: Callable[[int], int] = _plus_one
         self.reserved = 0  # connections not yet clients (TLS handshakes) that count
+        # Names TLS certificates have carried since the start, oldest first:
+        # NAME may not take them, also while their holder is away.
+        self.certificate_names: dict[str, None] = {}
         self.connection_log: deque[ClosedConnection] = deque(maxlen=log_size)
 
     def __len__(self) -> int:
@@ -132,6 +138,14 @@ class ClientRegistry:
         self._by_name[name] = client
         client.name = client.sender = name
         return True
+
+    def remember_certificate_name(self, name: str) -> None:
+        """Keep ``name`` for certificates (the last MAX_CERTIFICATE_NAMES of them)."""
+        names = self.certificate_names
+        names.pop(name, None)
+        while len(names) >= MAX_CERTIFICATE_NAMES:
+            del names[next(iter(names))]
+        names[name] = None
 
     def unname(self, client: ClientRecord) -> None:
         """Take a client's name away; it is shown by its id again."""

@@ -24,7 +24,9 @@ class Session(Protocol):
     """
 
     msgs_in: int
-    msgs_out: int
+
+    @property
+    def msgs_out(self) -> int: ...
 
     def deliver(self, msg: Message) -> bool: ...
 

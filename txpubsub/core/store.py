@@ -25,6 +25,7 @@ class SavedChannel:
     last_id: int
     created_at: float
     retired: bool = False  # dropped or forgotten: only its last id matters
+    floor: int = 0  # ids up to this were an earlier life's (before a drop)
     messages: list[Message] = field(default_factory=list)
 
 
@@ -52,6 +53,10 @@ class Store(Protocol):
         are committed; ``refused(n, error)``: they are not stored (nor will be)."""
 
     def channel_retired(self, name: str, last_id: int) -> None: ...
+
+    def restart(self, epoch: str) -> None:
+        """Ids start again in ``epoch`` (a shared backplane lost its data): every
+        channel and message kept so far belongs to the old id space and goes."""
 
     def drain(self) -> Deferred[None]:
         """Fires once every message appended so far is committed or refused."""
@@ -84,6 +89,9 @@ class MemoryStore:
 
     def channel_retired(self, name: str, last_id: int) -> None:
         pass
+
+    def restart(self, epoch: str) -> None:
+        self.epoch = epoch
 
     def drain(self) -> Deferred[None]:
         return succeed(None)

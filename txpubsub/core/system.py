@@ -47,5 +47,7 @@ class SystemTicker(Service):
 
     def tick_stats(self) -> None:
         if self.hub.has_readers("$sys.stats"):
-            stats = json.dumps(self.hub.stats(), separators=(",", ":"))
-            self.hub.publish_system("$sys.stats", stats.encode())
+            stats: dict[str, object] = dict(self.hub.stats())
+            if self.hub.server_id is not None:  # which of the servers sharing Redis
+                stats["server"] = self.hub.server_id
+            self.hub.publish_system("$sys.stats", json.dumps(stats, separators=(",", ":")).encode())

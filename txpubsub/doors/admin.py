@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txpubsub.core.hub import ADMIN_SENDER, Hub
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.system import iso_utc
 from txpubsub.doors.framing import LineFramer
 from txpubsub.doors.replies import Reply, ReplyQueue
@@ -183,9 +184,12 @@ class AdminDoor(LineFramer):
         ])
 
     def do_stats(self, rest: bytes) -> bytes:
-        return self._listing([f"STAT {key} {value}" for key, value in self.hub.stats().items()])
+        stats = [f"STAT {key} {value}" for key, value in self.hub.stats().items()]
+        if self.hub.server_id is not None:  # which of the servers sharing Redis
+            stats.append(f"STAT server {self.hub.server_id}")
+        return self._listing(stats)
 
-    def do_kick(self, rest: bytes) -> bytes:
+    def do_kick(self, rest: bytes) -> Reply:
         who, _, reason = rest.lstrip(b" ").partition(b" ")
         if not who:
             raise HubError("bad-args", "usage: KICK <id or name> [reason]")
@@ -198,15 +202,22 @@ class AdminDoor(LineFramer):
             if not ids:
                 raise HubError("no-such-client", f"no client is user {shorten(user)}")
             return f"+OK kicked {' '.join(ids)}\r\n".encode()
-        client_id = self.hub.kick(target, reason.decode().strip())
-        return f"+OK kicked {client_id}\r\n".encode()
+        client_id = self.hub.kick_anywhere(target, reason.decode().strip())
+        if isinstance(client_id, str):
+            return f"+OK kicked {client_id}\r\n".encode()
+        # A client of another server sharing Redis: kicked once its server is told.
+        return client_id.addCallbacks(lambda c: f"+OK kicked {c}\r\n".encode(), _refusal)
 
-    def do_drop(self, rest: bytes) -> bytes:
+    def do_drop(self, rest: bytes) -> Reply:
         args = split_args(rest)
         if len(args) != 1:
             raise HubError("bad-args", "usage: DROP <channel>")
-        self.hub.drop(args[0])
-        return f"+OK dropped {args[0]}\r\n".encode()
+        done = f"+OK dropped {args[0]}\r\n".encode()
+        dropping = self.hub.drop_everywhere(args[0])
+        if dropping is None:
+            return done
+        # Shared through Redis: dropped on every server.
+        return dropping.addCallbacks(lambda _: done, _refusal)
 
     def do_pub(self, rest: bytes) -> Reply:
         channel, _, payload = rest.lstrip(b" ").partition(b" ")
@@ -215,6 +226,8 @@ class AdminDoor(LineFramer):
         msg_id = self.hub.publish(ADMIN_SENDER, channel.decode(), payload)
         if isinstance(msg_id, int):
             return b"+OK %d\r\n" % msg_id
+        if isinstance(msg_id, PendingPublish):  # being committed by a durable store
+            msg_id = msg_id.deferred()
         # Numbered elsewhere (a shared backplane): later replies wait for it.
         return msg_id.addCallbacks(lambda n: b"+OK %d\r\n" % n, _refusal)
 

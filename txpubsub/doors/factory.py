@@ -9,7 +9,7 @@ from twisted.internet.protocol import Factory, Protocol
 from txpubsub.core.hub import Hub
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.output import Batcher
-from txpubsub.doors.session import Door, DoorSettings, Session
+from txpubsub.doors.session import Door, DoorSettings, LazySession, Session
 
 
 class DoorFactory(Factory):
@@ -41,8 +41,9 @@ class DoorFactory(Factory):
 
     def new_session(self, door: Door) -> Session:
         """The session a new door of this listener owns."""
-        return Session(door, self.hub, self.listener, self.settings, self.codec,
-                       self.batcher, self.counters)
+        kind = Session if self.codec.eager else LazySession
+        return kind(door, self.hub, self.listener, self.settings, self.codec,
+                    self.batcher, self.counters)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         proto = self.protocol(self)

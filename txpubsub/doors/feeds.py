@@ -7,6 +7,7 @@ CHANNEL. Both are clients of the hub, under the same limits as any other.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
@@ -14,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txpubsub.core.hub import SYSTEM_CHANNELS, Hub
+from txpubsub.core.pending import PendingPublish
 from txpubsub.doors.codecs import bare_codec
 from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.framing import LineFramer
@@ -111,6 +113,10 @@ class IngestDoor(RawDoor):
     _log = Logger()
     _refused = 0
 
+    def __init__(self, factory: RawDoorFactory) -> None:
+        super().__init__(factory)
+        self._pending: deque[PendingPublish] = deque()  # publishes being committed
+
     def lines_spent(self) -> None:
         # A thousand lines of one read published: the others get their turn.
         self.session.yield_turn()
@@ -121,15 +127,31 @@ class IngestDoor(RawDoor):
         client = self.session.client
         assert client is not None
         try:
-            self.hub.publish(client.sender, self.channel, line, client)
-            self.session.msgs_in += 1
+            result = self.hub.publish(client.sender, self.channel, line, client)
         except HubError as e:
-            # The writer may never read, so refusals are counted and logged once.
-            self._refused += 1
-            if self._refused == 1:
-                self._log.warn("ingest {client!r} to {channel}: {code} {text}",
-                               client=client, channel=self.channel, code=e.code,
-                               text=e.text)
+            self._refusal(e)
+            return
+        if type(result) is PendingPublish:
+            # Being committed by a durable store; the hub counts it once stored.
+            result.waiter = self._settled
+            self._pending.append(result)
+        else:
+            self.session.msgs_in += 1
+
+    def _refusal(self, e: HubError) -> None:
+        # The writer may never read, so refusals are counted and logged once.
+        self._refused += 1
+        if self._refused == 1:
+            self._log.warn("ingest {client!r} to {channel}: {code} {text}",
+                           client=self.session.client, channel=self.channel, code=e.code,
+                           text=e.text)
+
+    def _settled(self) -> None:
+        pending = self._pending
+        while pending and pending[0].settled:
+            done = pending.popleft()
+            if done.error is not None:
+                self._refusal(done.error)
 
 
 class RawDoorFactory(DoorFactory):

@@ -16,6 +16,7 @@ from txpubsub.auth.login import Login
 from txpubsub.core.channel import Channel
 from txpubsub.core.hub import LIST_WORK, Session
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import line_codec
 from txpubsub.doors.factory import DoorFactory
@@ -71,8 +72,8 @@ class LineDoor(LineFramer):
     """One client connection speaking the line protocol; its session is the hub's."""
 
     _log = Logger()
-    __slots__ = ("_auth", "_commands", "_login", "_pubb_channel", "_pubb_refusal", "_replies",
-                 "codec", "hub", "quiet", "session")
+    __slots__ = ("_auth", "_commands", "_login", "_pub_reply", "_pubb_channel", "_pubb_refusal",
+                 "_replies", "codec", "hub", "quiet", "session")
 
     def __init__(self, factory: LineDoorFactory) -> None:
         super().__init__()
@@ -84,6 +85,7 @@ class LineDoor(LineFramer):
         self._pubb_channel: str | None = None
         self._pubb_refusal = b""
         self._replies = ReplyQueue(self.session.send)
+        self._pub_reply = self._published  # bound once: made per PUB otherwise
         self._commands = COMMANDS  # PRE_AUTH until a client that must authenticate has
         self._login: Login | None = None
         self._auth = factory.auth
@@ -95,10 +97,8 @@ class LineDoor(LineFramer):
         assert client is not None
         auth = self._auth
         if auth is not None:
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            if login.must_authenticate:
-                self._commands = PRE_AUTH
         info = {
             "server": "txpubsub",
             "version": __version__,
@@ -115,6 +115,9 @@ class LineDoor(LineFramer):
         if client.name_locked:
             info["name"] = client.name  # from the client's TLS certificate
         self.session.send(b"INFO %s\r\n" % json.dumps(info, separators=(",", ":")).encode())
+
+    def _gate(self, gated: bool) -> None:
+        self._commands = PRE_AUTH if gated else COMMANDS
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         return encode_bye(reason.value, text)
@@ -139,8 +142,9 @@ class LineDoor(LineFramer):
         self.session.connection_lost(reason)
 
     def release_input(self) -> None:
-        # Pacing must not let input through while an AUTH is being checked.
-        if self._login is None or not self._login.pending:
+        # Pacing must not let input through while an AUTH is being checked,
+        # nor an AUTH's answer while pacing holds it (the stall's end will).
+        if (self._login is None or not self._login.pending) and not self.session.stalled():
             super().release_input()
 
     # A peer that sends its last commands and shuts down its side
@@ -240,8 +244,22 @@ class LineDoor(LineFramer):
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
-            # Numbered elsewhere (a shared backplane): the reply waits its turn.
-            self._replies.send(msg_id.addCallbacks(self._numbered, self._refused))
+            self._later(msg_id)
+
+    def _later(self, answer: Deferred[int] | PendingPublish) -> None:
+        """The reply to a publish answered later waits its turn: one a durable
+        store is committing, or one numbered elsewhere (a shared backplane)."""
+        if type(answer) is PendingPublish:
+            self._replies.send_stored(
+                answer, b"" if self.quiet else b"+OK %d\r\n" % answer.msg.msg_id, HubError.as_line)
+        else:
+            self._replies.send_later(answer, self._pub_reply)  # type: ignore[arg-type]
+
+    def _published(self, result: int | Failure) -> bytes:
+        """The reply to a PUB numbered elsewhere: its id, or why it was refused."""
+        if isinstance(result, Failure):
+            return self._refused(result)
+        return self._numbered(result)
 
     def _numbered(self, msg_id: int) -> bytes:
         self.session.msgs_in += 1
@@ -270,7 +288,7 @@ class LineDoor(LineFramer):
             if not self.quiet:
                 self._replies.send(b"+OK %d\r\n" % msg_id)
         else:
-            self._replies.send(msg_id.addCallbacks(self._numbered, self._refused))
+            self._later(msg_id)
 
     def do_pubb(self, rest: bytes) -> None:
         args = split_args(rest)
@@ -351,8 +369,12 @@ class LineDoor(LineFramer):
             history = parse_number(args[1][len("history=") :], "history=")
         elif len(args) != 1:
             raise HubError("bad-args", "usage: CREATE <channel> [history=<n>]")
-        ch = self.hub.create(args[0], history, self.session.client)
-        self._replies.send(f"+OK created {ch.name}\r\n".encode())
+        ch = self.hub.create_channel(args[0], history, self.session.client)
+        if isinstance(ch, Deferred):  # made in Redis first, for every server
+            self._replies.send(ch.addCallbacks(
+                lambda c: f"+OK created {c.name}\r\n".encode(), self._refused))
+        else:
+            self._replies.send(f"+OK created {ch.name}\r\n".encode())
 
     def _stream(self, lines: Iterable[str | None], more: bool) -> None:
         """Send a listing's lines a batch at a time, then ``+OK <n>``, or
@@ -495,16 +517,21 @@ class LineDoor(LineFramer):
             self.release_input()
             raise
         self._replies.send(d.addCallbacks(self._authenticated, self._not_authenticated))
+        # Input goes on once the answer is written (or queued in order): what
+        # was pipelined behind AUTH, and the messages it causes, come after it.
+        d.addBoth(self._auth_answered)
 
     def _authenticated(self, user: str | None) -> bytes:
         if user is None:
             return b""  # the last failure: the connection is closing with BYE auth-failed
         self._commands = COMMANDS
-        self.release_input()
         return f"+OK {user}\r\n".encode()
 
+    def _auth_answered(self, _: object) -> None:
+        if self.session.close_reason is None:
+            self.release_input()
+
     def _not_authenticated(self, failure: Failure) -> bytes:
-        self.release_input()
         if failure.check(HubError):
             return failure.value.as_line()  # type: ignore[union-attr]
         self._log.failure("AUTH from {client!r} failed", failure, client=self.session.client)

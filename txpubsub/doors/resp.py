@@ -25,6 +25,7 @@ from txpubsub import __version__
 from txpubsub.auth.login import Login
 from txpubsub.core.hub import SYSTEM_CHANNELS
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.registry import ClientRecord
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
@@ -92,6 +93,10 @@ def _arity_error(name: str) -> bytes:
     return error(f"ERR wrong number of arguments for '{name}' command")
 
 
+def _silenced(e: HubError) -> bytes:
+    return b""
+
+
 def _hub_error(e: HubError) -> bytes:
     """A refusal from the hub, Redis-style: NOPERM for permissions, ERR with
     txpubsub's code otherwise."""
@@ -130,9 +135,7 @@ class RespDoor(Protocol):
         self.parser = RespParser(max_bulk=self.hub.max_payload,
                                  max_args=max(1024, 2 * self.hub.max_subscriptions),
                                  max_inline=factory.settings.max_line)
-        # One command's bytes at most: a payload and its headers, or a
-        # SUBSCRIBE of many channels (docs/resp.md).
-        self._max_input = self.hub.max_payload + 2 * factory.settings.max_line
+        self._max_line = factory.settings.max_line  # a connection keeps its framing
         self.proto = 2
         self._channels: dict[str, None] = {}  # SUBSCRIBE, in order
         self._globs: dict[bytes, None] = {}  # PSUBSCRIBE, in order
@@ -142,6 +145,12 @@ class RespDoor(Protocol):
         self._login: Login | None = None
         self._authed = True
         self._lib = ("", "")  # CLIENT SETINFO LIB-NAME, LIB-VER
+        # CLIENT REPLY: OFF silences replies until ON, SKIP the next command's;
+        # pub/sub messages and (un)subscribe confirmations go out regardless.
+        self._reply_off = False
+        self._skip_next = False
+        self._skip = False
+        self._mute = False  # the running command's replies are silenced
 
     @property
     def client(self) -> ClientRecord | None:
@@ -157,12 +166,13 @@ class RespDoor(Protocol):
         client.addressable = False
         auth = self.factory.auth
         if auth is not None:
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            if login.must_authenticate:
-                self._gate()
 
-    def _gate(self) -> None:
+    def _gate(self, gated: bool) -> None:
+        if not gated:
+            self._ungate()
+            return
         self._authed = False
         self.parser.max_bulk = min(self.parser.max_bulk, PRE_AUTH_BULK)
         self.parser.max_args = PRE_AUTH_ARGS
@@ -197,8 +207,10 @@ class RespDoor(Protocol):
             self.transport.pauseProducing()
 
     def release_input(self) -> None:
-        if self._login is not None and self._login.pending:
-            return  # pacing must not let commands through while an AUTH is checked
+        if (self._login is not None and self._login.pending) or self.session.stalled():
+            # Pacing must not let commands through while an AUTH is checked, nor
+            # an AUTH's answer while pacing holds them (the stall's end will).
+            return
         if self._holding:
             self._holding = False
             if self.transport.disconnecting:
@@ -221,6 +233,11 @@ class RespDoor(Protocol):
         keepalive = getattr(self.transport, "setTcpKeepAlive", None)
         if keepalive is not None:
             keepalive(True)
+        # As Redis does: without it, a second reply or message written before
+        # the peer ACKs the first waits out its delayed ACK (about 40 ms).
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)
         self.session.connection_made(self.transport)
 
     def handshakeCompleted(self) -> None:
@@ -246,14 +263,20 @@ class RespDoor(Protocol):
         if session.close_reason is not None or session.client is None:
             return
         parser = self.parser
+        max_payload = self.hub.max_payload  # a reload changes it for every connection
+        if self._authed:
+            parser.max_bulk = max_payload
+            parser.max_args = max(1024, 2 * self.hub.max_subscriptions)
         events = parser.feed(data)
         if events:
             session.heard = True
             self._queue.extend(events)
-        if parser.buffered() > self._max_input:
+        # One command's bytes at most: a payload and its headers, or a
+        # SUBSCRIBE of many channels (docs/resp.md).
+        max_input = max_payload + 2 * self._max_line
+        if parser.buffered() > max_input:
             parser.failed = True
-            self._queue.append(RespError(f"Protocol error: a command over {self._max_input} "
-                                         "bytes"))
+            self._queue.append(RespError(f"Protocol error: a command over {max_input} bytes"))
         self._run()
         session.after_read()
 
@@ -283,35 +306,57 @@ class RespDoor(Protocol):
                 queue.clear()
                 session.finish(CloseReason.BAD_FRAME)
                 return
+            self._mute = self._reply_off or self._skip
             try:
                 self._command(event)
             except HubError as e:
-                self._replies.send(_hub_error(e))
+                self._reply(_hub_error(e))
             except Exception:
                 self._log.failure("command {name} from {client!r} failed",
                                   name=event[0][:32], client=session.client)
-                self._replies.send(_INTERNAL)
+                self._reply(_INTERNAL)
+            # CLIENT REPLY SKIP silences the command after it (Redis's resetClient).
+            self._skip, self._skip_next = self._skip_next, False
+            self._mute = False
 
     def _command(self, args: list[bytes]) -> None:
         name = args[0].lower()
         entry = COMMANDS.get(name)
         if entry is None:
-            self._replies.send(unknown_command(args))
+            self._reply(unknown_command(args))
             return
         handler, arity = entry
         if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
-            self._replies.send(_arity_error(name.decode()))
+            self._reply(_arity_error(name.decode()))
             return
         if not self._authed and name not in _NO_AUTH:
-            self._replies.send(_NOAUTH)
+            self._reply(_NOAUTH)
             return
         if self.proto == 2 and name not in _ALLOWED_SUBSCRIBED and (self._channels
                                                                     or self._globs):
-            self._replies.send(error(
+            self._reply(error(
                 f"ERR Can't execute '{name.decode()}': only (P|S)SUBSCRIBE / "
                 "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
             return
         handler(self, args)
+
+    def _reply(self, reply: bytes | Deferred[bytes]) -> None:
+        """The running command's reply, in order, unless CLIENT REPLY silenced it."""
+        if self._mute:
+            if isinstance(reply, Deferred):
+                # Still queued, so a later reply cannot overtake where it was.
+                self._replies.send(reply.addCallback(lambda _: b""))
+            return
+        self._replies.send(reply)
+
+    def _answer(self, reply: bytes) -> bytes:
+        """``reply``, or nothing while CLIENT REPLY silences replies."""
+        return b"" if self._mute else reply
+
+    def _push(self, data: bytes) -> None:
+        """(Un)subscribe confirmations: out in order even while replies are
+        silenced, as Redis sends them (CLIENT_PUSHING)."""
+        self._replies.send(data)
 
     # -- pub/sub -----------------------------------------------------------
 
@@ -337,7 +382,7 @@ class RespDoor(Protocol):
                 channel_kind(name)
             except (UnicodeDecodeError, HubError):
                 # Every name is checked before any is subscribed.
-                self._replies.send(error(
+                self._reply(error(
                     f"ERR bad-channel {_text(raw[:64])!r} is not a txpubsub channel name "
                     "(1-128 of A-Z a-z 0-9 _ - : / in dot-separated tokens; for patterns "
                     "use PSUBSCRIBE)"))
@@ -352,11 +397,11 @@ class RespDoor(Protocol):
                     self._room()
                     self.hub.subscribe(client, name)
                 except HubError as e:
-                    out.append(_hub_error(e))
+                    out.append(self._answer(_hub_error(e)))
                     continue
                 self._channels[name] = None
             out.append(self._confirm(b"subscribe", name.encode()))
-        self._replies.send(b"".join(out))
+        self._push(b"".join(out))
 
     def do_unsubscribe(self, args: list[bytes]) -> None:
         client = self.session.client
@@ -365,7 +410,7 @@ class RespDoor(Protocol):
         if not names:
             names = list(self._channels)
             if not names:
-                self._replies.send(self._confirm(b"unsubscribe", None))
+                self._push(self._confirm(b"unsubscribe", None))
                 return
         out = []
         for name in names:
@@ -376,13 +421,12 @@ class RespDoor(Protocol):
                 except HubError:
                     pass  # dropped by the admin meanwhile
             out.append(self._confirm(b"unsubscribe", name.encode("utf-8", "surrogateescape")))
-        self._replies.send(b"".join(out))
+        self._push(b"".join(out))
 
     def do_psubscribe(self, args: list[bytes]) -> None:
         for pattern in args[1:]:
             if len(pattern) > MAX_GLOB:
-                self._replies.send(error(f"ERR bad-channel a pattern is at most {MAX_GLOB} "
-                                         "bytes"))
+                self._reply(error(f"ERR bad-channel a pattern is at most {MAX_GLOB} bytes"))
                 return
         hub = self.hub
         out = []
@@ -394,17 +438,17 @@ class RespDoor(Protocol):
                         raise HubError("too-many-subscriptions", "the server holds its most "
                                        f"subscriptions ({hub.max_subscriptions_total})")
                 except HubError as e:
-                    out.append(_hub_error(e))
+                    out.append(self._answer(_hub_error(e)))
                     continue
                 hub.globs.add(pattern, self)
                 self._globs[pattern] = None
             out.append(self._confirm(b"psubscribe", pattern))
-        self._replies.send(b"".join(out))
+        self._push(b"".join(out))
 
     def do_punsubscribe(self, args: list[bytes]) -> None:
         patterns = args[1:] or list(self._globs)
         if not patterns:
-            self._replies.send(self._confirm(b"punsubscribe", None))
+            self._push(self._confirm(b"punsubscribe", None))
             return
         out = []
         for pattern in patterns:
@@ -412,10 +456,10 @@ class RespDoor(Protocol):
                 del self._globs[pattern]
                 self.hub.globs.remove(pattern, self)
             out.append(self._confirm(b"punsubscribe", pattern))
-        self._replies.send(b"".join(out))
+        self._push(b"".join(out))
 
     def do_ssubscribe(self, args: list[bytes]) -> None:
-        self._replies.send(error("ERR This instance has cluster support disabled"))
+        self._reply(error("ERR This instance has cluster support disabled"))
 
     def do_publish(self, args: list[bytes]) -> None:
         try:
@@ -431,12 +475,19 @@ class RespDoor(Protocol):
         if isinstance(msg_id, int):
             session.msgs_in += 1
             # The deliveries this publish made on this server (Redis Cluster's count).
-            self._replies.send(integer(counters.msgs_out - before))
+            self._reply(integer(counters.msgs_out - before))
             return
-        # Numbered elsewhere (a shared backplane): this server's readers now.
+        # Being committed by a durable store, or numbered elsewhere (a shared
+        # backplane): this server's readers now.
         readers = len(self.hub.subscribers_of(channel))
-        self._replies.send(msg_id.addCallbacks(self._published, self._refused,
-                                               callbackArgs=(readers,)))
+        if type(msg_id) is PendingPublish:
+            if self._mute:  # CLIENT REPLY OFF or SKIP: not even an error
+                self._replies.send_stored(msg_id, b"", _silenced)
+            else:
+                self._replies.send_stored(msg_id, integer(readers), _hub_error)
+            return
+        self._reply(msg_id.addCallbacks(  # type: ignore[union-attr]
+            self._published, self._refused, callbackArgs=(readers,)))
 
     def _published(self, msg_id: int, readers: int) -> bytes:
         self.session.msgs_in += 1
@@ -453,60 +504,67 @@ class RespDoor(Protocol):
         hub = self.hub
         if sub in (b"channels", b"shardchannels"):
             if len(args) > 3:
-                self._replies.send(_arity_error(f"pubsub|{sub.decode()}"))
+                self._reply(_arity_error(f"pubsub|{sub.decode()}"))
                 return
             names: list[bytes] = []
             if sub == b"channels":
-                match = compile_glob(args[2]) if len(args) == 3 else None
-                chosen = list(hub.channels(">"))
-                chosen += [c for c in map(hub.channel, SYSTEM_CHANNELS) if c is not None]
-                for ch in chosen:
-                    name = ch.name.encode()
-                    if ch.subscribers and (match is None or match(name)):
-                        names.append(name)
-            self._replies.send(array([bulk(n) for n in names]))
+                names = self._active_channels(compile_glob(args[2]) if len(args) == 3 else None)
+            self._reply(array([bulk(n) for n in names]))
         elif sub in (b"numsub", b"shardnumsub"):
             items = []
             for raw in args[2:]:
                 found = hub.channel(_text(raw)) if sub == b"numsub" else None
                 items += [bulk(raw), integer(len(found.subscribers) if found is not None else 0)]
-            self._replies.send(array(items))
+            self._reply(array(items))
         elif sub == b"numpat":
             if len(args) != 2:
-                self._replies.send(_arity_error("pubsub|numpat"))
+                self._reply(_arity_error("pubsub|numpat"))
                 return
-            self._replies.send(integer(len(hub.globs)))
+            self._reply(integer(len(hub.globs)))
         elif sub == b"help":
-            self._replies.send(array([simple(line) for line in PUBSUB_HELP]))
+            self._reply(array([simple(line) for line in PUBSUB_HELP]))
         else:
-            self._replies.send(_unknown_subcommand("PUBSUB", args[1]))
+            self._reply(_unknown_subcommand("PUBSUB", args[1]))
+
+    def _active_channels(self, match: Callable[[bytes], Any] | None) -> list[bytes]:
+        """Channels someone subscribes to by name (any door), sorted, that
+        ``match`` (a glob) matches: Redis's active channels."""
+        hub = self.hub
+        chosen = list(hub.channels(">"))
+        chosen += [c for c in map(hub.channel, SYSTEM_CHANNELS) if c is not None]
+        names = []
+        for ch in chosen:
+            name = ch.name.encode()
+            if ch.subscribers and (match is None or match(name)):
+                names.append(name)
+        return names
 
     # -- connection --------------------------------------------------------
 
     def do_ping(self, args: list[bytes]) -> None:
         if len(args) > 2:
-            self._replies.send(_arity_error("ping"))
+            self._reply(_arity_error("ping"))
         elif self.proto == 2 and (self._channels or self._globs):
-            self._replies.send(b"*2\r\n$4\r\npong\r\n" + bulk(args[1] if len(args) == 2 else b""))
+            self._reply(b"*2\r\n$4\r\npong\r\n" + bulk(args[1] if len(args) == 2 else b""))
         elif len(args) == 2:
-            self._replies.send(bulk(args[1]))
+            self._reply(bulk(args[1]))
         else:
-            self._replies.send(b"+PONG\r\n")
+            self._reply(b"+PONG\r\n")
 
     def do_echo(self, args: list[bytes]) -> None:
-        self._replies.send(bulk(args[1]))
+        self._reply(bulk(args[1]))
 
     def do_quit(self, args: list[bytes]) -> None:
-        self._replies.send(OK)
+        self._reply(OK)
         self.session.finish(CloseReason.QUIT)
 
     def do_select(self, args: list[bytes]) -> None:
         try:
             db = int(args[1])
         except ValueError:
-            self._replies.send(error("ERR value is not an integer or out of range"))
+            self._reply(error("ERR value is not an integer or out of range"))
             return
-        self._replies.send(OK if db == 0 else error("ERR DB index is out of range"))
+        self._reply(OK if db == 0 else error("ERR DB index is out of range"))
 
     def do_reset(self, args: list[bytes]) -> None:
         """Back to a fresh connection: no subscriptions, RESP2, no name, and
@@ -525,12 +583,13 @@ class RespDoor(Protocol):
         self._set_proto(2)
         if not client.name_locked:
             self.hub.registry.unname(client)
-            if self._login is not None and client.user is not None:
-                client.user = None
-                if self._login.must_authenticate:
-                    self._gate()
+            if self._login is not None:
+                self._login.reset()  # gated again (and timed) if it must AUTH
         self._lib = ("", "")
-        self._replies.send(b"+RESET\r\n")
+        # As Redis's clearClientConnectionState: a SKIP already in force holds.
+        self._reply_off = self._skip_next = False
+        self._mute = self._skip
+        self._reply(b"+RESET\r\n")
 
     def _set_proto(self, proto: int) -> None:
         if proto != self.proto:
@@ -544,8 +603,11 @@ class RespDoor(Protocol):
             try:
                 proto = int(args[1])
             except ValueError:
-                self._replies.send(
+                self._reply(
                     error("ERR Protocol version is not an integer or out of range"))
+                return
+            if proto not in (2, 3):  # before the options, as Redis checks it
+                self._reply(error("NOPROTO unsupported protocol version"))
                 return
         auth: tuple[bytes, bytes] | None = None
         setname: bytes | None = None
@@ -560,13 +622,10 @@ class RespDoor(Protocol):
                 setname = args[i + 1]
                 i += 2
             else:
-                self._replies.send(error(f"ERR Syntax error in HELLO option '{_text(args[i])}'"))
+                self._reply(error(f"ERR Syntax error in HELLO option '{_text(args[i])}'"))
                 return
-        if proto not in (2, 3):
-            self._replies.send(error("NOPROTO unsupported protocol version"))
-            return
         if not self._authed and auth is None:
-            self._replies.send(error(
+            self._reply(error(
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise "
                 "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
                 "client and select the RESP protocol version at the same time"))
@@ -574,7 +633,7 @@ class RespDoor(Protocol):
         if setname is not None:
             check_name(_text(setname))  # refused before any AUTH, as Redis does
         if auth is None:
-            self._replies.send(self._hello(proto, setname))
+            self._reply(self._hello(proto, setname))
             return
         self._send_auth(self._authenticate(_text(auth[0]), _text(auth[1]),
                                            then=lambda: self._hello(proto, setname)))
@@ -596,7 +655,7 @@ class RespDoor(Protocol):
 
     def do_auth(self, args: list[bytes]) -> None:
         if len(args) > 3:
-            self._replies.send(error("ERR syntax error"))
+            self._reply(error("ERR syntax error"))
             return
         if len(args) == 2:
             user, password = "default", _text(args[1])
@@ -605,7 +664,7 @@ class RespDoor(Protocol):
         self._send_auth(self._authenticate(user, password, len(args) == 2))
 
     def _send_auth(self, reply: bytes | Deferred[bytes]) -> None:
-        self._replies.send(reply)
+        self._reply(reply)
         if isinstance(reply, Deferred):
             # Input goes on once the answer is written (or queued in order).
             reply.addBoth(lambda _: self.release_input())
@@ -648,13 +707,13 @@ class RespDoor(Protocol):
         assert client is not None
         handler = CLIENT_COMMANDS.get(sub)
         if handler is None:
-            self._replies.send(_unknown_subcommand("CLIENT", args[1]))
+            self._reply(_unknown_subcommand("CLIENT", args[1]))
             return
         function, arity = handler
         if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
-            self._replies.send(_arity_error(f"client|{sub.decode()}"))
+            self._reply(_arity_error(f"client|{sub.decode()}"))
             return
-        self._replies.send(function(self, client, args))
+        self._reply(function(self, client, args))
 
     def _client_setname(self, client: ClientRecord, args: list[bytes]) -> bytes:
         if not args[2]:
@@ -673,6 +732,10 @@ class RespDoor(Protocol):
 
     def _client_setinfo(self, client: ClientRecord, args: list[bytes]) -> bytes:
         attr = args[2].lower()
+        if attr in (b"lib-name", b"lib-ver") and any(b < 33 or b > 126 for b in args[3]):
+            # Redis's validateClientAttr: CLIENT INFO stays space-separated fields.
+            return error(f"ERR {_text(args[2])} cannot contain spaces, newlines or special "
+                         "characters.")
         if attr == b"lib-name":
             self._lib = (_text(args[3]), self._lib[1])
         elif attr == b"lib-ver":
@@ -689,8 +752,24 @@ class RespDoor(Protocol):
                 f"lib-ver={self._lib[1]}\n")
         return bulk(line)
 
-    def _client_ok(self, client: ClientRecord, args: list[bytes]) -> bytes:
-        return OK
+    def _client_reply(self, client: ClientRecord, args: list[bytes]) -> bytes:
+        mode = args[2].lower()
+        if mode == b"on":
+            self._reply_off = self._skip = self._mute = False
+            return OK
+        if mode == b"off":
+            self._reply_off = True
+        elif mode == b"skip":
+            if not self._reply_off:
+                self._skip_next = True
+        else:
+            return error("ERR syntax error")
+        return b""  # silenced from this very reply on, as in Redis
+
+    def _client_on_off(self, client: ClientRecord, args: list[bytes]) -> bytes:
+        """NO-EVICT, NO-TOUCH: nothing is evicted or touched here, but the
+        argument is checked as Redis checks it."""
+        return OK if args[2].lower() in (b"on", b"off") else error("ERR syntax error")
 
     def _client_help(self, client: ClientRecord, args: list[bytes]) -> bytes:
         return array([simple(line) for line in CLIENT_HELP])
@@ -700,22 +779,22 @@ class RespDoor(Protocol):
         (redis-cli's hints) go on without one."""
         sub = args[1].lower() if len(args) > 1 else b""
         if sub == b"count":
-            self._replies.send(integer(0))
+            self._reply(integer(0))
         elif sub == b"docs":
-            self._replies.send(array([], b"%" if self.proto == 3 else b"*"))
+            self._reply(array([], b"%" if self.proto == 3 else b"*"))
         elif sub == b"info":
-            self._replies.send(array([null(self.proto)] * (len(args) - 2)))
+            self._reply(array([null(self.proto)] * (len(args) - 2)))
         else:
-            self._replies.send(array([]))
+            self._reply(array([]))
 
     def do_config(self, args: list[bytes]) -> None:
         """``CONFIG GET`` answers the few parameters clients read on connect
         (redis-benchmark asks for ``save`` and ``appendonly``); nothing can be set."""
         if args[1].lower() != b"get" or len(args) < 3:
             if args[1].lower() == b"get":
-                self._replies.send(_arity_error("config|get"))
+                self._reply(_arity_error("config|get"))
             else:
-                self._replies.send(_unknown_subcommand("CONFIG", args[1]))
+                self._reply(_unknown_subcommand("CONFIG", args[1]))
             return
         items: list[bytes] = []
         for wanted in args[2:]:
@@ -723,17 +802,45 @@ class RespDoor(Protocol):
             for name, value in CONFIG.items():
                 if match(name):
                     items += [bulk(name), bulk(value)]
-        self._replies.send(array(items, b"%" if self.proto == 3 else b"*"))
+        self._reply(array(items, b"%" if self.proto == 3 else b"*"))
+
+    def do_flush(self, args: list[bytes]) -> None:
+        """``FLUSHALL``/``FLUSHDB [ASYNC|SYNC]``: there are no keys to delete, so
+        the keyspace is empty as asked (history is not keyspace and stays)."""
+        if len(args) > 2 or (len(args) == 2 and args[1].lower() not in (b"async", b"sync")):
+            self._reply(error("ERR syntax error"))
+            return
+        self._reply(OK)
+
+    def do_function(self, args: list[bytes]) -> None:
+        """``FUNCTION FLUSH``: there are no functions, so none are left."""
+        sub = args[1].lower()
+        if sub == b"flush":
+            self.do_flush(args[1:])
+        elif sub == b"help":
+            self._reply(array([simple(line) for line in FUNCTION_HELP]))
+        else:
+            self._reply(_unknown_subcommand("FUNCTION", args[1]))
 
     def do_info(self, args: list[bytes]) -> None:
+        """The sections Redis has that mean something here; ``INFO <section>...``
+        answers those only (an unknown one: nothing), as Redis does."""
         stats = self.hub.stats()
-        lines = ["# Server", f"redis_version:{REDIS_VERSION}", f"txpubsub_version:{__version__}",
-                 "redis_mode:standalone", f"uptime_in_seconds:{stats['uptime_s']}",
-                 "", "# Clients", f"connected_clients:{stats['clients']}",
-                 "", "# Stats", f"pubsub_channels:{stats['channels']}",
-                 f"pubsub_patterns:{len(self.hub.globs)}", ""]
-        self._replies.send(bulk("\r\n".join(lines)))
-
+        sections = {
+            "server": [f"redis_version:{REDIS_VERSION}", f"txpubsub_version:{__version__}",
+                       "redis_mode:standalone", f"uptime_in_seconds:{stats['uptime_s']}"],
+            "clients": [f"connected_clients:{stats['clients']}"],
+            # As Redis counts: channels with a subscriber by name, distinct globs.
+            "stats": [f"pubsub_channels:{len(self._active_channels(None))}",
+                      f"pubsub_patterns:{len(self.hub.globs)}"],
+        }
+        wanted = {arg.lower().decode("utf-8", "replace") for arg in args[1:]}
+        if not wanted or wanted & {"all", "default", "everything"}:
+            wanted = set(sections)
+        text = "\r\n".join(f"# {name.capitalize()}\r\n" + "".join(f"{field}\r\n"
+                                                                  for field in fields)
+                           for name, fields in sections.items() if name in wanted)
+        self._reply(bulk(text))
 
 # Commands run in one go; a read of more waits for the next reactor turn
 # after them (as the line door's LINES_PER_TURN).
@@ -754,6 +861,11 @@ PUBSUB_HELP = (
     "HELP",
     "    Print this help.",
 )
+FUNCTION_HELP = (
+    "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "FLUSH [ASYNC|SYNC]", "    Delete all libraries (there are none).",
+    "HELP", "    Print this help.",
+)
 CLIENT_HELP = (
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "GETNAME", "    Return the name of the current connection.",
@@ -761,6 +873,7 @@ CLIENT_HELP = (
     "INFO", "    Return information about the current client connection.",
     "SETNAME <name>", "    Assign the name <name> to the current connection.",
     "SETINFO <option> <value>", "    Set client meta attr (LIB-NAME, LIB-VER).",
+    "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
     "HELP", "    Print this help.",
 )
 
@@ -786,6 +899,9 @@ COMMANDS: dict[bytes, tuple[Callable[[RespDoor, list[bytes]], None], int]] = {
     b"command": (RespDoor.do_command, -1),
     b"config": (RespDoor.do_config, -2),
     b"info": (RespDoor.do_info, -1),
+    b"flushall": (RespDoor.do_flush, -1),
+    b"flushdb": (RespDoor.do_flush, -1),
+    b"function": (RespDoor.do_function, -2),
 }
 
 CLIENT_COMMANDS: dict[bytes, tuple[Callable[[RespDoor, ClientRecord, list[bytes]], bytes],
@@ -795,8 +911,9 @@ CLIENT_COMMANDS: dict[bytes, tuple[Callable[[RespDoor, ClientRecord, list[bytes]
     b"id": (RespDoor._client_id, 2),
     b"setinfo": (RespDoor._client_setinfo, 4),
     b"info": (RespDoor._client_info, 2),
-    b"no-evict": (RespDoor._client_ok, 3),
-    b"no-touch": (RespDoor._client_ok, 3),
+    b"reply": (RespDoor._client_reply, 3),
+    b"no-evict": (RespDoor._client_on_off, 3),
+    b"no-touch": (RespDoor._client_on_off, 3),
     b"help": (RespDoor._client_help, 2),
 }
 

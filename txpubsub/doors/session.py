@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txpubsub.core.hub import Hub
@@ -112,11 +113,40 @@ class Session:
     """
 
     _log = Logger()
-    __slots__ = ("_backed_up", "_batcher", "_codec", "_counters", "_door", "_early",
-                 "_handshake", "_lagging", "_last_heard", "_out", "_out_len", "_producing",
-                 "_reserved", "_socket", "_stall_left", "_stalled", "_timer", "_unsent", "address",
-                 "client", "close_reason", "family", "heard", "hub", "listener", "max_buffer",
-                 "msgs_in", "msgs_out", "pinged", "settings", "transport")
+    __slots__ = (
+        "_backed_up",
+        "_batcher",
+        "_codec",
+        "_counters",
+        "_door",
+        "_early",
+        "_handshake",
+        "_lagging",
+        "_last_heard",
+        "_out",
+        "_out_len",
+        "_producing",
+        "_queued",
+        "_replies",
+        "_reserved",
+        "_socket",
+        "_stall_left",
+        "_stalled",
+        "_timer",
+        "_unsent",
+        "address",
+        "client",
+        "close_reason",
+        "family",
+        "heard",
+        "hub",
+        "listener",
+        "max_buffer",
+        "msgs_in",
+        "pinged",
+        "settings",
+        "transport",
+    )
 
     def __init__(
         self, door: Door, hub: Hub, listener: str, settings: DoorSettings, codec: Codec,
@@ -134,7 +164,10 @@ class Session:
         self.client: ClientRecord | None = None
         self.close_reason: CloseReason | None = None
         self.msgs_in = 0
-        self.msgs_out = 0
+        # Messages out are counted per write, not per delivery: what this
+        # session queued ever, less the replies and server lines among it.
+        self._queued = 0
+        self._replies = 0
         self.pinged = False
         self.heard = False  # a whole line (or payload) arrived in this read
         self._out: list[bytes] | None = None  # output of this reactor turn
@@ -182,9 +215,9 @@ class Session:
         self.transport = transport
         self.address, self.family = describe_address(transport.getPeer())
         if self.settings.protected and not is_local(transport.getPeer()):
-            self._log.warn("refused {address} ({listener}): protected mode: "
-                           "{text}", address=self.address, listener=self.listener,
-                           text=PROTECTED_MODE_TEXT)
+            self.hub.refusals.refused(self._log, "protected mode", self.address,
+                                      "refused {address} ({listener}): protected mode: {text}",
+                                      listener=self.listener, text=PROTECTED_MODE_TEXT)
             self.close(CloseReason.PROTECTED_MODE, PROTECTED_MODE_TEXT)
             return
         if ISSLTransport.providedBy(transport):
@@ -217,6 +250,7 @@ class Session:
             self._log.warn("refused {address}: --max-clients reached", address=self.address)
             self.close(CloseReason.TOO_MANY_CLIENTS)
             return
+        self.hub.use_codec(self._codec)
         self._socket = direct_socket(self.transport)
         self.transport.registerProducer(self, True)
         self._producing = True
@@ -227,11 +261,29 @@ class Session:
         if name is not None:
             # The name its TLS certificate carries: it may not change it.
             try:
-                self.hub.claim_name(self.client, name)
+                claiming = self.hub.claim_name(self.client, name)
             except HubError as e:
                 self.refuse(e.text)
                 return
+            if claiming is not None:
+                # Claimed on every server sharing Redis first; nothing is read
+                # from the client, nor sent to it, until then.
+                self.transport.pauseProducing()
+                claiming.addCallbacks(self._name_claimed, self._name_refused)
+                return
         self._door.greet()
+
+    def _name_claimed(self, _: object) -> None:
+        if self.close_reason is None and self.hub.record_of(self) is self.client:
+            self.transport.resumeProducing()
+            self._door.greet()
+
+    def _name_refused(self, failure: Failure) -> None:
+        if self.close_reason is None and self.hub.record_of(self) is self.client:
+            if not failure.check(HubError):
+                self._log.failure("claiming a certificate name failed", failure)
+            self.refuse(failure.value.text if failure.check(HubError)  # type: ignore[union-attr]
+                        else "the server failed and logged why")
 
     def handshake_completed(self) -> None:
         """The door's handshakeCompleted: join the hub, named by the certificate
@@ -269,6 +321,7 @@ class Session:
 
     def connection_lost(self, reason: object = None) -> None:
         """The door's connectionLost: stop every timer and leave the hub."""
+        self._queued += len(self._out or ())
         self._out = None
         if self._handshake is not None:
             # A TLS connection that never got through its handshake: a plain-text
@@ -282,6 +335,7 @@ class Session:
         self._timer = self._stalled = self._handshake = None
         self._release()
         if self.client is not None:
+            self.hub.release_codec(self._codec)
             self.hub.detach(self.client, self.close_reason or CloseReason.PEER_CLOSED)
 
     def close(self, reason: CloseReason, text: str = "") -> None:
@@ -297,6 +351,7 @@ class Session:
             reason, text = CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent"
         self.close_reason = reason
         if reason is CloseReason.SLOW_CONSUMER:
+            self._queued += len(self._out or ())
             self._out = None  # what did not fit is not sent
             self.hub.counters.slow_consumers += 1
             self._log.warn("{client!r} is a slow consumer", client=self.client)
@@ -363,24 +418,28 @@ class Session:
         if out is None:
             if self.close_reason is not None:
                 return  # the goodbye was the last thing
+            self._replies += 1
             self._out = [data]
             self._out_len = len(data)
             self._batcher.add(self)
         else:
+            self._replies += 1
             out.append(data)
             self._out_len += len(data)
             if self._out_len > self._early:
                 self.flush()
 
+    @property
+    def msgs_out(self) -> int:
+        """Messages delivered to this connection (replies not counted)."""
+        return self._queued + len(self._out or ()) - self._replies
+
     def deliver(self, msg: Message) -> bool:
         """Queue the message's shared bytes; True asks the hub to pace the publisher."""
         # The same steps as send(), written out: this runs once per delivery.
-        self.msgs_out += 1
+        # The hub has primed an eager codec with this message (LazySession
+        # is for the others).
         codec = self._codec
-        if msg is not codec.last:  # the first reader of this format: encode it
-            data = codec.last_bytes = codec.encode(msg)
-            codec.last_size = len(data)
-            codec.last = msg
         out = self._out
         if out is None:
             if self.close_reason is not None:
@@ -398,12 +457,28 @@ class Session:
     def deliver_encoded(self, data: bytes) -> bool:
         """A delivery the door encoded itself (a RESP ``pmessage``, which names
         its glob): queued and counted as ``deliver`` does; True asks for pacing."""
-        self.msgs_out += 1
-        self.send(data)
+        out = self._out
+        if out is None:
+            if self.close_reason is not None:
+                return False
+            self._out = [data]
+            self._out_len = len(data)
+            self._batcher.add(self)
+        else:
+            out.append(data)
+            self._out_len += len(data)
+            if self._out_len > self._early:
+                self.flush()
         return self._lagging
 
     def use_codec(self, codec: Codec) -> None:
-        """Deliver in another encoding from now on (RESP's ``HELLO 3``)."""
+        """Deliver in another encoding from now on (RESP's ``HELLO 3``), as
+        eager or not as the one before (the session's class depends on it)."""
+        if codec.eager is not self._codec.eager:
+            raise ValueError("a session cannot change between an eager codec and another")
+        if self.client is not None:
+            self.hub.release_codec(self._codec)
+            self.hub.use_codec(codec)
         self._codec = codec
 
     def flush(self) -> None:
@@ -413,18 +488,21 @@ class Session:
             return
         self._out = None
         self._out_len = 0
+        self._queued += len(out)
         data = out[0] if len(out) == 1 else b"".join(out)
+        size = len(data)
         # Output of one turn past the early mark (a long reply) is measured
         # even before Twisted says it is backed up: one write must not carry
         # it past the limit either.
-        if self._backed_up or len(data) > self._early:
-            if self._over_limit(len(data)):
+        if self._backed_up or size > self._early:
+            if self._over_limit(size):
                 if self.close_reason is None:
+                    self._queued -= len(out)
                     self._out = out  # close() drops it and says why
                     self.close(CloseReason.SLOW_CONSUMER, f"over {self.max_buffer} bytes unsent")
                 return
             self._lagging = self._unsent > self.max_buffer // 2 and self._stall_left > 0
-        self._counters.bytes_out += len(data)
+        self._counters.bytes_out += size
         send_now(self.transport, self._socket, data)
 
     def _over_limit(self, adding: int) -> bool:
@@ -492,6 +570,34 @@ class Session:
     def stalled(self) -> bool:
         """Whether this connection's input is held back by pacing right now."""
         return self._stalled is not None
+
+
+class LazySession(Session):
+    """A session whose codec is not eager (JSON, RESP): the first of its
+    format to get a message encodes it for the others."""
+
+    __slots__ = ()
+
+    def deliver(self, msg: Message) -> bool:
+        """Queue the message's shared bytes; True asks the hub to pace the publisher."""
+        codec = self._codec
+        if msg is not codec.last:  # the first reader of this format: encode it
+            data = codec.last_bytes = codec.encode(msg)
+            codec.last_size = len(data)
+            codec.last = msg
+        out = self._out
+        if out is None:
+            if self.close_reason is not None:
+                return False
+            self._out = [codec.last_bytes]
+            self._out_len = codec.last_size
+            self._batcher.add(self)
+        else:
+            out.append(codec.last_bytes)
+            self._out_len += codec.last_size
+            if self._out_len > self._early:
+                self.flush()
+        return self._lagging
 
 
 def fit(messages: list[Message], codec: Codec, room: int) -> list[bytes]:

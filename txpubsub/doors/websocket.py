@@ -15,6 +15,7 @@ import ipaddress
 import json
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -27,8 +28,10 @@ from twisted.python.failure import Failure
 
 from txpubsub import __version__
 from txpubsub.auth.login import Login
+from txpubsub.core.channel import Channel
 from txpubsub.core.hub import LIST_WORK, Hub
 from txpubsub.core.message import Message
+from txpubsub.core.pending import PendingPublish
 from txpubsub.core.registry import ClientRecord, Member
 from txpubsub.doors.codecs import Codec
 from txpubsub.doors.factory import DoorFactory
@@ -51,6 +54,10 @@ from txpubsub.wire.websocket import (
 )
 
 OP_PONG = 0xA
+# Before a client that must authenticate has: the largest frame (as Redis's
+# 16 KiB for unauthenticated input), so a stranger cannot make the server
+# parse megabytes of JSON.
+PRE_AUTH_FRAME = 16384
 Ref = object  # a request's "ref" (a string or a number), or _NO_REF
 _NO_REF = object()  # a request without "ref"
 
@@ -131,7 +138,10 @@ class JsonDoor(WebSocketServerProtocol):
         self._replies: _Replies | None = None
         self._login: Login | None = None  # with --users: this connection's way in
         self._gated = False  # must authenticate: only auth and ping until then
-        self._waiting: list[tuple[bytes, bool]] | None = None  # frames behind an auth
+        # An auth is being checked: the frames that came behind it (in the same
+        # read; no more is read until it is answered), run once it is.
+        self._waiting: list[tuple[bytes, bool]] | None = None
+        self._holding = False  # the transport is paused (an auth, or pacing)
 
     # -- the opening handshake (autobahn) ----------------------------------
 
@@ -179,12 +189,19 @@ class JsonDoor(WebSocketServerProtocol):
         auth = self.factory.doors.auth
         if auth is not None:
             client = session.client
-            self._login = login = Login(auth, client)
+            self._login = login = Login(auth, client, self._gate)
             login.start(client.name if client.name_locked else None)
-            self._gated = info["auth_required"] = login.must_authenticate
+            info["auth_required"] = self._gated
             if client.user is not None:
                 info["user"] = client.user  # from the client's TLS certificate
         session.send(text_frame(info))
+
+    def _gate(self, gated: bool) -> None:
+        self._gated = gated
+        limit = self.factory.frame_limit
+        if gated:
+            limit = min(limit, PRE_AUTH_FRAME)
+        self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
 
     def goodbye(self, reason: CloseReason, text: str) -> bytes:
         if self.state != WebSocketProtocol.STATE_OPEN:
@@ -206,11 +223,17 @@ class JsonDoor(WebSocketServerProtocol):
             self.session.send(text_frame({"type": "drop", "channel": channel}))
 
     def hold_input(self) -> None:
-        self.transport.pauseProducing()
+        if not self._holding and not self.transport.disconnecting:
+            self._holding = True
+            self.transport.pauseProducing()
 
     def release_input(self) -> None:
-        if not self.transport.disconnecting:
-            self.transport.resumeProducing()
+        if self._waiting is not None:
+            return  # pacing must not let frames in while an auth is being checked
+        if self._holding:
+            self._holding = False
+            if not self.transport.disconnecting:
+                self.transport.resumeProducing()
 
     # -- the transport's calls ---------------------------------------------
 
@@ -240,7 +263,8 @@ class JsonDoor(WebSocketServerProtocol):
         if session is not None and session.client is not None and session.close_reason is None:
             if code == WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG:
                 session.close(CloseReason.TOO_LARGE,
-                              f"frames are at most {self.factory.frame_limit} bytes")
+                              f"frames are at most {self.maxMessagePayloadSize} bytes"
+                              + (" before auth" if self._gated else ""))
                 return
             session.close_reason = CloseReason.BAD_FRAME
             session.flush()
@@ -336,8 +360,18 @@ class JsonDoor(WebSocketServerProtocol):
 
     def do_create(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel")
-        ch = self.hub.create(channel, _count(request, "history"), self.session.client)  # type: ignore[union-attr,arg-type]
-        self._ok(ref, channel=ch.name)
+        ch = self.hub.create_channel(channel, _count(request, "history"),  # type: ignore[arg-type]
+                                     self.session.client)  # type: ignore[union-attr]
+        if isinstance(ch, Deferred):  # made in Redis first, for every server
+            self._replies.send(ch.addCallbacks(  # type: ignore[union-attr]
+                self._created, self._refused, callbackArgs=(ref,), errbackArgs=(ref,)))
+        else:
+            self._ok(ref, channel=ch.name)
+
+    def _created(self, ch: Channel[Any], ref: Ref) -> bytes:
+        reply = self._with_ref("ok", ref)
+        reply["channel"] = ch.name
+        return text_frame(reply)
 
     def do_sub(self, request: dict[str, Any], ref: Ref) -> None:
         pattern = _string(request, "pattern")
@@ -401,6 +435,11 @@ class JsonDoor(WebSocketServerProtocol):
             session.msgs_in += 1
             if not self.quiet:
                 self._ok(ref, id=msg_id)
+        elif type(msg_id) is PendingPublish:
+            # Being committed by a durable store: the reply waits its turn.
+            ok = b"" if self.quiet else self._numbered_frame(msg_id.msg.msg_id, ref)
+            self._replies.send_stored(  # type: ignore[union-attr]
+                msg_id, ok, partial(self._refusal_frame, ref))
         else:
             # Numbered elsewhere (a shared backplane): the reply waits its turn.
             self._replies.send(msg_id.addCallbacks(  # type: ignore[union-attr]
@@ -408,21 +447,26 @@ class JsonDoor(WebSocketServerProtocol):
 
     def _numbered(self, msg_id: int, ref: Ref) -> bytes:
         self.session.msgs_in += 1  # type: ignore[union-attr]
-        if self.quiet:
-            return b""
+        return b"" if self.quiet else self._numbered_frame(msg_id, ref)
+
+    def _numbered_frame(self, msg_id: int, ref: Ref) -> bytes:
         reply = self._with_ref("ok", ref)
         reply["id"] = msg_id
         return text_frame(reply)
 
-    def _refused(self, failure: Failure, ref: Ref) -> bytes:
+    def _refusal_frame(self, ref: Ref, error: HubError) -> bytes:
         reply = self._with_ref("err", ref)
+        reply["code"], reply["text"] = error.code, error.text
+        return text_frame(reply)
+
+    def _refused(self, failure: Failure, ref: Ref) -> bytes:
         if failure.check(HubError):
-            reply["code"], reply["text"] = failure.value.code, failure.value.text  # type: ignore[union-attr]
-        else:
-            self._log.failure("publish from {client!r} failed", failure,
-                              client=self.session.client)  # type: ignore[union-attr]
-            reply["code"], reply["text"] = ("internal-error",
-                                            "the server failed this request and logged why")
+            return self._refusal_frame(ref, failure.value)  # type: ignore[arg-type]
+        self._log.failure("publish from {client!r} failed", failure,
+                          client=self.session.client)  # type: ignore[union-attr]
+        reply = self._with_ref("err", ref)
+        reply["code"], reply["text"] = ("internal-error",
+                                        "the server failed this request and logged why")
         return text_frame(reply)
 
     def do_history(self, request: dict[str, Any], ref: Ref) -> None:
@@ -536,25 +580,40 @@ class JsonDoor(WebSocketServerProtocol):
         if self._login is None:
             raise HubError("auth-failed", "this server has no users")
         assert user is not None and password is not None
-        d = self._login.attempt(user, password)
-        if not d.called:
-            self._waiting = []
+        if not (_readable_ref(user) and _readable_ref(password)):
+            # JSON's "\ud800" parses, but is no text a password could be.
+            raise HubError("bad-args", '"user" and "password" must be text (no lone surrogates)')
+        # Nothing more is read, and what autobahn has read already waits, until
+        # the answer (a failure's comes a second later): requests behind an auth
+        # run as the user it makes this client, and guesses go one at a time.
+        self._waiting = []
+        self.hold_input()
+        try:
+            d = self._login.attempt(user, password)
+        except Exception:
+            self._go_on()
+            raise
         reply = d.addCallbacks(self._authenticated, self._not_authenticated,
                                callbackArgs=(ref,), errbackArgs=(ref,))
         self._replies.send(reply)  # type: ignore[union-attr]
+        # What waited runs once the answer is written (or queued in order), so
+        # its replies, and the messages it causes, come after the answer.
+        reply.addBoth(self._auth_answered)
 
     def _authenticated(self, user: str | None, ref: Ref) -> bytes:
         if user is None:
             return b""  # the last failure: the socket is closing with auth-failed
-        self._gated = False
+        self._gate(False)
         reply = self._with_ref("ok", ref)
         reply["user"] = user
-        # The replies of what waited go after this one: its slot is first in line.
-        self._go_on()
         return text_frame(reply)
 
+    def _auth_answered(self, _: object) -> None:
+        session = self.session
+        if session is not None and session.close_reason is None:
+            self._go_on()
+
     def _not_authenticated(self, failure: Failure, ref: Ref) -> bytes:
-        self._go_on()
         if failure.check(HubError):
             error = failure.value
             assert isinstance(error, HubError)
@@ -566,10 +625,14 @@ class JsonDoor(WebSocketServerProtocol):
         return _Replies.INTERNAL_ERROR
 
     def _go_on(self) -> None:
-        """Run the frames that arrived while an auth was being checked."""
+        """Run the frames that arrived while an auth was being checked (another
+        auth among them holds the rest again), then read on."""
         waiting, self._waiting = self._waiting, None
         for payload, binary in waiting or ():
             self.onMessage(payload, binary)
+        session = self.session
+        if self._waiting is None and session is not None and not session.stalled():
+            self.release_input()
 
 
 OPS: dict[str, Callable[[JsonDoor, dict[str, Any], Ref], None]] = {

@@ -29,9 +29,9 @@ PING_TIMEOUT = 5.0
 class Readiness:
     """Whether the server can take clients: why not, or None.
 
-    ``dependencies`` are the parts it needs, by name (the store, a
-    backplane); one with a ``ping() -> Deferred`` (SqliteStore) is asked
-    each time, and must answer within PING_TIMEOUT seconds."""
+    ``dependencies`` are the parts it needs, by name (the store, Redis);
+    one with a ``ping() -> Deferred`` (SqliteStore, RedisBackplane) is
+    asked each time, and must answer within PING_TIMEOUT seconds."""
 
     def __init__(self, reactor: IReactorTime, listeners: list[ListenerService],
                  dependencies: dict[str, Any], stopping: Callable[[], bool]) -> None:
@@ -101,7 +101,7 @@ class HealthResource(Resource):
 
 
 class ReadyResource(Resource):
-    """/readyz: 200 when listening and the store answers; 503 and why otherwise."""
+    """/readyz: 200 when listening and the store and Redis answer; 503 and why otherwise."""
 
     isLeaf = True
     _log = Logger()

@@ -49,6 +49,8 @@ class Lifecycle(Service):
         self.listeners = listeners
         self.handle_signals = handle_signals
         self.stopping: Deferred[None] | None = None
+        # systemd's Notifier (txpubsub.server.notify), told of stops and reloads.
+        self.notifier: Any = None
 
     def startService(self) -> None:
         Service.startService(self)
@@ -79,6 +81,8 @@ class Lifecycle(Service):
     def reload(self) -> tuple[int, int, str]:
         """SIGHUP and admin RELOAD: read the --config file, certificate files
         and the users file again: (reloaded, failed, why something failed or "")."""
+        if self.notifier is not None:
+            self.notifier.reloading()
         done, failed = reload_certificates(self.listeners)
         whys = []
         if self.reread is not None:
@@ -95,6 +99,8 @@ class Lifecycle(Service):
             else:
                 failed += 1
                 whys.append(f"users file not reloaded, old rules kept: {why}")
+        if self.notifier is not None:
+            self.notifier.reloaded()
         return done, failed, "; ".join(whys)
 
     def shutdown(self, grace: float = 0.0) -> Deferred[None]:
@@ -104,6 +110,8 @@ class Lifecycle(Service):
         return self.stopping
 
     async def _shutdown(self, grace: float) -> None:
+        if self.notifier is not None:
+            self.notifier.shutting_down()
         self._log.info("shutting down: {clients} clients, grace {grace} s",
                        clients=len(self.hub.clients()), grace=grace)
         await gatherResults([maybeDeferred(listener.stopService)

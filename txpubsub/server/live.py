@@ -40,6 +40,11 @@ def _auth_timeout(live: LiveSettings, value: Any) -> None:
         live.auth.timeout = float(value)
 
 
+def _max_auth_checks(live: LiveSettings, value: Any) -> None:
+    if live.auth is not None:
+        live.auth.throttle.max_checks = int(value)
+
+
 # Option name -> how to apply a new value to the running server.
 RELOADABLE: dict[str, Callable[[LiveSettings, Any], None]] = {
     "max-payload": _hub("max_payload"),
@@ -64,6 +69,7 @@ RELOADABLE: dict[str, Callable[[LiveSettings, Any], None]] = {
     "max-line": _door("max_line"),  # new connections: a connection keeps its framing
     "tls-handshake-timeout": _door("handshake_timeout"),
     "auth-timeout": _auth_timeout,
+    "max-auth-checks": _max_auth_checks,
 }
 
 # Not settings of the server, or re-read anyway (the users file's contents).

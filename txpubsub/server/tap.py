@@ -26,11 +26,12 @@ from txpubsub.doors.line import LineDoorFactory
 from txpubsub.doors.manhole import manhole_factory
 from txpubsub.doors.output import Batcher
 from txpubsub.doors.session import DoorSettings
-from txpubsub.server.config import file_arguments, find_config
+from txpubsub.server.config import ConfigError, file_arguments, find_config
 from txpubsub.server.lifecycle import Lifecycle
 from txpubsub.server.listeners import ListenerService
 from txpubsub.server.live import LiveSettings
 from txpubsub.server.logs import check_levels, observer_for
+from txpubsub.server.notify import Notifier
 from txpubsub.server.startup import ServerService
 from txpubsub.store.sqlite import SYNC_MODES, StoreError, open_store
 
@@ -398,6 +399,13 @@ class Options(usage.Options):
             _int_at_least(1),
         ],
         [
+            "max-auth-checks",
+            None,
+            4,
+            "Most password checks at once (AUTH past it: -ERR unavailable).",
+            _int_at_least(1),
+        ],
+        [
             "ping-interval",
             None,
             60,
@@ -455,11 +463,12 @@ class Options(usage.Options):
         # given (a reload parses them again with the file as it is then).
         self.from_file: dict[str, Any] = {}
         self.arguments: list[str] = []
+        self.config_path: str | None = None
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         arguments = sys.argv[1:] if options is None else list(options)
         self.arguments = arguments
-        path = find_config(self, arguments)
+        path = self.config_path = find_config(self, arguments)
         if path is not None:
             single, self.from_file = file_arguments(Options, path)
             arguments = single + arguments
@@ -536,6 +545,12 @@ class Options(usage.Options):
         # Defaults are not coerced: check the default admin path too.
         _named("admin", _socket_path)(self["admin"])
         if self["history"] > self["max-history"]:
+            if self.config_path is not None:
+                # One line naming the file, as for its other errors (not --help).
+                raise ConfigError(
+                    f"txpubsub: {self.config_path}: history ({self['history']}) must not "
+                    f"exceed max-history ({self['max-history']}), from this file or the "
+                    "command line")
             raise usage.UsageError("--history: must not exceed --max-history")
 
 
@@ -548,7 +563,8 @@ def _users(options: Options, hub: Hub) -> Any:
     from txpubsub.auth.users import UsersFileError
 
     try:
-        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]))
+        return Authenticator.from_file(hub, path, timeout=float(options["auth-timeout"]),
+                                       max_checks=options["max-auth-checks"])
     except UsersFileError as e:
         raise SystemExit(f"txpubsub: --users: {e}") from None
 
@@ -706,8 +722,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if options["http"] is not None:
         from txpubsub.server.http import Readiness, ops_site
 
-        readiness = Readiness(reactor, list(services),
-                              {"store": hub.store, "backplane": hub.backplane},
+        needs: dict[str, Any] = {"store": hub.store}
+        if options["redis"]:
+            needs["redis"] = hub.backplane
+        readiness = Readiness(reactor, list(services), needs,
                               lambda: lifecycle.stopping is not None)
         services.append(ListenerService(reactor, options["http"], ops_site(hub, readiness)))
     if options["admin"] != "none":
@@ -722,4 +740,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for service in services:
         service.setServiceParent(top)
     lifecycle.setServiceParent(top)
+    # Last: started once every listener listens, stopped first.
+    lifecycle.notifier = Notifier(reactor, services)
+    lifecycle.notifier.setServiceParent(top)
     return top

@@ -12,6 +12,8 @@
   let info = null;                 // the server's greeting
   let epoch = null;                // of the first connection: resume needs it
   let myName = localStorage.getItem("txpubsub.name") || "";
+  let login = null;                // {user, password} once logged in: again on reconnect, never stored
+  let loggedIn = null;             // resolves once this connection is logged in
   let nextRef = 1;
   const pending = new Map();       // ref -> callback(reply)
   const patterns = [];             // subscribed patterns, in order
@@ -74,6 +76,15 @@
     if (epoch === null) epoch = info.epoch;
     setStatus("up", resumed ? "connected again" : "connected");
     if (resumed) note("back online" + (sameEpoch ? "" : " (the server restarted without its history)"));
+    if (info.auth_required) {
+      // A server with --users: nothing but auth until logged in (docs/auth.md).
+      if (login && (await request("auth", login)).type !== "ok") login = null;
+      if (!login) {
+        $("login-form").hidden = false;
+        setStatus("up", "log in");
+        await new Promise((resolve) => { loggedIn = resolve; });
+      }
+    }
     if (myName) await setName(myName, true);
     showMe();
     // A new epoch numbers every channel from 1 again: the ids seen before only
@@ -355,6 +366,20 @@
   }
 
   // -- the forms --------------------------------------------------------------
+
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const tried = { user: $("user").value.trim(), password: $("password").value };
+    const reply = await request("auth", tried);
+    if (reply.type !== "ok") return showError(reply.text);
+    login = tried;
+    $("password").value = "";
+    $("login-form").hidden = true;
+    showError("");
+    note("logged in as " + reply.user);
+    setStatus("up", "connected");
+    if (loggedIn) { const go = loggedIn; loggedIn = null; go(); }
+  });
 
   $("join-form").addEventListener("submit", async (event) => {
     event.preventDefault();
