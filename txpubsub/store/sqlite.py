@@ -120,7 +120,9 @@ class StoreLock:
         # (a symlink, a symlinked directory) must meet the same lock.
         real = os.path.realpath(store_path)
         self.path = (store_path if real == os.path.abspath(store_path) else real) + ".lock"
+        self._store_path = store_path
         self._fd: int | None = None
+        self._store_fd: int | None = None  # flock on the store file itself
 
     def acquire(self) -> None:
         """Take the lock or raise StoreError; the file stays as long as it is held."""
@@ -146,11 +148,37 @@ class StoreLock:
                 same = False
             if same:
                 self._fd = fd
+                self._lock_file_itself()
                 return
             os.close(fd)
 
+    def _lock_file_itself(self) -> None:
+        # A hard link is the same file under a name (and a lock file) of its
+        # own: flock the store's inode too, which every name of it shares.
+        # release() closes this fd after the store's connections: closing any
+        # fd of a file drops the process's fcntl locks on it, SQLite's too.
+        try:
+            _create_private(self._store_path)
+            fd = os.open(self._store_path, os.O_RDONLY)
+        except (StoreError, OSError):
+            return  # SQLite's own open says what is wrong with the file
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self.release()
+            raise StoreError("in use by another server (through another name of the same "
+                             "file: a hard link)") from None
+        except OSError:
+            os.close(fd)
+            return
+        self._store_fd = fd
+
     def release(self) -> None:
         """Remove the lock file, then let go of the lock (in that order, see acquire)."""
+        store_fd, self._store_fd = self._store_fd, None
+        if store_fd is not None:
+            os.close(store_fd)
         fd, self._fd = self._fd, None
         if fd is None:
             return
