@@ -154,6 +154,24 @@ class SqliteStoreTests(TestCase):
         await hub.store.close()
         self.assertFalse(os.path.exists(link + ".lock"))
 
+    async def test_a_store_path_is_a_file_never_an_sqlite_uri(self) -> None:
+        """`--store sqlite:file:x.db` and `sqlite::memory:` name files, as the
+        lock file and the 0600 creation take them: SQLite must not read them
+        as a URI (x.db, escaping the lock of a server using x.db: the same
+        ids twice) or an in-memory database (keeping nothing)."""
+        directory = os.path.dirname(self.path)
+        cwd = os.getcwd()
+        os.chdir(directory)
+        self.addCleanup(os.chdir, cwd)
+        for name in ("file:x.db", ":memory:"):
+            store = open_store(name, threads, "mine")
+            self.assertEqual(store.load(), [])
+            await store.close()
+            with sqlite3.connect(os.path.join(directory, name)) as db:
+                self.assertEqual(db.execute("SELECT value FROM txpubsub_meta "
+                                            "WHERE key = 'epoch'").fetchall(), [("mine",)])
+        self.assertFalse(os.path.exists(os.path.join(directory, "x.db")))
+
     async def test_a_store_in_use_is_refused_through_a_hard_link(self) -> None:
         """A hard link to a store in use is the same file under another name
         (and another lock file beside it): the second server is refused there
