@@ -205,6 +205,15 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+def _file_name(path: str) -> str:
+    """``path`` as SQLite must open it: a file, never a URI or ``:memory:``.
+
+    SQLite (built with URI names, as Debian's is) reads ``file:x.db`` as
+    ``x.db``, past the lock and the 0600 creation that took it as a file.
+    """
+    return path if os.path.isabs(path) else os.path.join(os.curdir, path)
+
+
 def _bad_row(what: str, value: object) -> StoreError:
     # repr, shortened: whatever the file holds, the error is one printable line.
     text = repr(value)
@@ -352,7 +361,7 @@ class SqliteStore:
         self._writing: Deferred[None] | None = None
         self._closed = False
         self._pool = adbapi.ConnectionPool(
-            "sqlite3", path, check_same_thread=False, cp_min=1, cp_max=1,
+            "sqlite3", _file_name(path), check_same_thread=False, cp_min=1, cp_max=1,
             cp_openfun=lambda conn: _pragmas(conn, sync),
             cp_reactor=reactor,
         )
@@ -363,7 +372,7 @@ class SqliteStore:
         """Check (or create) the file; return its epoch. Raises StoreError."""
         _create_private(self.path)
         try:
-            conn = sqlite3.connect(self.path)
+            conn = sqlite3.connect(_file_name(self.path))
         except sqlite3.Error as e:
             raise StoreError(str(e)) from None
         try:
@@ -410,7 +419,7 @@ class SqliteStore:
         (not swept yet) are not read.
         """
         try:
-            conn = sqlite3.connect(self.path)
+            conn = sqlite3.connect(_file_name(self.path))
             try:
                 saved = [_checked_channel(row) for row in conn.execute(
                     "SELECT name, keep, last_id, created_at, retired, floor FROM channels")]
