@@ -778,6 +778,20 @@ class NamesTests(TwoServers):
                               capture_output=True, check=True).stdout.strip()
 
     @inlineCallbacks
+    def test_direct_message_to_a_killed_servers_client_is_refused(self) -> Any:
+        """A client of a server killed with SIGKILL keeps its name and id in
+        Redis for up to the TTL; a direct message to it then reaches nobody,
+        so it gets no-such-client (as KICK does), never a +OK."""
+        a, _ = self.hubs
+        for key in ("txpubsub:name:ghost", "txpubsub:client:c999999"):
+            subprocess.run(["redis-cli", "-p", str(self.redis.port), "SET", key,
+                            "killedserver c999999", "EX", "30"], capture_output=True, check=True)
+        for recipient in ("@ghost", "@c999999"):
+            with self.assertRaises(HubError) as caught:
+                yield a.publish("alice", recipient, b"are you there?")
+            self.assertEqual(caught.exception.code, "no-such-client")
+
+    @inlineCallbacks
     def test_dead_server_names_freed(self) -> Any:
         """A server that stops refreshing its names (killed) loses them within
         the TTL: its keys carry one."""
