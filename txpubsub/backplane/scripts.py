@@ -34,7 +34,8 @@ end
 return lost
 """
 # KEYS[1] the recipient's name or client key; ARGV: sender, payload, TTL.
-# Numbers the message in the recipient's inbox and sends it to its server.
+# Numbers the message in the recipient's inbox and sends it to its server;
+# 0 if nobody holds that name or id, or its server no longer listens.
 DIRECT_SCRIPT = """
 local held = redis.call('GET', KEYS[1])
 if not held then return 0 end
@@ -44,8 +45,12 @@ local id = redis.call('INCR', inbox)
 redis.call('EXPIRE', inbox, 86400)
 local now = redis.call('TIME')
 local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
-redis.call('PUBLISH', 'txpubsub:srv:' .. server,
-           client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+if redis.call('PUBLISH', 'txpubsub:srv:' .. server,
+              client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2]) == 0 then
+  -- its server is gone (killed, its keys not expired yet): nobody got it
+  redis.call('DECR', inbox)
+  return 0
+end
 return id
 """
 
