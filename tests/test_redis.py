@@ -287,6 +287,21 @@ class TwoServersTests(TwoServers):
         yield wait_until(lambda: ids(rb) == [6])
 
     @inlineCallbacks
+    def test_redis_losing_its_data_without_a_reconnect_is_a_new_epoch(self) -> Any:
+        """Redis emptied under a connected server (FLUSHALL, no reconnect),
+        twice: each time ids start again at 1 under a new epoch, never the
+        epoch that already numbered them (the same id twice in one epoch)."""
+        a, _ = self.hubs
+        epochs = [a.epoch]
+        for channel in ("news", "sport"):
+            for n in (1, 2):
+                self.assertEqual((yield a.publish("x", channel, b"%d" % n)), n)
+            yield a.backplane._conn.execute_command("FLUSHALL")  # type: ignore[attr-defined]
+            self.assertEqual((yield a.publish("x", channel, b"after")), 1)
+            self.assertNotIn(a.epoch, epochs)
+            epochs.append(a.epoch)
+
+    @inlineCallbacks
     def test_redis_down_and_back(self) -> Any:
         """Redis down: a publish is refused at once with unavailable, never +OK;
         subscriptions stay, and messages flow again once Redis is back."""
