@@ -284,6 +284,13 @@ class RedisBackplane(ClusterNames, Service):
     def _new_epoch(self, epoch: str) -> None:
         hub = self._hub
         self._epoch_bytes = b""  # the next publish's reply is compared again
+        if epoch == self._candidate:
+            # Ours is Redis's epoch now: should Redis lose it again (FLUSHALL,
+            # no reconnect), the next epoch must be another, or ids would
+            # start again at 1 in the epoch that already numbered them.
+            self._candidate = new_epoch()
+            if self._sha:
+                self._publish_parts()
         if not self._epoch_known_once and not (hub.store.durable and epoch != hub.epoch):
             self._epoch_known_once = True  # at start: Redis's epoch is ours
             hub.epoch = epoch
