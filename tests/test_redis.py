@@ -302,6 +302,26 @@ class TwoServersTests(TwoServers):
             epochs.append(a.epoch)
 
     @inlineCallbacks
+    def test_redis_emptied_under_connected_servers_reaches_every_reader(self) -> Any:
+        """Redis emptied while every server stays connected (FLUSHALL): a
+        server that does not publish learns of the new epoch before the new
+        id space's first message, so its readers get the messages numbered
+        from 1 again instead of losing them as ids already seen."""
+        a, b = self.hubs
+        cb, rb = self.client(b)
+        yield self.subscribe(b, cb, "news")
+        for n in (1, 2, 3):
+            yield a.publish("x", "news", b"old %d" % n)
+        yield wait_until(lambda: len(rb.messages) == 3)
+        yield a.backplane._conn.execute_command("FLUSHALL")  # type: ignore[attr-defined]
+        self.assertEqual((yield a.publish("x", "news", b"new 1")), 1)
+        self.assertEqual((yield a.publish("x", "news", b"new 2")), 2)
+        yield wait_until(lambda: len(rb.messages) >= 5)
+        self.assertEqual([(m.msg_id, m.payload) for m in rb.messages[3:]],
+                         [(1, b"new 1"), (2, b"new 2")])
+        self.assertEqual(b.epoch, a.epoch)
+
+    @inlineCallbacks
     def test_redis_down_and_back(self) -> Any:
         """Redis down: a publish is refused at once with unavailable, never +OK;
         subscriptions stay, and messages flow again once Redis is back."""
