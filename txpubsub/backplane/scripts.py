@@ -5,6 +5,14 @@ half of one.
 """
 from __future__ import annotations
 
+# KEYS[1] the epoch; ARGV[1] this server's candidate. Redis's epoch, set to the
+# candidate (and told to every server, as by the publish script) if it had none.
+EPOCH_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('PUBLISH', 'txpubsub:srv:all', 'epoch ' .. ARGV[1])
+end
+return redis.call('GET', KEYS[1])
+"""
 # KEYS[1] the name; ARGV[1] "<server> <client id>", ARGV[2] the TTL. 1 if ours now.
 CLAIM_SCRIPT = """
 local held = redis.call('GET', KEYS[1])
@@ -111,6 +119,9 @@ local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[4]
   redis.call('SET', KEYS[1], epoch)
+  -- Redis lost its data: every server hears of the new epoch before its
+  -- first message (one connection gets both, in order), not only this one.
+  redis.call('PUBLISH', 'txpubsub:srv:all', 'epoch ' .. epoch)
 end""" + _NOW + """
 local keep = redis.call('HGET', KEYS[5], 'keep')
 if keep then
