@@ -287,6 +287,41 @@ class TwoServersTests(TwoServers):
         yield wait_until(lambda: ids(rb) == [6])
 
     @inlineCallbacks
+    def test_redis_losing_its_data_without_a_reconnect_is_a_new_epoch(self) -> Any:
+        """Redis emptied under a connected server (FLUSHALL, no reconnect),
+        twice: each time ids start again at 1 under a new epoch, never the
+        epoch that already numbered them (the same id twice in one epoch)."""
+        a, _ = self.hubs
+        epochs = [a.epoch]
+        for channel in ("news", "sport"):
+            for n in (1, 2):
+                self.assertEqual((yield a.publish("x", channel, b"%d" % n)), n)
+            yield a.backplane._conn.execute_command("FLUSHALL")  # type: ignore[attr-defined]
+            self.assertEqual((yield a.publish("x", channel, b"after")), 1)
+            self.assertNotIn(a.epoch, epochs)
+            epochs.append(a.epoch)
+
+    @inlineCallbacks
+    def test_redis_emptied_under_connected_servers_reaches_every_reader(self) -> Any:
+        """Redis emptied while every server stays connected (FLUSHALL): a
+        server that does not publish learns of the new epoch before the new
+        id space's first message, so its readers get the messages numbered
+        from 1 again instead of losing them as ids already seen."""
+        a, b = self.hubs
+        cb, rb = self.client(b)
+        yield self.subscribe(b, cb, "news")
+        for n in (1, 2, 3):
+            yield a.publish("x", "news", b"old %d" % n)
+        yield wait_until(lambda: len(rb.messages) == 3)
+        yield a.backplane._conn.execute_command("FLUSHALL")  # type: ignore[attr-defined]
+        self.assertEqual((yield a.publish("x", "news", b"new 1")), 1)
+        self.assertEqual((yield a.publish("x", "news", b"new 2")), 2)
+        yield wait_until(lambda: len(rb.messages) >= 5)
+        self.assertEqual([(m.msg_id, m.payload) for m in rb.messages[3:]],
+                         [(1, b"new 1"), (2, b"new 2")])
+        self.assertEqual(b.epoch, a.epoch)
+
+    @inlineCallbacks
     def test_redis_down_and_back(self) -> Any:
         """Redis down: a publish is refused at once with unavailable, never +OK;
         subscriptions stay, and messages flow again once Redis is back."""
@@ -810,6 +845,20 @@ class NamesTests(TwoServers):
     def redis_get(self, key: str) -> bytes:
         return subprocess.run(["redis-cli", "-p", str(self.redis.port), "GET", key],
                               capture_output=True, check=True).stdout.strip()
+
+    @inlineCallbacks
+    def test_direct_message_to_a_killed_servers_client_is_refused(self) -> Any:
+        """A client of a server killed with SIGKILL keeps its name and id in
+        Redis for up to the TTL; a direct message to it then reaches nobody,
+        so it gets no-such-client (as KICK does), never a +OK."""
+        a, _ = self.hubs
+        for key in ("txpubsub:name:ghost", "txpubsub:client:c999999"):
+            subprocess.run(["redis-cli", "-p", str(self.redis.port), "SET", key,
+                            "killedserver c999999", "EX", "30"], capture_output=True, check=True)
+        for recipient in ("@ghost", "@c999999"):
+            with self.assertRaises(HubError) as caught:
+                yield a.publish("alice", recipient, b"are you there?")
+            self.assertEqual(caught.exception.code, "no-such-client")
 
     @inlineCallbacks
     def test_dead_server_names_freed(self) -> Any:

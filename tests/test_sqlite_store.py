@@ -154,6 +154,44 @@ class SqliteStoreTests(TestCase):
         await hub.store.close()
         self.assertFalse(os.path.exists(link + ".lock"))
 
+    async def test_a_store_path_is_a_file_never_an_sqlite_uri(self) -> None:
+        """`--store sqlite:file:x.db` and `sqlite::memory:` name files, as the
+        lock file and the 0600 creation take them: SQLite must not read them
+        as a URI (x.db, escaping the lock of a server using x.db: the same
+        ids twice) or an in-memory database (keeping nothing)."""
+        directory = os.path.dirname(self.path)
+        cwd = os.getcwd()
+        os.chdir(directory)
+        self.addCleanup(os.chdir, cwd)
+        for name in ("file:x.db", ":memory:"):
+            store = open_store(name, threads, "mine")
+            self.assertEqual(store.load(), [])
+            await store.close()
+            with sqlite3.connect(os.path.join(directory, name)) as db:
+                self.assertEqual(db.execute("SELECT value FROM txpubsub_meta "
+                                            "WHERE key = 'epoch'").fetchall(), [("mine",)])
+        self.assertFalse(os.path.exists(os.path.join(directory, "x.db")))
+
+    async def test_a_store_in_use_is_refused_through_a_hard_link(self) -> None:
+        """A hard link to a store in use is the same file under another name
+        (and another lock file beside it): the second server is refused there
+        too, not let in to hand out the ids the first one hands out."""
+        hub, _conn = self.start()
+        link = self.path + "-hard"
+        os.link(self.path, link)
+        try:
+            second = open_store(link, threads, "second")
+        except StoreError as e:
+            self.assertIn("in use by another server", str(e))
+        else:
+            await second.close()
+            self.fail(f"a second server opened {link}, a hard link to the store in use")
+        self.assertFalse(os.path.exists(link + ".lock"))
+        await hub.store.close()
+        again = open_store(link, threads, "second")  # free once the first has gone
+        self.addCleanup(again.close)
+        self.assertEqual(again.epoch, "first")
+
     def rows(self) -> list[tuple[str, int]]:
         with sqlite3.connect(self.path) as db:
             return db.execute("SELECT channel, id FROM messages ORDER BY rowid").fetchall()

@@ -45,6 +45,7 @@ from txpubsub.backplane.scripts import (
     CHANNEL_SCRIPT,
     CREATE_SCRIPT,
     DROP_SCRIPT,
+    EPOCH_SCRIPT,
     PUBLISH_SCRIPT,
     TOUCH_SCRIPT,
 )
@@ -227,8 +228,7 @@ class RedisBackplane(ClusterNames, Service):
         return d
 
     def _handshake(self, conn: Any) -> Deferred[None]:
-        d = conn.execute_command("SET", EPOCH_KEY, self._candidate, "NX")
-        d.addCallback(lambda _: conn.execute_command("GET", EPOCH_KEY))
+        d = conn.execute_command("EVAL", EPOCH_SCRIPT, 1, EPOCH_KEY, self._candidate)
         d.addCallback(self._epoch_known)
         d.addCallback(lambda _: conn.execute_command("SCRIPT", "LOAD", PUBLISH_SCRIPT))
         d.addCallback(self._usable, conn)
@@ -284,6 +284,13 @@ class RedisBackplane(ClusterNames, Service):
     def _new_epoch(self, epoch: str) -> None:
         hub = self._hub
         self._epoch_bytes = b""  # the next publish's reply is compared again
+        if epoch == self._candidate:
+            # Ours is Redis's epoch now: should Redis lose it again (FLUSHALL,
+            # no reconnect), the next epoch must be another, or ids would
+            # start again at 1 in the epoch that already numbered them.
+            self._candidate = new_epoch()
+            if self._sha:
+                self._publish_parts()
         if not self._epoch_known_once and not (hub.store.durable and epoch != hub.epoch):
             self._epoch_known_once = True  # at start: Redis's epoch is ours
             hub.epoch = epoch
@@ -508,6 +515,11 @@ class RedisBackplane(ClusterNames, Service):
             raise HubError("no-such-channel", f"{shorten(channel)} does not exist")
 
     def _server_message(self, data: bytes) -> None:
+        if data.startswith(b"epoch "):  # on txpubsub:srv:all: Redis lost its data
+            epoch = data[6:].decode()
+            if epoch != self._hub.epoch:
+                self._new_epoch(epoch)
+            return
         if data.startswith(b"drop "):  # on txpubsub:srv:all: a channel dropped elsewhere
             _, server, channel = data.decode().split(" ", 2)
             if server != self.server_id and self._hub.channel(channel) is not None:

@@ -5,6 +5,14 @@ half of one.
 """
 from __future__ import annotations
 
+# KEYS[1] the epoch; ARGV[1] this server's candidate. Redis's epoch, set to the
+# candidate (and told to every server, as by the publish script) if it had none.
+EPOCH_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('PUBLISH', 'txpubsub:srv:all', 'epoch ' .. ARGV[1])
+end
+return redis.call('GET', KEYS[1])
+"""
 # KEYS[1] the name; ARGV[1] "<server> <client id>", ARGV[2] the TTL. 1 if ours now.
 CLAIM_SCRIPT = """
 local held = redis.call('GET', KEYS[1])
@@ -35,9 +43,10 @@ return lost
 """
 # KEYS[1] the recipient's name or client key; ARGV: sender, payload, TTL, the
 # sender's client id ("" for the server's own voice). Numbers the message in
-# the recipient's inbox and sends it to its server; 0: no such client; -1 or
-# -2: the recipient's DIRECT takes nobody's, or only others' (its
-# txpubsub:direct:<id> key: "-", or the names and ids it takes, spaced).
+# the recipient's inbox and sends it to its server; 0: no such client, or its
+# server no longer listens; -1 or -2: the recipient's DIRECT takes nobody's,
+# or only others' (its txpubsub:direct:<id> key: "-", or the names and ids it
+# takes, spaced).
 DIRECT_SCRIPT = """
 local held = redis.call('GET', KEYS[1])
 if not held then return 0 end
@@ -56,8 +65,12 @@ local id = redis.call('INCR', inbox)
 redis.call('EXPIRE', inbox, 86400)
 local now = redis.call('TIME')
 local at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
-redis.call('PUBLISH', 'txpubsub:srv:' .. server,
-           client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+if redis.call('PUBLISH', 'txpubsub:srv:' .. server,
+              client .. ' ' .. id .. ' ' .. at .. ' ' .. ARGV[1] .. ' ' .. ARGV[2]) == 0 then
+  -- its server is gone (killed, its keys not expired yet): nobody got it
+  redis.call('DECR', inbox)
+  return 0
+end
 return id
 """
 
@@ -118,6 +131,9 @@ local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[4]
   redis.call('SET', KEYS[1], epoch)
+  -- Redis lost its data: every server hears of the new epoch before its
+  -- first message (one connection gets both, in order), not only this one.
+  redis.call('PUBLISH', 'txpubsub:srv:all', 'epoch ' .. epoch)
 end""" + _NOW + """
 local keep = redis.call('HGET', KEYS[5], 'keep')
 if keep then

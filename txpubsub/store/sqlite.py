@@ -120,7 +120,9 @@ class StoreLock:
         # (a symlink, a symlinked directory) must meet the same lock.
         real = os.path.realpath(store_path)
         self.path = (store_path if real == os.path.abspath(store_path) else real) + ".lock"
+        self._store_path = store_path
         self._fd: int | None = None
+        self._store_fd: int | None = None  # flock on the store file itself
 
     def acquire(self) -> None:
         """Take the lock or raise StoreError; the file stays as long as it is held."""
@@ -146,11 +148,37 @@ class StoreLock:
                 same = False
             if same:
                 self._fd = fd
+                self._lock_file_itself()
                 return
             os.close(fd)
 
+    def _lock_file_itself(self) -> None:
+        # A hard link is the same file under a name (and a lock file) of its
+        # own: flock the store's inode too, which every name of it shares.
+        # release() closes this fd after the store's connections: closing any
+        # fd of a file drops the process's fcntl locks on it, SQLite's too.
+        try:
+            _create_private(self._store_path)
+            fd = os.open(self._store_path, os.O_RDONLY)
+        except (StoreError, OSError):
+            return  # SQLite's own open says what is wrong with the file
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self.release()
+            raise StoreError("in use by another server (through another name of the same "
+                             "file: a hard link)") from None
+        except OSError:
+            os.close(fd)
+            return
+        self._store_fd = fd
+
     def release(self) -> None:
         """Remove the lock file, then let go of the lock (in that order, see acquire)."""
+        store_fd, self._store_fd = self._store_fd, None
+        if store_fd is not None:
+            os.close(store_fd)
         fd, self._fd = self._fd, None
         if fd is None:
             return
@@ -175,6 +203,15 @@ def _create_private(path: str) -> None:
     except OSError as e:
         raise StoreError(f"cannot create it: {e.strerror}") from None
     os.close(fd)
+
+
+def _file_name(path: str) -> str:
+    """``path`` as SQLite must open it: a file, never a URI or ``:memory:``.
+
+    SQLite (built with URI names, as Debian's is) reads ``file:x.db`` as
+    ``x.db``, past the lock and the 0600 creation that took it as a file.
+    """
+    return path if os.path.isabs(path) else os.path.join(os.curdir, path)
 
 
 def _bad_row(what: str, value: object) -> StoreError:
@@ -324,7 +361,7 @@ class SqliteStore:
         self._writing: Deferred[None] | None = None
         self._closed = False
         self._pool = adbapi.ConnectionPool(
-            "sqlite3", path, check_same_thread=False, cp_min=1, cp_max=1,
+            "sqlite3", _file_name(path), check_same_thread=False, cp_min=1, cp_max=1,
             cp_openfun=lambda conn: _pragmas(conn, sync),
             cp_reactor=reactor,
         )
@@ -335,7 +372,7 @@ class SqliteStore:
         """Check (or create) the file; return its epoch. Raises StoreError."""
         _create_private(self.path)
         try:
-            conn = sqlite3.connect(self.path)
+            conn = sqlite3.connect(_file_name(self.path))
         except sqlite3.Error as e:
             raise StoreError(str(e)) from None
         try:
@@ -382,7 +419,7 @@ class SqliteStore:
         (not swept yet) are not read.
         """
         try:
-            conn = sqlite3.connect(self.path)
+            conn = sqlite3.connect(_file_name(self.path))
             try:
                 saved = [_checked_channel(row) for row in conn.execute(
                     "SELECT name, keep, last_id, created_at, retired, floor FROM channels")]
