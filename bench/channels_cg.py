@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""The harness's channels workload in-process, a fixed number of rounds, for
+instruction counts (callgrind/cachegrind) that the neighbours' load does not move.
+
+1,000 channels (``--channels``) with 10 subscribers each among 100
+connections, 4 QUIET publishers sending 100 ``PUB`` lines and a ``PING`` per
+read to random channels, 64-byte payloads, history 100 (``--history``): as
+../shared/bench's ``channels``, on StringTransports. A round is one read
+and the end of its reactor turn. Count instructions per publish as the
+difference between two round counts after the same warm-up, which also
+fills the history (1,000 rounds for 1,000 channels), so eviction is paid:
+
+    ir() { PYTHONHASHSEED=0 PYTHONPATH=<tree> valgrind --tool=callgrind \\
+        --callgrind-out-file=/dev/null python bench/channels_cg.py "$@" 2>&1 |
+        grep -o 'Collected : [0-9]*'; }
+    ir 0 --warm 1000; ir 150 --warm 1000    # (second - first) / 15,000
+
+``--tool=cachegrind --cache-sim=yes --cachegrind-out-file=F`` for both, then
+comparing the files function by function, is how issue 13's losses were
+found (docs/benchmarks.md). Rate limits are off unless ``--rate-limits``.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from txpubsub.core.hub import Hub
+from txpubsub.doors.line import LineDoor, LineDoorFactory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rounds", type=int, help="rounds measured after the warm-up")
+    parser.add_argument("--warm", type=int, default=0, help="rounds before them")
+    parser.add_argument("--channels", type=int, default=1000)
+    parser.add_argument("--history", type=int, default=100)
+    parser.add_argument("--rate-limits", action="store_true",
+                        help="the default per-connection limits, raised out of reach")
+    args = parser.parse_args()
+    limit = 10**12 if args.rate_limits else 0
+    hub = Hub(Clock(), epoch="x", history=args.history, max_publish_rate=limit,
+              max_publish_bytes_rate=limit)
+    factory = LineDoorFactory(hub, "t")
+    connections, per_channel = 100, 10
+    channels_of: list[list[int]] = [[] for _ in range(connections)]
+    step = connections // per_channel
+    for channel in range(args.channels):
+        used: set[int] = set()
+        for j in range(per_channel):
+            k = (channel + j * step) % connections
+            while k in used:
+                k = (k + 1) % connections
+            used.add(k)
+            channels_of[k].append(channel)
+    readers = []
+    for mine in channels_of:
+        reader: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
+        transport = StringTransport()
+        reader.makeConnection(transport)
+        reader.dataReceived(b"QUIET on\r\n" + b"".join(b"SUB bench.ch.%d\r\n" % c for c in mine))
+        readers.append(transport)
+    publishers: list[LineDoor] = []
+    for _ in range(4):
+        publisher: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
+        publisher.makeConnection(StringTransport())
+        publisher.dataReceived(b"QUIET on\r\n")
+        publishers.append(publisher)
+    picks = random.Random(42)
+    reads = [b"".join(b"PUB bench.ch.%d %s\n" % (picks.randrange(args.channels), b"x" * 64)
+                      for _ in range(100)) + b"PING\n" for _ in range(64)]
+
+    def run(rounds: int) -> None:
+        for r in range(rounds):
+            publisher = publishers[r % 4]
+            publisher.dataReceived(reads[r % 64])
+            factory.batcher.flush()  # the end of the reactor turn
+            publisher.transport.clear()
+            for transport in readers:
+                transport.clear()
+
+    run(args.warm)
+    run(args.rounds)
+
+
+if __name__ == "__main__":
+    main()
