@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
+
+from benchparts import redis_server
 
 from txpubsub.backplane.connection import _command
 from txpubsub.backplane.scripts import PUBLISH_SCRIPT
@@ -49,15 +48,7 @@ def main() -> None:
     parser.add_argument("--servers", default="0,1,3,10,30")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    redis = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with redis_server() as (redis, port):
         for _ in range(100):
             try:
                 conn = socket.create_connection(("127.0.0.1", port))
@@ -90,10 +81,6 @@ def main() -> None:
         for servers, figures in results.items():
             print(f"{servers:3} servers reading: {min(figures):5.1f} us of Redis CPU per publish "
                   f"(best of {args.rounds}: {', '.join(f'{f:.1f}' for f in figures)})")
-    finally:
-        redis.terminate()
-        redis.wait(timeout=15)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

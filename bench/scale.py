@@ -12,40 +12,10 @@ from __future__ import annotations
 import gc
 import time
 
+from benchparts import CountingReader as Reader
 from twisted.internet.task import Clock
 
 from txpubsub.core.hub import Hub
-
-
-class Reader:
-    """A subscriber that only counts."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.msgs_in = self.msgs_out = 0
-
-    def deliver(self, msg: object) -> bool:
-        self.count += 1
-        return False
-
-    def close(self, *args: object) -> None:
-        pass
-
-    def pending_bytes(self) -> int:
-        return 0
-
-    def pace(self) -> bool:
-        return False
-
-    def charge_stall(self) -> None:
-        pass
-
-    def yield_turn(self) -> None:
-        pass
-
-    def channel_dropped(self, channel: str) -> None:
-        pass
-
 
 SHAPES = {
     # idle patterns whose first token differs from the published channel's
