@@ -30,10 +30,14 @@ class Codec:
         self.last_bytes = b""
         self.last_size = 0  # len(last_bytes): read per delivery, computed once
 
+    def prime(self, msg: Message) -> None:
+        """Encode ``msg`` as the last message, for every session of this format."""
+        data = self.last_bytes = self.encode(msg)
+        self.last_size = len(data)
+        self.last = msg
+
     def encoded(self, msg: Message) -> bytes:
         """The message's bytes in this format, encoded only if it is new."""
         if msg is not self.last:
-            data = self.last_bytes = self.encode(msg)
-            self.last_size = len(data)
-            self.last = msg
+            self.prime(msg)
         return self.last_bytes

@@ -1202,6 +1202,7 @@ class Hub(Service):
         # bytes without a check (txpubsub.core.codec). A delivery never
         # publishes (the Session seam), so they stay this message's bytes.
         for codec in self._eager:
+            # Codec.prime written out: a call here costs ~0.8% of a publish.
             data = codec.last_bytes = codec.encode(msg)
             codec.last_size = len(data)
             codec.last = msg
