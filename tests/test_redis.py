@@ -974,29 +974,38 @@ class ReconnectTests(TwoServers):
         await wait_until(lambda: len(a.clients()) == 0)  # the refused ones are gone
 
 
+async def start_twistd_with_redis(case: TestCase, url: str,
+                                  timeout: float = 30) -> tuple[Any, Any, int]:
+    """A real `twistd -n txpubsub --redis URL` on a free 127.0.0.1 port, killed
+    at the test's end: (its ServerProcess, its process transport, its port),
+    once it has said it reached Redis."""
+    from .test_twistd import ServerProcess, twistd
+
+    server = ServerProcess()
+    process = reactor.spawnProcess(
+        server, twistd()[0],
+        [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
+         "--admin", "none", "--redis", url],
+        env=os.environ.copy(), path=tempfile.mkdtemp())
+
+    def stop() -> Deferred[object]:
+        if not server.ended.called:
+            process.signalProcess("KILL")
+        return server.ended
+
+    case.addCleanup(stop)
+    port = await server.listening.addTimeout(timeout, reactor)
+    await server.wait_for(b"redis: connected")
+    return server, process, port
+
+
 class TwistdClusterTests(TestCase):
     """Real `twistd -n txpubsub --redis` servers, as a user starts them."""
 
     timeout = 60
 
     async def start(self, url: str) -> tuple[Any, int]:
-        from .test_twistd import ServerProcess, twistd
-
-        server = ServerProcess()
-        process = reactor.spawnProcess(
-            server, twistd()[0],
-            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
-             "--admin", "none", "--redis", url],
-            env=os.environ.copy(), path=tempfile.mkdtemp())
-
-        def stop() -> Deferred[object]:
-            if not server.ended.called:
-                process.signalProcess("KILL")
-            return server.ended
-
-        self.addCleanup(stop)
-        port = await server.listening.addTimeout(30, reactor)
-        await server.wait_for(b"redis: connected")
+        server, _, port = await start_twistd_with_redis(self, url)
         return server, port
 
     async def test_two_servers(self) -> None:

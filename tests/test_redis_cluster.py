@@ -4,10 +4,8 @@ killed and restarted mid-run, and a twistd server killed with SIGKILL."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import tempfile
 import time
 from typing import Any
 
@@ -19,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from txpubsub.core.hub import Hub
 
 from .netclient import WAIT, LineClient, connect, serve
-from .test_redis import RedisProcess, wait_until
+from .test_redis import RedisProcess, start_twistd_with_redis, wait_until
 
 MSG = re.compile(rb"MSG (\S+) (\d+) (\S+) (.*)")
 
@@ -223,24 +221,7 @@ class KilledServerTests(TestCase):
     timeout = 60
 
     async def start(self, url: str) -> tuple[Any, Any, int]:
-        from .test_twistd import ServerProcess, twistd
-
-        server = ServerProcess()
-        process = reactor.spawnProcess(
-            server, twistd()[0],
-            [*twistd(), "-n", "--pidfile=", "txpubsub", "--port", "tcp:0:interface=127.0.0.1",
-             "--admin", "none", "--redis", url],
-            env=os.environ.copy(), path=tempfile.mkdtemp())
-
-        def stop() -> Deferred[object]:
-            if not server.ended.called:
-                process.signalProcess("KILL")
-            return server.ended
-
-        self.addCleanup(stop)
-        port = await server.listening.addTimeout(WAIT * 3, reactor)
-        await server.wait_for(b"redis: connected")
-        return server, process, port
+        return await start_twistd_with_redis(self, url, WAIT * 3)
 
     async def connect(self, port: int) -> LineClient:
         client = await connect(f"tcp:127.0.0.1:{port}")
