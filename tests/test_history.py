@@ -8,9 +8,11 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from txpubsub.core.channel import Channel
 from txpubsub.core.history import FlatHistory, RingHistory
 from txpubsub.core.hub import IDLE_CHANNEL, SWEEP_INTERVAL
 from txpubsub.core.message import Message
+from txpubsub.wire.line import encode_message
 
 from .helpers import Conn, make_hub
 
@@ -283,21 +285,41 @@ class ReplayPropertyTests(SynchronousTestCase):
             self.assertEqual(final, list(range(final[0], final[-1] + 1)))
 
 
+class HistoryInRingsTests(HistoryTests):
+    """The same behaviours through PyPy's form (RingHistory, which keeps the
+    delivered line carrying each payload), whatever runs the tests."""
+
+    def setUp(self) -> None:
+        self.patch(Channel, "record", Channel.record_in_rings)
+        super().setUp()
+        channel = self.hub.channel("news")
+        assert channel is not None
+        self.assertIsInstance(channel._kept, RingHistory)
+
+
 class HistoryFormsTests(SynchronousTestCase):
     @given(form=st.sampled_from([FlatHistory, RingHistory]), keep=st.integers(1, 12),
            published=st.integers(0, 40), asked=st.integers(0, 50),
-           dropped=st.integers(0, 200))
+           dropped=st.integers(0, 200), carried=st.booleans())
     def test_newest_are_the_last_published_oldest_first(
         self, form: type[FlatHistory | RingHistory], keep: int, published: int, asked: int,
-        dropped: int,
+        dropped: int, carried: bool,
     ) -> None:
         """Either form (PyPy's rings, CPython's flat deque), however often it wrapped,
         replays the newest messages in order, counts the payload bytes it keeps
-        and lets go of the oldest first."""
+        and lets go of the oldest first; given the delivery line that carries
+        the payload (as the hub gives it), it replays the payload itself."""
         ring = form("t", keep)
-        sent = [Message("t", i, f"s{i % 3}é" * (i % 4), b"p%d" % i * (i % 5), i / 3)
-                for i in range(1, published + 1)]
-        held = sum(ring.add(msg) for msg in sent)
+
+        def message(i: int) -> Message:
+            binary = b"\r\n\xff" if i % 7 == 0 else b""  # a MSGB line carries it
+            return Message("t", i, f"s{i % 3}é" * (i % 4), b"p%d" % i * (i % 5) + binary, i / 3)
+
+        def add(msg: Message) -> int:
+            return ring.add(msg, encode_message(msg) if carried else None)
+
+        sent = [message(i) for i in range(1, published + 1)]
+        held = sum(add(msg) for msg in sent)
         kept = sent[len(sent) - min(keep, published):]
         self.assertEqual(held, sum(len(m.payload) for m in kept))
         want = kept[len(kept) - min(asked, len(kept)):]
@@ -314,3 +336,9 @@ class HistoryFormsTests(SynchronousTestCase):
             gone += len(kept.pop(0).payload)
         self.assertEqual(freed, gone)
         self.assertEqual([m.msg_id for m in ring.newest(keep)], [m.msg_id for m in kept])
+        more = [message(i) for i in range(published + 1, published + 3)]
+        for msg in more:
+            add(msg)
+        kept = (kept + more)[-keep:]
+        self.assertEqual([(m.msg_id, m.payload) for m in ring.newest(keep)],
+                         [(m.msg_id, m.payload) for m in kept])

@@ -76,47 +76,50 @@ class Channel(Generic[T]):
         """The newest ``count`` kept messages (at most all), oldest first."""
         return self._kept.newest(count) if self._kept is not None else []
 
-    if History is FlatHistory:
+    def record_in_deque(self, msg: Message, carrier: bytes | None = None) -> int:
+        """Count a new message (numbered by the backplane) and keep it;
+        returns how many payload bytes more (or fewer) the channel keeps.
+        CPython's form: ``carrier`` is not needed (FlatHistory.add says why).
+        """
+        # FlatHistory.add written out (this runs once per publish).
+        self.last_id = msg.msg_id
+        self.published += 1
+        self.last_publish_at = msg.published_at
+        kept: FlatHistory | None = self._kept  # type: ignore[assignment]
+        if kept is None:
+            if not self._keep:
+                return 0
+            kept = self._kept = FlatHistory(self.name, self._keep)
+        size = len(msg.payload)
+        if len(kept) == self._full:
+            size -= len(kept[2])  # the oldest's payload, which extend lets go of
+        kept.extend((msg.msg_id, msg.sender, msg.payload, msg.published_at))
+        kept_bytes = self.kept_bytes = self.kept_bytes + size
+        if kept_bytes > self.byte_cap:
+            size -= self.drop_oldest(kept_bytes - self.byte_cap)
+        return size
 
-        def record(self, msg: Message) -> int:
-            """Count a new message (numbered by the backplane) and keep it;
-            returns how many payload bytes more (or fewer) the channel keeps."""
-            # CPython: FlatHistory.add written out (this runs once per publish).
-            self.last_id = msg.msg_id
-            self.published += 1
-            self.last_publish_at = msg.published_at
-            kept: FlatHistory | None = self._kept  # type: ignore[assignment]
-            if kept is None:
-                if not self._keep:
-                    return 0
-                kept = self._kept = FlatHistory(self.name, self._keep)
-            size = len(msg.payload)
-            if len(kept) == self._full:
-                size -= len(kept[2])  # the oldest's payload, which extend lets go of
-            kept.extend((msg.msg_id, msg.sender, msg.payload, msg.published_at))
-            kept_bytes = self.kept_bytes = self.kept_bytes + size
-            if kept_bytes > self.byte_cap:
-                size -= self.drop_oldest(kept_bytes - self.byte_cap)
-            return size
+    def record_in_rings(self, msg: Message, carrier: bytes | None = None) -> int:
+        """Count a new message (numbered by the backplane) and keep it;
+        returns how many payload bytes more (or fewer) the channel keeps.
+        ``carrier``: bytes ending with the payload and CRLF, kept instead
+        of the payload (see RingHistory)."""
+        self.last_id = msg.msg_id
+        self.published += 1
+        self.last_publish_at = msg.published_at
+        kept = self._kept
+        if kept is None:
+            if not self._keep:
+                return 0
+            kept = self._kept = RingHistory(self.name, self._keep)
+        size = kept.add(msg, carrier)
+        kept_bytes = self.kept_bytes = self.kept_bytes + size
+        if kept_bytes > self.byte_cap:
+            size -= self.drop_oldest(kept_bytes - self.byte_cap)
+        return size
 
-    else:
-
-        def record(self, msg: Message) -> int:
-            """Count a new message (numbered by the backplane) and keep it;
-            returns how many payload bytes more (or fewer) the channel keeps."""
-            self.last_id = msg.msg_id
-            self.published += 1
-            self.last_publish_at = msg.published_at
-            kept = self._kept
-            if kept is None:
-                if not self._keep:
-                    return 0
-                kept = self._kept = History(self.name, self._keep)
-            size = kept.add(msg)
-            kept_bytes = self.kept_bytes = self.kept_bytes + size
-            if kept_bytes > self.byte_cap:
-                size -= self.drop_oldest(kept_bytes - self.byte_cap)
-            return size
+    # Each interpreter's (txpubsub.core.history says why they differ).
+    record = record_in_deque if History is FlatHistory else record_in_rings
 
     def drop_oldest(self, nbytes: int) -> int:
         """Forget the oldest kept messages until ``nbytes`` payload bytes are

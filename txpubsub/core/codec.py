@@ -15,7 +15,9 @@ class Codec:
     length, ``last_size``) are the encoding of ``last``. An *eager* codec
     (cheap to encode: the line protocol's, a raw feed's) is primed by the hub
     once per delivered message while a session of its format is connected,
-    so its sessions read ``last_bytes`` without a check; any other codec is
+    so its sessions read ``last_bytes`` without a check; its bytes must end
+    with the payload and CRLF, as PyPy's history may keep them in place of
+    the payload (txpubsub.core.history.RingHistory). Any other codec is
     encoded by the first of its sessions that finds ``last`` is not the
     message at hand (``encoded``). History replays call ``encode`` directly.
     One Codec per format per server, shared by all its doors' sessions.

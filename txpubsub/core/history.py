@@ -1,13 +1,13 @@
 """A channel's kept messages, in the form each interpreter keeps cheapest.
 
-Measured with bench/perline.py (docs/benchmarks.md): on PyPy, keeping
-Message objects made a publish ~25% dearer than keeping one bytes object
-per message, because the garbage collector copies every object that
-survives its nursery; four parallel lists (ids and times unboxed, senders
-shared) leave one surviving object per message, the payload. On CPython,
-where the lists cost four stores, one deque with four entries per message
-is cheaper, and keeps nothing the cyclic collector walks. ``History`` is
-the one for the running interpreter; both keep the same promises.
+Measured (docs/benchmarks.md): on PyPy, keeping Message objects made a
+publish ~25% dearer than keeping one bytes object per message, because the
+garbage collector copies every object that survives its nursery;
+``RingHistory`` keeps ids, sizes and times unboxed and shares its one
+object per message with the delivery. On CPython one deque with four
+entries per message is cheaper, and keeps nothing the cyclic collector
+walks. ``History`` is the one for the running interpreter; both keep the
+same promises.
 """
 from __future__ import annotations
 
@@ -41,9 +41,11 @@ class FlatHistory(deque):
         """How many messages are kept."""
         return len(self) >> 2
 
-    def add(self, msg: Message) -> int:
+    def add(self, msg: Message, carrier: bytes | None = None) -> int:
         """Keep a message, forgetting the oldest past ``keep``; returns how
-        many payload bytes more (or fewer) are kept."""
+        many payload bytes more (or fewer) are kept. ``carrier`` is not
+        needed here: CPython's reference counting frees the delivered line
+        without copying it, so the payload alone is kept."""
         size = len(msg.payload)
         if len(self) == self.maxlen:
             size -= len(self[2])  # the oldest's payload, let go of by extend
@@ -80,17 +82,21 @@ class FlatHistory(deque):
 
 
 class RingHistory:
-    """The last ``keep`` messages of one channel, oldest first, in two rings
-    (PyPy): id, payload size and time per message in one list PyPy keeps
-    unboxed (its int-or-float strategy), sender and payload in another.
+    """The last ``keep`` messages of one channel, oldest first (PyPy): id,
+    payload size and time in a ring PyPy keeps unboxed (its int-or-float
+    list strategy), sender and payload in a deque.
 
-    A busy server visits a channel again only after publishing to the
-    others, so each object a publish touches here is a likely cache miss:
-    two lists cost fewer than the four parallel ones did, and the size of
-    the message let go of is read beside its id instead of from its payload,
-    an object last touched ~100,000 publishes ago at the defaults (that read
-    alone was most of the 0.79x PyPy channels figure in docs/benchmarks.md).
-    Messages are built again when a replay asks for them.
+    Measured on PyPy under the harness's channels workload (docs/benchmarks.md),
+    where a channel is visited again only after ~1,000 publishes elsewhere:
+    each object touched here is a likely cache miss, so the size of the
+    message let go of is read beside its id (not from its payload, untouched
+    for ~100,000 publishes); and every object that outlives the nursery is
+    copied by the GC, so the payload is kept *inside* the line being
+    delivered when the hub has one (``carrier``: bytes that end with the
+    payload and CRLF, as an eager codec's do), which the GC copies anyway
+    while it waits in the sessions' queues. The deque, unlike a list, lets
+    the GC trace only its newest block of the kept objects. Messages are
+    built again when a replay asks for them.
     """
 
     __slots__ = ("_keep", "_numbers", "_objects", "_start", "channel", "kept")
@@ -100,21 +106,25 @@ class RingHistory:
         self._keep = keep
         self.kept = 0
         self._numbers: list[float] = []  # id, payload size, time; id, ...
-        self._objects: list[object] = []  # sender, payload; sender, ...
-        self._start = 0  # index of the oldest once the rings are full
+        # sender, payload (or the line carrying it); sender, ...; oldest first
+        self._objects: deque[object] = deque(maxlen=2 * keep)
+        self._start = 0  # index in the ring of the oldest once it is full
 
     def message_count(self) -> int:
         """How many messages are kept."""
         return self.kept
 
-    def add(self, msg: Message) -> int:
+    def add(self, msg: Message, carrier: bytes | None = None) -> int:
         """Keep a message, forgetting the oldest past ``keep``; returns how
-        many payload bytes more (or fewer) are kept."""
+        many payload bytes more (or fewer) are kept. ``carrier``, if given,
+        ends with the payload and CRLF and is kept instead of the payload."""
         size = len(msg.payload)
+        objects = self._objects
+        objects.append(msg.sender)
+        objects.append(msg.payload if carrier is None else carrier)
         if self.kept < self._keep:
             self.kept += 1
             self._numbers.extend((msg.msg_id, size, msg.published_at))
-            self._objects.extend((msg.sender, msg.payload))
             return size
         i = self._start
         numbers = self._numbers
@@ -123,35 +133,41 @@ class RingHistory:
         numbers[n] = msg.msg_id
         numbers[n + 1] = size
         numbers[n + 2] = msg.published_at
-        objects = self._objects
-        objects[i + i] = msg.sender
-        objects[i + i + 1] = msg.payload
         i += 1
         self._start = 0 if i == self._keep else i
         return grown  # type: ignore[return-value]  # sizes are ints
 
-    def _message(self, j: int) -> Message:
-        numbers, objects = self._numbers, self._objects
-        return Message(self.channel, numbers[3 * j], objects[j + j],  # type: ignore[arg-type]
-                       objects[j + j + 1], numbers[3 * j + 2])  # type: ignore[arg-type]
+    def _message(self, index: int, sender: str, kept: object) -> Message:
+        """The message ``index`` places from the oldest, from its sender and
+        kept payload (or carrier)."""
+        n = 3 * ((self._start + index) % self.kept)
+        numbers = self._numbers
+        payload: bytes = kept  # type: ignore[assignment]
+        size = int(numbers[n + 1])
+        if len(payload) != size:  # a carrier: the payload, then CRLF
+            payload = payload[len(payload) - size - 2:-2]
+        return Message(self.channel, int(numbers[n]), sender, payload, numbers[n + 2])
 
     def newest(self, count: int) -> list[Message]:
         """The newest ``count`` kept messages (at most all), oldest first."""
         kept = self.kept
-        count = min(count, kept)
-        first = self._start + kept - count
-        return [self._message(k % kept) for k in range(first, first + count)]
+        first = kept - min(count, kept)
+        tail = list(islice(self._objects, 2 * first, None))
+        return [self._message(first + k, tail[2 * k], tail[2 * k + 1])  # type: ignore[arg-type]
+                for k in range(kept - first)]
 
     def message(self, index: int) -> Message:
         """The kept message at ``index``, oldest first (0: the oldest)."""
         kept = self.kept
         if not -kept <= index < kept:
             raise IndexError("history index out of range")
-        return self._message((self._start + index) % kept)
+        index %= kept
+        objects = self._objects
+        return self._message(index, objects[2 * index], objects[2 * index + 1])  # type: ignore[arg-type]
 
     def drop_oldest(self, nbytes: int) -> int:
         """Forget the oldest messages until ``nbytes`` payload bytes are gone
-        (or none is left); returns the bytes freed. The rings are laid out
+        (or none is left); returns the bytes freed. The ring is laid out
         again oldest first (eviction is rare and batched)."""
         kept = self.kept
         start = self._start
@@ -159,12 +175,12 @@ class RingHistory:
         freed, dropped = 0, 0
         numbers, objects = self._numbers, self._objects
         while freed < nbytes and dropped < kept:
-            freed += numbers[3 * order[dropped] + 1]
+            freed += int(numbers[3 * order[dropped] + 1])
+            objects.popleft()
+            objects.popleft()
             dropped += 1
-        order = order[dropped:]
-        self._numbers = [numbers[3 * j + k] for j in order for k in (0, 1, 2)]
-        self._objects = [objects[j + j + k] for j in order for k in (0, 1)]
-        self.kept = len(order)
+        self._numbers = [numbers[3 * j + k] for j in order[dropped:] for k in (0, 1, 2)]
+        self.kept -= dropped
         self._start = 0
         return freed
 

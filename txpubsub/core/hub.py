@@ -1070,7 +1070,24 @@ class Hub(Service):
 
         The backplane calls this; ``publisher`` is paced if a reader is behind.
         """
-        held = self._history_bytes = self._history_bytes + ch.record(msg)
+        # The eager codecs in use are primed first, so their sessions take the
+        # bytes without a check (txpubsub.core.codec), and the first one's
+        # bytes carry the payload into PyPy's history (RingHistory). A
+        # delivery never publishes (the Session seam), so they stay this
+        # message's bytes. Codec.prime written out for the first: a call here
+        # costs ~0.8% of a publish, and on PyPy a loop here is a JIT loop of
+        # its own, entered through a call that allocates a frame.
+        carrier = None
+        eager = self._eager
+        if eager:
+            codec = eager[0]
+            carrier = codec.last_bytes = codec.encode(msg)
+            codec.last_size = len(carrier)
+            codec.last = msg
+            if len(eager) > 1:  # line and raw feed readers both connected
+                for other in eager[1:]:
+                    other.prime(msg)
+        held = self._history_bytes = self._history_bytes + ch.record(msg, carrier)
         if held > self.max_history_bytes:
             self._evict_history()
         if self._store_on_fan_out and not ch.system:
@@ -1192,20 +1209,15 @@ class Hub(Service):
         self, recipient: ClientRecord, msg: Message, publisher: ClientRecord | None
     ) -> None:
         """Hand a numbered direct message to its recipient (the backplane calls this)."""
+        for codec in self._eager:
+            codec.prime(msg)
         behind = self._deliver(msg, (recipient.session,))
         if behind and publisher is not None:
             self._pace(publisher.session, behind)
 
     def _deliver(self, msg: Message, readers: Iterable[Session]) -> list[Session] | None:
-        """Hand a message to each reader; returns those falling behind, if any."""
-        # The eager codecs in use are primed first, so their sessions take the
-        # bytes without a check (txpubsub.core.codec). A delivery never
-        # publishes (the Session seam), so they stay this message's bytes.
-        for codec in self._eager:
-            # Codec.prime written out: a call here costs ~0.8% of a publish.
-            data = codec.last_bytes = codec.encode(msg)
-            codec.last_size = len(data)
-            codec.last = msg
+        """Hand a message to each reader (the eager codecs primed with it);
+        returns those falling behind, if any."""
         counters = self.counters
         delivered = 0
         behind = None

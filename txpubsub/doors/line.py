@@ -324,16 +324,22 @@ class LineDoor(LineFramer):
             since=None if since is None else parse_number(since, "since="),
             epoch=options.get("epoch"),
         )
-        if isinstance(result, Deferred):
-            # A shared backplane is bringing the channel up to date first.
+        # Not isinstance(result, Deferred): Deferred is an ABC
+        # (Awaitable), whose isinstance is ~900 JIT operations on PyPy; they
+        # made a SUB too long to trace, and PyPy stopped inlining lineReceived
+        # for every command after it (docs/benchmarks.md, issue 13).
+        if isinstance(result, tuple):
+            self._replies.send(self._subscribed(result, args[0], last is None))
+        else:  # a shared backplane is bringing the channel up to date first
             self._replies.send(result.addCallbacks(self._subscribed, self._refused,
                                                    (args[0], last is None)))
-        else:
-            self._replies.send(self._subscribed(result, args[0], last is None))
 
     def _subscribed(self, result: tuple[list[Message], bool], pattern: str,
                     since: bool) -> bytes:
         replay, partial = result
+        if not replay:  # the reply alone (nothing to fit in the buffer)
+            return (b"+OK subscribed " + pattern.encode()
+                    + (b" 0 partial\r\n" if partial else b" 0\r\n"))
         # A replay never outgrows --max-buffer; cutting a since= replay short
         # leaves a gap, which the client is told about.
         lines = fit(replay, self.codec, self.session.room())
