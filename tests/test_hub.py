@@ -42,6 +42,20 @@ class HubTests(SynchronousTestCase):
         self.addCleanup(self.hub.stopService)
         self.assertEqual(sorted(vars(self.hub)), ["running"])  # Service's own
 
+    def test_messages_of_one_millisecond_share_their_time(self) -> None:
+        """Messages published within a millisecond carry the same time (one
+        float for history to keep, not one per message); a later one, or one
+        after the clock was set back, carries the clock's."""
+        clock = Clock()
+        hub = make_hub(clock)
+        times = []
+        for at in (10.0, 10.0004, 10.0009, 10.0011, 5.0):
+            clock.rightNow = at
+            hub.publish("x", "a", b"")
+            times.append(hub.history("a")[-1].published_at)
+        self.assertEqual(times, [10.0, 10.0, 10.0, 10.0011, 5.0])
+        self.assertIs(hub.history("a")[0].published_at, hub.history("a")[1].published_at)
+
     def test_ids_per_channel_from_one(self) -> None:
         """Each channel numbers its messages 1, 2, 3 on its own."""
         self.assertEqual([self.hub.publish("x", "a", b"") for _ in range(3)], [1, 2, 3])

@@ -51,7 +51,7 @@ class LocalBackplane:
         publisher: ClientRecord | None,
     ) -> int:
         hub = self._hub
-        msg = Message(channel.name, channel.last_id + 1, sender, payload, hub.clock.seconds())
+        msg = Message(channel.name, channel.last_id + 1, sender, payload, hub.message_time())
         hub.fan_out(channel, msg, publisher)
         return msg.msg_id
 
@@ -62,6 +62,6 @@ class LocalBackplane:
         recipient.inbox_last_id += 1
         hub = self._hub
         msg = Message("@" + recipient.sender, recipient.inbox_last_id, sender, payload,
-                      hub.clock.seconds())
+                      hub.message_time())
         hub.deliver_direct(recipient, msg, publisher)
         return msg.msg_id
