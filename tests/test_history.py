@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from txpubsub.core import channel as channel_module
 from txpubsub.core.channel import Channel
 from txpubsub.core.history import FlatHistory, RingHistory
 from txpubsub.core.hub import IDLE_CHANNEL, SWEEP_INTERVAL
@@ -115,6 +116,23 @@ class HistoryTests(SynchronousTestCase):
         self.assertEqual(self.reader.cmd("HISTORY quiet"), "+OK 0\r\n")
         self.assertEqual(self.reader.cmd("SUB quiet since=0"),
                          "+OK subscribed quiet 0 partial\r\n")
+
+    def test_history_changed_live_counts_the_bytes_kept(self) -> None:
+        """A channel's history= changed while it keeps messages (a --redis
+        server brings its copy in line with the cluster's): it keeps the
+        newest that many, and the payload bytes counted (STATS history_bytes,
+        what --max-history-bytes and --max-channel-bytes go by) stay those kept."""
+        for keep in (2, 8, 3):
+            self.hub.shared_channel("news", keep)
+            for i in range(10):
+                self.pub.cmd(f"PUB news n{i}")
+            channel = self.hub.channel("news")
+            assert channel is not None
+            newest = channel.newest(100)
+            self.assertEqual([m.payload for m in newest],
+                             [b"n%d" % i for i in range(10 - keep, 10)])
+            self.assertEqual((channel.kept_bytes, self.hub.history_bytes,
+                              self.hub.stats()["history_bytes"]), (2 * keep,) * 3)
 
 
 class ReplayWithinBufferTests(SynchronousTestCase):
@@ -291,6 +309,7 @@ class HistoryInRingsTests(HistoryTests):
 
     def setUp(self) -> None:
         self.patch(Channel, "record", Channel.record_in_rings)
+        self.patch(channel_module, "History", RingHistory)  # restore, set_keep
         super().setUp()
         channel = self.hub.channel("news")
         assert channel is not None

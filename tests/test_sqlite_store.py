@@ -109,6 +109,29 @@ class SqliteStoreTests(TestCase):
         conn.take()
         self.assertEqual(await pub(conn, "PUB news next"), "MSG news 6 c1 next\r\n+OK 6\r\n")
 
+    async def test_restart_keeps_history_where_cursors_outlive_their_use(self) -> None:
+        """As on PyPy, where a cursor lives on until a garbage collection: the
+        store still opens, commits and loads (an unread PRAGMA answer kept
+        its statement running, and every open failed with "cannot commit
+        transaction - SQL statements in progress")."""
+        cursors: list[sqlite3.Cursor] = []
+        real = sqlite3.connect
+
+        class KeepsCursors(sqlite3.Connection):
+            def execute(self, *args: Any) -> sqlite3.Cursor:
+                cursors.append(super().execute(*args))
+                return cursors[-1]
+
+        self.patch(sqlite3, "connect",
+                   lambda *args, **kwargs: real(*args, factory=KeepsCursors, **kwargs))
+        hub, conn = self.start(history=2)
+        for i in range(3):
+            await pub(conn, f"PUB news m{i}")
+        hub, conn = await self.restart(hub, history=2)
+        self.assertEqual(conn.cmd("HISTORY news"),
+                         "MSG news 2 c1 m1\r\nMSG news 3 c1 m2\r\n+OK 2\r\n")
+        self.assertTrue(cursors)
+
     async def test_history_loaded_within_its_byte_limits(self) -> None:
         """A restart with smaller --max-history-bytes/--max-channel-bytes keeps
         only the newest messages that fit; since= from before says partial."""

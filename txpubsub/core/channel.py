@@ -151,6 +151,7 @@ class Channel(Generic[T]):
         newest = self.newest(keep) if keep else []
         freed = self.clear_history()
         self._keep = keep
+        self._full = 4 * keep
         return freed - self.restore(newest)
 
     def clear_history(self) -> int:

@@ -283,10 +283,14 @@ def _checked_messages(ch: SavedChannel, rows: Any) -> list[Message]:
 
 
 def _pragmas(conn: sqlite3.Connection, sync: str = "normal") -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Closed at once: journal_mode answers a row, and PyPy (no reference
+    # counting) would keep its statement running until a collection, so
+    # the next commit failed ("SQL statements in progress").
+    conn.execute("PRAGMA journal_mode=WAL").close()
     # NORMAL under WAL: a commit is in the OS's hands (a killed process loses
     # nothing); FULL: also fsynced before the commit returns (a power cut too).
-    conn.execute("PRAGMA synchronous=FULL" if sync == "full" else "PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "PRAGMA synchronous=FULL" if sync == "full" else "PRAGMA synchronous=NORMAL").close()
 
 
 class _Batch:
