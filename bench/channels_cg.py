@@ -17,7 +17,9 @@ fills the history (1,000 rounds for 1,000 channels), so eviction is paid:
 
 ``--tool=cachegrind --cache-sim=yes --cachegrind-out-file=F`` for both, then
 comparing the files function by function, is how issue 13's losses were
-found (docs/benchmarks.md). Rate limits are off unless ``--rate-limits``.
+found (docs/benchmarks.md); add ``--LL=1048576,16,64`` for a last-level
+cache the size of the test machine's L2, where the memory costs show.
+Rate limits are off unless ``--rate-limits``.
 """
 from __future__ import annotations
 
@@ -31,6 +33,15 @@ from txpubsub.core.hub import Hub
 from txpubsub.doors.line import LineDoor, LineDoorFactory
 
 
+class MovingClock(Clock):
+    """A Clock that moves a little at every read, as the reactor's does: a
+    Clock's one float forever hid what keeping a time per message costs."""
+
+    def seconds(self) -> float:
+        self.rightNow += 1e-7
+        return self.rightNow
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rounds", type=int, help="rounds measured after the warm-up")
@@ -41,7 +52,7 @@ def main() -> None:
                         help="the default per-connection limits, raised out of reach")
     args = parser.parse_args()
     limit = 10**12 if args.rate_limits else 0
-    hub = Hub(Clock(), epoch="x", history=args.history, max_publish_rate=limit,
+    hub = Hub(MovingClock(), epoch="x", history=args.history, max_publish_rate=limit,
               max_publish_bytes_rate=limit)
     factory = LineDoorFactory(hub, "t")
     connections, per_channel = 100, 10
