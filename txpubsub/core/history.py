@@ -62,8 +62,9 @@ class FlatHistory(deque):
 
     def newest(self, count: int) -> list[Message]:
         """The newest ``count`` kept messages (at most all), oldest first."""
-        kept = len(self) >> 2
-        entries = list(islice(self, 4 * (kept - min(count, kept)), None))
+        # From the newest end: HISTORY x 1 of a long history reads one message.
+        entries = list(islice(reversed(self), 4 * max(0, min(count, len(self) >> 2))))
+        entries.reverse()
         channel = self.channel
         return [Message(channel, entries[i], entries[i + 1], entries[i + 2], entries[i + 3])
                 for i in range(0, len(entries), 4)]
@@ -151,10 +152,13 @@ class RingHistory:
     def newest(self, count: int) -> list[Message]:
         """The newest ``count`` kept messages (at most all), oldest first."""
         kept = self.kept
-        first = kept - min(count, kept)
-        tail = list(islice(self._objects, 2 * first, None))
+        count = max(0, min(count, kept))
+        # From the newest end: HISTORY x 1 of a long history reads one message.
+        tail = list(islice(reversed(self._objects), 2 * count))
+        tail.reverse()
+        first = kept - count
         return [self._message(first + k, tail[2 * k], tail[2 * k + 1])  # type: ignore[arg-type]
-                for k in range(kept - first)]
+                for k in range(count)]
 
     def message(self, index: int) -> Message:
         """The kept message at ``index``, oldest first (0: the oldest)."""
