@@ -29,8 +29,9 @@ class LineFramer(LineReceiver):
     # A read of more than SLICE bytes and LINES_PER_TURN lines (64 KiB of
     # short commands is ~10,000 of them) is handled LINES_PER_TURN lines at
     # a time: after each slice ``lines_spent`` is called, and the line door
-    # holds the rest for the next reactor turn. Smaller reads, the usual
-    # ones, cost nothing more (one comparison); a large read one C count.
+    # holds the rest for the next reactor turn. Lines are counted as they
+    # are handled (counting a read's newlines first was a second pass over
+    # it: ~460 instructions and a cache miss per line on CPython).
     LINES_PER_TURN = 1000
     SLICE = 8192
     transport: Any  # a TCP, TLS or Unix transport: more than ITransport promises
@@ -67,9 +68,8 @@ class LineFramer(LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         size = len(data)
-        if size > self.SLICE and data.count(b"\n") > self.LINES_PER_TURN:
-            self._slices(data)
-            return
+        # Lines left before the others get a turn; -1 (never 0): no limit.
+        turn = self.LINES_PER_TURN if size > self.SLICE else -1
         pos = 0
         transport = self.transport
         while pos < size and not transport.disconnecting:
@@ -97,23 +97,11 @@ class LineFramer(LineReceiver):
                 self.lineLengthExceeded(line)
                 return
             self.lineReceived(line)
-
-    def _slices(self, data: bytes) -> None:
-        """A read of more than LINES_PER_TURN lines: that many, then the rest
-        if ``lines_spent`` does not hold the input."""
-        cut = -1
-        for _ in range(self.LINES_PER_TURN):
-            cut = data.find(b"\n", cut + 1)
-        LineFramer.dataReceived(self, data[:cut + 1])  # not a subclass's: same read
-        rest = data[cut + 1:]
-        if self.transport.disconnecting:
-            return
-        if not self._holding:
-            self.lines_spent()
-        if self._holding:
-            self._held += rest
-        else:
-            LineFramer.dataReceived(self, rest)
+            turn -= 1
+            if not turn:
+                turn = self.LINES_PER_TURN
+                if pos < size and not self._holding and not transport.disconnecting:
+                    self.lines_spent()  # may hold the rest for the next turn
 
     def _keep_piece(self, piece: bytes) -> None:
         if self._pieces is None:
