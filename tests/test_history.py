@@ -319,20 +319,23 @@ class HistoryInRingsTests(HistoryTests):
 class HistoryFormsTests(SynchronousTestCase):
     @given(form=st.sampled_from([FlatHistory, RingHistory]), keep=st.integers(1, 12),
            published=st.integers(0, 40), asked=st.integers(0, 50),
-           dropped=st.integers(0, 200), carried=st.booleans())
+           dropped=st.integers(0, 200), carried=st.booleans(), jumps=st.booleans())
     def test_newest_are_the_last_published_oldest_first(
         self, form: type[FlatHistory | RingHistory], keep: int, published: int, asked: int,
-        dropped: int, carried: bool,
+        dropped: int, carried: bool, jumps: bool,
     ) -> None:
         """Either form (PyPy's rings, CPython's flat deque), however often it wrapped,
         replays the newest messages in order, counts the payload bytes it keeps
         and lets go of the oldest first; given the delivery line that carries
-        the payload (as the hub gives it), it replays the payload itself."""
+        the payload (as the hub gives it), it replays the payload itself; ids
+        that jump (messages a --redis server did not hear) come back as they were."""
         ring = form("t", keep)
 
         def message(i: int) -> Message:
             binary = b"\r\n\xff" if i % 7 == 0 else b""  # a MSGB line carries it
-            return Message("t", i, f"s{i % 3}é" * (i % 4), b"p%d" % i * (i % 5) + binary, i / 3)
+            msg_id = i + (i // 3) * 1000 if jumps else i
+            payload = b"p%d" % i * (i % 5) + binary
+            return Message("t", msg_id, f"s{i % 3}é" * (i % 4), payload, i / 3)
 
         def add(msg: Message) -> int:
             return ring.add(msg, encode_message(msg) if carried else None)

@@ -48,7 +48,7 @@ class Channel(Generic[T]):
     ) -> None:
         self.name = name
         self._keep = keep
-        self._full = 4 * keep  # a FlatHistory's length once it is full
+        self._full = 5 * keep  # a FlatHistory's length once it is full
         self.byte_cap = byte_cap  # most payload bytes kept (--max-channel-bytes)
         self.kept_bytes = 0  # payload bytes kept now
         self._kept: FlatHistory | RingHistory | None = None  # made at the first message kept
@@ -91,13 +91,13 @@ class Channel(Generic[T]):
                 return 0
             kept = self._kept = FlatHistory(self.name, self._keep)
         size = len(msg.payload)
-        if len(kept) == self._full:
-            size -= len(kept[2])  # the oldest's payload, which extend lets go of
-        kept.extend((msg.msg_id, msg.sender, msg.payload, msg.published_at))
-        kept_bytes = self.kept_bytes = self.kept_bytes + size
+        grown = size - kept[0] if len(kept) == self._full else size
+        kept.extend((size, msg.msg_id - kept.newest_id, msg.sender, msg.payload, msg.published_at))
+        kept.newest_id = msg.msg_id
+        kept_bytes = self.kept_bytes = self.kept_bytes + grown
         if kept_bytes > self.byte_cap:
-            size -= self.drop_oldest(kept_bytes - self.byte_cap)
-        return size
+            grown -= self.drop_oldest(kept_bytes - self.byte_cap)
+        return grown
 
     def record_in_rings(self, msg: Message, carrier: bytes | None = None) -> int:
         """Count a new message (numbered by the backplane) and keep it;
@@ -151,7 +151,7 @@ class Channel(Generic[T]):
         newest = self.newest(keep) if keep else []
         freed = self.clear_history()
         self._keep = keep
-        self._full = 4 * keep
+        self._full = 5 * keep
         return freed - self.restore(newest)
 
     def clear_history(self) -> int:

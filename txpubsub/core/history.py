@@ -4,7 +4,7 @@ Measured (docs/benchmarks.md): on PyPy, keeping Message objects made a
 publish ~25% dearer than keeping one bytes object per message, because the
 garbage collector copies every object that survives its nursery;
 ``RingHistory`` keeps ids, sizes and times unboxed and shares its one
-object per message with the delivery. On CPython one deque with four
+object per message with the delivery. On CPython one deque with five
 entries per message is cheaper, and keeps nothing the cyclic collector
 walks. ``History`` is the one for the running interpreter; both keep the
 same promises.
@@ -19,8 +19,8 @@ from txpubsub.core.message import Message
 
 
 class FlatHistory(deque):
-    """The last ``keep`` messages of one channel, oldest first, four entries
-    each in one deque: id, sender, payload, time (CPython).
+    """The last ``keep`` messages of one channel, oldest first, five entries
+    each in one deque: payload size, id step, sender, payload, time (CPython).
 
     None of these is an object the cyclic garbage collector tracks, so the
     messages a server keeps (100,000 at the defaults with 1,000 busy
@@ -29,17 +29,25 @@ class FlatHistory(deque):
     a publish, and more cache misses). A deque itself, so that keeping a
     message is deque's own ``extend`` in C; messages are built again when a
     replay asks for them.
+
+    Each object kept is one more to free, ~100,000 publishes later, when it
+    is no longer in any cache (docs/benchmarks.md): so a message's id is kept
+    as its step from the one before (1, a small int Python never frees,
+    unless ids jump), counted back from ``newest_id``; and its payload size
+    is kept beside it, so that the size let go of is read from the deque,
+    not from the payload being freed.
     """
 
-    __slots__ = ("channel",)
+    __slots__ = ("channel", "newest_id")
 
     def __init__(self, channel: str, keep: int) -> None:
-        super().__init__((), 4 * keep)
+        super().__init__((), 5 * keep)
         self.channel = channel
+        self.newest_id = 0  # the id of the newest kept message
 
     def message_count(self) -> int:
         """How many messages are kept."""
-        return len(self) >> 2
+        return len(self) // 5
 
     def add(self, msg: Message, carrier: bytes | None = None) -> int:
         """Keep a message, forgetting the oldest past ``keep``; returns how
@@ -47,27 +55,31 @@ class FlatHistory(deque):
         needed here: CPython's reference counting frees the delivered line
         without copying it, so the payload alone is kept."""
         size = len(msg.payload)
-        if len(self) == self.maxlen:
-            size -= len(self[2])  # the oldest's payload, let go of by extend
-        self.extend((msg.msg_id, msg.sender, msg.payload, msg.published_at))
-        return size
-
-    def message(self, index: int) -> Message:
-        """The kept message at ``index``, oldest first (0: the oldest)."""
-        kept = len(self) >> 2
-        if not -kept <= index < kept:
-            raise IndexError("history index out of range")
-        i = 4 * (index % kept)
-        return Message(self.channel, self[i], self[i + 1], self[i + 2], self[i + 3])
+        grown = size - self[0] if len(self) == self.maxlen else size
+        self.extend((size, msg.msg_id - self.newest_id, msg.sender, msg.payload, msg.published_at))
+        self.newest_id = msg.msg_id
+        return grown
 
     def newest(self, count: int) -> list[Message]:
         """The newest ``count`` kept messages (at most all), oldest first."""
         # From the newest end: HISTORY x 1 of a long history reads one message.
-        entries = list(islice(reversed(self), 4 * max(0, min(count, len(self) >> 2))))
-        entries.reverse()
+        entries = list(islice(reversed(self), 5 * max(0, min(count, len(self) // 5))))
+        # Newest first, each message backwards: time, payload, sender, step, size.
         channel = self.channel
-        return [Message(channel, entries[i], entries[i + 1], entries[i + 2], entries[i + 3])
-                for i in range(0, len(entries), 4)]
+        msg_id = self.newest_id
+        messages = []
+        for i in range(0, len(entries), 5):
+            messages.append(Message(channel, msg_id, entries[i + 2], entries[i + 1], entries[i]))
+            msg_id -= entries[i + 3]
+        messages.reverse()
+        return messages
+
+    def message(self, index: int) -> Message:
+        """The kept message at ``index``, oldest first (0: the oldest)."""
+        kept = len(self) // 5
+        if not -kept <= index < kept:
+            raise IndexError("history index out of range")
+        return self.newest(kept - index % kept)[0]
 
     def drop_oldest(self, nbytes: int) -> int:
         """Forget the oldest messages until ``nbytes`` payload bytes are gone
@@ -75,9 +87,10 @@ class FlatHistory(deque):
         freed = 0
         popleft = self.popleft
         while freed < nbytes and self:
+            freed += popleft()
             popleft()
             popleft()
-            freed += len(popleft())
+            popleft()
             popleft()
         return freed
 
