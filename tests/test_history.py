@@ -70,6 +70,24 @@ class HistoryTests(SynchronousTestCase):
     def test_since_up_to_date(self) -> None:
         self.assertEqual(self.reader.cmd("SUB news since=7"), "+OK subscribed news 0\r\n")
 
+    def test_ids_that_jump_replay_as_they_were(self) -> None:
+        """Messages numbered elsewhere (a --redis server that did not hear
+        some: ids jump) come back from HISTORY and SUB last= with their own
+        ids, senders and payloads, and STATS counts the payload bytes kept."""
+        hub = make_hub(self.clock, history=4)
+        far = 1 << 40
+        for msg_id, payload in ((3, b"a"), (4, b""), (300, b"\r\n\xff"), (301, b"dd"),
+                                (far, b"e"), (far + 7, b"ff")):
+            hub.arrived(Message("far", msg_id, "bob", payload, 0.0))
+        reader = Conn(hub)
+        self.assertEqual(reader.send(b"HISTORY far\n"),
+                         b"MSGB far 300 bob 3\r\n\r\n\xff\r\nMSG far 301 bob dd\r\n"
+                         b"MSG far %d bob e\r\nMSG far %d bob ff\r\n+OK 4\r\n" % (far, far + 7))
+        self.assertEqual(reader.send(b"SUB far last=2\n"),
+                         b"MSG far %d bob e\r\nMSG far %d bob ff\r\n"
+                         b"+OK subscribed far 2\r\n" % (far, far + 7))
+        self.assertEqual(hub.stats()["history_bytes"], 3 + 2 + 1 + 2)
+
     def test_since_no_longer_kept(self) -> None:
         """Asking for messages history dropped: what is kept (capped), and partial."""
         out = self.reader.send(b"SUB news since=1\n")
