@@ -382,3 +382,17 @@ class HistoryFormsTests(SynchronousTestCase):
         kept = (kept + more)[-keep:]
         self.assertEqual([(m.msg_id, m.payload) for m in ring.newest(keep)],
                          [(m.msg_id, m.payload) for m in kept])
+
+
+class HistoryIdsTests(SynchronousTestCase):
+    def test_ids_past_what_a_double_holds_come_back_exactly(self) -> None:
+        """Either form keeps ids past 2**53 (a --redis channel's counter set
+        that high) exactly, with the ones kept before them."""
+        for form in (FlatHistory, RingHistory):
+            ring = form("t", 3)
+            ids = [2**53 - 1, 2**53 + 1, 2**60 + 3, 2**60 + 4]
+            for msg_id in ids:
+                ring.add(Message("t", msg_id, "s", b"p%d" % msg_id, 1.5))
+            self.assertEqual([m.msg_id for m in ring.newest(3)], ids[1:], form)
+            self.assertEqual([m.payload for m in ring.newest(3)],
+                             [b"p%d" % i for i in ids[1:]], form)
