@@ -42,6 +42,56 @@ class MovingClock(Clock):
         return self.rightNow
 
 
+class ChannelsWorkload:
+    """The harness's channels workload on one hub: 1,000 channels (``channels``)
+    with 10 subscribers each among 100 QUIET connections, and 4 publishers
+    whose reads are 100 ``PUB`` lines to random channels and a ``PING``."""
+
+    def __init__(self, channels: int = 1000, history: int = 100, rate_limit: int = 0) -> None:
+        hub = Hub(MovingClock(), epoch="x", history=history, max_publish_rate=rate_limit,
+                  max_publish_bytes_rate=rate_limit)
+        self.factory = LineDoorFactory(hub, "t")
+        connections, per_channel = 100, 10
+        channels_of: list[list[int]] = [[] for _ in range(connections)]
+        step = connections // per_channel
+        for channel in range(channels):
+            used: set[int] = set()
+            for j in range(per_channel):
+                k = (channel + j * step) % connections
+                while k in used:
+                    k = (k + 1) % connections
+                used.add(k)
+                channels_of[k].append(channel)
+        self.readers = []
+        for mine in channels_of:
+            reader: LineDoor = self.factory.buildProtocol(None)  # type: ignore[assignment]
+            transport = StringTransport()
+            reader.makeConnection(transport)
+            subs = b"".join(b"SUB bench.ch.%d\r\n" % c for c in mine)
+            reader.dataReceived(b"QUIET on\r\n" + subs)
+            self.readers.append(transport)
+        self.publishers: list[LineDoor] = []
+        for _ in range(4):
+            publisher: LineDoor = self.factory.buildProtocol(None)  # type: ignore[assignment]
+            publisher.makeConnection(StringTransport())
+            publisher.dataReceived(b"QUIET on\r\n")
+            self.publishers.append(publisher)
+        picks = random.Random(42)
+        self.reads = [b"".join(b"PUB bench.ch.%d %s\n" % (picks.randrange(channels), b"x" * 64)
+                               for _ in range(100)) + b"PING\n" for _ in range(64)]
+
+    def run(self, rounds: int) -> None:
+        """``rounds`` reads, each with the end of its reactor turn."""
+        flush = self.factory.batcher.flush
+        for r in range(rounds):
+            publisher = self.publishers[r % 4]
+            publisher.dataReceived(self.reads[r % 64])
+            flush()  # the end of the reactor turn
+            publisher.transport.clear()
+            for transport in self.readers:
+                transport.clear()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rounds", type=int, help="rounds measured after the warm-up")
@@ -51,49 +101,10 @@ def main() -> None:
     parser.add_argument("--rate-limits", action="store_true",
                         help="the default per-connection limits, raised out of reach")
     args = parser.parse_args()
-    limit = 10**12 if args.rate_limits else 0
-    hub = Hub(MovingClock(), epoch="x", history=args.history, max_publish_rate=limit,
-              max_publish_bytes_rate=limit)
-    factory = LineDoorFactory(hub, "t")
-    connections, per_channel = 100, 10
-    channels_of: list[list[int]] = [[] for _ in range(connections)]
-    step = connections // per_channel
-    for channel in range(args.channels):
-        used: set[int] = set()
-        for j in range(per_channel):
-            k = (channel + j * step) % connections
-            while k in used:
-                k = (k + 1) % connections
-            used.add(k)
-            channels_of[k].append(channel)
-    readers = []
-    for mine in channels_of:
-        reader: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
-        transport = StringTransport()
-        reader.makeConnection(transport)
-        reader.dataReceived(b"QUIET on\r\n" + b"".join(b"SUB bench.ch.%d\r\n" % c for c in mine))
-        readers.append(transport)
-    publishers: list[LineDoor] = []
-    for _ in range(4):
-        publisher: LineDoor = factory.buildProtocol(None)  # type: ignore[assignment]
-        publisher.makeConnection(StringTransport())
-        publisher.dataReceived(b"QUIET on\r\n")
-        publishers.append(publisher)
-    picks = random.Random(42)
-    reads = [b"".join(b"PUB bench.ch.%d %s\n" % (picks.randrange(args.channels), b"x" * 64)
-                      for _ in range(100)) + b"PING\n" for _ in range(64)]
-
-    def run(rounds: int) -> None:
-        for r in range(rounds):
-            publisher = publishers[r % 4]
-            publisher.dataReceived(reads[r % 64])
-            factory.batcher.flush()  # the end of the reactor turn
-            publisher.transport.clear()
-            for transport in readers:
-                transport.clear()
-
-    run(args.warm)
-    run(args.rounds)
+    workload = ChannelsWorkload(args.channels, args.history,
+                                10**12 if args.rate_limits else 0)
+    workload.run(args.warm)
+    workload.run(args.rounds)
 
 
 if __name__ == "__main__":

@@ -20,19 +20,15 @@ Found that keeping an int per message cost ~5% of a publish
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import time
 from collections import deque
 from typing import Any, Callable
 
-from channels_cg import MovingClock
-from twisted.internet.testing import StringTransport
+from channels_cg import ChannelsWorkload
 
 from txpubsub.core.channel import Channel
-from txpubsub.core.hub import Hub
 from txpubsub.core.message import Message
-from txpubsub.doors.line import LineDoor, LineDoorFactory
 
 
 def record_ids_kept(self: Any, msg: Message, carrier: bytes | None = None) -> int:
@@ -61,51 +57,6 @@ def use_form(name: str) -> None:
     channel_class.record = FORMS[name]
 
 
-class Workload:
-    """One hub with the channels workload's readers and publishers."""
-
-    def __init__(self, channels: int) -> None:
-        hub = Hub(MovingClock(), epoch="x", history=100, max_publish_rate=0,
-                  max_publish_bytes_rate=0)
-        self.factory = LineDoorFactory(hub, "t")
-        channels_of: list[list[int]] = [[] for _ in range(100)]
-        for channel in range(channels):
-            used: set[int] = set()
-            for j in range(10):
-                k = (channel + j * 10) % 100
-                while k in used:
-                    k = (k + 1) % 100
-                used.add(k)
-                channels_of[k].append(channel)
-        self.readers = []
-        for mine in channels_of:
-            reader: LineDoor = self.factory.buildProtocol(None)  # type: ignore[assignment]
-            transport = StringTransport()
-            reader.makeConnection(transport)
-            subs = b"".join(b"SUB bench.ch.%d\r\n" % c for c in mine)
-            reader.dataReceived(b"QUIET on\r\n" + subs)
-            self.readers.append(transport)
-        self.publishers: list[LineDoor] = []
-        for _ in range(4):
-            publisher: LineDoor = self.factory.buildProtocol(None)  # type: ignore[assignment]
-            publisher.makeConnection(StringTransport())
-            publisher.dataReceived(b"QUIET on\r\n")
-            self.publishers.append(publisher)
-        picks = random.Random(42)
-        self.reads = [b"".join(b"PUB bench.ch.%d %s\n" % (picks.randrange(channels), b"x" * 64)
-                               for _ in range(100)) + b"PING\n" for _ in range(64)]
-
-    def run(self, rounds: int) -> None:
-        flush = self.factory.batcher.flush
-        for r in range(rounds):
-            publisher = self.publishers[r % 4]
-            publisher.dataReceived(self.reads[r % 64])
-            flush()  # the end of the reactor turn
-            publisher.transport.clear()
-            for transport in self.readers:
-                transport.clear()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--forms", default="current,ids-kept")
@@ -117,7 +68,7 @@ def main() -> None:
     hubs = {}
     for name in names:
         use_form(name)
-        hubs[name] = Workload(args.channels)
+        hubs[name] = ChannelsWorkload(args.channels)
         hubs[name].run(args.channels + 100)  # fills every channel's history
     cost: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(args.reps):
