@@ -15,6 +15,11 @@ stays put. Needs ../shared/bench (run_all.sh, set up with setup.sh):
         before=/tmp/before now=/tmp/now
     python bench/ab_rounds.py --interpreters pypy ...   # cp, pypy or both (default)
 
+The report gives both of the harness's figures, deliveries/s (its headline)
+and server CPU per delivery, as ratios to the first tree (above 1: better),
+with a 90% bootstrap interval of each median: on a 2-core machine one round
+of PyPy channels moves by +-15%, so 12 rounds still leave +-5%.
+
 Every tree but one without ``--max-publish-rate`` (``--old NAME``, default
 the first) runs with the publish-rate limits off, as the harness publishes
 far past their defaults. ``--out`` keeps run_all.sh's logs; ``--report DIR``
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -59,44 +65,70 @@ def run_round(args: argparse.Namespace, trees: list[tuple[str, str]], number: in
                        env=dict(os.environ, BENCH_VENVS=venvs))
 
 
-def read_rounds(out: str) -> list[dict[tuple[str, str], float]]:
-    """Server CPU seconds per million deliveries, by (workload, system), per round."""
+# The columns of run_all.sh's fanout and channels tables read here, and
+# whether more is better.
+METRICS = {"deliv/s": True, "srv CPU s/M deliv": False}
+
+
+def read_rounds(out: str, metric: str = "srv CPU s/M deliv"
+                ) -> list[dict[tuple[str, str], float]]:
+    """One column of the tables (default: server CPU seconds per million
+    deliveries), by (workload, system), per round."""
     rounds = []
     logs = sorted(Path(out).glob("r*.log"), key=lambda p: int(p.stem[1:]))
     for log in logs:
-        workload, figures = None, {}
+        workload: str | None = None
+        column: int | None = None
+        figures: dict[tuple[str, str], float] = {}
         for line in log.read_text().splitlines():
             heading = re.match(r"## (\w+)", line)
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if heading:
-                workload = heading.group(1)
-            elif workload and line.startswith("| ") and not line.startswith("| system"):
-                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                workload, column = heading.group(1), None
+            elif workload and line.startswith("| system"):
+                column = cells.index(metric) if metric in cells else None
+            elif workload and column is not None and line.startswith("| "):
                 try:
-                    figures[(workload, cells[0])] = float(cells[3])
+                    figures[(workload, cells[0])] = float(cells[column].replace(",", ""))
                 except (IndexError, ValueError):
                     pass
         rounds.append(figures)
     return rounds
 
 
-def report(rounds: list[dict[tuple[str, str], float]], first: str) -> None:
-    """Per system: the median of its figures, and of each round's first/it ratio."""
-    ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
-    figures: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for figure in rounds:
-        for (workload, system), value in figure.items():
-            figures[(workload, system)].append(value)
-            base = (workload, system.split("-")[0] + "-" + first)
-            if base in figure:
-                ratios[(workload, system)].append(figure[base] / value)
-    print("| workload | system | rounds | CPU s/M deliveries (median) | "
-          f"{first} / it, per round (median) | mean |")
-    print("|---|---|---|---|---|---|")
-    for key in sorted(figures):
-        r = ratios.get(key) or [float("nan")]
-        print(f"| {key[0]} | {key[1]} | {len(figures[key])} | "
-              f"{statistics.median(figures[key]):.3f} | "
-              f"{statistics.median(r):.3f} | {statistics.mean(r):.3f} |")
+def median_interval(values: list[float], draws: int = 2000) -> tuple[float, float]:
+    """A 90% bootstrap interval for the median of ``values``: how far the
+    median of this many rounds may be from the true one."""
+    pick = random.Random(0)
+    medians = sorted(statistics.median(pick.choices(values, k=len(values)))
+                     for _ in range(draws))
+    return medians[draws // 20], medians[draws - draws // 20 - 1]
+
+
+def report(out: str, first: str) -> None:
+    """Per system and metric: the median of its figures, and of each round's
+    ratio of it to the first tree (above 1: better than the first), with
+    that median's 90% interval."""
+    print(f"| workload | system | metric | rounds | median | it vs {first}, "
+          "per round (median) | 90% interval | mean |")
+    print("|---|---|---|---|---|---|---|---|")
+    for metric, more_is_better in METRICS.items():
+        ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
+        figures: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for figure in read_rounds(out, metric):
+            for (workload, system), value in figure.items():
+                figures[(workload, system)].append(value)
+                base = figure.get((workload, system.split("-")[0] + "-" + first))
+                if base:
+                    ratios[(workload, system)].append(
+                        value / base if more_is_better else base / value)
+        for key in sorted(figures):
+            r = ratios.get(key) or [float("nan")]
+            low, high = median_interval(r)
+            middle = statistics.median(figures[key])
+            print(f"| {key[0]} | {key[1]} | {metric} | {len(figures[key])} | "
+                  f"{middle:,.{3 if middle < 100 else 0}f} | {statistics.median(r):.3f} | "
+                  f"{low:.3f}-{high:.3f} | {statistics.mean(r):.3f} |")
 
 
 def main() -> None:
@@ -113,9 +145,8 @@ def main() -> None:
     parser.add_argument("--report", help="only read the logs of an earlier --out")
     args = parser.parse_args()
     if args.report:
-        rounds = read_rounds(args.report)
         first = args.trees[0] if args.trees else "before"
-        report(rounds, first.split("=")[0])
+        report(args.report, first.split("=")[0])
         return
     if len(args.trees) < 2:
         sys.exit("name at least two trees: NAME=PATH NAME=PATH")
@@ -125,7 +156,7 @@ def main() -> None:
     for number in range(1, args.rounds + 1):
         run_round(args, trees, number)
         print(f"round {number} of {args.rounds} done", file=sys.stderr)
-    report(read_rounds(args.out), trees[0][0])
+    report(args.out, trees[0][0])
 
 
 if __name__ == "__main__":
