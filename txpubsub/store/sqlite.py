@@ -650,10 +650,16 @@ class SqliteStore:
         why = str(failure.value) or failure.type.__name__  # type: ignore[union-attr]
         if self._trouble is None:
             self._trouble = why
-            self._log.failure(
-                "could not write history to {path}: publishes to durable channels are "
-                "refused (-ERR unavailable) until it can; still serving",
-                failure, path=self.path)
+            if failure.check(sqlite3.Error, OSError):  # the disk's trouble: its words say it
+                self._log.error(
+                    "could not write history to {path}: {why}; publishes to durable channels "
+                    "are refused (-ERR unavailable) until it can; still serving",
+                    path=self.path, why=why)
+            else:
+                self._log.failure(
+                    "could not write history to {path}: publishes to durable channels are "
+                    "refused (-ERR unavailable) until it can; still serving",
+                    failure, path=self.path)
         # What waited behind this batch fails too: committing it would leave
         # a gap in its channels' ids. Nothing of it was acknowledged or seen.
         count = batch.count + len(self._queue)
