@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
@@ -158,6 +159,24 @@ class AuthRequiredTests(AuthCase):
         self.assertEqual(conn.send(b"AUTH bob bob-pw\nSUB news.uk\nPUB news.uk hi\n"),
                          b"+OK bob\r\n+OK subscribed news.uk 0\r\nMSG news.uk 1 c1 hi\r\n"
                          b"+OK 1\r\n")
+
+    def test_a_refused_pubb_is_read_past_without_being_held(self) -> None:
+        """Before AUTH, a PUBB of --max-payload bytes is refused once read, and
+        the server does not hold its bytes meanwhile: an unauthenticated
+        client cannot make it keep a megabyte per connection."""
+        conn = self.conn()
+        size = self.hub.max_payload
+        self.assertEqual(conn.send(b"PUBB news.uk %d\n" % size), b"")
+        tracemalloc.start()
+        try:
+            for _ in range(size // 65536):  # a new 64 KiB read each time, as from a socket
+                self.assertEqual(conn.send(b"x" * 65536), b"")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertLess(peak, size // 4)
+        self.assertEqual(conn.send(b"\r\nPING\n"),
+                         b"-ERR auth-required AUTH <user> <password> first\r\nPONG\r\n")
 
     def test_wrong_password_delayed(self) -> None:
         """A wrong password gets -ERR auth-failed a second later, not before; what

@@ -37,8 +37,8 @@ class LineFramer(LineReceiver):
     transport: Any  # a TCP, TLS or Unix transport: more than ITransport promises
     # Slots: a server holds thousands of these (LineReceiver's own attributes
     # still live in the instance dict).
-    __slots__ = ("_held", "_holding", "_payload_chunks", "_payload_cr", "_payload_left",
-                 "_pieces", "_pieces_len")
+    __slots__ = ("_held", "_holding", "_payload_chunks", "_payload_cr", "_payload_kept",
+                 "_payload_left", "_pieces", "_pieces_len")
 
     def __init__(self) -> None:
         self._pieces: list[bytes] | None = None
@@ -46,6 +46,7 @@ class LineFramer(LineReceiver):
         self._payload_left: int | None = None
         self._payload_chunks: list[bytes] | None = None
         self._payload_cr = False
+        self._payload_kept = True
         self._holding = False
         self._held = b""
 
@@ -128,15 +129,24 @@ class LineFramer(LineReceiver):
         self._payload_left = nbytes
         self._payload_chunks = []
         self._payload_cr = False
+        self._payload_kept = True
+
+    def discard_payload(self) -> None:
+        """The payload arriving is refused: read past it without keeping it
+        (``payloadReceived`` gets b""), so a refused one costs no memory."""
+        if self._payload_chunks is not None:
+            self._payload_chunks = []
+            self._payload_kept = False
 
     def _take_payload(self, data: bytes, pos: int) -> int:
         left = self._payload_left
         assert left is not None and self._payload_chunks is not None
         if left:
-            chunk = data[pos : pos + left]
-            self._payload_chunks.append(chunk)
-            pos += len(chunk)
-            self._payload_left = left = left - len(chunk)
+            taken = min(left, len(data) - pos)
+            if self._payload_kept:
+                self._payload_chunks.append(data[pos : pos + taken])
+            pos += taken
+            self._payload_left = left = left - taken
             if left or pos == len(data):
                 return pos
         byte = data[pos]

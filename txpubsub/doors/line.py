@@ -218,6 +218,7 @@ class LineDoor(LineFramer):
             self._pubb_channel = None
             self._pubb_refusal = refusal
             self.expect_payload(int(count))
+            self.discard_payload()
         else:
             self._replies.send(refusal)
 
@@ -596,6 +597,7 @@ def _pubb_auth_required(door: LineDoor, rest: bytes) -> None:
     if door.receiving_payload():
         door._pubb_channel = None
         door._pubb_refusal = _AUTH_REQUIRED.as_line()
+        door.discard_payload()
 
 
 # Before a client that must authenticate has: only these work.
