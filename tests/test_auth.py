@@ -178,6 +178,15 @@ class AuthRequiredTests(AuthCase):
         self.assertEqual(conn.send(b"\r\nPING\n"),
                          b"-ERR auth-required AUTH <user> <password> first\r\nPONG\r\n")
 
+    def test_a_refused_pubb_with_a_zero_padded_count(self) -> None:
+        """Before AUTH, a PUBB whose count is zero-padded to thousands of
+        digits is refused once its payload has gone by, not run as commands
+        and not an internal error."""
+        conn = self.conn()
+        out = conn.send(b"PUBB news.uk " + b"0" * 5000 + b"6\r\nQUIT\r\n\r\nPING\r\n")
+        self.assertEqual(out, b"-ERR auth-required AUTH <user> <password> first\r\nPONG\r\n")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_wrong_password_delayed(self) -> None:
         """A wrong password gets -ERR auth-failed a second later, not before; what
         was pipelined behind it waits and then runs unauthenticated."""

@@ -67,5 +67,10 @@ class NamesTests(SynchronousTestCase):
         """ASCII digits only: no sign, no underscore, no other scripts' digits."""
         self.assertEqual(parse_number("0", "n"), 0)
         self.assertEqual(parse_number("0042", "n"), 42)
+        # More digits than int() reads (4300): leading zeros are no trouble,
+        # a number that long is out of range, not a ValueError.
+        self.assertEqual(parse_number("0" * 5000 + "42", "n"), 42)
+        self.assertEqual(parse_number("9" * 640, "n"), 10**640 - 1)
+        self.assertCode("bad-args", parse_number, "9" * 5000, "n")
         for bad in ("", "-1", "+1", "1_000", "1.5", "١٢", "²", " 1", "0x10"):
             self.assertCode("bad-args", parse_number, bad, "n")

@@ -109,6 +109,24 @@ class CommandTests(SynchronousTestCase):
             self.assertTrue(self.bob.send(line + b"\n").startswith(b"-ERR bad-args"), line)
         self.assertFalse(self.bob.closed)
 
+    def test_numbers_too_long_to_read_get_bad_args(self) -> None:
+        """Numbers of thousands of digits (more than int() reads) get -ERR
+        bad-args, not -ERR internal-error; zero-padded ones are read."""
+        huge = "9" * 5000
+        for line in (f"SUB t last={huge}", f"SUB t since={huge}", f"CREATE u history={huge}",
+                     f"HISTORY t {huge}", f"WHO after=c{huge}"):
+            self.assertTrue(self.bob.cmd(line).startswith("-ERR bad-args "), line[:20])
+        self.assertEqual(self.bob.cmd("WHO after=c" + "0" * 5000 + "2"), "+OK 0\r\n")
+        self.assertEqual(self.bob.send(b"PUBB t " + b"0" * 5000 + b"2\r\nab\r\n"), b"+OK 1\r\n")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_pubb_count_too_long_to_read_is_too_large(self) -> None:
+        """A PUBB announcing a count of thousands of digits is over
+        --max-payload: -ERR too-large and BYE, as for any count over it."""
+        out = self.bob.send(b"PUBB t " + b"9" * 5000 + b"\r\n")
+        self.assertEqual(out, b"-ERR too-large payload over 1048576 bytes\r\nBYE too-large\r\n")
+        self.assertTrue(self.bob.closed)
+
     def test_pub_too_large(self) -> None:
         conn = Conn(make_hub(max_payload=3))
         self.assertEqual(conn.cmd("PUB t 1234"), "-ERR too-large payload over 3 bytes\r\n")
@@ -389,6 +407,18 @@ class BadInputTests(SynchronousTestCase):
         self.assertEqual(out, b"-ERR bad-encoding lines must be UTF-8\r\nPONG\r\n")
         assert conn.proto.session.client is not None
         self.assertIsNone(conn.proto.session.client.name)
+
+    def test_pubb_not_utf8_with_a_count_too_long_to_read(self) -> None:
+        """A PUBB line that is not UTF-8 with a zero-padded count of thousands
+        of digits still has its payload skipped; one too large to read gets
+        -ERR bad-encoding alone; the connection goes on either way."""
+        conn = Conn(self.hub)
+        out = conn.send(b"PUBB caf\xe9 " + b"0" * 5000 + b"9\nNAME evil\nPING\n")
+        self.assertEqual(out, b"-ERR bad-encoding lines must be UTF-8\r\nPONG\r\n")
+        out = conn.send(b"PUBB caf\xe9 " + b"9" * 5000 + b"\nPING\n")
+        self.assertEqual(out, b"-ERR bad-encoding lines must be UTF-8\r\nPONG\r\n")
+        self.assertFalse(conn.closed)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_error_reply_cuts_a_long_channel_name(self) -> None:
         """An -ERR about a 120-byte channel name shortens it: the reply stays short."""

@@ -320,7 +320,7 @@ class SqliteStoreTests(TestCase):
         +OK, everything else is served, STATS counts it, the log says it once
         (the disk's words, no traceback), and publishing works again (ids
         going on) as soon as the disk does."""
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         hub, conn = self.start()
         store = hub.store
         assert isinstance(store, SqliteStore)

@@ -160,6 +160,11 @@ class RequestTests(SynchronousTestCase):
         page = self.ws.ask({"op": "who", "after": "c2"})[0]
         self.assertEqual(([c["id"] for c in page["clients"]], page.get("more")), (["c3"], None))
         self.assertEqual(self.ws.ask({"op": "who", "after": "bob"})[0]["code"], "bad-args")
+        # An id of more digits than int() reads: bad-args, not internal-error.
+        self.assertEqual(self.ws.ask({"op": "who", "after": "c" + "9" * 5000})[0]["code"],
+                         "bad-args")
+        self.assertEqual(self.ws.ask({"op": "who", "after": "c" + "0" * 5000 + "2"})[0],
+                         page)
         self.assertEqual(self.ws.ask({"op": "list", "after": "no..good"})[0]["code"],
                          "bad-channel")
         for other in others:

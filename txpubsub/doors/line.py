@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from typing import Callable
 
 from twisted.internet.defer import Deferred
@@ -213,11 +214,15 @@ class LineDoor(LineFramer):
     def _bad_encoding(self, verb: bytes, rest: bytes) -> None:
         refusal = b"-ERR bad-encoding lines must be UTF-8\r\n"
         count = rest.rsplit(b" ", 1)[-1]
-        if verb.upper() == b"PUBB" and count.isdigit() and int(count) <= self.hub.max_payload:
+        nbytes = -1
+        if verb.upper() == b"PUBB" and count.isdigit():
+            with suppress(HubError):  # too many digits: over --max-payload all the same
+                nbytes = parse_number(count.decode(), "<nbytes>")
+        if 0 <= nbytes <= self.hub.max_payload:
             # Refused, but its payload is still read, so it cannot pass for commands.
             self._pubb_channel = None
             self._pubb_refusal = refusal
-            self.expect_payload(int(count))
+            self.expect_payload(nbytes)
             self.discard_payload()
         else:
             self._replies.send(refusal)
@@ -295,7 +300,12 @@ class LineDoor(LineFramer):
         args = split_args(rest)
         if len(args) != 2:
             raise HubError("bad-args", "usage: PUBB <channel> <nbytes>, then the bytes and CRLF")
-        nbytes = parse_number(args[1], "<nbytes>")
+        try:
+            nbytes = parse_number(args[1], "<nbytes>")
+        except HubError:
+            if not (args[1].isascii() and args[1].isdigit()):
+                raise
+            nbytes = self.hub.max_payload + 1  # too many digits to read: too large all the same
         if nbytes > self.hub.max_payload:
             self._replies.send(
                 HubError("too-large", f"payload over {self.hub.max_payload} bytes").as_line()
@@ -440,8 +450,11 @@ class LineDoor(LineFramer):
 
     def do_who(self, rest: bytes) -> None:
         args, after = self._page(rest, "usage: WHO [<channel>] [after=<id>]")
-        if after is not None and not is_client_id(after):
-            raise HubError("bad-args", "after= takes a client id")
+        if after is not None:
+            if not is_client_id(after):
+                raise HubError("bad-args", "after= takes a client id")
+            number = parse_number(after[1:], "after=")
+            after = f"c{number}"  # leading zeros gone: int() takes it
         clients: Sequence[ClientRecord | Member]
         if args:
             clients = self.hub.clients_of(self.hub.subscribers_of(args[0]))

@@ -38,7 +38,7 @@ from txpubsub.doors.factory import DoorFactory
 from txpubsub.doors.replies import ReplyQueue
 from txpubsub.doors.session import DoorSettings, Session, fit, is_local
 from txpubsub.wire.errors import CloseReason, HubError, shorten
-from txpubsub.wire.names import channel_kind, is_client_id
+from txpubsub.wire.names import channel_kind, is_client_id, parse_number
 from txpubsub.wire.websocket import (
     OP_TEXT,
     PING_FRAME,
@@ -515,8 +515,11 @@ class JsonDoor(WebSocketServerProtocol):
     def do_who(self, request: dict[str, Any], ref: Ref) -> None:
         channel = _string(request, "channel", required=False)
         after = _string(request, "after", required=False)
-        if after is not None and not is_client_id(after):
-            raise HubError("bad-args", '"after" takes a client id')
+        if after is not None:
+            if not is_client_id(after):
+                raise HubError("bad-args", '"after" takes a client id')
+            number = parse_number(after[1:], '"after"')
+            after = f"c{number}"  # leading zeros gone: int() takes it
         clients: Sequence[ClientRecord | Member]
         if channel is not None:
             clients = self.hub.clients_of(self.hub.subscribers_of(channel))

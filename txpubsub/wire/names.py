@@ -21,6 +21,10 @@ _SYS_PATTERN = re.compile(rf"\$sys(?:\.{_PTOKEN})*\.(?:{_PTOKEN}|>)")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,31}")
 _CLIENT_ID = re.compile(r"c[0-9]+")
 _DIGITS = re.compile(r"[0-9]+")
+# No protocol number needs more digits (leading zeros aside), and CPython's
+# int() refuses a string of more than sys.get_int_max_str_digits() (4300
+# by default, never set lower than 640) with a ValueError.
+_MOST_DIGITS = 640
 
 # The kinds of channel.
 PLAIN = "plain"
@@ -115,7 +119,11 @@ def split_args(rest: bytes) -> list[str]:
 
 
 def parse_number(text: str, what: str) -> int:
-    """A protocol number: ASCII decimal digits only, else HubError bad-args."""
+    """A protocol number: ASCII decimal digits only, else HubError bad-args;
+    one of more than 640 digits (leading zeros aside) is out of range."""
     if _DIGITS.fullmatch(text) is None:
         raise HubError("bad-args", f"{what} must be decimal digits, not {shorten(text)!r}")
-    return int(text)
+    digits = text.lstrip("0")
+    if len(digits) > _MOST_DIGITS:
+        raise HubError("bad-args", f"{what} is out of range ({len(digits)} digits)")
+    return int(digits or "0")
