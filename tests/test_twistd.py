@@ -1,6 +1,7 @@
 """The real `twistd -n txpubsub` in a subprocess, as a user starts it."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -124,6 +125,27 @@ class CommandLineTests(SynchronousTestCase):
         self.assertTrue(result.stdout.rstrip().endswith(
             "txpubsub: --max-line: expected a whole number of at least 64, got '-1'"),
             result.stdout[-300:])
+
+    def test_bad_option_exits_1_where_twistd_would_exit_0(self) -> None:
+        """Under a twistd that exits 0 after a usage error (Twisted before
+        26.10, the newest PyPy 3.9 gets), txpubsub prints what twistd would
+        and exits 1 itself, so a supervisor sees the failure."""
+        from twisted.scripts.twistd import ServerOptions
+
+        from txpubsub.server import tap
+
+        self.patch(tap, "TWISTD_EXITS_ZERO", True)
+        arguments = ["-n", "txpubsub", "--max-line", "-1"]
+        self.patch(sys, "argv", ["twistd", *arguments])
+        printed = io.StringIO()
+        self.patch(sys, "stdout", printed)
+        with self.assertRaises(SystemExit) as exited:
+            ServerOptions().parseOptions(arguments)
+        self.assertEqual(exited.exception.code, 1)
+        self.assertIn("Usage: twistd [options]", printed.getvalue())
+        self.assertTrue(printed.getvalue().rstrip().endswith(
+            "twistd -n: --max-line: expected a whole number of at least 64, got '-1'"),
+            printed.getvalue()[-300:])
 
     def test_version_is_txpubsubs(self) -> None:
         """twistd txpubsub --version shows txpubsub's version, not only Twisted's."""

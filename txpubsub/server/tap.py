@@ -190,6 +190,13 @@ def _redis_url(value: str) -> str:
 _redis_url.coerceDoc = ""  # type: ignore[attr-defined]
 
 
+# twistd before Twisted 26.10 (the newest on Python 3.9, so PyPy's) printed
+# a usage error and exited 0 (twisted/twisted#12656): a supervisor took a
+# bad option for a clean stop. Then the plugin exits 1 itself.
+_TWISTED = re.match(r"(\d+)\.(\d+)", twisted_version)
+TWISTD_EXITS_ZERO = _TWISTED is not None and (int(_TWISTED[1]), int(_TWISTED[2])) < (26, 10)
+
+
 class Options(usage.Options):
     """``twistd txpubsub`` options; ``--help`` shows each default."""
 
@@ -468,11 +475,20 @@ class Options(usage.Options):
     def parseOptions(self, options: list[str] | None = None) -> None:
         arguments = sys.argv[1:] if options is None else list(options)
         self.arguments = arguments
-        path = self.config_path = find_config(self, arguments)
-        if path is not None:
-            single, self.from_file = file_arguments(Options, path)
-            arguments = single + arguments
-        super().parseOptions(arguments)
+        try:
+            path = self.config_path = find_config(self, arguments)
+            if path is not None:
+                single, self.from_file = file_arguments(Options, path)
+                arguments = single + arguments
+            super().parseOptions(arguments)
+        except usage.UsageError as e:
+            twistd = getattr(self, "parent", None)  # set when twistd parses us
+            if twistd is None or not TWISTD_EXITS_ZERO:
+                raise
+            # What twistd prints, and the exit status it gives since 26.10.
+            print(twistd)
+            print(f"{' '.join(sys.argv[0:2])}: {e}")
+            raise SystemExit(1) from None
 
     def opt_resp(self, description: str) -> None:
         """Endpoint for Redis clients (RESP2/RESP3 pub/sub: docs/resp.md), repeatable"""
