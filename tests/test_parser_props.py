@@ -229,21 +229,17 @@ def auth_scripts(draw):
         for _ in range(draw(st.integers(0, 6))):
             kind = draw(st.sampled_from(["pubb", "pubb", "pub", "ping", "bad", "other"]))
             payload = draw(payloads)
-            if kind == "pubb":
-                pubb(b"news.uk", payload)
-                if authed:
-                    ids += 1
-                    replies.append(b"+OK %d\r\n" % ids)
-                    expected.append(payload)
+            if kind in ("pubb", "pub"):
+                if kind == "pubb":
+                    body = payload
+                    pubb(b"news.uk", body)
                 else:
-                    replies.append(AUTH_REQUIRED)
-            elif kind == "pub":
-                text = draw(text_payloads).encode().rstrip(b"\r")
-                parts.append(b"PUB news.uk " + text + b"\r\n")
+                    body = draw(text_payloads).encode().rstrip(b"\r")
+                    parts.append(b"PUB news.uk " + body + b"\r\n")
                 if authed:
                     ids += 1
                     replies.append(b"+OK %d\r\n" % ids)
-                    expected.append(text)
+                    expected.append(body)
                 else:
                     replies.append(AUTH_REQUIRED)
             elif kind == "ping":
