@@ -74,13 +74,6 @@ class FlatHistory(deque):
         messages.reverse()
         return messages
 
-    def message(self, index: int) -> Message:
-        """The kept message at ``index``, oldest first (0: the oldest)."""
-        kept = len(self) // 5
-        if not -kept <= index < kept:
-            raise IndexError("history index out of range")
-        return self.newest(kept - index % kept)[0]
-
     def drop_oldest(self, nbytes: int) -> int:
         """Forget the oldest messages until ``nbytes`` payload bytes are gone
         (or none is left); returns the bytes freed."""
@@ -172,15 +165,6 @@ class RingHistory:
         first = kept - count
         return [self._message(first + k, tail[2 * k], tail[2 * k + 1])  # type: ignore[arg-type]
                 for k in range(count)]
-
-    def message(self, index: int) -> Message:
-        """The kept message at ``index``, oldest first (0: the oldest)."""
-        kept = self.kept
-        if not -kept <= index < kept:
-            raise IndexError("history index out of range")
-        index %= kept
-        objects = self._objects
-        return self._message(index, objects[2 * index], objects[2 * index + 1])  # type: ignore[arg-type]
 
     def drop_oldest(self, nbytes: int) -> int:
         """Forget the oldest messages until ``nbytes`` payload bytes are gone
